@@ -1,0 +1,1 @@
+"""Pure, idempotent text edits of the NetBSD files a domus image carries."""

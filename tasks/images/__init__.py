@@ -1,0 +1,15 @@
+"""Writing a Tree into a disk image of the chosen file system, and publishing it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tasks.images.ext2fs import write_ext2fs
+from tasks.images.ffs import write_ffs
+from tasks.tree import Tree
+
+WRITERS = {"ffs": write_ffs, "ext2fs": write_ext2fs}
+
+
+def write_image(tree: Tree, fs: str, size: int, dest: Path) -> None:
+    WRITERS[fs](tree, size, dest)

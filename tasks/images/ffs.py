@@ -1,0 +1,36 @@
+"""FFS images with NetBSD's makefs, from the staged tree and an mtree spec of the manifest.
+
+FFSv1, little-endian: what makefs and NetBSD's own release images default to, and what
+every NetBSD/Xen kernel mounts. `-x` keeps anything not in the manifest out of the image.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from tasks.errors import DomusError
+from tasks.images.run import run_tool
+from tasks.images.sparse import punch_zeros
+from tasks.mtree import write_spec
+from tasks.sizes import format_size
+from tasks.tree import Tree
+
+
+def write_ffs(tree: Tree, size: int, dest: Path) -> None:
+    spec = dest.with_name(dest.name + ".spec")
+    write_spec(tree.walk(), spec)
+    try:
+        argv = ["makefs", "-t", "ffs", "-B", "le", "-o", "version=1", "-s", str(size),
+                "-F", str(spec), "-x", str(dest), str(tree.staging)]
+        run_tool(argv, f"{dest.name}")
+    except DomusError as error:
+        if re.search(r"too small|exceeds|No space", error.message, re.I):
+            raise DomusError(
+                f"{dest.name}: the files do not fit in {format_size(size)}",
+                hint="raise the image's `size` in the site file",
+            ) from error
+        raise
+    finally:
+        spec.unlink(missing_ok=True)
+    punch_zeros(dest)

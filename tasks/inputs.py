@@ -1,0 +1,63 @@
+"""What an image was built from, kept beside it, so a rebuild can say why it happens.
+
+The record maps each input (a template, the kernel, a config key) to a short hash or
+value; two records differ exactly in the inputs that changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from tasks.images.publish import write_file
+
+
+def file_hash(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
+def flatten(value: object, prefix: str = "") -> dict[str, str]:
+    if isinstance(value, Mapping):
+        out: dict[str, str] = {}
+        for key, sub in value.items():
+            out.update(flatten(sub, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    return {prefix: json.dumps(value, sort_keys=True)}
+
+
+def make_record(files: Mapping[str, Path], config: Mapping[str, object]) -> dict[str, str]:
+    record = {f"file {name}": file_hash(path) for name, path in files.items()}
+    record.update({f"config {key}": value for key, value in flatten(config).items()})
+    return dict(sorted(record.items()))
+
+
+def record_path(image: Path) -> Path:
+    return image.with_name(image.name + ".inputs.json")
+
+
+def read_record(image: Path) -> dict[str, str] | None:
+    try:
+        return json.loads(record_path(image).read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def write_record(image: Path, record: Mapping[str, str]) -> None:
+    write_file(record_path(image), json.dumps(record, indent=1, sort_keys=True) + "\n")
+
+
+def changes(old: Mapping[str, str] | None, new: Mapping[str, str]) -> list[str]:
+    """Names of the inputs that differ, e.g. ['file local/etc/fstab', 'config rc_conf.sshd']."""
+    if old is None:
+        return []
+    return sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+
+
+def describe(names: Iterable[str]) -> str:
+    return ", ".join(names) or "nothing recorded"

@@ -1,0 +1,96 @@
+"""mtree specs: the manifest's language for makefs, and the METALOG a source tree may bring.
+
+Only the full-path form is used (every line names `./path`), the form NetBSD's
+`build.sh -U` writes to METALOG and `makefs -F` reads.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+from tasks.errors import DomusError
+from tasks.tree import ROOT, Entry
+
+_PLAIN = re.compile(r"[A-Za-z0-9._/+,:@%=~-]")
+
+
+def encode(name: str) -> str:
+    """mtree's vis(3) encoding: anything but plain characters as a backslash octal escape."""
+    out = []
+    for ch in name:
+        if _PLAIN.fullmatch(ch):
+            out.append(ch)
+        else:
+            out.extend(f"\\{byte:03o}" for byte in ch.encode())
+    return "".join(out)
+
+
+def decode(name: str) -> str:
+    raw = re.sub(rb"\\([0-7]{3})", lambda m: bytes([int(m.group(1), 8)]), name.encode())
+    return raw.decode()
+
+
+def spec_line(path: str, entry: Entry) -> str:
+    name = "." if path == ROOT else "./" + encode(path)
+    words = [name, f"type={entry.type}", f"uid={entry.uid}", f"gid={entry.gid}"]
+    words.append(f"mode={entry.mode:04o}")
+    if entry.type == "link":
+        words.append(f"link={encode(entry.link or '')}")
+    return " ".join(words)
+
+
+def write_spec(entries: Iterable[tuple[str, Entry]], dest: Path) -> None:
+    lines = ["#mtree v2.0", *(spec_line(p, e) for p, e in entries)]
+    dest.write_text("\n".join(lines) + "\n")
+
+
+def parse_metalog(text: str, source: Path) -> dict[str, tuple[int, dict[str, str]]]:
+    """path -> (line number, keywords), with `/set` defaults applied and `/unset` honoured."""
+    defaults: dict[str, str] = {}
+    result: dict[str, tuple[int, dict[str, str]]] = {}
+    for number, line in _logical_lines(text):
+        words = line.split()
+        if words[0] == "/set":
+            defaults.update(_keywords(words[1:], source, number))
+        elif words[0] == "/unset":
+            for key in words[1:]:
+                defaults.pop(key, None)
+        elif words[0] == "." or words[0].startswith("./"):
+            keywords = {**defaults, **_keywords(words[1:], source, number)}
+            result[_strip_dot(decode(words[0]))] = (number, keywords)
+        else:
+            raise DomusError(
+                f"{source}:{number}: {words[0]!r} is not a full path starting with './'",
+                hint="give a METALOG-style spec (as `build.sh -U` writes), one ./path per line",
+            )
+    return result
+
+
+def _strip_dot(path: str) -> str:
+    return ROOT if path == "." else path[2:].strip("/") or ROOT
+
+
+def _keywords(words: list[str], source: Path, number: int) -> dict[str, str]:
+    pairs = {}
+    for word in words:
+        key, sep, value = word.partition("=")
+        if not sep:
+            raise DomusError(f"{source}:{number}: expected keyword=value, got {word!r}")
+        pairs[key] = value
+    return pairs
+
+
+def _logical_lines(text: str) -> Iterable[tuple[int, str]]:
+    pending, start = "", 0
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not pending:
+            start = number
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        line, pending = (pending + line).strip(), ""
+        if line and not line.startswith("#"):
+            yield start, line

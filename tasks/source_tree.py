@@ -1,0 +1,102 @@
+"""A root (or package) tree given as a directory, with owners from a METALOG if it has one.
+
+Modes come from the directory. Owners come from the directory only when it is owned by
+root (a tree extracted by root on the dom0); a tree checked out or unpacked by an
+ordinary user belongs to root:wheel in the image, unless its METALOG says otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from tasks.errors import DomusError
+from tasks.mtree import parse_metalog
+from tasks.tree import ROOT, Entry, Tree
+
+_TYPES = {stat.S_IFDIR: "dir", stat.S_IFREG: "file", stat.S_IFLNK: "link"}
+
+
+def scan(top: Path) -> dict[str, Entry]:
+    """Every directory, file and symlink below `top`; devices, fifos and sockets are left out."""
+    keep_owners = top.stat().st_uid == 0
+    entries: dict[str, Entry] = {ROOT: _entry(top, top.stat(), keep_owners)}
+    stack = [(top, "")]
+    while stack:
+        directory, prefix = stack.pop()
+        with os.scandir(directory) as listing:
+            for item in listing:
+                st = item.stat(follow_symlinks=False)
+                if stat.S_IFMT(st.st_mode) not in _TYPES:
+                    continue
+                path = prefix + item.name
+                entries[path] = _entry(Path(item.path), st, keep_owners)
+                if stat.S_ISDIR(st.st_mode):
+                    stack.append((Path(item.path), path + "/"))
+    return entries
+
+
+def _entry(path: Path, st: os.stat_result, keep_owners: bool) -> Entry:
+    kind = _TYPES[stat.S_IFMT(st.st_mode)]
+    uid, gid = (st.st_uid, st.st_gid) if keep_owners else (0, 0)
+    link = os.readlink(path) if kind == "link" else None
+    mode = 0o755 if kind == "link" else stat.S_IMODE(st.st_mode)
+    return Entry(kind, mode, uid, gid, link)
+
+
+def apply_metalog(entries: dict[str, Entry], top: Path, metalog: Path) -> None:
+    """Owners and modes from the METALOG; directories and links it names are created."""
+    users = _names(top / "etc" / "master.passwd", top / "etc" / "passwd")
+    groups = _names(top / "etc" / "group")
+    for path, (line, words) in parse_metalog(metalog.read_text(), metalog).items():
+        where = f"{metalog}:{line}: ./{path}"
+        current = entries.get(path)
+        kind = words.get("type", current.type if current else "file")
+        if current is None and kind == "file":
+            raise DomusError(f"{where}: no such file in {top}",
+                             hint="remove the line or add the file")
+        if current is not None and current.type != kind:
+            raise DomusError(f"{where}: METALOG says type={kind}, the tree has a {current.type}")
+        base = current or Entry(kind, 0o755 if kind == "dir" else 0o644, link=words.get("link"))
+        entries[path] = Entry(
+            kind,
+            int(words["mode"], 8) if "mode" in words else base.mode,
+            _id(words, "uid", "uname", users, base.uid, where),
+            _id(words, "gid", "gname", groups, base.gid, where),
+            base.link,
+        )
+
+
+def _id(words: dict[str, str], number: str, name: str, table: dict[str, int],
+        default: int, where: str) -> int:
+    if number in words:
+        return int(words[number])
+    if name in words:
+        try:
+            return table[words[name]]
+        except KeyError:
+            raise DomusError(
+                f"{where}: {name}={words[name]} is not in the tree's own passwd/group files"
+            ) from None
+    return default
+
+
+def _names(*candidates: Path) -> dict[str, int]:
+    """name -> id from the first of the tree's passwd-style files that exists."""
+    for candidate in candidates:
+        if candidate.is_file():
+            table = {}
+            for line in candidate.read_text().splitlines():
+                fields = line.split(":")
+                if len(fields) > 2 and not line.startswith("#") and fields[2].isdigit():
+                    table[fields[0]] = int(fields[2])
+            return table
+    return {}
+
+
+def load_tree(top: Path, metalog: Path | None, staging: Path) -> Tree:
+    entries = scan(top)
+    if metalog is not None:
+        apply_metalog(entries, top, metalog)
+    return Tree.stage(top, entries, staging)

@@ -22,6 +22,7 @@ class Inode:
     size: int
     nlink: int
     number: int
+    link: str | None = None  # symlink target
 
 
 def parse_mode(text: str) -> int:
@@ -73,7 +74,7 @@ class ImageReader:
         letter = fields["mode"][0]
         kind = {"d": "dir", "r": "file", "-": "file", "l": "link"}[letter]
         return Inode(kind, parse_mode(fields["mode"]), uid, gid, int(fields["size"]),
-                     int(fields["num of links"]), number)
+                     int(fields["num of links"]), number, fields.get("symbolic link to"))
 
     def read(self, path: str) -> bytes:
         return self._run("icat", str(self.image), str(self.inodes[path]))

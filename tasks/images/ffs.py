@@ -25,7 +25,7 @@ def write_ffs(tree: Tree, size: int, dest: Path) -> None:
                 "-F", str(spec), "-x", str(dest), str(tree.staging)]
         run_tool(argv, f"{dest.name}")
     except DomusError as error:
-        if re.search(r"too small|exceeds|No space", error.message, re.I):
+        if re.search(r"too small|exceeds|larger than the maxsize|No space", error.message, re.I):
             raise DomusError(
                 f"{dest.name}: the files do not fit in {format_size(size)}",
                 hint="raise the image's `size` in the site file",

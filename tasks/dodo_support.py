@@ -1,0 +1,82 @@
+"""What dodo.py needs: the site loaded and checked, the run lock, and every task."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+from tasks import task_local, task_pkg, task_root, task_swap, task_xen
+from tasks.config import Site, load_site
+from tasks.errors import DomusError
+from tasks.layout import Layout
+from tasks.locks import hold_run_lock
+from tasks.render import Templates
+
+DEFAULT_SITE = Path("config/site.yaml")
+EXIT_CONFIG = 2
+# doit commands that only read: they neither need nor take the run lock.
+READ_ONLY_COMMANDS = {"list", "info", "help", "dumpdb", "tabcompletion"}
+
+
+def load_or_exit(path: Path) -> Site:
+    try:
+        return load_site(path)
+    except DomusError as error:
+        print(f"domus: {error}", file=sys.stderr)
+        print("domus: nothing was built or changed.", file=sys.stderr)
+        sys.exit(EXIT_CONFIG)
+
+
+def doit_command(argv: list[str]) -> str:
+    words = [a for a in argv[1:] if not a.startswith("-") and "=" not in a]
+    return words[0] if words else "run"
+
+
+def doit_config(layout: Layout) -> dict[str, object]:
+    return {
+        "backend": "sqlite3",
+        "dep_file": str(layout.db),
+        "continue": True,
+        "verbosity": 1,
+    }
+
+
+class Build:
+    def __init__(self, site: Site, reprovision: set[str]) -> None:
+        self.site = site
+        self.layout = Layout(site.output, site.locks)
+        self.templates = Templates(site.templates)
+        unknown = reprovision - {domu.name for domu in site.domus}
+        if unknown:
+            print(f"domus: reprovision: no domain named {', '.join(sorted(unknown))} "
+                  f"in {site.path}", file=sys.stderr)
+            sys.exit(EXIT_CONFIG)
+        self.reprovision = reprovision
+
+    def take_run_lock(self, argv: list[str]) -> None:
+        if doit_command(argv) not in READ_ONLY_COMMANDS:
+            self.layout.output.mkdir(parents=True, exist_ok=True)
+            hold_run_lock(self.layout.locks)
+
+    def root(self) -> dict[str, object]:
+        return task_root.task(self.site, self.layout, self.templates)
+
+    def local(self) -> Iterator[dict[str, object]]:
+        files = task_local.template_files(self.templates)
+        for domu in self.site.domus:
+            yield task_local.task(self.site, domu, self.layout, self.templates, files,
+                                  domu.name in self.reprovision)
+
+    def pkg(self) -> Iterator[dict[str, object]]:
+        for domu in self.site.domus:
+            yield task_pkg.task(domu, self.layout)
+
+    def swap(self) -> Iterator[dict[str, object]]:
+        for domu in self.site.domus:
+            yield task_swap.task(domu, self.layout)
+
+    def xen(self) -> Iterator[dict[str, object]]:
+        files = task_xen.template_files(self.templates)
+        for domu in self.site.domus:
+            yield task_xen.task(self.site, domu, self.layout, self.templates, files)

@@ -1,0 +1,76 @@
+"""local.img: the seed's `setup_local`, one function per step.
+
+A domU's own /etc, /var and /tmp start as copies of the prepared root's, with the
+vanilla /etc/rc back in place, then get the files written from the `local/` templates
+(fstab, rc.conf.d/root, cgd swap, ...) and the edits of NetBSD's own files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from tasks.edits.crontab import disable_periodic
+from tasks.edits.rc import HOOK
+from tasks.edits.rcconf import set_rc_vars
+from tasks.edits.ttys import console_only
+from tasks.errors import DomusError
+from tasks.recipes.templated import write_templates
+from tasks.render import Templates
+from tasks.tree import Tree
+
+MUTABLE_DIRS = ("etc", "tmp", "var")
+ROOT_CRONTAB = "var/cron/tabs/root"
+
+
+def copy_mutable_dirs(root: Tree, local: Tree) -> None:
+    for top in MUTABLE_DIRS:
+        if top not in root:
+            raise DomusError(f"the root tree has no /{top} to copy into the local image")
+        local.copy_from(root, top)
+
+
+def restore_vanilla_rc(local: Tree) -> None:
+    """The domU's /etc/rc is NetBSD's own: the hook belongs to the shared root alone."""
+    local.replace_text("etc/rc", local.read_text("etc/rc.orig"))
+    local.remove("etc/rc.orig")
+    if HOOK.lstrip("/") in local:
+        local.remove(HOOK.lstrip("/"))
+
+
+def write_local_templates(local: Tree, templates: Templates,
+                          context: Mapping[str, object]) -> None:
+    write_templates(local, templates, "local", context)
+
+
+def edit_rc_conf(local: Tree, variables: Mapping[str, str]) -> None:
+    _edit(local, "etc/rc.conf", lambda text: set_rc_vars(text, variables))
+
+
+def edit_ttys(local: Tree) -> None:
+    _edit(local, "etc/ttys", console_only)
+
+
+def edit_root_crontab(local: Tree) -> None:
+    _edit(local, ROOT_CRONTAB, disable_periodic)
+
+
+def _edit(tree: Tree, path: str, edit: Callable[[str], str]) -> None:
+    if path not in tree:
+        raise DomusError(f"the root tree has no /{path} to edit")
+    try:
+        tree.replace_text(path, edit(tree.read_text(path)))
+    except DomusError as error:
+        raise DomusError(f"/{path}: {error.message}", error.hint) from error
+
+
+def setup_local(root: Tree, staging: Path, templates: Templates,
+                context: Mapping[str, object], rc_vars: Mapping[str, str]) -> Tree:
+    local = Tree.empty(staging)
+    copy_mutable_dirs(root, local)
+    restore_vanilla_rc(local)
+    write_local_templates(local, templates, context)
+    edit_rc_conf(local, rc_vars)
+    edit_ttys(local)
+    edit_root_crontab(local)
+    return local

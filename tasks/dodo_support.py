@@ -28,9 +28,9 @@ def load_or_exit(path: Path) -> Site:
         sys.exit(EXIT_CONFIG)
 
 
-def doit_command(argv: list[str]) -> str:
-    words = [a for a in argv[1:] if not a.startswith("-") and "=" not in a]
-    return words[0] if words else "run"
+def read_only(argv: list[str]) -> bool:
+    """No task of ours is named like a doit command, so any of these words means that command."""
+    return any(arg in READ_ONLY_COMMANDS for arg in argv[1:])
 
 
 def doit_config(layout: Layout) -> dict[str, object]:
@@ -55,7 +55,7 @@ class Build:
         self.reprovision = reprovision
 
     def take_run_lock(self, argv: list[str]) -> None:
-        if doit_command(argv) not in READ_ONLY_COMMANDS:
+        if not read_only(argv):
             self.layout.output.mkdir(parents=True, exist_ok=True)
             hold_run_lock(self.layout.locks)
 

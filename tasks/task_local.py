@@ -43,7 +43,8 @@ def task(site: Site, domu: DomU, layout: Layout, templates: Templates,
         "file_dep": sorted(map(str, files.values())),
         "task_dep": ["root"],
         "targets": [str(layout.local_image(domu.name))],
-        "uptodate": [False] if reprovision else [config_changed(config)],
+        # config_changed records the inputs even when a reprovision forces the build.
+        "uptodate": [config_changed(config), *([False] if reprovision else [])],
     }
 
 

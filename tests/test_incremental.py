@@ -7,6 +7,8 @@ import shutil
 import pytest
 
 from tests.conftest import REPO
+from tests.image_reader import ImageReader
+from tests.pkgsrc_fixture import make_package
 from tests.sites import Site
 
 NAMES = ("www1", "www2", "db1")
@@ -112,10 +114,10 @@ def test_a_package_rebuilds_the_pkg_images_holding_it(site, tmp_path):
     assert site.build().ran == {"pkg:www2"}
     motd.touch()
     assert site.build().ran == set()  # same bytes, newer mtime: nothing to do
-    hello = REPO / "config" / "example" / "packages" / "domus-hello-1.0.tgz"
-    shutil.copy(hello, motd)  # other bytes under the same name
-    run = site.doit("pkg:www2")
-    assert run.ran == {"pkg:www2"}
+    make_package(motd, "domus-motd-1.0", {"bin/domus-motd": b"#!/bin/sh\necho rebuilt\n"})
+    assert site.build().ran == {"pkg:www2"}
+    pkg = ImageReader(site.image("www2", "pkg.img"), "ffs")
+    assert pkg.text("bin/domus-motd") == "#!/bin/sh\necho rebuilt\n"
 
 
 def test_rc_conf_change_of_one_domain_stops_its_local_task_only(site):

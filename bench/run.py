@@ -1,0 +1,158 @@
+"""Benchmark: a site of 100 domUs over a generated root tree of about 1 GB.
+
+Reports medians over several runs of: the full build, a no-op run, one template change,
+one domU change, and makefs alone on the same staged root tree (our overhead as a ratio).
+
+    .venv/bin/python bench/run.py [--domus 100] [--gigabytes 1.0] [--runs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE = REPO / "config" / "example"
+OUT = REPO / "bench" / "out"
+FILE_SIZE = 256 << 10
+
+
+def generate_root(top: Path, gigabytes: float) -> None:
+    """The example root plus usr/lib/bench/*: files of 256 KiB, 64 to a directory."""
+    stamp = top.with_name(f"root-{gigabytes}.done")
+    if stamp.exists():
+        return
+    if top.exists():
+        shutil.rmtree(top)
+    shutil.copytree(EXAMPLE / "root", top, symlinks=True)
+    count = int(gigabytes * (1 << 30)) // FILE_SIZE
+    block = os.urandom(FILE_SIZE)
+    for index in range(count):
+        directory = top / "usr" / "lib" / "bench" / f"d{index // 64:03d}"
+        directory.mkdir(parents=True, exist_ok=True)
+        # Each file differs, as real files do: no file system can share their blocks.
+        (directory / f"f{index:05d}").write_bytes(index.to_bytes(8, "little") + block[8:])
+    stamp.write_text("")
+
+
+def write_site(directory: Path, root: Path, domus: int, gigabytes: float) -> Path:
+    size_mb = int(gigabytes * 1024 * 1.15) + 64
+    site = {
+        "output": "build",
+        "root": {
+            "source": {"tree": str(root), "metalog": str(EXAMPLE / "root.metalog")},
+            "kernel": str(EXAMPLE / "netbsd-XEN3_DOMU"),
+            "size": f"{size_mb}m",
+            "makedev": {"remove": ["wscons", "fd0", "fd1", "wd0", "wd1", "sd0", "sd1", "cd0"]},
+        },
+        "defaults": {
+            "local": {"size": "16m"},
+            "pkg": {"size": "8m",
+                    "source": {"packages": [str(EXAMPLE / "packages" / "domus-motd-1.0.tgz")]}},
+            "swap": {"size": "256m"},
+        },
+        "domains": {f"vm{i:03d}": {"rc_conf": {"ifconfig_xennet0": f"inet 10.0.{i // 250}."
+                                                                  f"{i % 250 + 1}/16"}}
+                    for i in range(domus)},
+    }
+    path = directory / "site.yaml"
+    path.write_text(yaml.safe_dump(site, sort_keys=False))
+    return path
+
+
+def doit(site: Path, *args: str) -> float:
+    start = time.monotonic()
+    done = subprocess.run([str(REPO / ".venv" / "bin" / "doit"), "-f", str(REPO / "dodo.py"),
+                           f"config={site}", *args], capture_output=True, text=True, cwd=REPO)
+    elapsed = time.monotonic() - start
+    if done.returncode != 0:
+        sys.exit(f"doit {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
+    return elapsed
+
+
+def makefs_alone(build: Path, size: str) -> float:
+    """makefs on the staged root tree with the same spec, writing the same kind of image."""
+    sys.path.insert(0, str(REPO))
+    from tasks.mtree import write_spec
+    from tasks.sizes import parse_size
+    from tasks.tree import Tree
+
+    tree = Tree.load(build / "stage" / "root", build / "stage" / "root.manifest.json")
+    spec, image = build / "bench.spec", build / "bench.img"
+    write_spec(tree.walk(), spec)
+    start = time.monotonic()
+    subprocess.run(["makefs", "-t", "ffs", "-B", "le", "-o", "version=1",
+                    "-s", str(parse_size(size)), "-F", str(spec), "-x", str(image),
+                    str(tree.staging)], check=True, capture_output=True)
+    elapsed = time.monotonic() - start
+    image.unlink()
+    spec.unlink()
+    return elapsed
+
+
+def median(samples: list[float]) -> float:
+    return statistics.median(samples)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--domus", type=int, default=100)
+    parser.add_argument("--gigabytes", type=float, default=1.0)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+
+    OUT.mkdir(parents=True, exist_ok=True)
+    root = OUT / "root"
+    generate_root(root, args.gigabytes)
+    work = OUT / "site"
+    results: dict[str, list[float]] = {k: [] for k in
+                                       ["full", "noop", "template", "domu", "root", "makefs"]}
+    for _ in range(args.runs):
+        if work.exists():
+            shutil.rmtree(work)
+        work.mkdir()
+        site = write_site(work, root, args.domus, args.gigabytes)
+        build = work / "build"
+        results["full"].append(doit(site))
+        for _ in range(3):
+            results["noop"].append(doit(site))
+        templates = work / "templates" / "xen"
+        templates.mkdir(parents=True)
+        xl = (REPO / "templates" / "xen" / "domu.cfg").read_text()
+        (templates / "domu.cfg").write_text(xl + "# changed\n")
+        data = yaml.safe_load(site.read_text())
+        data["templates"] = str(work / "templates")
+        site.write_text(yaml.safe_dump(data, sort_keys=False))
+        results["template"].append(doit(site))
+        data["domains"]["vm007"]["memory"] = "512m"
+        site.write_text(yaml.safe_dump(data, sort_keys=False))
+        results["domu"].append(doit(site))
+        results["root"].append(doit(site, "--always-execute", "root"))
+        results["makefs"].append(makefs_alone(build, data["root"]["size"]))
+
+    files = sum(1 for _ in root.rglob("*"))
+    print(f"{args.domus} domUs, root tree {args.gigabytes:g} GB in {files} entries, "
+          f"median of {args.runs} runs (no-op: of {3 * args.runs})\n")
+    print("| measurement | seconds |")
+    print("|---|---|")
+    rows = [("full build (root + 100 x local, pkg, swap, xl)", "full"),
+            ("no-op run", "noop"), ("one template changed (xl config: 100 configs)", "template"),
+            ("one domU changed (memory: its xl config)", "domu"),
+            ("root.img alone (`doit -a root`, whole process)", "root"),
+            ("makefs alone on the same staged tree", "makefs")]
+    for label, key in rows:
+        print(f"| {label} | {median(results[key]):.3f} |")
+    ratio = median(results["root"]) / median(results["makefs"])
+    print(f"\nroot.img build / makefs alone: {ratio:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

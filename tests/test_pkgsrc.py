@@ -1,0 +1,520 @@
+"""Installing pkgsrc binary packages into a pkg.img tree (tasks/pkgsrc.py)."""
+
+import gzip
+import importlib.util
+import logging
+import os
+import re
+from pathlib import Path
+
+import pytest
+from pkgsrc_fixture import Hardlink, Symlink, make_package, write_package
+
+from tasks import pkgsrc
+from tasks.errors import DomusError
+from tasks.pkgsrc import dewey_cmp, install_packages, pkg_match, read_package
+from tasks.tree import Entry, Tree
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO / "config" / "example" / "packages"
+MOTD = EXAMPLES / "domus-motd-1.0.tgz"
+HELLO = EXAMPLES / "domus-hello-1.0.tgz"
+
+
+@pytest.fixture
+def tree(tmp_path):
+    return Tree.empty(tmp_path / "stage")
+
+
+@pytest.fixture
+def cache(tmp_path):
+    return tmp_path / "cache"
+
+
+def install(tree, cache, *packages):
+    return install_packages(tree, list(packages), cache)
+
+
+def contents(*lines):
+    return "".join(line + "\n" for line in lines).encode()
+
+
+META = {"+COMMENT": b"c\n", "+DESC": b"d\n"}
+
+
+def directory():
+    return Entry("dir", 0o755)  # pkg_add makes directories 0755 root:wheel
+
+
+def regular(mode):
+    return Entry("file", mode)
+
+
+# -- the example site's packages ------------------------------------------------------------
+
+
+def test_examples_install_exact_tree(tree, cache):
+    assert install(tree, cache, MOTD, HELLO) == ["domus-motd-1.0", "domus-hello-1.0"]
+
+    assert dict(tree.walk()) == {
+        ".": directory(),
+        "bin": directory(),
+        "bin/domus-hello": regular(0o755),
+        "bin/domus-motd": regular(0o755),
+        "share": directory(),
+        "share/doc": directory(),
+        "share/doc/domus-motd": directory(),
+        "share/doc/domus-motd/motd": Entry("link", 0o755, link="../../domus-motd/motd"),
+        "share/domus-motd": directory(),
+        "share/domus-motd/motd": regular(0o644),
+        "share/domus-motd/motd.d": directory(),  # @pkgdir: kept although empty
+        # The package database as pkg_add leaves it (PKG_DBDIR=/usr/pkg/pkgdb, one directory
+        # per package, metadata modes from pkg_install's add/perform.c).
+        "pkgdb": directory(),
+        "pkgdb/domus-motd-1.0": directory(),
+        "pkgdb/domus-motd-1.0/+CONTENTS": regular(0o644),
+        "pkgdb/domus-motd-1.0/+COMMENT": regular(0o444),
+        "pkgdb/domus-motd-1.0/+DESC": regular(0o444),
+        "pkgdb/domus-motd-1.0/+BUILD_INFO": regular(0o444),
+        "pkgdb/domus-motd-1.0/+SIZE_PKG": regular(0o444),
+        "pkgdb/domus-motd-1.0/+REQUIRED_BY": regular(0o644),
+        "pkgdb/domus-hello-1.0": directory(),
+        "pkgdb/domus-hello-1.0/+CONTENTS": regular(0o644),
+        "pkgdb/domus-hello-1.0/+COMMENT": regular(0o444),
+        "pkgdb/domus-hello-1.0/+DESC": regular(0o444),
+        "pkgdb/domus-hello-1.0/+BUILD_INFO": regular(0o444),
+        "pkgdb/domus-hello-1.0/+SIZE_PKG": regular(0o444),
+    }
+    tree.check_staged()
+    assert tree.read_text("bin/domus-hello").startswith("#!/bin/sh\n")
+    assert "exec /usr/pkg/bin/domus-motd" in tree.read_text("bin/domus-hello")
+    assert tree.read_text("share/domus-motd/motd").startswith("This NetBSD domU")
+    assert os.readlink(tree.host_path("share/doc/domus-motd/motd")) == "../../domus-motd/motd"
+    assert tree.host_path("share/domus-motd/motd.d").is_dir()
+
+
+def test_examples_pkgdb_holds_metadata_as_in_the_package(tree, cache):
+    install(tree, cache, MOTD, HELLO)
+
+    for package in (MOTD, HELLO):
+        name = package.name.removesuffix(".tgz")
+        for meta, data in read_package(package).meta.items():
+            assert tree.host_path(f"pkgdb/{name}/{meta}").read_bytes() == data
+    assert tree.read_text("pkgdb/domus-motd-1.0/+COMMENT") == "Message of the day for domus domUs\n"
+    assert "@pkgdep domus-motd>=1.0\n" in tree.read_text("pkgdb/domus-hello-1.0/+CONTENTS")
+    assert "OPSYS=NetBSD\n" in tree.read_text("pkgdb/domus-hello-1.0/+BUILD_INFO")
+    # pkg_add appends the dependent's name to each dependency's +REQUIRED_BY.
+    assert tree.read_text("pkgdb/domus-motd-1.0/+REQUIRED_BY") == "domus-hello-1.0\n"
+    assert "pkgdb/domus-hello-1.0/+REQUIRED_BY" not in tree
+
+
+def test_required_by_lists_every_dependent_once(tmp_path, tree, cache):
+    third = tmp_path / "domus-extra-2.0nb1.tgz"
+    # Two patterns met by the same package register it once, as pkg_add does.
+    make_package(
+        third,
+        "domus-extra-2.0nb1",
+        {"bin/x": b"x"},
+        depends=["domus-motd>=1.0", "domus-motd-[0-9]*"],
+    )
+    install(tree, cache, MOTD, HELLO, third)
+
+    assert tree.read_text("pkgdb/domus-motd-1.0/+REQUIRED_BY") == (
+        "domus-hello-1.0\ndomus-extra-2.0nb1\n"
+    )
+
+
+def test_files_are_hard_links_into_the_cache_and_the_cache_is_reused(tmp_path, cache, monkeypatch):
+    first = Tree.empty(tmp_path / "one")
+    install(first, cache, MOTD, HELLO)
+    entries = sorted(p.name for p in cache.iterdir())
+    opened = []
+    real_open = pkgsrc._open
+    monkeypatch.setattr(pkgsrc, "_open", lambda path: opened.append(path) or real_open(path))
+    second = Tree.empty(tmp_path / "two")
+    install(second, cache, MOTD, HELLO)
+
+    assert opened == [MOTD, HELLO]  # read for the metadata, not extracted again
+
+    assert sorted(p.name for p in cache.iterdir()) == entries  # one entry per package file
+    assert len(entries) == 2
+    one = first.host_path("bin/domus-motd").stat()
+    two = second.host_path("bin/domus-motd").stat()
+    assert one.st_ino == two.st_ino
+    assert one.st_nlink == 3  # the cache's copy and the two trees'
+
+
+def test_examples_are_what_make_examples_writes(tmp_path):
+    spec = importlib.util.spec_from_file_location("make_examples", EXAMPLES / "make-examples.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+
+    written = module.main(tmp_path)
+
+    assert [p.name for p in written] == [MOTD.name, HELLO.name]
+    for path in written:
+        # Compare the tar streams: gzip's bytes may differ between zlib versions.
+        committed = gzip.decompress((EXAMPLES / path.name).read_bytes())
+        assert gzip.decompress(path.read_bytes()) == committed
+
+
+# -- dependencies, conflicts, repeats -------------------------------------------------------
+
+
+def test_missing_dependency_is_named(tree, cache):
+    with pytest.raises(DomusError) as error:
+        install(tree, cache, HELLO)
+
+    assert "domus-hello-1.0 needs domus-motd>=1.0" in str(error.value)
+    assert "pkgdb" not in tree  # nothing of the package was installed
+
+
+def test_dependency_too_old_is_missing(tmp_path, tree, cache):
+    old = tmp_path / "domus-motd-0.9nb2.tgz"
+    make_package(old, "domus-motd-0.9nb2", {"share/domus-motd/motd": b"old\n"})
+
+    with pytest.raises(DomusError, match=r"needs domus-motd>=1\.0"):
+        install(tree, cache, old, HELLO)
+
+
+def test_all_missing_dependencies_are_listed(tmp_path, tree, cache):
+    needy = tmp_path / "needy-1.0.tgz"
+    make_package(needy, "needy-1.0", {"bin/needy": b""}, depends=["a>=1", "b-[0-9]*", "c-2.0"])
+
+    with pytest.raises(DomusError, match=r"needy-1\.0 needs a>=1, b-\[0-9\]\*, c-2\.0"):
+        install(tree, cache, needy)
+
+
+def test_two_packages_owning_one_file(tmp_path, tree, cache):
+    rival = tmp_path / "rival-1.0.tgz"
+    make_package(rival, "rival-1.0", {"bin/domus-motd": (b"#!/bin/sh\n", 0o755)})
+
+    with pytest.raises(DomusError) as error:
+        install(tree, cache, MOTD, rival)
+
+    assert "domus-motd-1.0 and rival-1.0 both install /usr/pkg/bin/domus-motd" in str(error.value)
+    assert "pkgdb/rival-1.0" not in tree
+
+
+def test_same_package_twice_is_refused(tree, cache):
+    install(tree, cache, MOTD)
+
+    with pytest.raises(DomusError, match=r"domus-motd-1\.0 is already installed"):
+        install(tree, cache, MOTD)  # the tree's pkgdb says it is there
+
+
+def test_other_version_of_installed_package_is_refused(tmp_path, tree, cache):
+    newer = tmp_path / "domus-motd-1.1.tgz"
+    make_package(newer, "domus-motd-1.1", {"share/domus-motd/motd.new": b"x"})
+
+    with pytest.raises(DomusError, match=r"cannot install domus-motd-1\.1: domus-motd-1\.0 is"):
+        install(tree, cache, MOTD, newer)
+
+
+def test_installed_files_are_known_to_a_later_call(tmp_path, tree, cache):
+    install(tree, cache, MOTD)
+    rival = tmp_path / "rival-1.0.tgz"
+    make_package(rival, "rival-1.0", {"share/domus-motd/motd": b"mine\n"})
+
+    with pytest.raises(DomusError, match=r"domus-motd-1\.0 and rival-1\.0 both install"):
+        install(tree, cache, rival)
+
+
+def test_dependency_met_by_a_package_installed_earlier(tree, cache):
+    install(tree, cache, MOTD)
+
+    assert install(tree, cache, HELLO) == ["domus-hello-1.0"]
+    assert tree.read_text("pkgdb/domus-motd-1.0/+REQUIRED_BY") == "domus-hello-1.0\n"
+
+
+@pytest.mark.parametrize("new_first", [True, False])
+def test_pkgcfl_conflict_either_way(tmp_path, tree, cache, new_first):
+    other = tmp_path / "motd-ng-1.0.tgz"
+    plist = contents(
+        "@name motd-ng-1.0", "@pkgcfl domus-motd-[0-9]*", "@cwd /usr/pkg", "bin/motd-ng"
+    )
+    write_package(other, {"+CONTENTS": plist, **META}, [("bin/motd-ng", b"")])
+    order = (other, MOTD) if new_first else (MOTD, other)
+
+    with pytest.raises(DomusError, match=r"(motd-ng|domus-motd)-1\.0 and \S+ conflict"):
+        install(tree, cache, *order)
+
+
+def test_file_already_in_the_tree_is_not_overwritten(tree, cache):
+    tree.mkdir("bin")
+    tree.write_text("bin/domus-motd", "put there by someone else\n")
+
+    with pytest.raises(DomusError, match=r"/usr/pkg/bin/domus-motd is already there"):
+        install(tree, cache, MOTD)
+    assert tree.read_text("bin/domus-motd") == "put there by someone else\n"
+
+
+# -- modes, owners, links -------------------------------------------------------------------
+
+
+def test_mode_owner_group_apply_to_following_files(tmp_path, tree, cache):
+    pkg = tmp_path / "perm-1.0.tgz"
+    plist = contents(
+        "@name perm-1.0",
+        "@cwd /usr/pkg",
+        "bin/plain",
+        "@mode 4555",
+        "@owner bin",
+        "@group operator",
+        "bin/special",
+        "@mode",  # empty: back to the archive's own mode, owner and group
+        "@owner",
+        "@group",
+        "bin/again",
+    )
+    write_package(
+        pkg,
+        {"+CONTENTS": plist, **META},
+        [
+            ("bin/plain", (b"1", 0o750)),
+            ("bin/special", (b"2", 0o755)),
+            ("bin/again", (b"3", 0o700)),
+        ],
+        owner=("daemon", 1001, "staff", 1002),
+    )
+    install(tree, cache, pkg)
+
+    # Without @owner/@group, the member's names count where NetBSD knows them (daemon: 1,
+    # staff: 20), not the build host's numbers.
+    assert tree.entry("bin/plain") == Entry("file", 0o750, 1, 20)
+    assert tree.entry("bin/special") == Entry("file", 0o4555, 3, 5)
+    assert tree.entry("bin/again") == Entry("file", 0o700, 1, 20)
+
+
+def test_unknown_member_owner_names_keep_their_numbers(tmp_path, tree, cache):
+    pkg = tmp_path / "odd-1.0.tgz"
+    write_package(
+        pkg,
+        {"+CONTENTS": contents("@name odd-1.0", "@cwd /usr/pkg", "f"), **META},
+        [("f", b"")],
+        owner=("builder", 1234, "builders", 4321),
+    )
+    install(tree, cache, pkg)
+
+    assert tree.entry("f") == Entry("file", 0o644, 1234, 4321)
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [("@owner www", "@owner www: user 'www'"), ("@group www", "@group www: group 'www'")],
+)
+def test_unknown_owner_or_group_is_an_error(tmp_path, tree, cache, line, message):
+    pkg = tmp_path / "web-1.0.tgz"
+    write_package(
+        pkg,
+        {"+CONTENTS": contents("@name web-1.0", "@cwd /usr/pkg", line, "f"), **META},
+        [("f", b"")],
+    )
+
+    with pytest.raises(DomusError, match=f"web-1.0: {message}"):
+        install(tree, cache, pkg)
+
+
+def test_symbolic_mode_is_refused(tmp_path):
+    pkg = tmp_path / "sym-1.0.tgz"
+    write_package(
+        pkg,
+        {"+CONTENTS": contents("@name sym-1.0", "@cwd /usr/pkg", "@mode u+s", "f"), **META},
+        [("f", b"")],
+    )
+
+    with pytest.raises(DomusError, match="'@mode u\\+s' is not an octal mode"):
+        read_package(pkg)
+
+
+def test_hard_link_member_shares_the_file(tmp_path, tree, cache):
+    pkg = tmp_path / "links-1.0.tgz"
+    make_package(
+        pkg,
+        "links-1.0",
+        {
+            "bin/a": (b"#!/bin/sh\n", 0o555),
+            "bin/b": Hardlink("bin/a"),
+            "bin/c": Symlink("a"),
+        },
+    )
+    install(tree, cache, pkg)
+
+    assert tree.entry("bin/b") == tree.entry("bin/a") == Entry("file", 0o555)
+    assert tree.host_path("bin/b").stat().st_ino == tree.host_path("bin/a").stat().st_ino
+    assert tree.entry("bin/c") == Entry("link", 0o755, link="a")
+
+
+def test_install_script_is_not_run_but_kept_and_reported(tmp_path, tree, cache, caplog):
+    pkg = tmp_path / "scripted-1.0.tgz"
+    script = b"#!/bin/sh\ntouch /tmp/domus-should-not-exist\n"
+    make_package(pkg, "scripted-1.0", {"f": b""}, meta={"+INSTALL": script})
+    with caplog.at_level(logging.WARNING, logger="tasks.pkgsrc"):
+        install(tree, cache, pkg)
+
+    assert tree.entry("pkgdb/scripted-1.0/+INSTALL") == Entry("file", 0o555)
+    assert tree.host_path("pkgdb/scripted-1.0/+INSTALL").read_bytes() == script
+    assert "scripted-1.0: not run at image build time: +INSTALL" in caplog.text
+
+
+# -- broken and hostile packages ------------------------------------------------------------
+
+
+def test_cwd_outside_usr_pkg_is_refused(tmp_path, tree, cache):
+    pkg = tmp_path / "etc.tgz"
+    write_package(
+        pkg,
+        {"+CONTENTS": contents("@name etc-1.0", "@cwd /etc", "rc.local"), **META},
+        [("rc.local", b"")],
+    )
+
+    with pytest.raises(DomusError) as error:
+        install(tree, cache, pkg)
+    assert "etc-1.0 (etc.tgz): file 'rc.local' is under '@cwd /etc'" in str(error.value)
+    assert "rc.local" not in tree
+
+
+@pytest.mark.parametrize("member", ["../evil", "/etc/evil", "bin/../../evil"])
+def test_member_leaving_the_prefix_is_refused(tmp_path, tree, cache, member):
+    pkg = tmp_path / "evil-1.0.tgz"
+    write_package(
+        pkg,
+        {"+CONTENTS": contents("@name evil-1.0", "@cwd /usr/pkg", "bin/ok"), **META},
+        [("bin/ok", b""), (member, b"pwned")],
+    )
+
+    with pytest.raises(DomusError, match=f"member {member!r} is not a path inside /usr/pkg"):
+        install(tree, cache, pkg)
+    assert not (tmp_path / "evil").exists()
+    assert not cache.exists()
+
+
+def test_packing_list_path_leaving_the_prefix_is_refused(tmp_path):
+    pkg = tmp_path / "evil-1.0.tgz"
+    write_package(
+        pkg, {"+CONTENTS": contents("@name evil-1.0", "@cwd /usr/pkg", "../x"), **META}, []
+    )
+
+    with pytest.raises(DomusError, match=re.escape("file '../x' is not a path inside /usr/pkg")):
+        read_package(pkg)
+
+
+def test_archive_and_packing_list_must_agree(tmp_path):
+    unlisted = tmp_path / "a-1.0.tgz"
+    write_package(
+        unlisted,
+        {"+CONTENTS": contents("@name a-1.0", "@cwd /usr/pkg"), **META},
+        [("bin/extra", b"")],
+    )
+    missing = tmp_path / "b-1.0.tgz"
+    write_package(
+        missing, {"+CONTENTS": contents("@name b-1.0", "@cwd /usr/pkg", "bin/gone"), **META}, []
+    )
+
+    with pytest.raises(DomusError, match="has bin/extra, which \\+CONTENTS does not list"):
+        read_package(unlisted)
+    with pytest.raises(DomusError, match="lists bin/gone, which the archive lacks"):
+        read_package(missing)
+
+
+def test_contents_must_come_first(tmp_path):
+    pkg = tmp_path / "late-1.0.tgz"
+    write_package(pkg, {**META, "+CONTENTS": contents("@name late-1.0", "@cwd /usr/pkg")}, [])
+
+    with pytest.raises(DomusError, match="the first member is '\\+COMMENT', not \\+CONTENTS"):
+        read_package(pkg)
+
+
+def test_md5_mismatch_is_refused(tmp_path, tree, cache):
+    pkg = tmp_path / "bad-1.0.tgz"
+    plist = contents("@name bad-1.0", "@cwd /usr/pkg", "f", "@comment MD5:" + "0" * 32)
+    write_package(pkg, {"+CONTENTS": plist, **META}, [("f", b"data")])
+
+    with pytest.raises(DomusError, match="f does not match its MD5 checksum"):
+        install(tree, cache, pkg)
+    assert list(cache.iterdir()) == []  # no half-extracted entry left behind
+
+
+def test_not_a_package(tmp_path):
+    junk = tmp_path / "junk-1.0.tgz"
+    junk.write_bytes(b"!<arch>\nnot a tar archive at all" * 20)
+
+    with pytest.raises(DomusError, match=r"cannot read package .*junk-1\.0\.tgz"):
+        read_package(junk)
+
+
+@pytest.mark.parametrize("suffix", [".tgz", ".txz", ".tbz", ".tar"])
+def test_compression_is_told_by_content(tmp_path, suffix):
+    made = tmp_path / f"p-1.0{suffix}"
+    make_package(made, "p-1.0", {"f": b"x"})
+    disguised = made.rename(tmp_path / "p-1.0.pkg")  # the name says nothing
+
+    package = read_package(disguised)
+
+    assert package.name == "p-1.0"
+    assert [f.path for f in package.plist.files] == ["f"]
+
+
+# -- versions and patterns ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("left", "right", "expected"),
+    [
+        ("1.0", "1.0", 0),
+        ("1.0", "1", 0),  # missing components count as 0
+        ("1.10", "1.9", 1),  # numbers, not strings
+        ("1.2nb3", "1.2nb2", 1),
+        ("1.2", "1.2nb1", -1),
+        ("1.3", "1.2nb9", 1),  # nb only breaks ties
+        ("1.0alpha1", "1.0beta1", -1),
+        ("1.0rc1", "1.0", -1),
+        ("1.0pl1", "1.0", 1),
+        ("1.2a", "1.2", 1),  # a letter is one more component
+        ("1.2a", "1.2b", -1),
+        ("2.0", "10.0", -1),
+    ],
+)
+def test_dewey_cmp(left, right, expected):
+    assert dewey_cmp(left, right) == expected
+    assert dewey_cmp(right, left) == -expected
+
+
+@pytest.mark.parametrize(
+    ("pattern", "pkgname", "expected"),
+    [
+        ("foo>=1.0", "foo-1.0", True),
+        ("foo>=1.0", "foo-1.0nb1", True),
+        ("foo>=1.0", "foo-0.9", False),
+        ("foo>=1.0", "foobar-2.0", False),
+        ("foo>1.0", "foo-1.0", False),
+        ("foo<2", "foo-1.9", True),
+        ("foo>=1.0<2", "foo-1.5", True),
+        ("foo>=1.0<2", "foo-2.0", False),
+        ("foo-[0-9]*", "foo-3.1", True),
+        ("foo-[0-9]*", "foo-bar-3.1", False),
+        ("foo-1.0", "foo-1.0", True),
+        ("foo-1.0", "foo-1.0nb1", False),
+        ("foo", "foo-1.0", True),  # a bare name: any version
+        ("foo", "foo-bar-1.0", False),
+        ("{foo,bar}>=1.0", "bar-1.2", True),
+        ("{foo,bar}>=1.0", "baz-1.2", False),
+        ("py{39,310}-x>=1", "py310-x-1.0", True),
+    ],
+)
+def test_pkg_match(pattern, pkgname, expected):
+    assert pkg_match(pattern, pkgname) is expected
+
+
+def test_newest_matching_package_is_registered_as_dependency(tmp_path, tree, cache):
+    # Two packages meet the pattern; pkg_add records the one with the newest version.
+    old, new = tmp_path / "lib-1.0.tgz", tmp_path / "libalt-2.0.tgz"
+    make_package(old, "lib-1.0", {"lib/a": b""})
+    make_package(new, "libalt-2.0", {"lib/b": b""})
+    user = tmp_path / "user-1.0.tgz"
+    make_package(user, "user-1.0", {"bin/u": b""}, depends=["{lib,libalt}>=1"])
+    install(tree, cache, old, new, user)
+
+    assert tree.read_text("pkgdb/libalt-2.0/+REQUIRED_BY") == "user-1.0\n"
+    assert "pkgdb/lib-1.0/+REQUIRED_BY" not in tree

@@ -46,7 +46,7 @@ class Build:
     def __init__(self, site: Site, reprovision: set[str]) -> None:
         self.site = site
         self.layout = Layout(site.output, site.locks)
-        self.templates = Templates(site.templates)
+        self.templates = Templates(site.templates, self.layout.cache / "template-references.json")
         unknown = reprovision - {domu.name for domu in site.domus}
         if unknown:
             print(f"domus: reprovision: no domain named {', '.join(sorted(unknown))} "

@@ -7,6 +7,8 @@ errors. The templates a task uses (with their includes) become its file dependen
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Iterable, Mapping
 from functools import cache
 from pathlib import Path
@@ -17,8 +19,9 @@ BUILTIN = Path(__file__).resolve().parent.parent / "templates"
 
 
 class Templates:
-    def __init__(self, site_dir: Path | None) -> None:
+    def __init__(self, site_dir: Path | None, cache_file: Path | None = None) -> None:
         self.search = [d for d in (site_dir, BUILTIN) if d is not None]
+        self.cache_file = cache_file
 
     @property
     def env(self):
@@ -44,8 +47,7 @@ class Templates:
 
     def files(self, names: Iterable[str]) -> list[Path]:
         """The files behind `names` and every template they include, import or extend."""
-        from jinja2 import meta
-
+        known = self._load_references()
         seen: dict[str, Path] = {}
         pending = list(names)
         while pending:
@@ -53,9 +55,41 @@ class Templates:
             if name in seen:
                 continue
             seen[name] = path = self.path_of(name)
-            parsed = self.env.parse(path.read_text())
-            pending.extend(n for n in meta.find_referenced_templates(parsed) if n)
+            pending.extend(self._references(path, known))
+        self._save_references(known)
         return sorted(set(seen.values()))
+
+    def _references(self, path: Path, known: dict[str, list]) -> list[str]:
+        """Templates `path` refers to; remembered by size and mtime, as parsing needs Jinja2."""
+        st = path.stat()
+        stamp = [st.st_size, st.st_mtime_ns]
+        entry = known.get(str(path))
+        if entry is not None and entry[0] == stamp:
+            return entry[1]
+        from jinja2 import meta
+
+        parsed = self.env.parse(path.read_text())
+        references = [n for n in meta.find_referenced_templates(parsed) if n]
+        known[str(path)] = [stamp, references]
+        self._dirty = True
+        return references
+
+    def _load_references(self) -> dict[str, list]:
+        self._dirty = False
+        if self.cache_file is None:
+            return {}
+        try:
+            return json.loads(self.cache_file.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def _save_references(self, known: dict[str, list]) -> None:
+        if self.cache_file is None or not self._dirty:
+            return
+        self.cache_file.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self.cache_file.with_name(f"{self.cache_file.name}.{os.getpid()}")
+        temporary.write_text(json.dumps(known))
+        temporary.replace(self.cache_file)
 
     def render(self, name: str, context: Mapping[str, object]) -> str:
         from jinja2 import TemplateError

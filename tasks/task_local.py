@@ -1,31 +1,16 @@
-"""The `local:NAME` tasks: each domU's local.img, which is its state.
-
-A local image is built once. When its inputs change later, the task stops and says what
-changed; `./domus reprovision NAME` moves the image to a dated backup and builds anew.
-"""
+"""The `local:NAME` tasks: what each domU's local.img, its state, is built from."""
 
 from __future__ import annotations
 
-import shutil
-import time
-from datetime import datetime
 from pathlib import Path
 
 from doit.tools import config_changed
 
-from tasks.actions import action
+from tasks.actions import Deferred
 from tasks.config import DomU, Site
 from tasks.contexts import local_context
-from tasks.errors import DomusError
-from tasks.images import write_image
-from tasks.images.publish import publishing
-from tasks.inputs import changes, describe, make_record, read_record, record_path, write_record
 from tasks.layout import Layout
-from tasks.locks import image_lock
-from tasks.log import note
-from tasks.recipes.local import setup_local
 from tasks.render import Templates
-from tasks.tree import Tree
 
 
 def template_files(templates: Templates) -> dict[str, Path]:
@@ -39,54 +24,11 @@ def task(site: Site, domu: DomU, layout: Layout, templates: Templates,
     return {
         "name": domu.name,
         "doc": f"local.img of {domu.name}: its /etc, /var, /tmp (built once, then kept)",
-        "actions": [(build_local, [site, domu, layout, templates, files, config, reprovision])],
+        "actions": [(Deferred("tasks.build_local:build_local"),
+                     [site, domu, layout, templates, files, config, reprovision])],
         "file_dep": sorted(map(str, files.values())),
         "task_dep": ["root"],
         "targets": [str(layout.local_image(domu.name))],
         # config_changed records the inputs even when a reprovision forces the build.
         "uptodate": [config_changed(config), *([False] if reprovision else [])],
     }
-
-
-def backup_name(image: Path) -> Path:
-    stamp = datetime.now().strftime("%Y%m%dT%H%M%S")
-    return image.with_name(f"{image.stem}-{stamp}{image.suffix}")
-
-
-def keep_or_refuse(domu: DomU, image: Path, record: dict[str, str]) -> bool:
-    """True when the existing image was built from these very inputs."""
-    old = read_record(image)
-    if old == record:
-        return True
-    what = (describe(changes(old, record)) if old
-            else f"no record of its inputs ({record_path(image)})")
-    raise DomusError(
-        f"{image} is the state of {domu.name} and is never rebuilt over; "
-        f"its inputs changed: {what}",
-        hint=f"`./domus reprovision {domu.name}` moves it to a dated backup and builds a new "
-        "one; or undo the change",
-    )
-
-
-@action
-def build_local(site: Site, domu: DomU, layout: Layout, templates: Templates,
-                files: dict[str, Path], config: dict[str, object], reprovision: bool) -> None:
-    start = time.monotonic()
-    image = layout.local_image(domu.name)
-    record = make_record(files, config)
-    with image_lock(layout.locks, image):
-        if image.exists():
-            if not reprovision:
-                keep_or_refuse(domu, image, record)
-                return
-            backup = backup_name(image)
-            image.rename(backup)
-            note(f"{domu.name}: previous local image kept as {backup}")
-        stage = layout.work_stage("local", domu.name)
-        root = Tree.load(layout.root_stage, layout.root_manifest)
-        tree = setup_local(root, stage, templates, config, dict(domu.rc_conf))
-        write_record(image, record)
-        with publishing(image) as partial:
-            write_image(tree, domu.local.fs, domu.local.size, partial)
-        shutil.rmtree(stage)
-    note(f"built {image} in {time.monotonic() - start:.1f} s")

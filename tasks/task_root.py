@@ -1,28 +1,17 @@
-"""The `root` task: the shared root.img and the kernel xl boots."""
+"""The `root` task: what the shared root.img is built from."""
 
 from __future__ import annotations
 
-import shutil
-import time
 from pathlib import Path
 
 from doit.tools import config_changed
 
-from tasks.actions import action
+from tasks.actions import Deferred
 from tasks.config import Site, plain
 from tasks.contexts import root_context
 from tasks.fingerprint import TreeUnchanged
-from tasks.images import write_image
-from tasks.images.publish import publishing
-from tasks.inputs import changes, describe, make_record, read_record, write_record
 from tasks.layout import Layout
-from tasks.locks import image_lock
-from tasks.log import note, timed
-from tasks.recipes.root import setup_root
 from tasks.render import Templates
-from tasks.source_sets import load_sets
-from tasks.source_tree import load_tree
-from tasks.tree import Tree
 
 
 def input_files(site: Site, templates: Templates) -> dict[str, Path]:
@@ -48,41 +37,11 @@ def task(site: Site, layout: Layout, templates: Templates) -> dict[str, object]:
         uptodate.append(TreeUnchanged(site.root.source.tree))
     return {
         "doc": "the shared read-only root.img and the kernel beside it",
-        "actions": [(build_root, [site, layout, templates, files, config])],
+        "actions": [(Deferred("tasks.build_root:build_root"),
+                     [site, layout, templates, files, config])],
         "file_dep": sorted(map(str, files.values())),
         "targets": [str(layout.root_image), str(layout.kernel(site.root.kernel.name)),
                     str(layout.root_manifest)],
         "uptodate": uptodate,
         "clean": True,
     }
-
-
-def load_source(site: Site, layout: Layout) -> Tree:
-    source = site.root.source
-    if source.tree is not None:
-        return load_tree(source.tree, source.metalog, layout.root_stage)
-    return load_sets(source.sets, layout.cache / "sets", layout.root_stage)
-
-
-@action
-def build_root(site: Site, layout: Layout, templates: Templates,
-               files: dict[str, Path], config: dict[str, object]) -> None:
-    start = time.monotonic()
-    record = make_record(files, config)
-    image = layout.root_image
-    with image_lock(layout.locks, image):
-        with timed("root: load source"):
-            tree = load_source(site, layout)
-        with timed("root: setup_root"):
-            setup_root(tree, site.root.kernel, site.root.makedev_add, site.root.makedev_remove,
-                       templates, root_context(site))
-        tree.save_manifest(layout.root_manifest)
-        with timed("root: write image"), publishing(image) as partial:
-            write_image(tree, site.root.fs, site.root.size, partial)
-        kernel = layout.kernel(site.root.kernel.name)
-        with publishing(kernel) as partial:
-            shutil.copyfile(site.root.kernel, partial)
-        why = changes(read_record(image), record)
-        write_record(image, record)
-    note(f"built {image} ({len(tree.entries)} entries) in {time.monotonic() - start:.1f} s"
-         + (f"; changed: {describe(why)}" if why else ""))

@@ -6,10 +6,9 @@ from pathlib import Path
 
 from doit.tools import config_changed
 
-from tasks.actions import action
+from tasks.actions import Deferred
 from tasks.config import DomU, Site
 from tasks.contexts import xen_context
-from tasks.images.publish import write_file
 from tasks.layout import Layout
 from tasks.render import Templates
 
@@ -26,14 +25,10 @@ def task(site: Site, domu: DomU, layout: Layout, templates: Templates,
     return {
         "name": domu.name,
         "doc": f"xl config of {domu.name}",
-        "actions": [(build_xen, [layout.xen_config(domu.name), templates, context])],
+        "actions": [(Deferred("tasks.build_xen:build_xen"),
+                     [layout.xen_config(domu.name), templates, context])],
         "file_dep": sorted(map(str, [*files, layout.kernel(site.root.kernel.name)])),
         "targets": [str(layout.xen_config(domu.name))],
         "uptodate": [config_changed(context)],
         "clean": True,
     }
-
-
-@action
-def build_xen(config: Path, templates: Templates, context: dict[str, object]) -> None:
-    write_file(config, templates.render(TEMPLATE, context))

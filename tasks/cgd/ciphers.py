@@ -1,0 +1,315 @@
+"""Per-sector transforms of NetBSD cgd(4), so images can be encrypted off the target host.
+
+cgd has no header: every 512-byte sector is encrypted on its own, keyed by its sector
+number counted from the start of the cgd. `blk` is that number as le64, zero-padded to the
+cipher block size; CBC ciphers derive the sector IV from it, aes-xts uses it as the tweak.
+
+Work is done on many sectors per call because Python per-sector overhead, not the cipher,
+sets the speed: IVs of a whole batch are one ECB call, CBC decryption is one call plus a
+fix-up of each sector's first block, and CBC encryption feeds one running CBC context,
+cancelling the chaining value at each sector start. XTS can only be driven one data unit
+per OpenSSL context, so it pays one context per sector.
+
+Adiantum is not implemented: `cryptography` provides neither XChaCha12 nor NH, and a
+pure-Python version would run at a few MB/s; asking for it raises DomusError.
+"""
+
+from __future__ import annotations
+
+import sys
+from abc import ABC, abstractmethod
+from array import array
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from cryptography.hazmat.primitives.ciphers import Cipher, CipherAlgorithm, algorithms, modes
+
+from tasks.errors import DomusError
+
+try:
+    from cryptography.hazmat.decrepit.ciphers.algorithms import Blowfish, TripleDES
+except ImportError:  # cryptography < 43 still has them in the main namespace
+    from cryptography.hazmat.primitives.ciphers.algorithms import (  # type: ignore[attr-defined,no-redef]
+        Blowfish,
+        TripleDES,
+    )
+
+SECTOR_SIZE = 512
+MAX_SECTORS = 1 << 64  # blk holds the sector number as a 64-bit integer
+
+BytesLike = bytes | bytearray | memoryview
+
+
+@dataclass(frozen=True)
+class AlgorithmInfo:
+    """What cgd accepts for one algorithm name."""
+
+    name: str
+    key_lengths: tuple[int, ...]  # bits
+    default_keylength: int
+    block_size: int  # bytes; also the size of blk
+    supported: bool = True
+
+
+ALGORITHMS: dict[str, AlgorithmInfo] = {
+    info.name: info
+    for info in (
+        AlgorithmInfo("aes-xts", (256, 512), 256, 16),
+        AlgorithmInfo("aes-cbc", (128, 192, 256), 128, 16),
+        AlgorithmInfo("3des-cbc", (192,), 192, 8),
+        AlgorithmInfo("blowfish-cbc", tuple(range(40, 449, 8)), 128, 8),
+        AlgorithmInfo("adiantum", (256,), 256, 16, supported=False),
+    )
+}
+
+# encblkno is the old name of encblkno8; both stay readable for old disks.
+IV_METHODS: dict[str, int] = {"encblkno1": 1, "encblkno8": 8, "encblkno": 8}
+
+
+class SectorCipher(ABC):
+    """Encrypts and decrypts whole sectors; `first_sector` numbers the first one in `data`.
+
+    algorithm, key and iv_method are kept so worker processes can rebuild the cipher.
+    """
+
+    algorithm: str
+    key: bytes
+    iv_method: str
+
+    @property
+    def keylength(self) -> int:
+        """Key length in bits."""
+        return len(self.key) * 8
+
+    @abstractmethod
+    def encrypt(self, data: BytesLike, first_sector: int) -> bytes:
+        """Encrypt len(data) // 512 consecutive sectors."""
+
+    @abstractmethod
+    def decrypt(self, data: BytesLike, first_sector: int) -> bytes:
+        """Decrypt len(data) // 512 consecutive sectors."""
+
+
+def algorithm_info(algorithm: str) -> AlgorithmInfo:
+    """The table entry for `algorithm`, or a DomusError listing the known names."""
+    try:
+        return ALGORITHMS[algorithm]
+    except KeyError:
+        raise DomusError(
+            f"unknown cgd algorithm {algorithm!r}",
+            hint="use one of " + ", ".join(ALGORITHMS),
+        ) from None
+
+
+def check_keylength(algorithm: str, keylength: int) -> None:
+    """Refuse key lengths cgd would refuse for `algorithm`."""
+    info = algorithm_info(algorithm)
+    if keylength not in info.key_lengths:
+        if len(info.key_lengths) > 4:
+            allowed = f"{info.key_lengths[0]}..{info.key_lengths[-1]} in steps of 8"
+        else:
+            allowed = ", ".join(map(str, info.key_lengths))
+        raise DomusError(
+            f"{algorithm} does not take a {keylength}-bit key",
+            hint=f"{algorithm} key lengths (bits): {allowed}",
+        )
+
+
+def check_iv_method(iv_method: str) -> None:
+    """Refuse IV method names cgd does not know."""
+    if iv_method not in IV_METHODS:
+        raise DomusError(
+            f"unknown cgd iv-method {iv_method!r}", hint="use one of " + ", ".join(IV_METHODS)
+        )
+
+
+def make_cipher(algorithm: str, key: bytes, iv_method: str = "encblkno1") -> SectorCipher:
+    """The sector transform for `algorithm` with a raw `key` (len(key) * 8 = keylength)."""
+    info = algorithm_info(algorithm)
+    check_iv_method(iv_method)
+    check_keylength(algorithm, len(key) * 8)
+    if not info.supported:
+        raise DomusError(
+            f"{algorithm} is not supported by domus cgd",
+            hint="the cryptography package has no XChaCha12/NH; use aes-xts instead",
+        )
+    if algorithm == "aes-xts":
+        return XtsCipher(key)
+    return CbcCipher(algorithm, key, iv_method)
+
+
+def sector_count(data: BytesLike, first_sector: int) -> int:
+    """Number of sectors in `data`, refusing partial sectors and numbers past 2**64."""
+    size = memoryview(data).nbytes
+    if size % SECTOR_SIZE:
+        raise DomusError(
+            f"{size} bytes is not a whole number of {SECTOR_SIZE}-byte sectors",
+            hint="cgd works on whole sectors; pad the image to a multiple of 512 bytes",
+        )
+    count = size // SECTOR_SIZE
+    if first_sector < 0 or first_sector + count > MAX_SECTORS:
+        raise DomusError(f"sector numbers {first_sector}..{first_sector + count - 1} out of range")
+    return count
+
+
+def blk_blocks(first_sector: int, count: int, block_size: int) -> bytes:
+    """blk of `count` consecutive sectors, concatenated: le64(n) zero-padded to block_size."""
+    numbers = array("Q", range(first_sector, first_sector + count))
+    if sys.byteorder == "big":
+        numbers.byteswap()
+    words = block_size // 8
+    if words == 1:
+        return numbers.tobytes()
+    padded = array("Q", [0]) * (count * words)
+    padded[0::words] = numbers
+    return padded.tobytes()
+
+
+class XtsCipher(SectorCipher):
+    """aes-xts: IEEE 1619 XTS, one 512-byte data unit per sector, tweak = blk."""
+
+    algorithm = "aes-xts"
+    iv_method = "encblkno1"
+
+    def __init__(self, key: bytes) -> None:
+        check_keylength(self.algorithm, len(key) * 8)
+        half = len(key) // 2
+        if key[:half] == key[half:]:
+            raise DomusError(
+                "aes-xts key has two identical halves, which OpenSSL refuses",
+                hint="generate a new key (python -m tasks.cgd genparams)",
+            )
+        self.key = key
+        self._aes = algorithms.AES(key)
+
+    def encrypt(self, data: BytesLike, first_sector: int) -> bytes:
+        return self._run(data, first_sector, encrypt=True)
+
+    def decrypt(self, data: BytesLike, first_sector: int) -> bytes:
+        return self._run(data, first_sector, encrypt=False)
+
+    def _run(self, data: BytesLike, first_sector: int, *, encrypt: bool) -> bytes:
+        count = sector_count(data, first_sector)
+        tweaks = blk_blocks(first_sector, count, 16)
+        view = memoryview(data).cast("B")
+        aes, xts = self._aes, modes.XTS
+        out = []
+        # OpenSSL restarts the tweak on every update(), so each sector needs its own context.
+        for offset in range(0, count * SECTOR_SIZE, SECTOR_SIZE):
+            tweak_at = offset // 32
+            cipher = Cipher(aes, xts(tweaks[tweak_at : tweak_at + 16]))
+            context = cipher.encryptor() if encrypt else cipher.decryptor()
+            out.append(context.update(view[offset : offset + SECTOR_SIZE]))
+        return b"".join(out)
+
+
+class CbcCipher(SectorCipher):
+    """CBC over each sector with IV = E_k^rounds(blk): rounds is 1 (encblkno1) or 8."""
+
+    def __init__(self, algorithm: str, key: bytes, iv_method: str = "encblkno1") -> None:
+        check_iv_method(iv_method)
+        check_keylength(algorithm, len(key) * 8)
+        if algorithm not in _CBC_BLOCK_CIPHERS:
+            raise DomusError(f"{algorithm} is not a CBC algorithm")
+        self.algorithm = algorithm
+        self.key = key
+        self.iv_method = iv_method
+        self.block_size = ALGORITHMS[algorithm].block_size
+        self.iv_rounds = IV_METHODS[iv_method]
+        self._block_cipher: CipherAlgorithm = _CBC_BLOCK_CIPHERS[algorithm](key)
+
+    def sector_ivs(self, first_sector: int, count: int) -> bytes:
+        """IVs of `count` sectors, concatenated: ECB is exactly E_k on each blk at once."""
+        ivs = blk_blocks(first_sector, count, self.block_size)
+        ecb = Cipher(self._block_cipher, modes.ECB()).encryptor()
+        for _ in range(self.iv_rounds):
+            ivs = ecb.update(ivs)
+        return ivs
+
+    def encrypt(self, data: BytesLike, first_sector: int) -> bytes:
+        count = sector_count(data, first_sector)
+        if not count:
+            return b""
+        bs = self.block_size
+        ivs = self.sector_ivs(first_sector, count)
+        view = memoryview(data).cast("B")
+        firsts = _gather_blocks(view.cast("Q"), 0, count, 0, bs)
+        heads = (int.from_bytes(firsts, "little") ^ int.from_bytes(ivs, "little")).to_bytes(
+            count * bs, "little"
+        )
+        update = Cipher(self._block_cipher, modes.CBC(ivs[:bs])).encryptor().update
+        from_bytes = int.from_bytes
+        # One running CBC context: XORing the previous ciphertext block into a sector's first
+        # plaintext block cancels the chaining CBC applies, so that block sees IV_s instead.
+        chained = from_bytes(ivs[:bs], "little")
+        out = []
+        for index in range(count):
+            offset = index * SECTOR_SIZE
+            head = from_bytes(heads[index * bs : index * bs + bs], "little") ^ chained
+            sector = update(head.to_bytes(bs, "little") + view[offset + bs : offset + SECTOR_SIZE])
+            out.append(sector)
+            chained = from_bytes(sector[-bs:], "little")
+        return b"".join(out)
+
+    def decrypt(self, data: BytesLike, first_sector: int) -> bytes:
+        count = sector_count(data, first_sector)
+        if not count:
+            return b""
+        bs = self.block_size
+        ivs = self.sector_ivs(first_sector, count)
+        view = memoryview(data).cast("B")
+        plain = bytearray(Cipher(self._block_cipher, modes.CBC(ivs[:bs])).decryptor().update(view))
+        if count > 1:
+            self._fix_first_blocks(plain, view, ivs, count)
+        return bytes(plain)
+
+    def _fix_first_blocks(
+        self, plain: bytearray, cipher_text: memoryview, ivs: bytes, count: int
+    ) -> None:
+        # One CBC pass over many sectors XORs sector s's first block with the last
+        # ciphertext block of sector s-1; XOR that out again and IV_s in, for all s >= 1.
+        bs = self.block_size
+        plain_words = memoryview(plain).cast("Q")
+        cipher_words = cipher_text.cast("Q")
+        firsts = _gather_blocks(plain_words, 1, count - 1, 0, bs)
+        lasts = _gather_blocks(cipher_words, 0, count - 1, SECTOR_SIZE - bs, bs)
+        size = (count - 1) * bs
+        fixed = (
+            int.from_bytes(firsts, "little")
+            ^ int.from_bytes(lasts, "little")
+            ^ int.from_bytes(ivs[bs:], "little")
+        ).to_bytes(size, "little")
+        _scatter_blocks(plain_words, 1, count - 1, memoryview(fixed).cast("Q"), bs)
+
+
+_CBC_BLOCK_CIPHERS: dict[str, Callable[[bytes], CipherAlgorithm]] = {
+    "aes-cbc": algorithms.AES,
+    "3des-cbc": TripleDES,
+    "blowfish-cbc": Blowfish,
+}
+_SECTOR_WORDS = SECTOR_SIZE // 8
+
+
+def _gather_blocks(
+    words: memoryview, first: int, count: int, offset: int, block_size: int
+) -> bytearray:
+    """The block at byte `offset` of sectors first..first+count-1, concatenated."""
+    step = block_size // 8
+    out = bytearray(count * block_size)
+    out_words = memoryview(out).cast("Q")
+    start = first * _SECTOR_WORDS + offset // 8
+    stop = start + count * _SECTOR_WORDS
+    for word in range(step):
+        out_words[word::step] = words[start + word : stop : _SECTOR_WORDS]
+    return out
+
+
+def _scatter_blocks(
+    words: memoryview, first: int, count: int, blocks: memoryview, block_size: int
+) -> None:
+    """Write `blocks` over the first block of sectors first..first+count-1."""
+    step = block_size // 8
+    start = first * _SECTOR_WORDS
+    stop = start + count * _SECTOR_WORDS
+    for word in range(step):
+        words[start + word : stop : _SECTOR_WORDS] = blocks[word::step]

@@ -51,7 +51,6 @@ def write_site(directory: Path, root: Path, domus: int, gigabytes: float) -> Pat
             "source": {"tree": str(root), "metalog": str(EXAMPLE / "root.metalog")},
             "kernel": str(EXAMPLE / "netbsd-XEN3_DOMU"),
             "size": f"{size_mb}m",
-            "makedev": {"remove": ["wscons", "fd0", "fd1", "wd0", "wd1", "sd0", "sd1", "cd0"]},
         },
         "defaults": {
             "local": {"size": "16m"},

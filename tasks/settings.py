@@ -662,30 +662,19 @@ MAKEDEV_ADD = (
     "tun0", "tun1", "tun2", "tun3", "tap", "tap0", "tap1", "tap2", "tap3", "kttcp", "vnd0",
 )
 
-# Devices of NetBSD amd64's `all_md` list that a Xen PV domU never has: consoles,
-# floppies, IDE/SCSI/NVMe/RAID controllers (a domU's disks are xbd, so ld is gone too),
-# printers, sound, PCI and infrared. Leaving them out keeps /dev small and init quick.
+# Hardware a Xen PV domU never has: consoles, floppies, IDE/SCSI/NVMe/RAID controllers (a
+# domU's disks are xbd, so ld goes too), printers, sound, PCI, GPIO, DRM and infrared.
+# Shell patterns, so that each matches what a release's MAKEDEV has and may match nothing.
 MAKEDEV_REMOVE = (
-    "wscons", "fd0", "fd1", "wt0",
-    "wd0", "wd1", "wd2", "wd3", "wd4", "wd5", "wd6", "wd7",
-    "sd0", "sd1", "sd2", "sd3", "sd4", "sd5", "sd6", "sd7",
-    "flash0", "flash1", "flash2", "flash3", "flash4", "flash5", "flash6", "flash7",
-    "st0", "st1", "ch0", "cd0", "cd1", "mcd0",
-    "amr0", "iop0", "mfi0", "mlx0", "mly0", "dpti0", "dpt0", "twe0",
-    "nvme0", "nvme0ns1", "nvme0ns2", "nvme0ns3", "nvme0ns4",
-    "nvme1", "nvme1ns1", "nvme1ns2", "nvme1ns3", "nvme1ns4",
-    "nvme2", "nvme2ns1", "nvme2ns2", "nvme2ns3", "nvme2ns4",
-    "nvme3", "nvme3ns1", "nvme3ns2", "nvme3ns3", "nvme3ns4",
-    "ld0", "ld1", "ld2", "ld3",
-    "lpa0", "lpa1", "lpa2", "lpt0", "lpt1", "lpt2",
-    "ss0", "uk0", "uk1", "speaker", "joy0", "joy1", "satlink0",
-    "audio", "radio", "music",
-    "rmidi0", "rmidi1", "rmidi2", "rmidi3", "rmidi4", "rmidi5", "rmidi6", "rmidi7",
-    "scsibus0", "scsibus1", "scsibus2", "scsibus3", "ses0", "ses1", "ses2", "ses3",
-    "bktr", "ttyCZ0", "ttyCY0", "agp0",
-    "pci0", "pci1", "pci2", "pci3", "pci4", "pci5", "pci6", "pci7",
-    "pci8", "pci9", "pci10", "pci11",
-    "cir0", "cir1", "irframe0", "irframe1", "usbs",
+    "wscons*", "fd[0-9]*", "wt[0-9]*", "wd[0-9]*", "sd[0-9]*", "flash[0-9]*",
+    "st[0-9]*", "ch[0-9]*", "cd[0-9]*", "mcd[0-9]*",
+    "amr[0-9]*", "iop[0-9]*", "mfi[0-9]*", "mlx[0-9]*", "mly[0-9]*", "dpti[0-9]*",
+    "dpt[0-9]*", "twe[0-9]*", "nvme[0-9]*", "ld[0-9]*", "atabus[0-9]*",
+    "lpa[0-9]*", "lpt[0-9]*", "ss[0-9]*", "uk[0-9]*", "speaker*", "joy[0-9]*",
+    "satlink[0-9]*", "audio*", "radio*", "music*", "rmidi[0-9]*", "pad*",
+    "scsibus[0-9]*", "ses[0-9]*", "bktr*", "ttyCZ[0-9]*", "ttyCY[0-9]*", "agp[0-9]*",
+    "pci[0-9]*", "cir[0-9]*", "irframe[0-9]*", "usbs*", "gpio*", "drm[0-9]*",
+    "video*", "dtv*", "hdmicec[0-9]*", "fw[0-9]*", "bthub*",
 )
 # fmt: on
 
@@ -700,6 +689,11 @@ RC_CONF_BUILTIN = (
 )
 
 DEVICE = Word(r"[A-Za-z0-9_]+", "a MAKEDEV device name (letters, digits and '_')", "device name")
+DEVICE_PATTERN = Word(
+    r"[A-Za-z0-9_*?\[\]-]+",
+    "a MAKEDEV device name or a shell pattern such as 'wd[0-9]*'",
+    "device name or pattern",
+)
 VIF = Word(
     r"[^\"'\n\r]*",
     "an xl vif spec such as 'bridge=xenbr0', without quote characters or newlines",
@@ -830,9 +824,10 @@ SITE = Table(
         ),
         Setting(
             "root.makedev.remove",
-            ListOf(DEVICE, "a list of MAKEDEV device names"),
+            ListOf(DEVICE_PATTERN, "a list of MAKEDEV device names or shell patterns"),
             MAKEDEV_REMOVE,
-            "Devices of amd64's all_md list not made at boot: hardware a Xen domU never has. "
+            "Devices not made at boot: hardware a Xen domU never has. Shell patterns may match "
+            "nothing; a plain name must be one the init target makes (a typo is an error). "
             "The default leaves out any device listed in `add`",
         ),
         Setting(

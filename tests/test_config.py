@@ -23,6 +23,7 @@ from tasks.config import (
     load_site,
     plain,
 )
+from tasks.edits.makedev import compose_makedev, patch_init_target
 from tasks.errors import DomusError
 from tasks.settings import (
     CIPHERS,
@@ -34,6 +35,7 @@ from tasks.settings import (
     Setting,
     reference_markdown,
 )
+from tests.conftest import NETBSD
 
 REPO = Path(__file__).resolve().parents[1]
 MiB = 1 << 20
@@ -367,8 +369,17 @@ def test_default_remove_list_gives_way_to_added_devices(tmp_path: Path, inputs: 
     path = write_site(tmp_path, ROOT + "  makedev: {add: [wd0, xbd2]}\ndomains: {www1: }\n")
     root = load_site(path).root
     assert root.makedev_add == ("wd0", "xbd2")
-    assert root.makedev_remove == tuple(d for d in MAKEDEV_REMOVE if d != "wd0")
-    assert len(root.makedev_remove) == len(MAKEDEV_REMOVE) - 1
+    assert root.makedev_remove == MAKEDEV_REMOVE
+    # The default patterns remove every wd disk but the one added back.
+    makedev = compose_makedev((NETBSD / "MAKEDEV.tmpl").read_text(),
+                              (NETBSD / "etc.amd64" / "MAKEDEV.conf").read_text())
+    patched = patch_init_target(makedev, root.makedev_add, root.makedev_remove)
+    init = patched[patched.index("\ninit)\n"):]
+    words = " ".join(init[: init.index(";;")].split()).split()
+    assert "wd0" in words
+    assert "wd1" not in words
+    assert "nvme0ns1" not in words
+    assert "xbd2" in words
 
 
 def test_yaml_anchors_and_merge_keys_work(tmp_path: Path, inputs: Path) -> None:
@@ -845,7 +856,8 @@ ROOT_PROBLEMS = [
         [
             "6: root.makedev.add[1]: expected a MAKEDEV device name (letters, digits and '_'), "
             "got 'a b'",
-            "7: root.makedev.remove: expected a list of MAKEDEV device names, got 'wd0'",
+            "7: root.makedev.remove: expected a list of MAKEDEV device names or shell patterns, "
+            "got 'wd0'",
         ],
     ),
 ]

@@ -339,6 +339,20 @@ def test_raw_template_lacks_all_md(template):
     assert "compose_makedev" in caught.value.hint
 
 
+def test_an_added_device_may_not_be_a_pattern(makedev):
+    with pytest.raises(EditError, match="not a MAKEDEV device name: 'tap\\*'"):
+        patch_init_target(makedev, ["tap*"], [])
+
+
+def test_removal_patterns_may_match_nothing_and_remove_all_they_match(makedev):
+    patched = patch_init_target(makedev, [], ["nvme[0-9]*", "satlink9*", "pci*"])
+    words = arm_devices(init_arm(patched)[2])
+    assert not [w for w in words if w.startswith(("nvme", "pci"))]
+    assert "wd0" in words
+    stock = arm_devices(init_arm(patch_init_target(makedev, [], []))[2])
+    assert set(stock) - set(words) == {w for w in stock if w.startswith(("nvme", "pci"))}
+
+
 def test_removing_what_init_does_not_make_names_them_all(makedev):
     with pytest.raises(EditError) as caught:
         patch_init_target(makedev, ADD, ["wd0", "nosuch0", "xbd9", "nosuch0"])
@@ -349,7 +363,7 @@ def test_removing_what_init_does_not_make_names_them_all(makedev):
     assert caught.value.hint.endswith(" fw3 opty local")
 
 
-@pytest.mark.parametrize("bad", ["xbd2;reboot", "tun 0", "", "$(id)", "tap*", "xbd5\n"])
+@pytest.mark.parametrize("bad", ["xbd2;reboot", "tun 0", "", "$(id)", "xbd5\n"])
 @pytest.mark.parametrize("where", ["add", "remove"])
 def test_names_must_be_plain_words(makedev, bad, where):
     lists = {"add": [], "remove": []}

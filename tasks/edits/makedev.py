@@ -16,6 +16,7 @@ the same or other lists) always starts from NetBSD's own arm.
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from collections.abc import Iterable, Mapping, Sequence
 
@@ -27,6 +28,7 @@ UMBRELLAS = ("all", "all_md")
 LAST = "local"  # MAKEDEV's own "all" arm says of it: "do this last"
 
 _DEVICE_WORD = re.compile(r"[A-Za-z0-9_.+-]+")
+_DEVICE_PATTERN = re.compile(r"[A-Za-z0-9_.+*?\[\]-]+")
 _COMMENT = re.compile(r"(?:^|(?<=[ \t]))#.*$")
 _MARKER = re.compile(r"%([A-Za-z_][A-Za-z0-9_]*)%")
 _WRAP_COLUMNS = 72
@@ -179,12 +181,19 @@ def _expand(lines: list[str], words: Iterable[str], chain: tuple[str, ...] = ())
 # --- the init arm ---------------------------------------------------------------------------
 
 
+def is_pattern(name: str) -> bool:
+    return any(ch in name for ch in "*?[")
+
+
 def _check_words(add: Sequence[str], remove: Sequence[str]) -> None:
-    bad = [name for name in (*add, *remove) if not _DEVICE_WORD.fullmatch(name)]
+    bad = [name for name in add if not _DEVICE_WORD.fullmatch(name)]
+    bad += [name for name in remove
+            if not _DEVICE_WORD.fullmatch(name) and not _DEVICE_PATTERN.fullmatch(name)]
     if bad:
         raise EditError(
             f"not a MAKEDEV device name: {', '.join(repr(name) for name in bad)}",
-            hint="use plain target names such as 'xbd2' or 'tun0' (letters, digits, _ . + -)",
+            hint="use plain target names such as 'xbd2' or 'tun0' (letters, digits, _ . + -); "
+            "removals may also be shell patterns such as 'wd[0-9]*'",
         )
     both = sorted(set(add) & set(remove))
     if both:
@@ -208,7 +217,12 @@ def _ordered(expanded: Sequence[str]) -> list[str]:
 
 def _devices(expanded: Sequence[str], add: Sequence[str], remove: Sequence[str]) -> list[str]:
     devices = _ordered(expanded)
-    missing = [name for name in dict.fromkeys(remove) if name not in devices]
+    # A plain name must be there (a typo is caught); a pattern may match nothing, so one
+    # list of hardware serves releases that have more or fewer drivers.
+    missing = [name for name in dict.fromkeys(remove)
+               if not is_pattern(name) and name not in devices]
+    remove = [name for name in devices
+              if any(fnmatch.fnmatchcase(name, pattern) for pattern in remove)]
     if missing:
         raise EditError(
             "cannot remove from the init target what it does not make: " + ", ".join(missing),

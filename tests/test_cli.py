@@ -80,3 +80,30 @@ def test_domus_help_and_unknown_command():
     done = subprocess.run([str(REPO / "domus"), "frobnicate"], capture_output=True, text=True)
     assert done.returncode == 2
     assert "unknown command 'frobnicate'" in done.stderr
+
+
+def test_parallel_build_makes_the_same_images(tmp_path):
+    serial, parallel = Site(tmp_path / "serial"), Site(tmp_path / "parallel")
+    serial.build()
+    assert parallel.build("-n", "2").ran == serial.build("--always-execute").ran
+    for name in ["www1", "www2", "db1"]:
+        for image in ["local.img", "pkg.img", "swap.img"]:
+            assert parallel.image(name, image).stat().st_size == \
+                serial.image(name, image).stat().st_size
+    assert parallel.build().ran == set()
+
+
+def test_domus_reprovision_through_the_script(tmp_path):
+    site = Site(tmp_path / "site")
+    site.build()
+    old = site.image("www1", "local.img").read_bytes()
+    # A relative config= is relative to where the operator stands, not to the repository.
+    done = subprocess.run([str(REPO / "domus"), "reprovision", "www1", "config=site/site.yaml"],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert ".  local:www1" in done.stdout
+    assert [p.read_bytes() for p in site.image("www1").glob("local-*.img")] == [old]
+    done = subprocess.run([str(REPO / "domus"), "reprovision", "nosuch", f"config={site.path}"],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 2
+    assert "no domain named nosuch" in done.stderr

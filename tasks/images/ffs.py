@@ -12,6 +12,7 @@ from pathlib import Path
 from tasks.errors import DomusError
 from tasks.images.run import run_tool
 from tasks.images.sparse import punch_zeros
+from tasks.log import timed
 from tasks.mtree import write_spec
 from tasks.sizes import format_size
 from tasks.tree import Tree
@@ -23,7 +24,8 @@ def write_ffs(tree: Tree, size: int, dest: Path) -> None:
     try:
         argv = ["makefs", "-t", "ffs", "-B", "le", "-o", "version=1", "-s", str(size),
                 "-F", str(spec), "-x", str(dest), str(tree.staging)]
-        run_tool(argv, f"{dest.name}")
+        with timed(f"{dest.name}: makefs"):
+            run_tool(argv, f"{dest.name}")
     except DomusError as error:
         if re.search(r"too small|exceeds|larger than the maxsize|No space", error.message, re.I):
             raise DomusError(
@@ -33,4 +35,5 @@ def write_ffs(tree: Tree, size: int, dest: Path) -> None:
         raise
     finally:
         spec.unlink(missing_ok=True)
-    punch_zeros(dest)
+    with timed(f"{dest.name}: punch zeros"):
+        punch_zeros(dest)

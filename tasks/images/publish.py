@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from tasks.log import timed
+
 
 def partial_name(final: Path) -> Path:
     return final.with_name(f".{final.name}.partial")
@@ -24,7 +26,8 @@ def publishing(final: Path) -> Iterator[Path]:
     temporary.unlink(missing_ok=True)
     try:
         yield temporary
-        fsync_file(temporary)
+        with timed(f"{final.name}: fsync"):
+            fsync_file(temporary)
         os.replace(temporary, final)
         fsync_dir(final.parent)
     finally:

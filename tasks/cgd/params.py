@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 
-from tasks.cgd.ciphers import ALGORITHMS, algorithm_info, check_iv_method, check_keylength
+from tasks.cgd.ciphers import algorithm_info, check_iv_method, check_keylength
 from tasks.errors import DomusError
 
 VERIFY_METHODS = ("none", "disklabel", "ffs", "re-enter", "mbr", "gpt")
@@ -32,7 +32,7 @@ DEFAULT_SALT_BITS = 128  # what cgdconfig -g uses
 DEFAULT_PBKDF2_ITERATIONS = 1_000_000
 GENERATED_KEYGENS = ("storedkey", "randomkey", "urandomkey", "pkcs5_pbkdf2/sha1")
 
-T = TypeVar("T")
+_T = TypeVar("_T")
 
 _WRAP_COL = 50  # cgdconfig's print_kvpair_b64 starts a new line past this column
 _TAB = " " * 8
@@ -110,8 +110,7 @@ class Params:
         for keygen in self.keygens:
             if isinstance(keygen, StoredKey) and len(keygen.key) * 8 != self.bits:
                 raise DomusError(
-                    f"storedkey holds a {len(keygen.key) * 8}-bit key but keylength is "
-                    f"{self.bits}",
+                    f"storedkey holds a {len(keygen.key) * 8}-bit key but keylength is {self.bits}",
                     hint="the stored key must be exactly keylength bits",
                 )
 
@@ -204,9 +203,8 @@ def _format_field(name: str, value: str) -> str:
         ident, _, rest = value.partition(" algorithm ")
         algorithm, _, subkey = rest.partition(" subkey ")
         inner = _TAB + " " * 4
-        return (
-            f"{_TAB}shared {ident} \\\n{inner}algorithm {algorithm} \\\n"
-            + _wrapped(inner, "subkey", subkey, 0)
+        return f"{_TAB}shared {ident} \\\n{inner}algorithm {algorithm} \\\n" + _wrapped(
+            inner, "subkey", subkey, 0
         )
     return f"{_TAB}{name} {value};"
 
@@ -358,7 +356,8 @@ def parse(text: str, *, source: str = "params file") -> Params:
                 hint="convert the file on NetBSD with cgdconfig -G",
             )
         else:
-            raise reader.error(token.line, f"unknown keyword {keyword!r}")
+            hint = "the file has DOS line endings; use plain newlines" if "\r" in keyword else None
+            raise reader.error(token.line, f"unknown keyword {keyword!r}", hint=hint)
     return _build(reader, scalars, keygens)
 
 
@@ -397,9 +396,7 @@ def _build(
     )
 
 
-def _at_line(
-    reader: _Reader, line: int, check: Callable[..., T], *args: Any, **kwargs: Any
-) -> T:
+def _at_line(reader: _Reader, line: int, check: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
     """Run `check`, prefixing any DomusError with the file and line."""
     try:
         return check(*args, **kwargs)
@@ -442,10 +439,10 @@ def _parse_field(reader: _Reader) -> tuple[str, str, int]:
     elif name == "shared":
         ident = reader.value("a name for shared")
         if reader.value("'algorithm'").text != "algorithm":
-            raise reader.error(line, "shared needs: shared \"NAME\" algorithm ALG subkey B64")
+            raise reader.error(line, 'shared needs: shared "NAME" algorithm ALG subkey B64')
         algorithm = reader.value("a shared key algorithm").text
         if reader.value("'subkey'").text != "subkey":
-            raise reader.error(line, "shared needs: shared \"NAME\" algorithm ALG subkey B64")
+            raise reader.error(line, 'shared needs: shared "NAME" algorithm ALG subkey B64')
         subkey, _ = reader.bits("base64 for subkey")
         value = f'"{ident.text}" algorithm {algorithm} subkey {subkey}'
     else:
@@ -553,7 +550,6 @@ def generate(
 
 
 __all__ = [
-    "ALGORITHMS",
     "GENERATED_KEYGENS",
     "VERIFY_METHODS",
     "GenericKeygen",

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections import deque
-from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from multiprocessing import get_context
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 from tasks.cgd.ciphers import SECTOR_SIZE, BytesLike, SectorCipher, make_cipher
 from tasks.cgd.params import Params, derive_key
@@ -109,15 +109,20 @@ def decrypt_file(
 
 
 @contextmanager
-def atomic_output(dst: Path) -> Iterator[BinaryIO]:
-    """A mode-0600 file beside dst that replaces dst only if the block exits cleanly."""
+def atomic_output(dst: Path) -> Iterator[IO[bytes]]:
+    """A mode-0600 file beside dst that replaces dst only if the block exits cleanly.
+
+    The file's .name is its path, for other processes to write into.
+    """
     try:
-        fd, name = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".part", dir=dst.parent)
+        out = tempfile.NamedTemporaryFile(  # noqa: SIM115 - renamed or removed below
+            prefix=f".{dst.name}.", suffix=".part", dir=dst.parent, delete=False
+        )
     except OSError as e:
         raise DomusError(f"cannot write {dst}: {e.strerror}") from None
-    tmp = Path(name)
+    tmp = Path(out.name)
     try:
-        with os.fdopen(fd, "wb") as out:
+        with out:
             yield out
             out.flush()
             os.fsync(out.fileno())
@@ -145,9 +150,11 @@ def _transform_file(
             _verify_head(cipher, inp, src, encrypt=encrypt)
         workers = _workers(jobs, size)
         with atomic_output(dst) as out:
-            chunks = _read_chunks(inp, src, size, chunk_size)
-            for piece in _transform_chunks(cipher, chunks, workers, encrypt=encrypt):
-                out.write(piece)
+            if workers == 1:
+                _transform_range(cipher, inp, out, src, 0, size, chunk_size, encrypt)
+            else:
+                out.truncate(size)
+                _transform_parallel(cipher, src, Path(out.name), size, chunk_size, workers, encrypt)
 
 
 @contextmanager
@@ -187,17 +194,25 @@ def _verify_head(cipher: SectorCipher, inp: BinaryIO, src: Path, *, encrypt: boo
         )
 
 
-def _read_chunks(
-    inp: BinaryIO, src: Path, size: int, chunk_size: int
-) -> Iterator[tuple[int, bytes]]:
-    """(first sector, data) pieces of inp, checking it is still `size` bytes long."""
-    offset = 0
-    while offset < size:
-        data = inp.read(min(chunk_size, size - offset))
+def _transform_range(
+    cipher: SectorCipher,
+    inp: BinaryIO,
+    out: IO[bytes],
+    src: Path,
+    start: int,
+    stop: int,
+    chunk_size: int,
+    encrypt: bool,
+) -> None:
+    """Transform bytes start..stop of inp into the same place in out, a chunk at a time."""
+    run = cipher.encrypt if encrypt else cipher.decrypt
+    inp.seek(start)
+    out.seek(start)
+    for offset in range(start, stop, chunk_size):
+        data = inp.read(min(chunk_size, stop - offset))
         if not data or len(data) % SECTOR_SIZE:
             raise DomusError(f"{src} changed size while being read")
-        yield offset // SECTOR_SIZE, data
-        offset += len(data)
+        out.write(run(data, offset // SECTOR_SIZE))
 
 
 def _workers(jobs: int | None, size: int) -> int:
@@ -211,14 +226,18 @@ def _workers(jobs: int | None, size: int) -> int:
         return os.cpu_count() or 1
 
 
-def _transform_chunks(
-    cipher: SectorCipher, chunks: Iterable[tuple[int, bytes]], workers: int, *, encrypt: bool
-) -> Iterator[bytes]:
-    if workers == 1:
-        run = cipher.encrypt if encrypt else cipher.decrypt
-        for first_sector, data in chunks:
-            yield run(data, first_sector)
-        return
+def _transform_parallel(
+    cipher: SectorCipher,
+    src: Path,
+    tmp: Path,
+    size: int,
+    chunk_size: int,
+    workers: int,
+    encrypt: bool,
+) -> None:
+    """Let worker processes read and write their own ranges, so no data crosses a pipe."""
+    # Enough ranges to keep every worker busy to the end, each still many chunks long.
+    task_size = max(chunk_size, -(-size // (workers * 8 * chunk_size)) * chunk_size)
     # spawn, not fork: forking a process that may have threads is unsafe.
     pool = ProcessPoolExecutor(
         workers,
@@ -226,16 +245,23 @@ def _transform_chunks(
         initializer=_worker_init,
         initargs=(cipher.algorithm, cipher.key, cipher.iv_method),
     )
-    try:
-        pending: deque[Future[bytes]] = deque()
-        for first_sector, data in chunks:
-            pending.append(pool.submit(_worker_run, data, first_sector, encrypt))
-            if len(pending) >= 2 * workers:  # bounds memory to a few chunks per worker
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+    with pool:
+        futures = [
+            pool.submit(
+                _worker_run, src, tmp, start, min(start + task_size, size), chunk_size, encrypt
+            )
+            for start in range(0, size, task_size)
+        ]
+        try:
+            for future in futures:
+                future.result()
+        except BrokenProcessPool:
+            raise DomusError(
+                "a worker process died", hint="run with one job (--jobs 1 / jobs=1)"
+            ) from None
+        finally:
+            for future in futures:
+                future.cancel()
 
 
 _worker_cipher: SectorCipher | None = None
@@ -246,6 +272,9 @@ def _worker_init(algorithm: str, key: bytes, iv_method: str) -> None:
     _worker_cipher = make_cipher(algorithm, key, iv_method)
 
 
-def _worker_run(data: bytes, first_sector: int, encrypt: bool) -> bytes:
+def _worker_run(
+    src: Path, tmp: Path, start: int, stop: int, chunk_size: int, encrypt: bool
+) -> None:
     assert _worker_cipher is not None
-    return (_worker_cipher.encrypt if encrypt else _worker_cipher.decrypt)(data, first_sector)
+    with open(src, "rb") as inp, open(tmp, "r+b") as out:
+        _transform_range(_worker_cipher, inp, out, src, start, stop, chunk_size, encrypt)

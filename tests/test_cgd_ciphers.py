@@ -1,0 +1,195 @@
+"""cgd sector transforms: NetBSD's known answers, plus references built here from plain
+AES/3DES/Blowfish ECB and CBC, so the batched tricks in tasks.cgd.ciphers are checked
+against the per-sector definition rather than against themselves."""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.decrepit.ciphers.algorithms import Blowfish, TripleDES
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from tasks.cgd.ciphers import ALGORITHMS, IV_METHODS, make_cipher
+from tasks.cgd.stream import decrypt_sectors, encrypt_sectors, verify_ffs
+from tasks.errors import DomusError
+
+SHARED_CGD = Path(__file__).resolve().parents[2] / "shared" / "cgd"
+VECTORS = json.loads((SHARED_CGD / "aes-xts-vectors.json").read_text())["vectors"]
+
+CBC_REFERENCE = {"aes-cbc": algorithms.AES, "3des-cbc": TripleDES, "blowfish-cbc": Blowfish}
+SUPPORTED = [name for name, info in ALGORITHMS.items() if info.supported]
+
+
+def every_cipher_setting():
+    for name in SUPPORTED:
+        for bits in ALGORITHMS[name].key_lengths:
+            for iv_method in IV_METHODS:
+                yield name, bits, iv_method
+
+
+def reference_cbc_sector(name: str, key: bytes, sector: int, plain: bytes, rounds: int) -> bytes:
+    """One sector as SPEC.md defines it, one cipher call at a time."""
+    block = CBC_REFERENCE[name](key)
+    blk = sector.to_bytes(8, "little").ljust(block.block_size // 8, b"\0")
+    iv = blk
+    for _ in range(rounds):
+        iv = Cipher(block, modes.ECB()).encryptor().update(iv)
+    return Cipher(block, modes.CBC(iv)).encryptor().update(plain)
+
+
+@pytest.mark.parametrize("vector", VECTORS, ids=[v["note"] for v in VECTORS])
+def test_xts_known_answers(vector):
+    cipher = make_cipher(vector["algorithm"], bytes.fromhex(vector["key_hex"]), vector["ivmethod"])
+    plain, expected = bytes.fromhex(vector["ptxt_hex"]), bytes.fromhex(vector["ctxt_hex"])
+    assert vector["sector_size"] == 512
+    assert cipher.encrypt(plain, vector["blkno"]) == expected
+    assert cipher.decrypt(expected, vector["blkno"]) == plain
+
+
+@pytest.mark.parametrize("vector", VECTORS, ids=[v["note"] for v in VECTORS])
+def test_xts_known_answers_inside_a_batch(vector):
+    cipher = make_cipher(vector["algorithm"], bytes.fromhex(vector["key_hex"]))
+    plain, expected = bytes.fromhex(vector["ptxt_hex"]), bytes.fromhex(vector["ctxt_hex"])
+    before = min(vector["blkno"], 3)
+    batch = os.urandom(512 * before) + plain + os.urandom(512 * 2)
+    at = 512 * before
+    encrypted = cipher.encrypt(batch, vector["blkno"] - before)
+    assert encrypted[at : at + 512] == expected
+    assert cipher.decrypt(encrypted, vector["blkno"] - before) == batch
+
+
+def test_xts_iv_method_is_ignored():
+    vector = VECTORS[3]
+    plain = bytes.fromhex(vector["ptxt_hex"])
+    key = bytes.fromhex(vector["key_hex"])
+    assert make_cipher("aes-xts", key, "encblkno8").encrypt(plain, vector["blkno"]) == (
+        bytes.fromhex(vector["ctxt_hex"])
+    )
+
+
+@pytest.mark.parametrize(("name", "bits", "iv_method"), list(every_cipher_setting()))
+def test_round_trip(name, bits, iv_method):
+    cipher = make_cipher(name, os.urandom(bits // 8), iv_method)
+    plain = os.urandom(512 * 5)
+    encrypted = cipher.encrypt(plain, 77)
+    assert len(encrypted) == len(plain)
+    assert encrypted != plain
+    assert cipher.decrypt(encrypted, 77) == plain
+    # The sector number is part of the transform.
+    assert cipher.encrypt(plain, 78) != encrypted
+
+
+def test_aes_cbc_encblkno1_sector_5_by_hand():
+    key = bytes(range(16))
+    plain = bytes(range(256)) * 2
+    # IV = AES_k(le64(5) || 0^8), then ordinary CBC over the 512 bytes.
+    iv = (
+        Cipher(algorithms.AES(key), modes.ECB())
+        .encryptor()
+        .update(b"\x05\0\0\0\0\0\0\0" + bytes(8))
+    )
+    expected = Cipher(algorithms.AES(key), modes.CBC(iv)).encryptor().update(plain)
+    cipher = make_cipher("aes-cbc", key, "encblkno1")
+    assert cipher.encrypt(plain, 5) == expected
+    batch = cipher.encrypt(os.urandom(1024) + plain + os.urandom(1024), 3)
+    assert batch[1024:1536] == expected
+
+
+@pytest.mark.parametrize("name", sorted(CBC_REFERENCE))
+@pytest.mark.parametrize(("iv_method", "rounds"), [(m, r) for m, r in IV_METHODS.items()])
+def test_cbc_batches_match_one_sector_at_a_time(name, iv_method, rounds):
+    key = os.urandom(ALGORITHMS[name].default_keylength // 8)
+    plain = os.urandom(512 * 9)
+    first = 2**40 + 11
+    expected = b"".join(
+        reference_cbc_sector(name, key, first + i, plain[512 * i : 512 * (i + 1)], rounds)
+        for i in range(9)
+    )
+    cipher = make_cipher(name, key, iv_method)
+    assert cipher.encrypt(plain, first) == expected
+    assert cipher.decrypt(expected, first) == plain
+
+
+@pytest.mark.parametrize("name", sorted(CBC_REFERENCE))
+def test_encblkno8_iv_is_eightfold_encryption(name):
+    key = os.urandom(ALGORITHMS[name].default_keylength // 8)
+    block = CBC_REFERENCE[name](key)
+    size = block.block_size // 8
+    blk = (1234).to_bytes(8, "little").ljust(size, b"\0")
+    # SPEC.md's second description: last block of CBC over eight zero blocks, IV = blk.
+    iv = Cipher(block, modes.CBC(blk)).encryptor().update(bytes(8 * size))[-size:]
+    eightfold = blk
+    for _ in range(8):
+        eightfold = Cipher(block, modes.ECB()).encryptor().update(eightfold)
+    assert iv == eightfold
+    plain = os.urandom(512)
+    expected = Cipher(block, modes.CBC(iv)).encryptor().update(plain)
+    assert make_cipher(name, key, "encblkno8").encrypt(plain, 1234) == expected
+    assert make_cipher(name, key, "encblkno").encrypt(plain, 1234) == expected
+    assert make_cipher(name, key, "encblkno1").encrypt(plain, 1234) != expected
+
+
+@pytest.mark.parametrize("name", SUPPORTED)
+def test_highest_sector_numbers(name):
+    cipher = make_cipher(name, os.urandom(ALGORITHMS[name].default_keylength // 8))
+    plain = os.urandom(1024)
+    last_two = 2**64 - 2
+    assert cipher.decrypt(cipher.encrypt(plain, last_two), last_two) == plain
+    with pytest.raises(DomusError, match="out of range"):
+        cipher.encrypt(plain, 2**64 - 1)
+    with pytest.raises(DomusError, match="out of range"):
+        cipher.encrypt(plain, -1)
+
+
+@pytest.mark.parametrize("name", SUPPORTED)
+def test_partial_sectors_are_refused(name):
+    cipher = make_cipher(name, os.urandom(ALGORITHMS[name].default_keylength // 8))
+    with pytest.raises(DomusError, match="512-byte sectors"):
+        cipher.encrypt(bytes(700), 0)
+    assert cipher.encrypt(b"", 0) == b""
+
+
+def test_stream_sector_helpers_use_the_cipher():
+    cipher = make_cipher("aes-cbc", os.urandom(32))
+    plain = os.urandom(4096)
+    encrypted = encrypt_sectors(cipher, plain, 9)
+    assert encrypted == cipher.encrypt(plain, 9)
+    assert decrypt_sectors(cipher, encrypted, 9) == plain
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("adiantum", bytes(32)), "adiantum is not supported"),
+        (("serpent-cbc", bytes(32)), "unknown cgd algorithm"),
+        (("aes-xts", bytes(16)), "does not take a 128-bit key"),
+        (("aes-cbc", bytes(16), "encblkno2"), "unknown cgd iv-method"),
+        (("blowfish-cbc", bytes(4)), "does not take a 32-bit key"),
+        (("aes-xts", bytes(32)), "identical halves"),
+    ],
+)
+def test_bad_cipher_settings(args, message):
+    with pytest.raises(DomusError, match=message):
+        make_cipher(*args)
+
+
+def fake_superblock(offset: int, magic: int, byteorder: str, size: int = 270336) -> bytes:
+    head = bytearray(size)
+    head[offset + 1372 : offset + 1376] = magic.to_bytes(4, byteorder)
+    return bytes(head)
+
+
+@pytest.mark.parametrize("byteorder", ["little", "big"])
+@pytest.mark.parametrize(
+    ("offset", "magic"), [(8192, 0x011954), (65536, 0x19540119), (0, 0x011954), (262144, 0x011954)]
+)
+def test_verify_ffs_finds_superblocks(offset, magic, byteorder):
+    assert verify_ffs(fake_superblock(offset, magic, byteorder))
+
+
+def test_verify_ffs_rejects_other_data():
+    assert not verify_ffs(bytes(270336))
+    assert not verify_ffs(os.urandom(270336))
+    assert not verify_ffs(fake_superblock(8192 + 4, 0x011954, "little"))
+    assert not verify_ffs(b"")

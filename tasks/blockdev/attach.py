@@ -1,0 +1,92 @@
+"""An image mounted through a block device for the length of a `with` block.
+
+In order: clean up after killed runs; refuse an image someone else holds; take a unit of
+the pool; record, attach, mount; and afterwards unmount, detach and forget the record,
+whether the block succeeded, failed, or was stopped by Ctrl-C or SIGTERM. The caller
+holds the image's own lock.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from datetime import datetime
+from pathlib import Path
+
+from tasks.blockdev import records
+from tasks.blockdev.backend import Backend, backend_named, configured_backend, platform_backend_name
+from tasks.blockdev.holders import check_not_in_use
+from tasks.blockdev.recovery import clean_up, recover
+from tasks.blockdev.signals import signals_deferred, sigterm_raises
+from tasks.blockdev.units import unit_from_pool
+from tasks.config import BlockdevSpec
+from tasks.errors import DomusError
+from tasks.log import note
+
+
+def backend_for(blockdev: BlockdevSpec, fs: str) -> Backend:
+    backend = configured_backend(blockdev.backend)
+    if backend is None:
+        raise DomusError(f"no block-device backend: blockdev.backend is {blockdev.backend}"
+                         + ("" if blockdev.backend == "none" else " and this system has none"))
+    if not backend.can_mount(fs):
+        raise DomusError(f"{backend.name} devices here cannot mount {fs}")
+    return backend
+
+
+def watchers(backend: Backend | None) -> list[Backend]:
+    """The backends whose attachments count: the configured one and this system's own."""
+    native = platform_backend_name()
+    found = [backend] if backend is not None else []
+    if native and all(other.name != native for other in found):
+        found.append(backend_named(native))
+    return found
+
+
+@contextmanager
+def mounted(image: Path, fs: str, *, blockdev: BlockdevSpec, locks: Path, what: str,
+            readonly: bool, domain: str | None = None,
+            cgd_params: Path | None = None) -> Iterator[Path]:
+    """Yield the mount point of `image`; `what` names the job in records and messages."""
+    backend = backend_for(blockdev, fs)
+    with sigterm_raises():
+        for problem in recover(locks):
+            note(problem)
+        check_not_in_use(image, domain, watchers(backend))
+        with unit_from_pool(locks, backend, blockdev.units, blockdev.wait) as unit:
+            name = backend.unit_name(unit)
+            record = records.Record(
+                backend=backend.name, unit=unit, unit_name=name, pid=os.getpid(),
+                image=str(image.resolve()), what=what,
+                mountpoint=str(records.mount_dir(locks, name)),
+                started=datetime.now().isoformat(timespec="seconds"),
+            )
+            records.save(locks, record)
+            try:
+                record = replace(record, device=backend.planned_device(unit),
+                                 cgd=backend.planned_cgd(unit) if cgd_params else None)
+                records.save(locks, record)
+
+                def moved(device: str) -> None:
+                    nonlocal record
+                    record = record.with_device(device)
+                    records.save(locks, record)
+
+                attachment = backend.attach(image, unit, record.device or "", readonly,
+                                            cgd_params, moved)
+                mountpoint = Path(record.mountpoint)
+                mountpoint.mkdir(parents=True, exist_ok=True)
+                backend.mount(attachment, mountpoint, fs, readonly)
+                yield mountpoint
+            except BaseException:
+                with signals_deferred():
+                    problem = clean_up(backend, record, locks)
+                if problem:
+                    note(str(problem))  # the job's own error goes on up
+                raise
+            with signals_deferred():
+                problem = clean_up(backend, record, locks)
+            if problem:
+                raise problem

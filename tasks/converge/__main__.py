@@ -1,0 +1,94 @@
+"""Command line: converge the local images of some domUs, or show what would change.
+
+    ./domus converge [--dry-run] NAME... [config=PATH]
+
+With --dry-run the unified diff of every managed file that would change goes to stdout,
+and nothing is written; the exit status is 0 when nothing would change, 1 when something
+would, 2 on an error (as diff(1)). Without it, the images are converged even if their
+recorded inputs did not change (a file the domU's administrator edited is put back), under
+the run lock, as `./domus build` would.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from tasks.config import DomU, Site, load_site
+from tasks.contexts import local_context
+from tasks.converge.local import converge
+from tasks.converge.plan import unified_diff
+from tasks.errors import DomusError
+from tasks.inputs import make_record, write_record
+from tasks.layout import Layout
+from tasks.locks import hold_run_lock, image_lock
+from tasks.render import Templates
+from tasks.task_local import template_files
+
+EXIT_SAME, EXIT_DIFFERENT, EXIT_ERROR = 0, 1, 2
+DEFAULT_SITE = Path("config/site.yaml")
+
+
+def parse(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="./domus converge", description=__doc__.split("\n")[0])
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print the diff of what would change; change nothing")
+    parser.add_argument("names", nargs="+", metavar="NAME", help="domU names")
+    words = [arg for arg in argv if not arg.startswith("config=")]
+    configs = [arg.partition("=")[2] for arg in argv if arg.startswith("config=")]
+    args = parser.parse_args(words)
+    args.config = Path(configs[-1]) if configs else DEFAULT_SITE
+    return args
+
+
+def run(args: argparse.Namespace) -> int:
+    site = load_site(args.config)
+    layout = Layout(site.output, site.locks)
+    domus = {domu.name: domu for domu in site.domus}
+    unknown = [name for name in args.names if name not in domus]
+    if unknown:
+        raise DomusError(f"no domain named {', '.join(unknown)} in {site.path}")
+    if not args.dry_run:
+        layout.output.mkdir(parents=True, exist_ok=True)
+        hold_run_lock(layout.locks)
+    templates = Templates(site.templates, layout.cache / "template-references.json")
+    different = False
+    for name in args.names:
+        domu = domus[name]
+        image = layout.local_image(name)
+        if not image.exists():
+            raise DomusError(f"{name} has no local image yet ({image})",
+                             hint="`./domus build` makes it")
+        with image_lock(layout.locks, image):
+            changes = converge(site, domu, layout, templates, local_context(site, domu),
+                               dry_run=args.dry_run)
+            if not args.dry_run:
+                _record(site, domu, layout, templates)
+        if args.dry_run:
+            sys.stdout.write("".join(unified_diff(change, name) for change in changes))
+            sys.stdout.flush()
+        if not changes:
+            print(f"domus: {name}: local.img already matches the site", file=sys.stderr)
+        different = different or bool(changes)
+    return EXIT_DIFFERENT if different and args.dry_run else EXIT_SAME
+
+
+def _record(site: Site, domu: DomU, layout: Layout, templates: Templates) -> None:
+    """The image now matches these inputs: record them, so the next build is a no-op."""
+    write_record(layout.local_image(domu.name),
+                 make_record(template_files(templates), local_context(site, domu)))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse(sys.argv[1:] if argv is None else argv)
+    try:
+        return run(args)
+    except DomusError as error:
+        print(f"domus: {error}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

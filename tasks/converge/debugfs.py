@@ -1,0 +1,202 @@
+"""Reading and converging the managed files of an ext2fs image without mounting it.
+
+debugfs (e2fsprogs) reads and writes the file system as an ordinary user. Its writes are
+not safe against a kill, so they go to a sparse copy of the image beside it; the copy is
+checked with `e2fsck -fn` and only then renamed over the image. A kill at any moment
+leaves the old image or the converged one. The guarantees are those of the mounted path:
+a changed file's old inode stays, untouched, under the backup name (`ln` then `unlink`
+move the name without touching the inode), and no other inode is written.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+import subprocess
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from tasks.converge.plan import Change, FileState, backup_name
+from tasks.errors import DomusError
+from tasks.images.publish import publishing
+from tasks.images.run import INSTALL_HINT
+from tasks.images.sparse_copy import copy_sparse
+from tasks.recipes.templated import dir_mode
+
+_ECHO = "debugfs: "
+_BANNER = re.compile(r"^(debugfs|e2fsck) \d")
+_MISSING = "File not found by ext2_lookup"
+_TYPE = re.compile(r"Type:\s+(\S+)\s+Mode:\s+(\d+)")
+_OWNER = re.compile(r"User:\s+(\d+)\s+Group:\s+(\d+)")
+
+
+def quoted(path: str) -> str:
+    if '"' in path or "\n" in path:
+        raise DomusError(f"{path!r}: debugfs cannot name this path", hint="rename the template")
+    return f'"{path}"'
+
+
+def absolute(path: str) -> str:
+    return quoted("/" + path)
+
+
+def ancestors(path: str) -> list[str]:
+    parts = path.split("/")[:-1]
+    return ["/".join(parts[: depth + 1]) for depth in range(len(parts))]
+
+
+def run_debugfs(image: Path, commands: Sequence[str],
+                write: bool = False) -> tuple[dict[str, str], list[str]]:
+    """Each command's output, and debugfs' error lines (a missing file is one of them)."""
+    argv = ["debugfs", *(["-w"] if write else []), "-f", "-", str(image)]
+    try:
+        done = subprocess.run(argv, input="".join(f"{c}\n" for c in commands),
+                              capture_output=True, text=True, errors="surrogateescape")
+    except FileNotFoundError:
+        raise DomusError(f"{image.name}: `debugfs` is not installed",
+                         hint=INSTALL_HINT["debugfs"]) from None
+    outputs: dict[str, str] = {}
+    current = None
+    for line in done.stdout.splitlines():
+        if line.startswith(_ECHO):
+            current = line[len(_ECHO):]
+            outputs[current] = ""
+        elif current is not None:
+            outputs[current] += line + "\n"
+    errors = [line.strip() for line in done.stderr.splitlines()
+              if line.strip() and not _BANNER.match(line)]
+    if done.returncode != 0:
+        errors.append(f"debugfs exited with status {done.returncode}")
+    return outputs, errors
+
+
+def check_clean(image: Path) -> None:
+    """debugfs trusts the file system it edits: one with errors is not edited."""
+    done = subprocess.run(["e2fsck", "-fn", str(image)], capture_output=True, text=True)
+    if done.returncode != 0:
+        found = [line for line in done.stdout.splitlines() if line and not _BANNER.match(line)]
+        raise DomusError(f"{image} has file system errors (`e2fsck -fn` exit "
+                         f"{done.returncode}): {'; '.join(found[-3:])}",
+                         hint=f"with its domU down, repair it with `e2fsck -fy {image}`, "
+                         "then run again")
+
+
+def keep_owner(image: Path, copy: Path) -> None:
+    st = image.stat()
+    os.chmod(copy, stat.S_IMODE(st.st_mode))
+    if (st.st_uid, st.st_gid) == (os.getuid(), os.getgid()):
+        return
+    try:
+        os.chown(copy, st.st_uid, st.st_gid)
+    except PermissionError:
+        raise DomusError(f"{image} belongs to uid {st.st_uid}, gid {st.st_gid}; converging it "
+                         "through a copy would give it to you",
+                         hint="run as its owner or as root") from None
+
+
+class DebugfsFiles:
+    def __init__(self, image: Path) -> None:
+        self.image = image
+        self._missing_dirs: set[str] = set()
+        self._names: dict[str, set[str]] = {}  # directory -> the names in it
+
+    def read_all(self, paths: Sequence[str]) -> dict[str, FileState | None]:
+        dirs = sorted({d for path in paths for d in ancestors(path)})
+        parents = sorted({path.rpartition("/")[0] for path in paths})
+        with tempfile.TemporaryDirectory(prefix="domus-debugfs-") as tmp:
+            commands = [f"stat {absolute(d)}" for d in dirs]
+            commands += [f"ls -p {absolute(d)}" for d in parents]
+            for index, path in enumerate(paths):
+                commands += [f"stat {absolute(path)}",
+                             f"dump {absolute(path)} {quoted(f'{tmp}/{index}')}"]
+            outputs, errors = run_debugfs(self.image, commands)
+            fatal = [error for error in errors if _MISSING not in error]
+            if fatal:
+                raise DomusError(f"{self.image}: debugfs cannot read it: {'; '.join(fatal)}")
+            for directory in dirs:
+                kind = self._kind(outputs[f"stat {absolute(directory)}"])
+                if kind is None:
+                    self._missing_dirs.add(directory)
+                elif kind[0] != "directory":
+                    raise DomusError(f"/{directory} in the image is a {kind[0]}, not a "
+                                     "directory; domus does not follow links there",
+                                     hint="make it a directory again, or reprovision")
+            for directory in parents:
+                listing = outputs[f"ls -p {absolute(directory)}"]
+                self._names[directory] = {line.split("/")[5] for line in listing.splitlines()
+                                          if line.count("/") >= 6}
+            return {path: self._state(path, outputs[f"stat {absolute(path)}"],
+                                      Path(tmp, str(index)))
+                    for index, path in enumerate(paths)}
+
+    @staticmethod
+    def _kind(stat_output: str) -> tuple[str, int] | None:
+        match = _TYPE.search(stat_output)
+        return None if match is None else (match[1], int(match[2], 8))
+
+    def _state(self, path: str, stat_output: str, dumped: Path) -> FileState | None:
+        kind = self._kind(stat_output)
+        if kind is None:
+            return None
+        if kind[0] != "regular":
+            raise DomusError(f"/{path} in the image is a {kind[0]}, not a regular file; domus "
+                             "manages it and does not replace it",
+                             hint="make it a regular file again, or reprovision")
+        owner = _OWNER.search(stat_output)
+        assert owner is not None
+        return FileState(dumped.read_bytes(), kind[1], int(owner[1]), int(owner[2]))
+
+    def current(self, path: str) -> FileState | None:
+        return self.read_all([path])[path]
+
+    def commands(self, changes: Sequence[Change], stamp: str, tmp: Path) -> list[str]:
+        commands: list[str] = []
+        for index, change in enumerate(changes):
+            for directory in ancestors(change.path):
+                if directory in self._missing_dirs:
+                    self._missing_dirs.discard(directory)
+                    commands += [f"mkdir {absolute(directory)}",
+                                 *_set_inode(absolute(directory), stat.S_IFDIR,
+                                             dir_mode(directory), 0, 0)]
+            parent, _, name = change.path.rpartition("/")
+            commands.append(f"cd {absolute(parent)}")
+            if change.old is not None:
+                taken = self._names.setdefault(parent, set())
+                backup = backup_name(name, stamp, taken)
+                taken.add(backup)
+                commands += [f"ln {quoted(name)} {quoted(backup)}", f"unlink {quoted(name)}"]
+            host = tmp / str(index)
+            host.write_bytes(change.new.data)
+            commands.append(f"write {quoted(str(host))} {quoted(name)}")
+            new = change.new
+            commands += _set_inode(quoted(name), stat.S_IFREG, new.mode, new.uid, new.gid)
+        return commands
+
+    def apply(self, changes: Sequence[Change], stamp: str) -> list[str]:
+        """Converge a copy, check it, publish it over the image; returns the backups' paths."""
+        before = {parent: set(names) for parent, names in self._names.items()}
+        check_clean(self.image)
+        with tempfile.TemporaryDirectory(prefix="domus-debugfs-") as tmp, \
+                publishing(self.image) as partial:
+            commands = self.commands(changes, stamp, Path(tmp))
+            copy_sparse(self.image, partial)
+            keep_owner(self.image, partial)
+            _, errors = run_debugfs(partial, commands, write=True)
+            if errors:
+                raise DomusError(f"{self.image}: debugfs failed, the image is unchanged: "
+                                 + "; ".join(errors))
+            try:
+                check_clean(partial)
+            except DomusError as error:
+                raise DomusError(f"{self.image}: the converged copy failed its check, the "
+                                 f"image is unchanged: {error.message}") from error
+        return sorted(f"{parent}/{name}" if parent else name
+                      for parent, names in self._names.items()
+                      for name in names - before.get(parent, set()))
+
+
+def _set_inode(name: str, kind: int, mode: int, uid: int, gid: int) -> list[str]:
+    return [f"sif {name} mode 0{kind | mode:o}", f"sif {name} uid {uid}",
+            f"sif {name} gid {gid}"]

@@ -1,0 +1,165 @@
+"""Converging an existing local.img in place: the tool's files change, the domU's do not.
+
+The managed files (the `local/` templates and the managed variables of /etc/rc.conf) are
+read from the image, compared with what the site makes them, and only those that differ
+are rewritten, each one first kept beside itself as NAME.domus-YYYYmmddTHHMMSS. As root
+the image is mounted through a block device (vnd on NetBSD, loop on Linux), whatever its
+file system; an ext2fs image can also be converged by any user through debugfs.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+from tasks.blockdev.attach import mounted, watchers
+from tasks.blockdev.backend import configured_backend
+from tasks.blockdev.holders import check_not_in_use
+from tasks.blockdev.signals import sigterm_raises
+from tasks.config import DomU, Site
+from tasks.converge.debugfs import DebugfsFiles
+from tasks.converge.mounted import MountedFiles
+from tasks.converge.plan import Change, FileState, decode, plan
+from tasks.errors import DomusError
+from tasks.images.detect import detect_fs
+from tasks.keyfiles import params_path
+from tasks.layout import Layout
+from tasks.log import note
+from tasks.recipes.local import RC_CONF, managed_files
+from tasks.render import Templates
+from tasks.sizes import format_size
+
+
+class ImageFiles(Protocol):
+    def read_all(self, paths: Sequence[str]) -> dict[str, FileState | None]: ...
+
+    def apply(self, changes: Sequence[Change], stamp: str) -> list[str]: ...
+
+
+def is_root() -> bool:
+    return os.geteuid() == 0
+
+
+def cgd_params(site: Site, domu: DomU) -> Path | None:
+    """The cgdconfig params an encrypted local.img is opened with on the dom0."""
+    if domu.local.encrypt == "none":
+        return None
+    if domu.local.encrypt == "dom0":
+        return params_path(site.keys, domu.name)
+    raise DomusError("it is encrypted with a passphrase typed at the domU's console "
+                     "(local.encrypt: domu), which the dom0 does not use")
+
+
+def how(fs: str, backend_setting: str, encrypted: bool = False) -> str:
+    """'mount' or 'debugfs'; a DomusError saying why when neither works here."""
+    backend = configured_backend(backend_setting)
+    if encrypted and (backend is None or backend.planned_cgd(0) is None):
+        raise DomusError("an encrypted image is opened through cgd(4), on the NetBSD dom0 "
+                         "(blockdev.backend vnd)")
+    if backend is not None and is_root() and backend.can_mount(fs):
+        return "mount"
+    if fs == "ext2fs" and not encrypted:
+        return "debugfs"
+    if backend_setting == "none":
+        why = "blockdev.backend is none, and only ext2fs images converge without mounting"
+    elif not is_root():
+        why = "an FFS image is converged by mounting it, which needs root"
+    elif backend is None:
+        why = "this system has no block-device backend to mount it with"
+    else:
+        why = f"{backend.name} devices on this system cannot mount {fs} (Linux cannot write FFS)"
+    raise DomusError(why)
+
+
+def refusal(domu: DomU, image: Path, changed: Sequence[str], why: str) -> DomusError:
+    if changed:
+        what = (f"{image} is the state of {domu.name} and is never rebuilt over; its inputs "
+                f"changed ({', '.join(changed)}) but it cannot be converged in place here")
+    else:
+        what = f"{image}, the state of {domu.name}, cannot be converged in place here"
+    return DomusError(
+        f"{what}: {why}",
+        hint=f"run `./domus build` as root on the NetBSD dom0 (vnd mounts FFS); or "
+        f"`./domus reprovision {domu.name}` (the old image is kept as a dated backup); "
+        "local.fs: ext2fs images converge on any system, even without root; or undo the change",
+    )
+
+
+@contextmanager
+def image_files(site: Site, domu: DomU, layout: Layout, *, readonly: bool,
+                method: str) -> Iterator[ImageFiles]:
+    image = layout.local_image(domu.name)
+    if method == "mount":
+        with mounted(image, domu.local.fs, blockdev=site.blockdev, locks=layout.locks,
+                     what=f"converging {domu.name}", readonly=readonly, domain=domu.name,
+                     cgd_params=cgd_params(site, domu)) as top:
+            yield MountedFiles(top)
+        return
+    check_not_in_use(image, domu.name, watchers(configured_backend(site.blockdev.backend)))
+    yield DebugfsFiles(image)
+
+
+def check_shape(domu: DomU, image: Path) -> None:
+    """The image is what its settings say (size, file system, encryption): a converge
+    rewrites files, it does not resize, reformat or encrypt an image."""
+    size = image.stat().st_size
+    if size != domu.local.size:
+        raise DomusError(f"it is {format_size(size)} but local.size is "
+                         f"{format_size(domu.local.size)}: a converge rewrites files, it does "
+                         "not resize an image")
+    found = detect_fs(image)
+    if domu.local.encrypt != "none":
+        if found is not None:
+            raise DomusError(f"it is a plain {found} image but local.encrypt is "
+                             f"{domu.local.encrypt}: a converge does not encrypt an image")
+    elif found is None:
+        raise DomusError("it holds no ffs or ext2fs file system that domus can see (is it "
+                         "encrypted? local.encrypt is none)")
+    elif found != domu.local.fs:
+        raise DomusError(f"it holds {found} but local.fs is {domu.local.fs}: a converge does "
+                         "not reformat an image")
+
+
+def changes_for(files: ImageFiles, templates: Templates, context: Mapping[str, object],
+                rc_vars: Mapping[str, str]) -> list[Change]:
+    paths = [*templates.names("local"), RC_CONF]
+    current = files.read_all(sorted(set(paths)))
+    rc_conf = current.get(RC_CONF)
+    wanted = managed_files(templates, context, rc_vars,
+                           decode(rc_conf.data) if rc_conf is not None else None)
+    return plan(wanted, current)
+
+
+def converge(site: Site, domu: DomU, layout: Layout, templates: Templates,
+             context: Mapping[str, object], *, dry_run: bool,
+             changed: Sequence[str] = ()) -> list[Change]:
+    """Make the image's managed files what the site says (or, dry, say what would change).
+
+    `changed` names the inputs that changed since the image was built or converged, for
+    messages. The caller holds the image's lock.
+    """
+    image = layout.local_image(domu.name)
+    try:
+        check_shape(domu, image)
+        cgd_params(site, domu)
+        method = how(domu.local.fs, site.blockdev.backend, domu.local.encrypt != "none")
+    except DomusError as error:
+        raise refusal(domu, image, changed, error.message) from None
+    start = time.monotonic()
+    # SIGTERM unwinds like Ctrl-C: unmount and detach, or remove debugfs' unfinished copy
+    with sigterm_raises(), image_files(site, domu, layout, readonly=dry_run,
+                                       method=method) as files:
+        changes = changes_for(files, templates, context, dict(domu.rc_conf))
+        if dry_run or not changes:
+            return changes
+        stamp = datetime.now().strftime("%Y%m%dT%H%M%S")
+        backups = files.apply(changes, stamp)
+    note(f"converged {image} ({method}) in {time.monotonic() - start:.2f} s: rewrote "
+         + ", ".join(f"/{change.path}" for change in changes)
+         + (f"; kept the old ones as {', '.join('/' + b for b in backups)}" if backups else ""))
+    return changes

@@ -1,0 +1,100 @@
+"""What converging a local image changes: the managed files that differ, and the diff.
+
+A managed file differs when its content, mode or owner is not what the site makes it; every
+other file is left alone. The dry run prints the same changes as a unified diff.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from tasks.recipes.local import ManagedFile
+
+NEW_FILE_MODE = 0o644  # a managed file that keeps the image's mode but is missing from it
+ENCODING = "utf-8"
+# rc.conf is the domU's: bytes that are not UTF-8 are carried through untouched
+ERRORS = "surrogateescape"
+
+
+@dataclass(frozen=True)
+class FileState:
+    data: bytes
+    mode: int  # permission bits
+    uid: int
+    gid: int
+
+
+@dataclass(frozen=True)
+class Change:
+    path: str
+    old: FileState | None
+    new: FileState
+
+
+def decode(data: bytes) -> str:
+    return data.decode(ENCODING, ERRORS)
+
+
+def wanted(files: Sequence[ManagedFile],
+           current: Mapping[str, FileState | None]) -> dict[str, FileState]:
+    states = {}
+    for file in files:
+        data = file.text.encode(ENCODING, ERRORS)
+        old = current.get(file.path)
+        if file.mode is not None:
+            states[file.path] = FileState(data, file.mode, 0, 0)
+        elif old is not None:
+            states[file.path] = FileState(data, old.mode, old.uid, old.gid)
+        else:
+            states[file.path] = FileState(data, NEW_FILE_MODE, 0, 0)
+    return states
+
+
+def plan(files: Sequence[ManagedFile], current: Mapping[str, FileState | None]) -> list[Change]:
+    """The changes that make the image's managed files what the site says, in path order."""
+    return [Change(path, current.get(path), state)
+            for path, state in sorted(wanted(files, current).items())
+            if current.get(path) != state]
+
+
+def _lines(data: bytes) -> list[str]:
+    lines = data.decode(ENCODING, "backslashreplace").splitlines(keepends=True)
+    if lines and not lines[-1].endswith("\n"):
+        lines[-1] += "\n\\ No newline at end of file\n"
+    return lines
+
+
+def describe_metadata(change: Change) -> list[str]:
+    old, new = change.old, change.new
+    if old is None:
+        return [f"new file, mode {new.mode:04o}, owner {new.uid}:{new.gid}"]
+    notes = []
+    if old.mode != new.mode:
+        notes.append(f"mode {old.mode:04o} -> {new.mode:04o}")
+    if (old.uid, old.gid) != (new.uid, new.gid):
+        notes.append(f"owner {old.uid}:{old.gid} -> {new.uid}:{new.gid}")
+    return notes
+
+
+def unified_diff(change: Change, name: str) -> str:
+    """The change as `diff -u` shows it, with the domU's name before the path in the image."""
+    where = f"{name}:/{change.path}"
+    text = "".join(f"# {where}: {note}\n" for note in describe_metadata(change))
+    if change.old is not None and change.old.data == change.new.data:
+        return text
+    before = _lines(change.old.data) if change.old is not None else []
+    fromfile = f"{where}\t(in the image)" if change.old is not None else "/dev/null"
+    diff = difflib.unified_diff(before, _lines(change.new.data), fromfile=fromfile,
+                                tofile=f"{where}\t(converged)")
+    return text + "".join(diff)
+
+
+def backup_name(name: str, stamp: str, taken: set[str]) -> str:
+    """NAME.domus-YYYYmmddTHHMMSS beside the file, made unique if a second converge is quick."""
+    candidate, number = f"{name}.domus-{stamp}", 1
+    while candidate in taken:
+        number += 1
+        candidate = f"{name}.domus-{stamp}.{number}"
+    return candidate

@@ -1,0 +1,230 @@
+"""`./domus generations|activate|rollback|pin|unpin|gc`: the generations of root and pkg images.
+
+    generations [IMAGE...]      list them: * marks the active one, with the running domUs
+    activate IMAGE GENERATION   make one active (an id, or the start of one)
+    rollback IMAGE...           back to the generation active before this one
+    pin IMAGE... / unpin IMAGE...   builds and nightly runs leave a pinned image alone
+    gc                          remove old generations (see generations.keep)
+
+IMAGE is root, pkg:NAME or pkg (the pkg.img of every domU). Add config=PATH for a site
+other than config/site.yaml. Activation and rollback take effect for every domU that
+starts afterwards; a running domU keeps the image it opened.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+
+from tasks.config import Site
+from tasks.errors import DomusError
+from tasks.generations.collect import Collected, collect
+from tasks.generations.running import in_use, running_domains
+from tasks.generations.slots import ROOT, Slot, parse_slots, pkg_slot, stable_links
+from tasks.generations.store import Generation, Store
+from tasks.inputs import changes, describe
+from tasks.layout import Layout
+
+EXIT_USAGE = 2
+
+
+def human_size(size: int) -> str:
+    if size < 1024:
+        return f"{size} B"
+    value, unit = size / 1024, "KiB"
+    for larger in ("MiB", "GiB", "TiB"):
+        if value < 1024:
+            break
+        value, unit = value / 1024, larger
+    return f"{value:.1f} {unit}"
+
+
+def generations_count(count: int) -> str:
+    return f"{count} generation" + ("" if count == 1 else "s")
+
+
+def local_time(iso: str) -> str:
+    return datetime.fromisoformat(iso).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+class Commands:
+    def __init__(self, site: Site) -> None:
+        self.site = site
+        self.layout = Layout(site.output, site.locks)
+        self.store = Store(self.layout)
+        self.domus = [domu.name for domu in site.domus]
+
+    def slots(self, names: Sequence[str]) -> list[Slot]:
+        if not names:
+            known = {ROOT, *(pkg_slot(name) for name in self.domus), *self.store.slots()}
+            return sorted(known, key=lambda slot: (slot.pool != "root", slot.name))
+        return [slot for name in names for slot in parse_slots(name, self.domus)]
+
+    def links(self, slot: Slot) -> dict[Path, str]:
+        return stable_links(self.layout, slot, self.site.root.kernel.name)
+
+    # -- the commands ----------------------------------------------------------------
+
+    def list(self, names: Sequence[str]) -> int:
+        slots = self.slots(names)
+        try:
+            used = in_use(self.store, running_domains(), slots)
+        except DomusError as error:
+            print(f"running domUs unknown: {error.message}")
+            used = {}
+        for slot in slots:
+            self._list_slot(slot, used)
+        return 0
+
+    def _list_slot(self, slot: Slot, used: dict[tuple[str, str], set[str]]) -> None:
+        state = self.store.state(slot)
+        active = self.store.active(slot)
+        ids = [g for g in state.built if self.store.exists(slot.pool, g)]
+        if active is not None and active not in ids:
+            ids.append(active)
+        title = slot.name + (" (pinned)" if state.pinned else "")
+        if not ids:
+            print(f"{title}: no generations yet")
+            return
+        print(f"{title}:")
+        generations = [self.store.generation(slot.pool, g) for g in ids]
+        for index in reversed(range(len(generations))):
+            generation = generations[index]
+            older = generations[index - 1] if index > 0 else None
+            print("  " + self._line(generation, older, generation.id == active,
+                                    used.get((slot.pool, generation.id), set())))
+
+    def _line(self, generation: Generation, older: Generation | None, active: bool,
+              users: set[str]) -> str:
+        mark = "*" if active else " "
+        if older is None:
+            what = "first"
+        else:
+            what = "changed: " + describe(changes(older.inputs, generation.inputs))
+        line = (f"{mark} {generation.id}  {local_time(generation.built)}  "
+                f"{human_size(generation.disk):>10}  {what}")
+        if users:
+            line += f"  [used by {', '.join(sorted(users))}]"
+        return line
+
+    def activate(self, names: Sequence[str]) -> int:
+        if len(names) != 2:
+            raise DomusError("usage: ./domus activate IMAGE GENERATION",
+                             hint="IMAGE is root or pkg:NAME; `./domus generations` lists them")
+        slots = parse_slots(names[0], self.domus)
+        if len(slots) != 1:
+            raise DomusError("activate names one image: root or pkg:NAME")
+        slot = slots[0]
+        generation = self.store.find(slot.pool, names[1])
+        previous = self.store.activate(slot, generation, self.links(slot))
+        pinned = " (still pinned)" if self.store.state(slot).pinned else ""
+        print(f"{slot.name}: generation {generation} active{pinned}, was {previous}; "
+              "domUs that start from now on use it")
+        return 0
+
+    def rollback(self, names: Sequence[str]) -> int:
+        if not names:
+            raise DomusError("usage: ./domus rollback IMAGE...", hint="IMAGE is root, pkg:NAME "
+                             "or pkg; `./domus generations` lists what each would go back to")
+
+        def one(slot: Slot) -> None:
+            old, new = self.store.rollback(slot, self.links(slot))
+            print(f"{slot.name}: generation {new} active, was {old}")
+
+        status = each(self.slots(names), one)
+        if status == 0:
+            print("domUs that start from now on use it; running ones keep theirs until they "
+                  "restart. Builds leave it until an input changes; `./domus pin` keeps it.")
+        return status
+
+    def pin(self, names: Sequence[str], pinned: bool) -> int:
+        if not names:
+            verb = "pin" if pinned else "unpin"
+            raise DomusError(f"usage: ./domus {verb} IMAGE...",
+                             hint="IMAGE is root, pkg:NAME or pkg")
+
+        def one(slot: Slot) -> None:
+            active = self.store.pin(slot, pinned)
+            if pinned:
+                print(f"{slot.name}: pinned to {active}; builds leave it alone until "
+                      f"`./domus unpin {slot.name}`")
+                return
+            newest = self.store.state(slot).built[-1:]
+            print(f"{slot.name}: unpinned, {active} is active"
+                  + (f"; the newest build is {newest[0]}: `./domus activate {slot.name} "
+                     f"{newest[0]}`" if newest and newest[0] != active else ""))
+
+        return each(self.slots(names), one)
+
+    def gc(self) -> int:
+        from tasks.locks import hold_run_lock
+
+        hold_run_lock(self.layout.locks)
+        start = time.monotonic()
+        collected = collect_now(self.store, self.site.generations.keep)
+        print(f"removed {generations_count(len(collected.removed))} "
+              f"({human_size(collected.freed)}), kept {collected.kept}, "
+              f"in {time.monotonic() - start:.2f} s")
+        return 0
+
+
+def each(slots: Sequence[Slot], action: Callable[[Slot], None]) -> int:
+    """`action` on every slot, even when it fails on some (`rollback pkg` with one domU that
+    has nothing to go back to still rolls back the others); 1 if any failed."""
+    status = 0
+    for slot in slots:
+        try:
+            action(slot)
+        except DomusError as error:
+            print(f"domus: {error}", file=sys.stderr)
+            status = 1
+    return status
+
+
+def collect_now(store: Store, keep: int) -> Collected:
+    """Garbage collection with the running domUs asked of xl."""
+    slots = store.slots()
+    return collect(store, keep, in_use(store, running_domains(), slots))
+
+
+def parse(argv: Sequence[str]) -> tuple[Path, list[str]]:
+    from tasks.dodo_support import DEFAULT_SITE
+
+    config = DEFAULT_SITE
+    rest = []
+    for arg in argv:
+        if arg.startswith("config="):
+            config = Path(arg.removeprefix("config="))
+        else:
+            rest.append(arg)
+    return config, rest
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from tasks.dodo_support import load_or_exit
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(__doc__)
+        return 0 if args else EXIT_USAGE
+    command, rest = args[0], args[1:]
+    config, names = parse(rest)
+    commands = Commands(load_or_exit(config))
+    try:
+        if command in ("generations", "list"):
+            return commands.list(names)
+        if command == "activate":
+            return commands.activate(names)
+        if command == "rollback":
+            return commands.rollback(names)
+        if command in ("pin", "unpin"):
+            return commands.pin(names, command == "pin")
+        if command == "gc" and not names:
+            return commands.gc()
+        raise DomusError(f"unknown command {' '.join(args)!r}", hint="see ./domus help")
+    except DomusError as error:
+        print(f"domus: {error}", file=sys.stderr)
+        return 1

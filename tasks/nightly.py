@@ -1,0 +1,243 @@
+"""`./domus nightly`: the unattended refresh, for cron.
+
+    30 3 * * *  /opt/domus/domus nightly config=/etc/domus/site.yaml
+
+It takes the run lock without waiting (another run holding it: the lock message and
+status 75), rebuilds what changed (the build activates new generations of images that are
+not pinned), collects old generations and writes one log per run to <output>/logs/. It
+prints nothing when nothing changed, a summary when something did, and the failure with a
+non-zero status when anything failed, so cron mails the operator exactly when there is
+something to read. A run killed at any point leaves the previous generations active; the
+next run removes what it left half-written and does the work again.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TextIO
+
+from tasks.config import Site
+from tasks.errors import DomusError
+from tasks.generations.cli import collect_now, generations_count, human_size, parse
+from tasks.generations.collect import Collected
+from tasks.generations.slots import POOLS, ROOT, Slot, pkg_slot
+from tasks.generations.store import Store
+from tasks.inputs import changes, describe
+from tasks.layout import Layout
+from tasks.locks import RUN_LOCK_FD, run_lock_descriptor
+
+REPO = Path(__file__).resolve().parents[1]
+LOGS_KEPT = 100
+RAN = re.compile(r"^\.  (\S+)$", re.M)
+# doit's closing account: `TaskFailed - taskid:root`, `UnmetDependency - taskid:xen:www1`
+FAILED = re.compile(r"^(\w+) - taskid:(\S+)$", re.M)
+UNMET = "UnmetDependency"
+
+
+@dataclass(frozen=True)
+class Seen:
+    """A slot as it was at one moment of the run."""
+
+    active: str | None
+    pinned: bool
+    latest: str | None  # the generation built for it last
+
+
+def look(store: Store, slots: Sequence[Slot]) -> dict[Slot, Seen]:
+    seen = {}
+    for slot in slots:
+        state = store.state(slot)
+        seen[slot] = Seen(store.active(slot), state.pinned, (state.built or [None])[-1])
+    return seen
+
+
+@dataclass
+class Report:
+    lines: list[str] = field(default_factory=list)
+    changed: bool = False
+    failed: bool = False
+
+    def add(self, line: str, changed: bool = True) -> None:
+        self.lines.append(line)
+        self.changed = self.changed or changed
+
+
+def image_lines(store: Store, before: dict[Slot, Seen], after: dict[Slot, Seen],
+                new: set[tuple[str, str]]) -> list[str]:
+    """One line per distinct change; domUs that moved to the same pkg generation share one."""
+    groups: dict[tuple[str, str, str | None], list[Slot]] = {}
+    for slot, now in after.items():
+        then = before.get(slot, Seen(None, False, None))
+        if now.active != then.active and now.active is not None:
+            groups.setdefault(("active", now.active, then.active), []).append(slot)
+        elif now.pinned and now.latest not in (then.latest, now.active) and now.latest:
+            groups.setdefault(("pinned", now.latest, now.active), []).append(slot)
+    lines = []
+    for (kind, generation, other), slots in groups.items():
+        pool = slots[0].pool
+        names = ", ".join(slot.name for slot in slots[:5])
+        if len(slots) > 5:
+            names += f" and {len(slots) - 5} more"
+        info = store.generation(pool, generation)
+        how = (f"built in {info.seconds:.1f} s, {human_size(info.disk)} on disk"
+               if (pool, generation) in new else "reused (built before from the same inputs)")
+        old = store.inputs(pool, other)
+        why = f"; changed: {describe(changes(old, info.inputs))}" if old is not None else ""
+        if kind == "active":
+            was = f", was {other}" if other else ""
+            lines.append(f"{names}: generation {generation} active{was}; {how}{why}")
+        else:
+            lines.append(f"{names}: generation {generation} {how}; not activated, pinned to "
+                         f"{other}{why}")
+    return lines
+
+
+class Nightly:
+    def __init__(self, site: Site, config: Path, lock: int) -> None:
+        self.site = site
+        self.config = config
+        self.lock = lock
+        self.layout = Layout(site.output, site.locks)
+        self.store = Store(self.layout)
+
+    def slots(self) -> list[Slot]:
+        every = {ROOT, *(pkg_slot(d.name) for d in self.site.domus), *self.store.slots()}
+        return sorted(every, key=lambda slot: (slot != ROOT, slot.name))
+
+    def run(self) -> int:
+        start = time.monotonic()
+        path = log_path(self.layout.output / "logs")
+        with open(path, "w") as log:
+            log.write(f"domus nightly {datetime.now():%Y-%m-%d %H:%M:%S}, site {self.config}\n")
+            report, code = self._run(log)
+            report.lines.insert(0, f"domus nightly: {'FAILED' if report.failed else 'done'} in "
+                                f"{time.monotonic() - start:.1f} s; log {path}")
+            log.write("\n" + "\n".join(report.lines) + "\n")
+        prune_logs(path.parent)
+        if report.failed:
+            print("\n".join(report.lines), file=sys.stderr)
+            return code or 1
+        if report.changed:
+            print("\n".join(report.lines))
+        return 0
+
+    def _run(self, log: TextIO) -> tuple[Report, int]:
+        report = Report()
+        for leftover in self.store.remove_leftovers():
+            report.add(f"removed {leftover.name}, left by a run that was killed", changed=False)
+        before = look(self.store, self.slots())
+        pools_before = {(pool, g) for pool in POOLS for g in self.store.ids(pool)}
+        code, output = self._doit(log)
+        after = look(self.store, self.slots())
+        new = {(pool, g) for pool in POOLS for g in self.store.ids(pool)} - pools_before
+        for line in image_lines(self.store, before, after, new):
+            report.add(line)
+        self._tasks(report, code, output)
+        try:
+            collected = collect_now(self.store, self.site.generations.keep)
+        except DomusError as error:
+            report.failed = True
+            report.add(f"garbage collection skipped: {error}")
+        else:
+            self._collected(report, collected)
+        return report, code
+
+    def _tasks(self, report: Report, code: int, output: str) -> None:
+        """What doit ran besides the images, and what failed."""
+        accounts = FAILED.findall(output)
+        failed = [name for kind, name in accounts if kind != UNMET]
+        unmet = [name for kind, name in accounts
+                 if kind == UNMET and (":" in name or name == "root")]
+        ran = [name for name in RAN.findall(output) if name not in failed]
+        fetched = [name.partition(":")[2] for name in ran if name.startswith("fetch:")]
+        if fetched:
+            report.add(f"downloaded: {', '.join(fetched)}")
+        others = [name for name in ran if name.split(":")[0] not in ("fetch", "root", "pkg")]
+        if others:
+            report.add(f"also ran: {', '.join(others)}")
+        if code != 0:
+            report.failed = True
+            report.add(f"failed (doit exit {code}): {', '.join(failed) or 'see the log'}")
+            report.lines.extend(failure_details(output))
+            if unmet:
+                report.add(f"not run, as a task they need failed: {', '.join(unmet)}")
+
+    def _collected(self, report: Report, collected: Collected) -> None:
+        if collected.removed:
+            names = ", ".join(f"{g.pool} {g.id}" for g in collected.removed)
+            report.add(f"garbage collection: removed {generations_count(len(collected.removed))}"
+                       f" ({human_size(collected.freed)}): {names}")
+
+    def _doit(self, log: TextIO) -> tuple[int, str]:
+        log.write("\n--- doit\n")
+        log.flush()
+        offset = log.tell()
+        command = [sys.executable, "-m", "doit", "-f", str(REPO / "dodo.py"), "-d", str(REPO),
+                   f"config={os.path.abspath(self.config)}"]
+        environment = dict(os.environ, **{RUN_LOCK_FD: str(self.lock)})
+        done = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=log,
+                              stderr=subprocess.STDOUT, env=environment, pass_fds=(self.lock,))
+        log.flush()
+        with open(log.name) as again:
+            again.seek(offset)
+            output = again.read()
+        log.write(f"--- doit exit status {done.returncode}\n")
+        return done.returncode, output
+
+
+def failure_details(output: str) -> list[str]:
+    """doit's account of each failed task: its `TaskFailed - taskid:...` line and the
+    message below it, up to the next blank line."""
+    lines = output.splitlines()
+    details: list[str] = []
+    for index, line in enumerate(lines):
+        match = FAILED.match(line)
+        if match and match[1] != UNMET:
+            end = next((i for i in range(index + 1, len(lines)) if not lines[i].strip()),
+                       len(lines))
+            details.extend(lines[index:end])
+    return details or lines[-20:]
+
+
+def log_path(logs: Path) -> Path:
+    logs.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now().strftime("%Y%m%dT%H%M%S")
+    path = logs / f"nightly-{stamp}.log"
+    count = 1
+    while path.exists():
+        count += 1
+        path = logs / f"nightly-{stamp}-{count}.log"
+    return path
+
+
+def prune_logs(logs: Path) -> None:
+    for old in sorted(logs.glob("nightly-*.log"), key=lambda p: p.stat().st_mtime)[:-LOGS_KEPT]:
+        old.unlink(missing_ok=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from tasks.dodo_support import load_or_exit
+
+    config, rest = parse(list(sys.argv[1:] if argv is None else argv))
+    if rest:
+        print(f"domus: nightly takes only config=PATH, got {' '.join(rest)}", file=sys.stderr)
+        return 2
+    site = load_or_exit(config)
+    lock = run_lock_descriptor(Layout(site.output, site.locks).locks)
+    try:
+        return Nightly(site, config, lock).run()
+    except DomusError as error:
+        print(f"domus nightly: FAILED: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,6 +1,7 @@
 """domus: doit builds the site described in config/site.yaml (or `doit config=PATH`).
 
-Tasks: root, then per domU local:NAME, pkg:NAME, swap:NAME and xen:NAME.
+Tasks: fetch:NAME (sets and kernel given by URL), root, then per domU local:NAME,
+pkg:NAME, swap:NAME and xen:NAME.
 """
 
 import sys
@@ -17,6 +18,10 @@ _build = Build(
 _build.take_run_lock(sys.argv)
 
 DOIT_CONFIG = doit_config(_build.layout)
+
+
+def task_fetch():
+    yield from _build.fetch()
 
 
 def task_root():
@@ -37,3 +42,7 @@ def task_swap():
 
 def task_xen():
     yield from _build.xen()
+
+
+def task_hotplug():
+    yield from _build.hotplug()

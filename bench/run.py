@@ -1,7 +1,8 @@
 """Benchmark: a site of 100 domUs over a generated root tree of about 1 GB.
 
 Reports medians over several runs of: the full build, a no-op run, one template change,
-one domU change, and makefs alone on the same staged root tree (our overhead as a ratio).
+one domU change, makefs alone on the same staged root tree (our overhead as a ratio), a
+nightly run with nothing to do, one after a package change, and rollbacks.
 
     .venv/bin/python bench/run.py [--domus 100] [--gigabytes 1.0] [--runs 3]
 """
@@ -78,6 +79,20 @@ def doit(site: Path, *args: str) -> float:
     return elapsed
 
 
+def command(site: Path, module: str, *args: str, quiet: bool = False) -> float:
+    """`python -m module args config=site` (a ./domus command), timed; `quiet`: it must
+    print nothing (a nightly run with nothing to do)."""
+    os.sync()
+    start = time.monotonic()
+    done = subprocess.run([str(REPO / ".venv" / "bin" / "python"), "-m", module, *args,
+                           f"config={site}"], capture_output=True, text=True, cwd=REPO)
+    elapsed = time.monotonic() - start
+    if done.returncode != 0 or (quiet and done.stdout + done.stderr):
+        sys.exit(f"{module} {' '.join(args)} (exit {done.returncode}):\n{done.stdout}\n"
+                 f"{done.stderr}")
+    return elapsed
+
+
 def makefs_alone(build: Path, size: str, durable: bool) -> float:
     """makefs on the staged root tree with the same spec, writing the same kind of image;
     with `durable`, followed by what every published image gets: holes punched, fsync."""
@@ -123,7 +138,8 @@ def main() -> None:
     work = OUT / "site"
     results: dict[str, list[float]] = {k: [] for k in
                                        ["full", "noop", "template", "domu", "root", "makefs",
-                                        "makefs_fsync"]}
+                                        "makefs_fsync", "nightly", "pkg", "rollback_root",
+                                        "rollback_pkg"]}
     for _ in range(args.runs):
         if work.exists():
             shutil.rmtree(work)
@@ -144,10 +160,24 @@ def main() -> None:
         data["domains"]["vm007"]["memory"] = "512m"
         site.write_text(yaml.safe_dump(data, sort_keys=False))
         results["domu"].append(doit(site))
-        for _ in range(2):
-            results["root"].append(doit(site, "--always-execute", "root"))
+        hooks = work / "templates" / "root" / "etc"
+        hooks.mkdir(parents=True)
+        for index in range(2):
+            # a new input: a generation from the same inputs would be reused, not built
+            builtin = (REPO / "templates" / "root" / "etc" / "rc.pre-hooks").read_text()
+            (hooks / "rc.pre-hooks").write_text(builtin + f"# bench {index}\n")
+            results["root"].append(doit(site, "root"))
             results["makefs"].append(makefs_alone(build, data["root"]["size"], durable=False))
             results["makefs_fsync"].append(makefs_alone(build, data["root"]["size"], True))
+
+        command(site, "tasks.nightly")  # whatever the runs above left, and garbage collection
+        for _ in range(3):
+            results["nightly"].append(command(site, "tasks.nightly", quiet=True))
+        data["defaults"]["pkg"]["size"] = "12m"
+        site.write_text(yaml.safe_dump(data, sort_keys=False))
+        results["pkg"].append(command(site, "tasks.nightly"))
+        results["rollback_root"].append(command(site, "tasks.generations", "rollback", "root"))
+        results["rollback_pkg"].append(command(site, "tasks.generations", "rollback", "pkg"))
 
     files = sum(1 for _ in root.rglob("*"))
     print(f"{args.domus} domUs, root tree {args.gigabytes:g} GB in {files} entries, "
@@ -157,9 +187,13 @@ def main() -> None:
     rows = [("full build (root + 100 x local, pkg, swap, xl)", "full"),
             ("no-op run", "noop"), ("one template changed (xl config: 100 configs)", "template"),
             ("one domU changed (memory: its xl config)", "domu"),
-            ("root.img alone (`doit -a root`, whole process)", "root"),
+            ("root.img alone (a root template changed: `doit root`, whole process)", "root"),
             ("makefs alone on the same staged tree", "makefs"),
-            ("makefs alone, then holes punched and fsync", "makefs_fsync")]
+            ("makefs alone, then holes punched and fsync", "makefs_fsync"),
+            ("`./domus nightly` with nothing to do", "nightly"),
+            ("`./domus nightly` after a pkg change (one pkg.img, 100 activations)", "pkg"),
+            ("`./domus rollback root`", "rollback_root"),
+            ("`./domus rollback pkg` (100 pkg.img)", "rollback_pkg")]
     for label, key in rows:
         print(f"| {label} | {median(results[key]):.3f} |")
     root = median(results["root"])

@@ -1,7 +1,8 @@
 """Building a local.img, once: afterwards it is the domU's state and is never rebuilt over.
 
-When its inputs change, the build stops and says what changed; `./domus reprovision NAME`
-moves the image to a dated backup and builds anew.
+When its inputs change, its managed files are converged in place (tasks.converge.local),
+or, where that cannot be done, the build stops and says what would work;
+`./domus reprovision NAME` moves the image to a dated backup and builds anew.
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ from datetime import datetime
 from pathlib import Path
 
 from tasks.config import DomU, Site
-from tasks.errors import DomusError
+from tasks.converge.local import converge
 from tasks.images import write_image
+from tasks.images.encrypted import write_encrypted_image
 from tasks.images.publish import publishing
-from tasks.inputs import changes, describe, make_record, read_record, record_path, write_record
+from tasks.inputs import changes, make_record, read_record, record_path, write_record
+from tasks.keys import local_params
 from tasks.layout import Layout
 from tasks.locks import image_lock
 from tasks.log import note
@@ -29,19 +32,25 @@ def backup_name(image: Path) -> Path:
     return image.with_name(f"{image.stem}-{stamp}{image.suffix}")
 
 
-def refuse_unless_same(domu: DomU, image: Path, record: dict[str, str]) -> None:
-    """An existing image built from these very inputs is kept; any other is refused."""
+def converge_unless_same(site: Site, domu: DomU, layout: Layout, templates: Templates,
+                         config: dict[str, object], record: dict[str, str]) -> None:
+    """An existing image built from these very inputs is kept; any other is converged in
+    place (only the managed files change), or refused with what would work instead."""
+    image = layout.local_image(domu.name)
     old = read_record(image)
     if old == record:
         return
-    what = (describe(changes(old, record)) if old
-            else f"no record of its inputs ({record_path(image)})")
-    raise DomusError(
-        f"{image} is the state of {domu.name} and is never rebuilt over; "
-        f"its inputs changed: {what}",
-        hint=f"`./domus reprovision {domu.name}` moves it to a dated backup and builds a new "
-        "one; or undo the change",
-    )
+    changed = changes(old, record) if old else [f"no record of its inputs ({record_path(image)})"]
+    converge(site, domu, layout, templates, config, dry_run=False, changed=changed)
+    write_record(image, record)
+
+
+def write_local_image(site: Site, domu: DomU, tree: Tree, dest: Path) -> None:
+    if domu.local.encrypt == "none":
+        write_image(tree, domu.local.fs, domu.local.size, dest)
+        return
+    params, passphrase = local_params(site.keys, domu)
+    write_encrypted_image(tree, domu.local.fs, domu.local.size, dest, params, passphrase)
 
 
 def build_local(site: Site, domu: DomU, layout: Layout, templates: Templates,
@@ -52,7 +61,7 @@ def build_local(site: Site, domu: DomU, layout: Layout, templates: Templates,
     with image_lock(layout.locks, image):
         if image.exists():
             if not reprovision:
-                refuse_unless_same(domu, image, record)
+                converge_unless_same(site, domu, layout, templates, config, record)
                 return
             backup = backup_name(image)
             image.rename(backup)
@@ -62,6 +71,6 @@ def build_local(site: Site, domu: DomU, layout: Layout, templates: Templates,
         tree = setup_local(root, stage, templates, config, dict(domu.rc_conf))
         write_record(image, record)
         with publishing(image) as partial:
-            write_image(tree, domu.local.fs, domu.local.size, partial)
+            write_local_image(site, domu, tree, partial)
         shutil.rmtree(stage)
     note(f"built {image} in {time.monotonic() - start:.1f} s")

@@ -35,8 +35,10 @@ from tasks.settings import (
     reference_markdown,
     resolve,
 )
+from tasks.urls import Download, Url, local_files
 
 __all__ = [
+    "BlockdevSpec",
     "ConfigError",
     "DomU",
     "ImageSpec",
@@ -64,6 +66,7 @@ class RootSource:
     tree: Path | None
     metalog: Path | None
     sets: tuple[Path, ...]
+    image: Path | None = None  # an existing root.img, read through a block device
 
 
 @dataclass(frozen=True)
@@ -74,12 +77,17 @@ class RootSpec:
     fs: str
     makedev_add: tuple[str, ...]
     makedev_remove: tuple[str, ...]
+    # sets and kernel given as URLs; `source.sets` and `kernel` name their verified copies
+    downloads: tuple[Download, ...] = ()
 
 
 @dataclass(frozen=True)
 class ImageSpec:
     size: int  # bytes
     fs: str
+    encrypt: str = "none"  # local.img only: none, dom0 or domu
+    cipher: str = DEFAULT_CIPHER
+    keylength: int = 256  # bits
 
 
 @dataclass(frozen=True)
@@ -117,13 +125,30 @@ class DomU:
 
 
 @dataclass(frozen=True)
+class BlockdevSpec:
+    """How images are attached as root: the backend, the size of the unit pool, the wait."""
+
+    backend: str = "auto"  # auto, vnd, loop or none
+    units: int = 4
+    wait: int = 600  # seconds
+
+
+@dataclass(frozen=True)
+class GenerationsSpec:
+    keep: int = 3  # newest generations of each image that garbage collection keeps
+
+
+@dataclass(frozen=True)
 class Site:
     path: Path
     output: Path
     templates: Path | None
     locks: Path
+    keys: Path
     root: RootSpec
     domus: tuple[DomU, ...]  # in file order
+    blockdev: BlockdevSpec = BlockdevSpec()
+    generations: GenerationsSpec = GenerationsSpec()
 
 
 class ConfigError(DomusError):
@@ -215,10 +240,13 @@ def _read_site(top: MappingNode, absolute: Path, ctx: Context) -> Site | None:
     defaults = _value(layer, "defaults") or Layer()
     entries: tuple[DomainEntry, ...] = _value(layer, "domains") or ()
     _check_root_source(layer, ctx)
+    _check_downloads(layer, ctx)
     _check_makedev(layer, ctx)
     for domain_layer in (defaults, *(entry.layer for entry in entries)):
         _check_pkg_source(domain_layer, ctx)
-    _check_keylengths(defaults, entries, ctx)
+    for group in ("swap", "local"):
+        _check_keylengths(defaults, entries, ctx, group)
+    _check_encrypted_fs(defaults, entries, ctx)
     if ctx.problems:
         return None
     return _build_site(absolute, layer, defaults, entries, ctx)
@@ -237,22 +265,44 @@ def _check_root_source(layer: Layer, ctx: Context) -> None:
     if source is None or source.value is INVALID:
         return  # reported as missing or as not a mapping
     tree = layer.values.get("root.source.tree")
-    sets = layer.values.get("root.source.sets")
     metalog = layer.values.get("root.source.metalog")
-    if tree is not None and sets is not None:
-        ctx.report(source.line, source.key, "expected exactly one of 'tree' or 'sets', got both")
-    elif tree is None and sets is None:
+    given = [name for name in ("tree", "sets", "image")
+             if layer.values.get(f"root.source.{name}") is not None]
+    if len(given) > 1:
+        ctx.report(source.line, source.key, "expected exactly one of 'tree', 'sets' or 'image', "
+                   f"got {' and '.join(given)}")
+    elif not given:
         ctx.report(
             source.line,
             source.key,
-            "expected exactly one of 'tree' (a directory) or 'sets' (set tarballs), got neither",
+            "expected exactly one of 'tree' (a directory), 'sets' (set tarballs) or 'image' "
+            "(a root.img), got neither",
         )
     if metalog is not None and tree is None:
         ctx.report(
             metalog.line,
             metalog.key,
-            "only allowed with 'tree'; set tarballs carry their own owners and modes",
+            "only allowed with 'tree'; set tarballs and images carry their own owners and modes",
         )
+
+
+def _check_downloads(layer: Layer, ctx: Context) -> None:
+    """A SHA512 file only where something is downloaded; each download under its own name."""
+    sets = layer.values.get("root.source.sets")
+    kernel = layer.values.get("root.kernel")
+    set_urls = [] if sets is None or sets.value is INVALID else [
+        item for item in sets.value if isinstance(item, Url)]
+    kernel_url = kernel.value if kernel is not None and isinstance(kernel.value, Url) else None
+    sha512 = layer.values.get("root.source.sha512")
+    if sha512 is not None and not set_urls:
+        ctx.report(sha512.line, sha512.key, "only used with set URLs, but the sets are all files")
+    names = [url.name for url in set_urls]
+    if kernel_url is not None:
+        names.append(kernel_url.name.removesuffix(".gz"))
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice and sets is not None:
+        ctx.report(sets.line, sets.key, "expected each download under a name of its own, but "
+                   f"{', '.join(twice)} would be kept twice in the download cache")
 
 
 def _check_makedev(layer: Layer, ctx: Context) -> None:
@@ -283,15 +333,35 @@ def _check_pkg_source(layer: Layer, ctx: Context) -> None:
         )
 
 
-def _check_keylengths(defaults: Layer, entries: Sequence[DomainEntry], ctx: Context) -> None:
+def _check_encrypted_fs(defaults: Layer, entries: Sequence[DomainEntry], ctx: Context) -> None:
+    """An encrypted local.img must be FFS: cgdconfig's verify_method ffs needs a superblock."""
+    for entry in entries:
+        layers = (entry.layer, defaults)
+        encrypt = next((lay.values["local.encrypt"] for lay in layers
+                        if "local.encrypt" in lay.values), None)
+        fs = next((lay.values["local.fs"] for lay in layers if "local.fs" in lay.values), None)
+        if encrypt is None or fs is None or encrypt.value in ("none", INVALID):
+            continue
+        if fs.value == "ext2fs":
+            # reported where the operator wrote the domain's own choice
+            where = encrypt if encrypt.key.startswith("domains.") or not fs.key.startswith(
+                "domains.") else fs
+            ctx.report(where.line, where.key,
+                       f"an encrypted local.img (local.encrypt: {encrypt.value}, line "
+                       f"{encrypt.line}) must be ffs, so that cgdconfig can verify its key; "
+                       "set local.fs: ffs or local.encrypt: none")
+
+
+def _check_keylengths(defaults: Layer, entries: Sequence[DomainEntry], ctx: Context,
+                      group: str = "swap") -> None:
     """Each key length against the cipher it is used with, reported once, where written."""
-    default_cipher = defaults.values.get("swap.cipher")
-    default_keylength = defaults.values.get("swap.keylength")
+    default_cipher = defaults.values.get(f"{group}.cipher")
+    default_keylength = defaults.values.get(f"{group}.keylength")
     if default_keylength is not None:
         _check_keylength(default_keylength, default_cipher, ctx)
     for entry in entries:
-        cipher = entry.layer.values.get("swap.cipher")
-        keylength = entry.layer.values.get("swap.keylength")
+        cipher = entry.layer.values.get(f"{group}.cipher")
+        keylength = entry.layer.values.get(f"{group}.keylength")
         if keylength is not None:
             _check_keylength(keylength, cipher or default_cipher, ctx)
         elif default_keylength is not None and cipher is not None:
@@ -351,19 +421,30 @@ def _build_site(
     output = get("output")
     output = output if isinstance(output, Path) else ctx.path(str(output))
     locks = get("locks") or output / "locks"
+    keys = get("keys")
+    keys = keys if isinstance(keys, Path) else ctx.path(str(keys))
     return Site(
         path=absolute,
         output=output,
         templates=get("templates"),
         locks=locks,
-        root=_build_root(layer),
+        keys=keys,
+        root=_build_root(layer, output / "cache" / "downloads"),
         domus=tuple(_build_domu(entry, defaults) for entry in entries),
+        blockdev=BlockdevSpec(
+            backend=get("blockdev.backend"), units=get("blockdev.units"), wait=get("blockdev.wait")
+        ),
+        generations=GenerationsSpec(keep=get("generations.keep")),
     )
 
 
-def _build_root(layer: Layer) -> RootSpec:
+def _build_root(layer: Layer, downloads: Path) -> RootSpec:
     def get(key: str) -> object:
         return resolve(SITE, key, (layer,))
+
+    sets, kernel, fetched = local_files(
+        get("root.source.sets"), get("root.source.sha512"), get("root.kernel"), downloads
+    )
 
     add = get("root.makedev.add")
     remove = get("root.makedev.remove")
@@ -373,13 +454,15 @@ def _build_root(layer: Layer) -> RootSpec:
         source=RootSource(
             tree=get("root.source.tree"),
             metalog=get("root.source.metalog"),
-            sets=get("root.source.sets"),
+            sets=sets,
+            image=get("root.source.image"),
         ),
-        kernel=get("root.kernel"),
+        kernel=kernel,
         size=get("root.size"),
         fs=get("root.fs"),
         makedev_add=add,
         makedev_remove=remove,
+        downloads=fetched,
     )
 
 
@@ -396,7 +479,13 @@ def _build_domu(entry: DomainEntry, defaults: Layer) -> DomU:
         vcpus=get("vcpus"),
         vif=get("vif"),
         rc_conf=_rc_conf(entry, defaults),
-        local=ImageSpec(size=get("local.size"), fs=get("local.fs")),
+        local=ImageSpec(
+            size=get("local.size"),
+            fs=get("local.fs"),
+            encrypt=get("local.encrypt"),
+            cipher=get("local.cipher"),
+            keylength=get("local.keylength") or CIPHERS[get("local.cipher")].default_keylength,
+        ),
         pkg=PkgSpec(
             size=get("pkg.size"),
             fs=get("pkg.fs"),

@@ -7,9 +7,13 @@ when, something its files are made from has changed.
 from __future__ import annotations
 
 from tasks.config import DomU, Site
+from tasks.keyfiles import params_path
 from tasks.layout import Layout
 
 LOCAL_DEVICE = "xbd2a"
+LOCAL_DISK = "xbd2d"  # the whole disk: the raw partition on amd64 and i386
+# An encrypted local.img opened in the domU: cgd1 on the whole disk (cgd0 is swap).
+LOCAL_CGD = "cgd1"
 
 
 def root_context(site: Site) -> dict[str, object]:
@@ -17,6 +21,9 @@ def root_context(site: Site) -> dict[str, object]:
         "kernel": site.root.kernel.name,
         "local_device": LOCAL_DEVICE,
         "local_fs_types": sorted({domu.local.fs for domu in site.domus}),
+        "local_cgd": LOCAL_CGD,
+        "local_disk": LOCAL_DISK,
+        "encrypted_locals": sorted(d.name for d in site.domus if d.local.encrypt == "domu"),
     }
 
 
@@ -24,7 +31,12 @@ def local_context(site: Site, domu: DomU) -> dict[str, object]:
     return {
         "name": domu.name,
         "root": {"fs": site.root.fs},
-        "local": {"fs": domu.local.fs, "size": domu.local.size},
+        "local": {
+            "fs": domu.local.fs,
+            "size": domu.local.size,
+            "encrypt": domu.local.encrypt,
+            "device": f"{LOCAL_CGD}a" if domu.local.encrypt == "domu" else LOCAL_DEVICE,
+        },
         "pkg": {"fs": domu.pkg.fs},
         "swap": {
             "size": domu.swap.size,
@@ -50,4 +62,10 @@ def xen_context(site: Site, domu: DomU, layout: Layout) -> dict[str, object]:
             "local": str(layout.local_image(domu.name)),
             "pkg": str(layout.pkg_image(domu.name)),
         },
+        # the dom0 opens an encrypted local.img through the hotplug script, with the key
+        # kept in the key directory (the xl config names the file, never the key)
+        "local_cgd": {
+            "script": str(layout.hotplug_script),
+            "params": str(params_path(site.keys, domu.name)),
+        } if domu.local.encrypt == "dom0" else None,
     }

@@ -6,7 +6,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from tasks import task_local, task_pkg, task_root, task_swap, task_xen
+from tasks import task_fetch, task_local, task_pkg, task_root, task_swap, task_xen
+from tasks.blockdev.records import any_left as attachments_left
 from tasks.config import Site, load_site
 from tasks.errors import DomusError
 from tasks.layout import Layout
@@ -14,7 +15,7 @@ from tasks.locks import hold_run_lock
 from tasks.render import Templates
 
 DEFAULT_SITE = Path("config/site.yaml")
-EXIT_CONFIG = 2
+EXIT_CONFIG = 78  # EX_CONFIG: doit itself uses 1 and 2 for failed tasks
 # doit commands that only read: they neither need nor take the run lock.
 READ_ONLY_COMMANDS = {"list", "info", "help", "dumpdb", "tabcompletion"}
 
@@ -58,6 +59,31 @@ class Build:
         if not read_only(argv):
             self.layout.output.mkdir(parents=True, exist_ok=True)
             hold_run_lock(self.layout.locks)
+            if attachments_left(self.layout.locks):
+                # a killed run left an image attached or mounted: undo that before anything
+                from tasks.blockdev.recovery import recover_at_start
+
+                recover_at_start(self.layout.locks)
+            self.ensure_keys()
+
+    def ensure_keys(self) -> None:
+        """Keys of encrypted local images exist and are private before any task needs them."""
+        encrypted = [d for d in self.site.domus if d.local.encrypt != "none"]
+        if not encrypted:
+            return
+        from tasks.keys import ensure_local_key  # brings in cryptography: only when needed
+
+        try:
+            for domu in encrypted:
+                ensure_local_key(self.site.keys, domu)
+        except DomusError as error:
+            print(f"domus: {error}", file=sys.stderr)
+            print("domus: nothing was built or changed.", file=sys.stderr)
+            sys.exit(EXIT_CONFIG)
+
+    def fetch(self) -> Iterator[dict[str, object]]:
+        for download in self.site.root.downloads:
+            yield task_fetch.task(download)
 
     def root(self) -> dict[str, object]:
         return task_root.task(self.site, self.layout, self.templates)
@@ -75,6 +101,9 @@ class Build:
     def swap(self) -> Iterator[dict[str, object]]:
         for domu in self.site.domus:
             yield task_swap.task(domu, self.layout)
+
+    def hotplug(self) -> Iterator[dict[str, object]]:
+        yield from task_xen.hotplug_tasks(self.site, self.layout, self.templates)
 
     def xen(self) -> Iterator[dict[str, object]]:
         files = task_xen.template_files(self.templates)

@@ -39,6 +39,11 @@ class Layout:
         return self.output / "xen" / f"{name}.cfg"
 
     @property
+    def hotplug_script(self) -> Path:
+        """xl's hotplug script for local images the dom0 opens with cgd."""
+        return self.output / "xen" / "block-domus-cgd"
+
+    @property
     def stage(self) -> Path:
         return self.output / "stage"
 

@@ -22,6 +22,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from tasks.sizes import EXPECTED as SIZE_EXPECTED
 from tasks.sizes import SIZE_PATTERN, UNITS, MiB, format_size, parse_size
+from tasks.urls import Url, looks_like_url, parse_url
 
 NULL_TAG = "tag:yaml.org,2002:null"
 STR_TAG = "tag:yaml.org,2002:str"
@@ -307,14 +308,37 @@ class PathKind(Kind):
             raise Invalid(f"expected a file, but {path} is not a regular file")
 
 
+class FileOrUrl(PathKind):
+    """A file, or an http, https or ftp URL (downloaded and checked against a SHA512 file)."""
+
+    def __init__(self, suffixes: tuple[str, ...] = ()) -> None:
+        super().__init__("file", suffixes=suffixes)
+        self.type_doc = "file or URL"
+
+    def parse(self, node: Node, key: str, ctx: Context) -> Path | Url:
+        value = ctx.scalar(node, self.expected)
+        if not isinstance(value, str) or not looks_like_url(value):
+            return super().parse(node, key, ctx)
+        try:
+            url = parse_url(value)
+        except ValueError as error:
+            raise Invalid(str(error)) from None
+        if self.suffixes and not url.name.endswith(self.suffixes):
+            endings = or_list(self.suffixes)
+            raise Invalid(f"expected a URL of a file ending in {endings}, got {got(node)}")
+        return url
+
+
 class ListOf(Kind):
     """A list whose items are each read by `item`; each bad item is reported on its line."""
 
-    def __init__(self, item: Kind, expected: str, min_items: int = 0) -> None:
+    def __init__(
+        self, item: Kind, expected: str, min_items: int = 0, type_doc: str | None = None
+    ) -> None:
         self.item = item
         self.expected = expected
         self.min_items = min_items
-        self.type_doc = f"list of {item.type_doc}s"
+        self.type_doc = type_doc or f"list of {item.type_doc}s"
 
     def parse(self, node: Node, key: str, ctx: Context) -> tuple[Any, ...] | _InvalidValue:
         if not isinstance(node, SequenceNode) or len(node.value) < self.min_items:
@@ -625,6 +649,7 @@ class Domains(Kind):
 # --- the tables ------------------------------------------------------------------------
 
 FILE_SYSTEMS = ("ffs", "ext2fs")
+BLOCKDEV_BACKENDS = ("auto", "vnd", "loop", "none")
 SET_SUFFIXES = (".tgz", ".tar.gz", ".tar.xz")
 # pkgsrc builds .tgz by default; .tbz and .txz are its bzip2 and xz variants. Python's
 # tarfile reads all three, so the pkg recipe needs nothing more.
@@ -653,6 +678,11 @@ CIPHERS = {
     "adiantum": Cipher(256, (256,)),
 }
 DEFAULT_CIPHER = "aes-xts"
+# Ciphers domus can write itself (it encrypts local.img at build time): not adiantum.
+LOCAL_CIPHERS = {name: c for name, c in CIPHERS.items() if name != "adiantum"}
+# Who opens an encrypted local.img at boot: nobody (plain), the dom0 (cgd on the dom0,
+# key in the key directory), or the domU (a passphrase typed on its console).
+LOCAL_ENCRYPTION = ("none", "dom0", "domu")
 
 # Devices the patched MAKEDEV `init` target makes beyond the standard ones: the domU's
 # extra disks, packet filters, tunnels and the devices ntpd, sysmon and vnconfig need.
@@ -720,6 +750,23 @@ DOMAIN = Table(
         Group("local", "local.img, mounted on /local: the domU's own state"),
         Setting("local.size", Size(), 64 * MiB, "Size of local.img"),
         Setting("local.fs", Choice(FILE_SYSTEMS), "ffs", "File system of local.img"),
+        Setting(
+            "local.encrypt",
+            Choice(LOCAL_ENCRYPTION),
+            "none",
+            "Encrypt local.img with cgd: `dom0` opens it on the dom0 with a key kept in the key "
+            "directory; `domu` opens it in the domU with a passphrase typed on its console; "
+            "needs `fs: ffs` (cgdconfig checks the key by finding the FFS superblock)",
+        ),
+        Setting("local.cipher", Choice(LOCAL_CIPHERS), DEFAULT_CIPHER,
+                "cgd cipher of an encrypted local.img"),
+        Setting(
+            "local.keylength",
+            KeyLength(),
+            None,
+            "cgd key length in bits of an encrypted local.img, as for swap",
+            default_doc="by cipher, as for swap",
+        ),
         Group("pkg", "pkg.img, mounted on /usr/pkg"),
         Setting("pkg.size", Size(), 256 * MiB, "Size of pkg.img"),
         Setting("pkg.fs", Choice(FILE_SYSTEMS), "ffs", "File system of pkg.img"),
@@ -777,18 +824,58 @@ SITE = Table(
             "Site template directory, searched before the built-in templates/",
         ),
         Setting(
+            "keys",
+            PathKind("directory", must_exist=False),
+            "keys",
+            "Key directory (mode 0700, keys 0600) for encrypted local images; keep it out of "
+            "the output directory and back it up: a lost key is a lost local.img",
+        ),
+        Setting(
             "locks",
             PathKind("directory", must_exist=False),
             None,
             "Lock directory",
             default_doc="<output>/locks",
         ),
+        Group("generations", "Generations of root.img and pkg.img, kept for rollback"),
+        Setting(
+            "generations.keep",
+            Integer(1, 1000),
+            3,
+            "Generations of each image that garbage collection keeps, newest first; the "
+            "active, pinned and running ones are kept as well",
+        ),
+        Group(
+            "blockdev",
+            "How images are attached when domus runs as root on the dom0 (to converge a "
+            "local.img in place, or to read root.source.image)",
+        ),
+        Setting(
+            "blockdev.backend",
+            Choice(BLOCKDEV_BACKENDS),
+            "auto",
+            "`vnd` (vnconfig, NetBSD), `loop` (losetup, Linux), `auto` (the one of this "
+            "system) or `none` (never attach: ext2fs images are converged through debugfs)",
+        ),
+        Setting(
+            "blockdev.units",
+            Integer(1, 64),
+            4,
+            "Units in the pool (vnd0 to vndN-1): at most this many images are attached at "
+            "once, across all runs and jobs",
+        ),
+        Setting(
+            "blockdev.wait",
+            Integer(0, 86400),
+            600,
+            "Seconds a job waits for a free unit when all are taken, then fails",
+        ),
         Group("root", "The shared read-only root.img", required=True),
         Group(
             "root.source",
-            "Where the root file system comes from: exactly one of `tree` or `sets`",
+            "Where the root file system comes from: exactly one of `tree`, `sets` or `image`",
             required=True,
-            expected="a mapping with one of the keys tree, sets (and metalog with tree)",
+            expected="a mapping with one of the keys tree, sets, image (and metalog with tree)",
         ),
         Setting(
             "root.source.tree",
@@ -805,14 +892,36 @@ SITE = Table(
         Setting(
             "root.source.sets",
             ListOf(
-                PathKind("file", suffixes=SET_SUFFIXES),
+                FileOrUrl(suffixes=SET_SUFFIXES),
                 "a list of at least one NetBSD set tarball",
                 min_items=1,
+                type_doc="list of files or URLs",
             ),
             (),
-            "NetBSD set tarballs (.tgz, .tar.gz or .tar.xz), extracted in order",
+            "NetBSD set tarballs (.tgz, .tar.gz or .tar.xz), extracted in order: files, or "
+            "http, https or ftp URLs, downloaded once and checked against `sha512`",
         ),
-        Setting("root.kernel", PathKind("file"), REQUIRED, "domU kernel, such as netbsd-XEN3_DOMU"),
+        Setting(
+            "root.source.sha512",
+            FileOrUrl(),
+            None,
+            "With set URLs: the release's SHA512 file (a URL or a file) that lists the sets",
+            default_doc="SHA512 beside each set's URL",
+        ),
+        Setting(
+            "root.source.image",
+            PathKind("file"),
+            None,
+            "An existing root.img (ffs or ext2fs) to read the tree from: needs root, is "
+            "mounted read-only through `blockdev` and never written",
+        ),
+        Setting(
+            "root.kernel",
+            FileOrUrl(),
+            REQUIRED,
+            "domU kernel, such as netbsd-XEN3_DOMU: a file, or a URL checked against the "
+            "SHA512 file beside it (a .gz one is decompressed once checked)",
+        ),
         Setting("root.size", Size(), REQUIRED, "Size of root.img"),
         Setting("root.fs", Choice(FILE_SYSTEMS), "ffs", "File system of root.img"),
         Group("root.makedev", "How the MAKEDEV `init` target is patched"),

@@ -10,6 +10,7 @@ from tasks.actions import Deferred
 from tasks.config import Site, plain
 from tasks.contexts import root_context
 from tasks.fingerprint import TreeUnchanged
+from tasks.keyfiles import params_path
 from tasks.layout import Layout
 from tasks.render import Templates
 
@@ -20,13 +21,23 @@ def input_files(site: Site, templates: Templates) -> dict[str, Path]:
     files.update({f"set {path.name}": path for path in source.sets})
     if source.metalog is not None:
         files["metalog"] = source.metalog
+    if source.image is not None:
+        files["source image"] = source.image
     files.update({f"template {path}": path for path in templates.files(
         f"root/{name}" for name in templates.names("root"))})
+    # domUs that open an encrypted /local themselves find their params (no key) in root.img
+    files.update({f"cgd params {d.name}": params_path(site.keys, d.name) for d in site.domus
+                  if d.local.encrypt == "domu"})
     return files
 
 
 def config_slice(site: Site) -> dict[str, object]:
-    return {"root": plain(site.root), "templates": root_context(site)}
+    root = plain(site.root)
+    assert isinstance(root, dict)
+    # where a set or the kernel is downloaded from is not an input: its checksum is (the
+    # cached copy's hash), so moving to another mirror rebuilds nothing
+    root.pop("downloads", None)
+    return {"root": root, "templates": root_context(site)}
 
 
 def task(site: Site, layout: Layout, templates: Templates) -> dict[str, object]:

@@ -13,6 +13,7 @@ from tasks.layout import Layout
 from tasks.render import Templates
 
 TEMPLATE = "xen/domu.cfg"
+HOTPLUG = "xen/block-domus-cgd"
 
 
 def template_files(templates: Templates) -> list[Path]:
@@ -32,3 +33,20 @@ def task(site: Site, domu: DomU, layout: Layout, templates: Templates,
         "uptodate": [config_changed(context)],
         "clean": True,
     }
+
+
+def hotplug_tasks(site: Site, layout: Layout, templates: Templates) -> list[dict[str, object]]:
+    """xl's hotplug script for local images the dom0 opens, when any domU has one."""
+    if not any(domu.local.encrypt == "dom0" for domu in site.domus):
+        return []
+    context = {"script": str(layout.hotplug_script)}
+    return [{
+        "name": "block-domus-cgd",
+        "doc": "hotplug script that opens encrypted local images on the dom0",
+        "actions": [(Deferred("tasks.build_xen:build_hotplug"),
+                     [layout.hotplug_script, templates, context])],
+        "file_dep": sorted(map(str, templates.files([HOTPLUG]))),
+        "targets": [str(layout.hotplug_script)],
+        "uptodate": [config_changed(context)],
+        "clean": True,
+    }]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 
 from tests.conftest import REPO
@@ -69,9 +71,12 @@ def test_rc_sources_the_hook_before_rc_subr_and_keeps_the_original(root):
 def test_pre_hook_mounts_local_and_reexecutes_rc(root):
     hook = root.text("etc/rc.pre-hooks")
     # db1 keeps /local on ext2fs, the others on ffs: the shared hook tries both.
-    assert "for _domus_fs in ext2fs ffs" in hook
-    assert "fsck_$_domus_fs -p /dev/rxbd2a" in hook
-    assert "mount -r -t $_domus_fs /dev/xbd2a /local" in hook
+    assert "for _fs in ext2fs ffs; do" in hook
+    assert "if fsck_$_fs -p /dev/rxbd2a >/dev/null 2>&1; then" in hook
+    assert "_domus_dev=xbd2a" in hook
+    assert "mount -r -t $_domus_fs /dev/$_domus_dev /local" in hook
+    assert "cgdconfig" not in hook  # no domU here keeps /local encrypted
+    assert subprocess.run(["sh", "-n"], input=hook, text=True).returncode == 0
     assert "mount -t null /local/etc /etc" in hook
     assert 'exec /bin/sh /etc/rc "$@"' in hook
     assert "exit 1" in hook

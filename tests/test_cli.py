@@ -18,7 +18,7 @@ def test_bad_config_exits_2_names_file_line_key_and_writes_nothing(tmp_path):
     site.data["domains"]["Bad_Name"] = {}
     site.save()
     run = site.doit()
-    assert run.returncode == 2
+    assert run.returncode == 78
     assert f"{site.path}:" in run.stderr
     assert "domains.www1.memory: expected a size such as 256m or 1g, got 'lots'" in run.stderr
     assert "domains.Bad_Name" in run.stderr
@@ -33,7 +33,7 @@ def test_bad_config_after_a_build_changes_nothing(tmp_path):
     site.data["root"]["size"] = "12q"
     site.save()
     run = site.doit()
-    assert run.returncode == 2
+    assert run.returncode == 78
     assert "root.size" in run.stderr
     after = {p: p.stat().st_mtime_ns for p in site.output.rglob("*") if p.is_file()}
     assert after == before
@@ -105,5 +105,5 @@ def test_domus_reprovision_through_the_script(tmp_path):
     assert [p.read_bytes() for p in site.image("www1").glob("local-*.img")] == [old]
     done = subprocess.run([str(REPO / "domus"), "reprovision", "nosuch", f"config={site.path}"],
                           capture_output=True, text=True, cwd=tmp_path)
-    assert done.returncode == 2
+    assert done.returncode == 78
     assert "no domain named nosuch" in done.stderr

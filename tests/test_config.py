@@ -164,6 +164,7 @@ def test_full_site_loads_into_the_exact_model(tmp_path: Path, inputs: Path) -> N
         output=tmp_path / "build",
         templates=inputs / "templates",
         locks=tmp_path / "build" / "locks",
+        keys=path.parent / "keys",
         root=RootSpec(
             source=RootSource(tree=inputs / "root", metalog=inputs / "root.metalog", sets=()),
             kernel=inputs / "netbsd-XEN3_DOMU",
@@ -493,7 +494,10 @@ DOMAIN_PROBLEMS = [
         "vif[1]: expected an xl vif spec such as 'bridge=xenbr0', without quote characters "
         """or newlines, got 'mac="x"'""",
     ),
-    ("{local: 64m}", "local: expected a mapping with the keys size, fs, got '64m'"),
+    (
+        "{local: 64m}",
+        "local: expected a mapping with the keys size, fs, encrypt, cipher, keylength, got '64m'",
+    ),
     ("{swap: [1g]}", "swap: expected a mapping with the keys size, cipher, keylength, got a list"),
     ("{rc_conf: [sshd]}", "rc_conf: expected a mapping of rc.conf variable to value, got a list"),
     (
@@ -734,7 +738,8 @@ def test_duplicate_keys_inside_an_entry_are_reported(tmp_path: Path, inputs: Pat
         (
             "outptu: x\ndomains: {www1: }\n",
             "5: outptu: unknown key; did you mean 'output'? "
-            "expected one of: output, templates, locks, root, defaults, domains",
+            "expected one of: output, templates, keys, locks, generations, blockdev, root, "
+            "defaults, domains",
         ),
         (
             "templates: ../inputs/nothing\ndomains: {www1: }\n",
@@ -764,7 +769,7 @@ ROOT_PROBLEMS = [
         "root:\n  kernel: ../inputs/netbsd-XEN3_DOMU\n  size: 1g\n",
         [
             "1: root.source: required, but not set; expected a mapping with one of the keys "
-            "tree, sets (and metalog with tree)"
+            "tree, sets, image (and metalog with tree)"
         ],
     ),
     (
@@ -781,28 +786,28 @@ ROOT_PROBLEMS = [
     (
         "root:\n  source: {tree: ../inputs/root, sets: [../inputs/sets/base.tgz]}\n"
         "  kernel: ../inputs/netbsd-XEN3_DOMU\n  size: 1g\n",
-        ["2: root.source: expected exactly one of 'tree' or 'sets', got both"],
+        ["2: root.source: expected exactly one of 'tree', 'sets' or 'image', got tree and sets"],
     ),
     (
         "root:\n  source: {}\n  kernel: ../inputs/netbsd-XEN3_DOMU\n  size: 1g\n",
         [
-            "2: root.source: expected exactly one of 'tree' (a directory) or 'sets' "
-            "(set tarballs), got neither"
+            "2: root.source: expected exactly one of 'tree' (a directory), 'sets' "
+            "(set tarballs) or 'image' (a root.img), got neither"
         ],
     ),
     (
         "root:\n  source:\n  kernel: ../inputs/netbsd-XEN3_DOMU\n  size: 1g\n",
         [
-            "2: root.source: expected exactly one of 'tree' (a directory) or 'sets' "
-            "(set tarballs), got neither"
+            "2: root.source: expected exactly one of 'tree' (a directory), 'sets' "
+            "(set tarballs) or 'image' (a root.img), got neither"
         ],
     ),
     (
         "root:\n  source:\n    sets: [../inputs/sets/base.tgz]\n"
         "    metalog: ../inputs/root.metalog\n  kernel: ../inputs/netbsd-XEN3_DOMU\n  size: 1g\n",
         [
-            "4: root.source.metalog: only allowed with 'tree'; set tarballs carry their own "
-            "owners and modes"
+            "4: root.source.metalog: only allowed with 'tree'; set tarballs and images carry "
+            "their own owners and modes"
         ],
     ),
     (
@@ -1070,7 +1075,7 @@ def test_reference_has_a_row_for_every_setting() -> None:
         assert f"| `domains.<name>.{entry.key}` |" in text
     assert "| `domains.<name>.memory` | size (bare number: MiB) | `256m` |" in text
     assert "| `root.fs` | `ffs` \\| `ext2fs` | `ffs` |" in text
-    assert "| `root.kernel` | file | required |" in text
+    assert "| `root.kernel` | file or URL | required |" in text
     assert "| `domains.<name>.swap.keylength` | integer (bits) | `by cipher: aes-xts 256," in text
     assert all(isinstance(entry, Setting | Group) for entry in SITE.entries)
 
@@ -1107,3 +1112,138 @@ def test_command_line_check(tmp_path: Path, inputs: Path) -> None:
     assert result.stderr == (
         f"{good}:5: domains.www1.vcpus: expected an integer from 1 to 64, got 0\n"
     )
+
+
+# --- sets and kernel by URL, generations ------------------------------------------------
+
+RELEASE = "https://cdn.netbsd.org/pub/NetBSD/NetBSD-10.1/amd64/binary"
+
+
+def test_set_and_kernel_urls_become_downloads_into_the_cache(tmp_path: Path, inputs: Path) -> None:
+    path = write_site(tmp_path, dedent(f"""\
+        root:
+          source:
+            sets: [{RELEASE}/sets/base.tgz, ../inputs/sets/etc.tar.xz]
+          kernel: {RELEASE}/kernel/netbsd-XEN3_DOMU.gz
+          size: 1g
+        domains: {{www1: }}
+        """))
+    site = load_site(path)
+    cache = tmp_path / "config" / "build" / "cache" / "downloads"
+    assert site.root.source.sets == (cache / "base.tgz", inputs / "sets/etc.tar.xz")
+    assert site.root.kernel == cache / "netbsd-XEN3_DOMU"
+    base, kernel = site.root.downloads
+    assert (base.url, base.sha512, base.path, base.gunzip) == (
+        f"{RELEASE}/sets/base.tgz", f"{RELEASE}/sets/SHA512", cache / "base.tgz", False)
+    assert (kernel.sha512, kernel.path, kernel.gunzip) == (
+        f"{RELEASE}/kernel/SHA512", cache / "netbsd-XEN3_DOMU", True)
+    assert site.generations.keep == 3
+
+
+def test_sha512_file_for_the_sets_and_keep(tmp_path: Path, inputs: Path) -> None:
+    path = write_site(tmp_path, dedent(f"""\
+        generations: {{keep: 5}}
+        root:
+          source:
+            sets: [{RELEASE}/sets/base.tgz]
+            sha512: ../inputs/root.metalog
+          kernel: ../inputs/netbsd-XEN3_DOMU
+          size: 1g
+        domains: {{www1: }}
+        """))
+    site = load_site(path)
+    assert site.root.downloads[0].sha512 == str(inputs / "root.metalog")
+    assert site.generations.keep == 5
+
+
+@pytest.mark.parametrize(
+    ("lines", "expected"),
+    [
+        ("    sets: [ftp://]\n",
+         "3: root.source.sets[0]: expected a URL with a host name, got 'ftp://'"),
+        ("    sets: ['gopher://example.org/base.tgz']\n",
+         "3: root.source.sets[0]: expected an http, https or ftp URL, got the scheme 'gopher'"),
+        ("    sets: ['https://example.org/base.zip']\n",
+         "3: root.source.sets[0]: expected a URL of a file ending in .tgz, .tar.gz or .tar.xz, "
+         "got 'https://example.org/base.zip'"),
+        ("    sets: ['https://example.org/a/base.tgz', 'https://example.org/b/base.tgz']\n",
+         "3: root.source.sets: expected each download under a name of its own, but base.tgz "
+         "would be kept twice in the download cache"),
+        ("    sets: [../inputs/sets/base.tgz]\n    sha512: https://example.org/SHA512\n",
+         "4: root.source.sha512: only used with set URLs, but the sets are all files"),
+    ],
+)
+def test_bad_downloads(tmp_path: Path, inputs: Path, lines: str, expected: str) -> None:
+    path = write_site(tmp_path, "root:\n  source:\n" + lines
+                      + "  kernel: ../inputs/netbsd-XEN3_DOMU\n  size: 1g\ndomains: {www1: }\n")
+    assert problems(path) == [f"{path}:{expected}"]
+
+
+def test_bad_kernel_url_and_keep(tmp_path: Path, inputs: Path) -> None:
+    path = write_site(tmp_path, dedent("""\
+        generations: {keep: 0}
+        root:
+          source: {tree: ../inputs/root}
+          kernel: https:///netbsd
+          size: 1g
+        domains: {www1: }
+        """))
+    assert problems(path) == [
+        f"{path}:1: generations.keep: expected an integer from 1 to 1000, got 0",
+        f"{path}:4: root.kernel: expected a URL with a host name, got 'https:///netbsd'",
+    ]
+
+
+# --- blockdev and root.source.image ------------------------------------------------------
+
+
+def test_blockdev_defaults_and_settings(tmp_path: Path, inputs: Path) -> None:
+    site = load_site(write_site(tmp_path, ROOT + "domains: {www1: }\n"))
+    assert site.blockdev == config.BlockdevSpec(backend="auto", units=4, wait=600)
+    path = write_site(tmp_path, ROOT + "blockdev: {backend: vnd, units: 8, wait: 30}\n"
+                      "domains: {www1: }\n")
+    assert load_site(path).blockdev == config.BlockdevSpec(backend="vnd", units=8, wait=30)
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("blockdev: {backend: vnode}\n",
+         "5: blockdev.backend: expected one of auto, vnd, loop, none, got 'vnode'"),
+        ("blockdev: {units: 0}\n", "5: blockdev.units: expected an integer from 1 to 64, got 0"),
+        ("blockdev: {wait: -1}\n",
+         "5: blockdev.wait: expected an integer from 0 to 86400, got -1"),
+        ("blockdev: {unit: 2}\n",
+         "5: blockdev.unit: unknown key; did you mean 'units'? expected one of: backend, "
+         "units, wait"),
+    ],
+)
+def test_bad_blockdev(tmp_path: Path, inputs: Path, line: str, expected: str) -> None:
+    path = write_site(tmp_path, ROOT + line + "domains: {www1: }\n")
+    assert problems(path) == [f"{path}:{expected}"]
+
+
+def test_root_source_image(tmp_path: Path, inputs: Path) -> None:
+    (inputs / "root.img").write_bytes(b"x")
+    path = write_site(tmp_path, "root:\n  source: {image: ../inputs/root.img}\n"
+                      "  kernel: ../inputs/netbsd-XEN3_DOMU\n  size: 1g\ndomains: {www1: }\n")
+    assert load_site(path).root.source == RootSource(None, None, (), image=inputs / "root.img")
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("{image: ../inputs/root.img, tree: ../inputs/root}",
+         "2: root.source: expected exactly one of 'tree', 'sets' or 'image', got tree and image"),
+        ("{image: ../inputs/root.img, metalog: ../inputs/root.metalog}",
+         "2: root.source.metalog: only allowed with 'tree'; set tarballs and images carry "
+         "their own owners and modes"),
+        ("{image: ../inputs/nothing.img}",
+         "2: root.source.image: no such file: INPUTS/nothing.img"),
+    ],
+)
+def test_bad_root_source_image(tmp_path: Path, inputs: Path, source: str, expected: str) -> None:
+    (inputs / "root.img").write_bytes(b"x")
+    path = write_site(tmp_path, f"root:\n  source: {source}\n"
+                      "  kernel: ../inputs/netbsd-XEN3_DOMU\n  size: 1g\ndomains: {www1: }\n")
+    assert problems(path) == [f"{path}:" + expected.replace("INPUTS", str(inputs))]

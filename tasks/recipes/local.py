@@ -8,6 +8,7 @@ vanilla /etc/rc back in place, then get the files written from the `local/` temp
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from tasks.edits.crontab import disable_periodic
@@ -15,12 +16,13 @@ from tasks.edits.rc import HOOK
 from tasks.edits.rcconf import set_rc_vars
 from tasks.edits.ttys import console_only
 from tasks.errors import DomusError
-from tasks.recipes.templated import write_templates
+from tasks.recipes.templated import render_group, write_templates
 from tasks.render import Templates
 from tasks.tree import Tree
 
 MUTABLE_DIRS = ("etc", "tmp", "var")
 ROOT_CRONTAB = "var/cron/tabs/root"
+RC_CONF = "etc/rc.conf"
 
 
 def copy_mutable_dirs(root: Tree, local: Tree) -> None:
@@ -44,7 +46,7 @@ def write_local_templates(local: Tree, templates: Templates,
 
 
 def edit_rc_conf(local: Tree, variables: Mapping[str, str]) -> None:
-    _edit(local, "etc/rc.conf", lambda text: set_rc_vars(text, variables))
+    _edit(local, RC_CONF, lambda text: set_rc_vars(text, variables))
 
 
 def edit_ttys(local: Tree) -> None:
@@ -62,6 +64,34 @@ def _edit(tree: Tree, path: str, edit: Callable[[str], str]) -> None:
         tree.replace_text(path, edit(tree.read_text(path)))
     except DomusError as error:
         raise DomusError(f"/{path}: {error.message}", error.hint) from error
+
+
+@dataclass(frozen=True)
+class ManagedFile:
+    """A file domus owns in a local image; mode None keeps the image's own (rc.conf's)."""
+
+    path: str
+    text: str
+    mode: int | None
+
+
+def managed_files(templates: Templates, context: Mapping[str, object],
+                  rc_vars: Mapping[str, str], rc_conf: str | None) -> list[ManagedFile]:
+    """What converging an existing local image makes true: the `local/` templates rendered as
+    the build renders them, and its own rc.conf (`rc_conf`, None if it has none) edited as
+    the build edits it. Every other file in the image is the domU's."""
+    rendered = render_group(templates, "local", context)
+    files = [ManagedFile(item.path, item.text, item.mode) for item in rendered
+             if item.path != RC_CONF]
+    # a site template of rc.conf is written first and then edited, as in setup_local
+    template = next((item for item in rendered if item.path == RC_CONF), None)
+    base = template.text if template is not None else rc_conf or ""
+    try:
+        text = set_rc_vars(base, rc_vars)
+    except DomusError as error:
+        raise DomusError(f"/{RC_CONF}: {error.message}", error.hint) from error
+    files.append(ManagedFile(RC_CONF, text, template.mode if template is not None else None))
+    return files
 
 
 def setup_local(root: Tree, staging: Path, templates: Templates,

@@ -18,6 +18,7 @@ from tasks.render import Templates
 from tasks.tree import Tree
 
 MOUNT_POINTS = ("emul", "local", "usr/pkg", "kern", "proc")
+CGD_PARAMS_DIR = "etc/cgd/domus"
 
 
 def install_kernel(tree: Tree, kernel: Path) -> None:
@@ -66,12 +67,28 @@ def _edit(tree: Tree, path: str, edit) -> str:
         raise DomusError(f"/{path} in the root tree: {error.message}", error.hint) from error
 
 
+def install_local_cgd_params(tree: Tree, params: Mapping[str, Path]) -> None:
+    """The cgd params of the domUs that open an encrypted /local themselves.
+
+    They hold a salt and an iteration count, no key: the key comes from the passphrase
+    typed on the domU's console, and rc.pre-hooks tries it with each file here.
+    """
+    if not params:
+        return
+    for path in ("etc/cgd", CGD_PARAMS_DIR):
+        if path not in tree:
+            tree.mkdir(path, 0o700)
+    for name, source in sorted(params.items()):
+        tree.write_bytes(f"{CGD_PARAMS_DIR}/{name}-local", source.read_bytes(), mode=0o600)
+
+
 def setup_root(tree: Tree, kernel: Path, makedev_add: Sequence[str],
                makedev_remove: Sequence[str], templates: Templates,
-               context: Mapping[str, object]) -> Tree:
+               context: Mapping[str, object], local_cgd_params: Mapping[str, Path]) -> Tree:
     install_kernel(tree, kernel)
     prepare_mfs_dev(tree)
     patch_makedev(tree, makedev_add, makedev_remove)
     make_mount_points(tree)
+    install_local_cgd_params(tree, local_cgd_params)
     install_rc_hook(tree, templates, context)
     return tree

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from tasks.render import Templates
 from tasks.tree import Tree, parent_of
@@ -27,13 +28,28 @@ def ensure_dirs(tree: Tree, path: str) -> None:
         tree.mkdir(parent, dir_mode(parent))
 
 
+@dataclass(frozen=True)
+class Rendered:
+    """One template of a group, rendered: where it goes in the image, and its mode."""
+
+    path: str
+    text: str
+    mode: int
+
+
+def render_group(templates: Templates, group: str,
+                 context: Mapping[str, object]) -> list[Rendered]:
+    """Every template below `group/`, rendered: what a build writes and a converge compares."""
+    return [Rendered(path, templates.render(f"{group}/{path}", context), file_mode(path))
+            for path in templates.names(group)]
+
+
 def write_templates(tree: Tree, templates: Templates, group: str,
                     context: Mapping[str, object]) -> list[str]:
     """Render each template below `group/` to the same path in the tree; returns the paths."""
     written = []
-    for path in templates.names(group):
-        ensure_dirs(tree, path)
-        text = templates.render(f"{group}/{path}", context)
-        tree.write_text(path, text, mode=file_mode(path))
-        written.append(path)
+    for item in render_group(templates, group, context):
+        ensure_dirs(tree, item.path)
+        tree.write_text(item.path, item.text, mode=item.mode)
+        written.append(item.path)
     return written

@@ -1,0 +1,55 @@
+"""One converge, run as its own process by the tests, with a clock around the mounted part.
+
+    python -m tests.converge_job SITE NAME LOG slow SECONDS
+        converge NAME; while the image is mounted, wait SECONDS before writing, and log
+        [start, end, mount point] of that mounted stretch to LOG
+    python -m tests.converge_job SITE NAME LOG stall
+        converge NAME's first changed file only, then write LOG and wait to be killed
+
+It takes the image lock and calls tasks.converge.local.converge, as `./domus build` and
+`./domus converge` do; only the write step is wrapped, to widen and time it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from tasks.config import load_site
+from tasks.contexts import local_context
+from tasks.converge import mounted
+from tasks.converge.local import converge
+from tasks.layout import Layout
+from tasks.locks import image_lock
+from tasks.render import Templates
+
+
+def main(site_path: str, name: str, log: str, mode: str, seconds: str = "0") -> None:
+    original = mounted.MountedFiles.apply
+
+    def slow(self, changes, stamp):
+        start = time.monotonic()
+        time.sleep(float(seconds))
+        backups = original(self, changes, stamp)
+        with open(log, "a") as out:
+            out.write(json.dumps([start, time.monotonic(), str(self.top)]) + "\n")
+        return backups
+
+    def stall(self, changes, stamp):
+        original(self, changes[:1], stamp)
+        Path(log).write_text(str(self.top))
+        time.sleep(600)
+
+    mounted.MountedFiles.apply = slow if mode == "slow" else stall
+    site = load_site(Path(site_path))
+    layout = Layout(site.output, site.locks)
+    domu = next(domu for domu in site.domus if domu.name == name)
+    with image_lock(layout.locks, layout.local_image(name)):
+        converge(site, domu, layout, Templates(site.templates), local_context(site, domu),
+                 dry_run=False)
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])

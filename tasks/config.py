@@ -334,22 +334,24 @@ def _check_pkg_source(layer: Layer, ctx: Context) -> None:
 
 
 def _check_encrypted_fs(defaults: Layer, entries: Sequence[DomainEntry], ctx: Context) -> None:
-    """An encrypted local.img must be FFS: cgdconfig's verify_method ffs needs a superblock."""
+    """A local.img the domU opens with a passphrase must be FFS: cgdconfig tells a wrong
+    passphrase by the missing FFS superblock (verify_method ffs), and ext2fs has no such
+    check. The dom0 opens ext2fs ones too (its key is stored, not typed)."""
     for entry in entries:
         layers = (entry.layer, defaults)
         encrypt = next((lay.values["local.encrypt"] for lay in layers
                         if "local.encrypt" in lay.values), None)
         fs = next((lay.values["local.fs"] for lay in layers if "local.fs" in lay.values), None)
-        if encrypt is None or fs is None or encrypt.value in ("none", INVALID):
+        if encrypt is None or fs is None or encrypt.value != "domu":
             continue
         if fs.value == "ext2fs":
             # reported where the operator wrote the domain's own choice
             where = encrypt if encrypt.key.startswith("domains.") or not fs.key.startswith(
                 "domains.") else fs
             ctx.report(where.line, where.key,
-                       f"an encrypted local.img (local.encrypt: {encrypt.value}, line "
-                       f"{encrypt.line}) must be ffs, so that cgdconfig can verify its key; "
-                       "set local.fs: ffs or local.encrypt: none")
+                       f"a local.img the domU opens with a passphrase (local.encrypt: domu, "
+                       f"line {encrypt.line}) must be ffs, so that cgdconfig can tell a wrong "
+                       "passphrase; set local.fs: ffs, or local.encrypt: dom0")
 
 
 def _check_keylengths(defaults: Layer, entries: Sequence[DomainEntry], ctx: Context,

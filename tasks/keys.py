@@ -65,7 +65,10 @@ def ensure_local_key(keys: Path, domu: DomU) -> None:
     if domu.local.encrypt == "domu" and not passphrase.exists():
         _write_private(passphrase, secrets.token_urlsafe(PASSPHRASE_BYTES) + "\n")
     if not params.exists():
-        new = generate(domu.local.cipher, domu.local.keylength, verify_method="ffs",
+        # cgdconfig can check a key against an FFS superblock only; for ext2fs, domus's own
+        # decrypt checks the ext2 magic instead
+        verify = "ffs" if domu.local.fs == "ffs" else "none"
+        new = generate(domu.local.cipher, domu.local.keylength, verify_method=verify,
                        keygen=keygen)
         _write_private(params, format(new))
     for path in (params, passphrase):

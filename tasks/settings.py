@@ -755,8 +755,8 @@ DOMAIN = Table(
             Choice(LOCAL_ENCRYPTION),
             "none",
             "Encrypt local.img with cgd: `dom0` opens it on the dom0 with a key kept in the key "
-            "directory; `domu` opens it in the domU with a passphrase typed on its console; "
-            "needs `fs: ffs` (cgdconfig checks the key by finding the FFS superblock)",
+            "directory; `domu` opens it in the domU with a passphrase typed on its console "
+            "and needs `fs: ffs` (cgdconfig tells a wrong passphrase by the FFS superblock)",
         ),
         Setting("local.cipher", Choice(LOCAL_CIPHERS), DEFAULT_CIPHER,
                 "cgd cipher of an encrypted local.img"),

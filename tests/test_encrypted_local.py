@@ -9,8 +9,8 @@ import subprocess
 
 import pytest
 
-from tasks.cgd.params import generate, parse
-from tasks.cgd.stream import decrypt_file, verify_ffs
+from tasks.cgd.params import format, generate, parse
+from tasks.cgd.stream import decrypt_file, encrypt_file, verify_ffs
 from tasks.errors import DomusError
 from tests.image_reader import ImageReader
 from tests.sites import Site
@@ -125,12 +125,65 @@ def test_a_key_readable_by_others_is_refused(tmp_path):
     assert "chmod 600" in run.stderr
 
 
-def test_an_encrypted_ext2fs_local_image_is_a_config_error(tmp_path):
+def test_a_passphrase_for_an_ext2fs_local_image_is_a_config_error(tmp_path):
     site = Site(tmp_path / "site")
-    site.data["domains"]["db1"]["local"]["encrypt"] = "dom0"
+    site.data["domains"]["db1"]["local"]["encrypt"] = "domu"
     site.save()
     run = site.doit()
     assert run.returncode == 78
-    assert "domains.db1.local.encrypt: an encrypted local.img" in run.stderr
+    assert "domains.db1.local.encrypt: a local.img the domU opens with a passphrase" in run.stderr
     assert "must be ffs" in run.stderr
     assert not (site.directory / "keys").exists()
+
+
+def test_an_encrypted_ext2fs_image_converges_through_domus_own_cgd(tmp_path):
+    site = Site(tmp_path / "site")
+    site.data["domains"]["db1"]["local"]["encrypt"] = "dom0"
+    site.save()
+    site.build()
+    params = parse((keys(site) / "db1-local.params").read_text())
+    assert params.verify_method == "none"  # cgdconfig cannot check ext2fs; domus checks it
+    image = site.image("db1", "local.img")
+    # the domU's own data, written into the sealed image as the domU would
+    plain = tmp_path / "plain.img"
+    decrypt_file(params, image, plain)
+    data = tmp_path / "data"
+    data.write_bytes(os.urandom(5000))
+    subprocess.run(["debugfs", "-w", "-R", f"write {data} /var/msgs/letter", str(plain)],
+                   check=True, capture_output=True)
+    subprocess.run(["debugfs", "-w", "-R", "sif /var/msgs/letter uid 1001", str(plain)],
+                   check=True, capture_output=True)
+    encrypt_file(params, plain, image)
+    site.data["domains"]["db1"]["rc_conf"]["postgresql"] = True
+    site.save()
+    run = site.build()
+    assert run.ran == {"local:db1"}
+    assert "converged" in run.stderr or "converged" in run.stdout
+    after = tmp_path / "after.img"
+    decrypt_file(params, image, after)
+    local = ImageReader(after, "ext2fs")
+    assert "postgresql=YES" in local.text("etc/rc.conf").splitlines()
+    assert [p for p in local.paths() if p.startswith("etc/rc.conf.domus-")]
+    assert local.read("var/msgs/letter") == data.read_bytes()
+    assert local.stat("var/msgs/letter").uid == 1001
+    assert subprocess.run(["e2fsck", "-fn", str(after)], capture_output=True).returncode == 0
+    assert not [p for p in image.parent.iterdir() if "plain" in p.name or "partial" in p.name]
+    assert site.build().ran == set()
+
+
+def test_a_sealed_image_with_a_wrong_key_is_refused_and_left_alone(tmp_path):
+    site = Site(tmp_path / "site")
+    site.data["domains"]["db1"]["local"]["encrypt"] = "dom0"
+    site.save()
+    site.build()
+    image = site.image("db1", "local.img")
+    before = image.read_bytes()
+    key = keys(site) / "db1-local.params"
+    key.write_text(format(generate("aes-xts", 256, verify_method="none")))
+    site.data["domains"]["db1"]["rc_conf"]["postgresql"] = True
+    site.save()
+    run = site.doit()
+    assert run.returncode != 0
+    assert "does not decrypt to an ext2fs file system with its key" in run.stdout
+    assert image.read_bytes() == before
+    assert not [p for p in image.parent.iterdir() if "plain" in p.name]

@@ -22,12 +22,14 @@ from tasks.blockdev.backend import configured_backend
 from tasks.blockdev.holders import check_not_in_use
 from tasks.blockdev.signals import sigterm_raises
 from tasks.config import DomU, Site
+from tasks.converge import sealed
 from tasks.converge.debugfs import DebugfsFiles
 from tasks.converge.mounted import MountedFiles
 from tasks.converge.plan import Change, FileState, decode, plan
 from tasks.errors import DomusError
 from tasks.images.detect import detect_fs
 from tasks.keyfiles import params_path
+from tasks.keys import local_params
 from tasks.layout import Layout
 from tasks.log import note
 from tasks.recipes.local import RC_CONF, managed_files
@@ -56,11 +58,13 @@ def cgd_params(site: Site, domu: DomU) -> Path | None:
 
 
 def how(fs: str, backend_setting: str, encrypted: bool = False) -> str:
-    """'mount' or 'debugfs'; a DomusError saying why when neither works here."""
+    """'mount', 'debugfs' or 'sealed'; a DomusError saying why when none works here."""
     backend = configured_backend(backend_setting)
-    if encrypted and (backend is None or backend.planned_cgd(0) is None):
-        raise DomusError("an encrypted image is opened through cgd(4), on the NetBSD dom0 "
-                         "(blockdev.backend vnd)")
+    if encrypted and (backend is None or backend.planned_cgd(0) is None or not is_root()):
+        if fs == "ext2fs":
+            return "sealed"  # domus decrypts, converges through debugfs, and seals again
+        raise DomusError("an encrypted FFS image is opened through cgd(4), as root on the "
+                         "NetBSD dom0 (blockdev.backend vnd)")
     if backend is not None and is_root() and backend.can_mount(fs):
         return "mount"
     if fs == "ext2fs" and not encrypted:
@@ -101,6 +105,10 @@ def image_files(site: Site, domu: DomU, layout: Layout, *, readonly: bool,
             yield MountedFiles(top)
         return
     check_not_in_use(image, domu.name, watchers(configured_backend(site.blockdev.backend)))
+    if method == "sealed":
+        with sealed.opened(image, *local_params(site.keys, domu)) as files:
+            yield files
+        return
     yield DebugfsFiles(image)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
 
 from tasks import task_fetch, task_local, task_pkg, task_root, task_swap, task_xen
 from tasks.blockdev.records import any_left as attachments_left
@@ -20,13 +21,17 @@ EXIT_CONFIG = 78  # EX_CONFIG: doit itself uses 1 and 2 for failed tasks
 READ_ONLY_COMMANDS = {"list", "info", "help", "dumpdb", "tabcompletion"}
 
 
+def exit_config(error: DomusError) -> NoReturn:
+    print(f"domus: {error}", file=sys.stderr)
+    print("domus: nothing was built or changed.", file=sys.stderr)
+    sys.exit(EXIT_CONFIG)
+
+
 def load_or_exit(path: Path) -> Site:
     try:
         return load_site(path)
     except DomusError as error:
-        print(f"domus: {error}", file=sys.stderr)
-        print("domus: nothing was built or changed.", file=sys.stderr)
-        sys.exit(EXIT_CONFIG)
+        exit_config(error)
 
 
 def read_only(argv: list[str]) -> bool:
@@ -77,9 +82,7 @@ class Build:
             for domu in encrypted:
                 ensure_local_key(self.site.keys, domu)
         except DomusError as error:
-            print(f"domus: {error}", file=sys.stderr)
-            print("domus: nothing was built or changed.", file=sys.stderr)
-            sys.exit(EXIT_CONFIG)
+            exit_config(error)
 
     def fetch(self) -> Iterator[dict[str, object]]:
         for download in self.site.root.downloads:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable, Mapping
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 
 from tasks.errors import DomusError
@@ -47,7 +47,8 @@ class Templates:
 
     def files(self, names: Iterable[str]) -> list[Path]:
         """The files behind `names` and every template they include, import or extend."""
-        known = self._load_references()
+        known = self._known_references
+        before = dict(known)
         seen: dict[str, Path] = {}
         pending = list(names)
         while pending:
@@ -56,7 +57,8 @@ class Templates:
                 continue
             seen[name] = path = self.path_of(name)
             pending.extend(self._references(path, known))
-        self._save_references(known)
+        if known != before:
+            self._save_references(known)
         return sorted(set(seen.values()))
 
     def _references(self, path: Path, known: dict[str, list]) -> list[str]:
@@ -71,11 +73,11 @@ class Templates:
         parsed = self.env.parse(path.read_text())
         references = [n for n in meta.find_referenced_templates(parsed) if n]
         known[str(path)] = [stamp, references]
-        self._dirty = True
         return references
 
-    def _load_references(self) -> dict[str, list]:
-        self._dirty = False
+    @cached_property
+    def _known_references(self) -> dict[str, list]:
+        """The cache file, read once for every group of templates a run asks about."""
         if self.cache_file is None:
             return {}
         try:
@@ -84,7 +86,7 @@ class Templates:
             return {}
 
     def _save_references(self, known: dict[str, list]) -> None:
-        if self.cache_file is None or not self._dirty:
+        if self.cache_file is None:
             return
         self.cache_file.parent.mkdir(parents=True, exist_ok=True)
         temporary = self.cache_file.with_name(f"{self.cache_file.name}.{os.getpid()}")

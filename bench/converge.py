@@ -40,8 +40,9 @@ def write_site(directory: Path, domus: int, units: int, backend: str) -> Path:
     site["defaults"]["local"] = {"size": "64m", "fs": "ext2fs"}
     site["defaults"]["pkg"] = {"size": "8m", "source": None}
     site["defaults"]["swap"] = {"size": "1m"}
-    site["domains"] = {f"d{index:02d}": {"rc_conf": {"httpd": "YES"}}
-                       for index in range(1, domus + 1)}
+    site["domains"] = {
+        f"d{index:02d}": {"rc_conf": {"httpd": "YES"}} for index in range(1, domus + 1)
+    }
     site["blockdev"] = {"backend": backend, "units": units}
     path = directory / "site.yaml"
     path.write_text(yaml.safe_dump(site, sort_keys=False))
@@ -50,8 +51,21 @@ def write_site(directory: Path, domus: int, units: int, backend: str) -> Path:
 
 def doit(path: Path, *args: str) -> tuple[float, str]:
     start = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "doit", "-f", str(REPO / "dodo.py"), "-d",
-                           str(REPO), f"config={path}", *args], capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "doit",
+            "-f",
+            str(REPO / "dodo.py"),
+            "-d",
+            str(REPO),
+            f"config={path}",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+    )
     elapsed = time.monotonic() - start
     if done.returncode != 0:
         sys.exit(f"doit failed:\n{done.stdout}\n{done.stderr}")
@@ -118,9 +132,13 @@ def measure(backend: str, domus: int, units: int, runs: int) -> dict[str, object
         most = max(most, sampler.stop())
         many.append(elapsed)
         many_inner.append(statistics.median(converge_times(stderr)))
-    return {"one": statistics.median(one), "one_inner": statistics.median(one_inner),
-            "many": statistics.median(many), "many_inner": statistics.median(many_inner),
-            "most": most}
+    return {
+        "one": statistics.median(one),
+        "one_inner": statistics.median(one_inner),
+        "many": statistics.median(many),
+        "many_inner": statistics.median(many_inner),
+        "most": most,
+    }
 
 
 def main() -> None:
@@ -134,14 +152,20 @@ def main() -> None:
     rows = []
     for backend, label in (("auto", "mounted (loop)"), ("none", "debugfs")):
         result = measure(backend, args.domus, args.units, args.runs)
-        rows.append(f"| {label} | {result['one']:.2f} s ({result['one_inner']:.3f} s) | "
-                    f"{result['many']:.2f} s ({result['many_inner']:.3f} s) | "
-                    f"{result['most']} |")
-    print(f"{args.domus} domUs, ext2fs local.img of 64 MiB with 16 MiB of the domU's files, "
-          f"pool of {args.units} units, median of {args.runs} runs; wall time of the doit "
-          "run (median time of one converge inside it)\n")
-    print(f"| path | one image | {args.domus} images, `doit -n {args.domus}` | "
-          "most loop devices at once |")
+        rows.append(
+            f"| {label} | {result['one']:.2f} s ({result['one_inner']:.3f} s) | "
+            f"{result['many']:.2f} s ({result['many_inner']:.3f} s) | "
+            f"{result['most']} |"
+        )
+    print(
+        f"{args.domus} domUs, ext2fs local.img of 64 MiB with 16 MiB of the domU's files, "
+        f"pool of {args.units} units, median of {args.runs} runs; wall time of the doit "
+        "run (median time of one converge inside it)\n"
+    )
+    print(
+        f"| path | one image | {args.domus} images, `doit -n {args.domus}` | "
+        "most loop devices at once |"
+    )
     print("|---|---|---|---|")
     print("\n".join(rows))
 

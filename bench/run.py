@@ -56,13 +56,18 @@ def write_site(directory: Path, root: Path, domus: int, gigabytes: float) -> Pat
         },
         "defaults": {
             "local": {"size": "16m"},
-            "pkg": {"size": "8m",
-                    "source": {"packages": [str(EXAMPLE / "packages" / "domus-motd-1.0.tgz")]}},
+            "pkg": {
+                "size": "8m",
+                "source": {"packages": [str(EXAMPLE / "packages" / "domus-motd-1.0.tgz")]},
+            },
             "swap": {"size": "256m"},
         },
-        "domains": {f"vm{i:03d}": {"rc_conf": {"ifconfig_xennet0": f"inet 10.0.{i // 250}."
-                                                                  f"{i % 250 + 1}/16"}}
-                    for i in range(domus)},
+        "domains": {
+            f"vm{i:03d}": {
+                "rc_conf": {"ifconfig_xennet0": f"inet 10.0.{i // 250}.{i % 250 + 1}/16"}
+            }
+            for i in range(domus)
+        },
     }
     path = directory / "site.yaml"
     path.write_text(yaml.safe_dump(site, sort_keys=False))
@@ -75,9 +80,19 @@ def doit(site: Path, *args: str, makefs_seconds: list[float] | None = None) -> f
     os.sync()  # earlier runs' write-back must not land in this one's time
     env = dict(os.environ, DOMUS_DEBUG="1") if makefs_seconds is not None else None
     start = time.monotonic()
-    done = subprocess.run([str(REPO / ".venv" / "bin" / "doit"), "-f", str(REPO / "dodo.py"),
-                           f"config={site}", *args], capture_output=True, text=True, cwd=REPO,
-                          env=env)
+    done = subprocess.run(
+        [
+            str(REPO / ".venv" / "bin" / "doit"),
+            "-f",
+            str(REPO / "dodo.py"),
+            f"config={site}",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+    )
     elapsed = time.monotonic() - start
     if done.returncode != 0:
         sys.exit(f"doit {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
@@ -91,12 +106,17 @@ def command(site: Path, module: str, *args: str, quiet: bool = False) -> float:
     print nothing (a nightly run with nothing to do)."""
     os.sync()
     start = time.monotonic()
-    done = subprocess.run([str(REPO / ".venv" / "bin" / "python"), "-m", module, *args,
-                           f"config={site}"], capture_output=True, text=True, cwd=REPO)
+    done = subprocess.run(
+        [str(REPO / ".venv" / "bin" / "python"), "-m", module, *args, f"config={site}"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
     elapsed = time.monotonic() - start
     if done.returncode != 0 or (quiet and done.stdout + done.stderr):
-        sys.exit(f"{module} {' '.join(args)} (exit {done.returncode}):\n{done.stdout}\n"
-                 f"{done.stderr}")
+        sys.exit(
+            f"{module} {' '.join(args)} (exit {done.returncode}):\n{done.stdout}\n{done.stderr}"
+        )
     return elapsed
 
 
@@ -114,9 +134,26 @@ def makefs_alone(build: Path, size: str, durable: bool) -> float:
     write_spec(tree.walk(), spec)
     os.sync()
     start = time.monotonic()
-    subprocess.run(["makefs", "-t", "ffs", "-B", "le", "-o", "version=1",
-                    "-s", str(parse_size(size)), "-F", str(spec), "-x", str(image),
-                    str(tree.staging)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            "makefs",
+            "-t",
+            "ffs",
+            "-B",
+            "le",
+            "-o",
+            "version=1",
+            "-s",
+            str(parse_size(size)),
+            "-F",
+            str(spec),
+            "-x",
+            str(image),
+            str(tree.staging),
+        ],
+        check=True,
+        capture_output=True,
+    )
     if durable:
         punch_zeros(image)
         fd = os.open(image, os.O_RDONLY)
@@ -143,10 +180,23 @@ def main() -> None:
     root = OUT / "root"
     generate_root(root, args.gigabytes)
     work = OUT / "site"
-    results: dict[str, list[float]] = {k: [] for k in
-                                       ["full", "noop", "template", "domu", "root", "makefs",
-                                        "makefs_fsync", "nightly", "pkg", "rollback_root",
-                                        "rollback_pkg", "makefs_inside"]}
+    results: dict[str, list[float]] = {
+        k: []
+        for k in [
+            "full",
+            "noop",
+            "template",
+            "domu",
+            "root",
+            "makefs",
+            "makefs_fsync",
+            "nightly",
+            "pkg",
+            "rollback_root",
+            "rollback_pkg",
+            "makefs_inside",
+        ]
+    }
     for _ in range(args.runs):
         if work.exists():
             shutil.rmtree(work)
@@ -187,30 +237,37 @@ def main() -> None:
         results["rollback_pkg"].append(command(site, "tasks.generations", "rollback", "pkg"))
 
     files = sum(1 for _ in root.rglob("*"))
-    print(f"{args.domus} domUs, root tree {args.gigabytes:g} GB in {files} entries, "
-          f"median of {args.runs} runs (no-op: of {3 * args.runs})\n")
+    print(
+        f"{args.domus} domUs, root tree {args.gigabytes:g} GB in {files} entries, "
+        f"median of {args.runs} runs (no-op: of {3 * args.runs})\n"
+    )
     print("| measurement | seconds |")
     print("|---|---|")
-    rows = [("full build (root + 100 x local, pkg, swap, xl)", "full"),
-            ("no-op run", "noop"), ("one template changed (xl config: 100 configs)", "template"),
-            ("one domU changed (memory: its xl config)", "domu"),
-            ("root.img alone (a root template changed: `doit root`, whole process)", "root"),
-            ("makefs alone on the same staged tree", "makefs"),
-            ("makefs alone, then holes punched and fsync", "makefs_fsync"),
-            ("`./domus nightly` with nothing to do", "nightly"),
-            ("`./domus nightly` after a pkg change (one pkg.img, 100 activations)", "pkg"),
-            ("`./domus rollback root`", "rollback_root"),
-            ("`./domus rollback pkg` (100 pkg.img)", "rollback_pkg")]
+    rows = [
+        ("full build (root + 100 x local, pkg, swap, xl)", "full"),
+        ("no-op run", "noop"),
+        ("one template changed (xl config: 100 configs)", "template"),
+        ("one domU changed (memory: its xl config)", "domu"),
+        ("root.img alone (a root template changed: `doit root`, whole process)", "root"),
+        ("makefs alone on the same staged tree", "makefs"),
+        ("makefs alone, then holes punched and fsync", "makefs_fsync"),
+        ("`./domus nightly` with nothing to do", "nightly"),
+        ("`./domus nightly` after a pkg change (one pkg.img, 100 activations)", "pkg"),
+        ("`./domus rollback root`", "rollback_root"),
+        ("`./domus rollback pkg` (100 pkg.img)", "rollback_pkg"),
+    ]
     for label, key in rows:
         print(f"| {label} | {median(results[key]):.3f} |")
     root = median(results["root"])
     # makefs's own time swings with the page cache's write-back between runs; against the
     # makefs of the same run, what remains is our own overhead
     in_run = [r / m for r, m in zip(results["root"], results["makefs_inside"], strict=True)]
-    print(f"\nroot.img build / makefs alone: {root / median(results['makefs']):.2f}x; "
-          f"/ makefs, holes and fsync: {root / median(results['makefs_fsync']):.2f}x; "
-          f"/ makefs inside the same run ({median(results['makefs_inside']):.3f} s): "
-          f"{median(in_run):.2f}x")
+    print(
+        f"\nroot.img build / makefs alone: {root / median(results['makefs']):.2f}x; "
+        f"/ makefs, holes and fsync: {root / median(results['makefs_fsync']):.2f}x; "
+        f"/ makefs inside the same run ({median(results['makefs_inside']):.3f} s): "
+        f"{median(in_run):.2f}x"
+    )
 
 
 if __name__ == "__main__":

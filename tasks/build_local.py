@@ -32,8 +32,14 @@ def backup_name(image: Path) -> Path:
     return image.with_name(f"{image.stem}-{stamp}{image.suffix}")
 
 
-def converge_unless_same(site: Site, domu: DomU, layout: Layout, templates: Templates,
-                         config: dict[str, object], record: dict[str, str]) -> None:
+def converge_unless_same(
+    site: Site,
+    domu: DomU,
+    layout: Layout,
+    templates: Templates,
+    config: dict[str, object],
+    record: dict[str, str],
+) -> None:
     """An existing image built from these very inputs is kept; any other is converged in
     place (only the managed files change), or refused with what would work instead."""
     image = layout.local_image(domu.name)
@@ -53,8 +59,15 @@ def write_local_image(site: Site, domu: DomU, tree: Tree, dest: Path) -> None:
     write_encrypted_image(tree, domu.local.fs, domu.local.size, dest, params, passphrase)
 
 
-def build_local(site: Site, domu: DomU, layout: Layout, templates: Templates,
-                files: dict[str, Path], config: dict[str, object], reprovision: bool) -> None:
+def build_local(
+    site: Site,
+    domu: DomU,
+    layout: Layout,
+    templates: Templates,
+    files: dict[str, Path],
+    config: dict[str, object],
+    reprovision: bool,
+) -> None:
     start = time.monotonic()
     image = layout.local_image(domu.name)
     record = make_record(files, config)

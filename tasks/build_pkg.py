@@ -39,6 +39,7 @@ def build_pkg(domu: DomU, layout: Layout) -> None:
         shutil.rmtree(stage)
 
     with image_lock(layout.locks, layout.pkg_image(domu.name)):
-        made = make_generation(layout, slot, pkg_record(domu), write,
-                               stable_links(layout, slot, None))
+        made = make_generation(
+            layout, slot, pkg_record(domu), write, stable_links(layout, slot, None)
+        )
     note(f"{made.describe()} ({time.monotonic() - start:.1f} s)")

@@ -35,12 +35,20 @@ def load_source(site: Site, layout: Layout) -> Tree:
 
 def domu_cgd_params(site: Site) -> dict[str, Path]:
     """Params (salt, no key) of the domUs that open their encrypted /local themselves."""
-    return {domu.name: params_path(site.keys, domu.name) for domu in site.domus
-            if domu.local.encrypt == "domu"}
+    return {
+        domu.name: params_path(site.keys, domu.name)
+        for domu in site.domus
+        if domu.local.encrypt == "domu"
+    }
 
 
-def build_root(site: Site, layout: Layout, templates: Templates,
-               files: dict[str, Path], config: dict[str, object]) -> None:
+def build_root(
+    site: Site,
+    layout: Layout,
+    templates: Templates,
+    files: dict[str, Path],
+    config: dict[str, object],
+) -> None:
     start = time.monotonic()
     source_tree = site.root.source.tree
     record = make_record(files, config, {"source": source_tree} if source_tree else {})
@@ -49,8 +57,15 @@ def build_root(site: Site, layout: Layout, templates: Templates,
         with timed("root: load source"):
             tree = load_source(site, layout)
         with timed("root: setup_root"):
-            setup_root(tree, site.root.kernel, site.root.makedev_add, site.root.makedev_remove,
-                       templates, root_context(site), domu_cgd_params(site))
+            setup_root(
+                tree,
+                site.root.kernel,
+                site.root.makedev_add,
+                site.root.makedev_remove,
+                templates,
+                root_context(site),
+                domu_cgd_params(site),
+            )
         tree.save_manifest(layout.root_manifest)
 
         def write(generation: Path) -> None:
@@ -58,6 +73,7 @@ def build_root(site: Site, layout: Layout, templates: Templates,
                 write_image(tree, site.root.fs, site.root.size, generation / ROOT.image)
             shutil.copyfile(site.root.kernel, generation / KERNEL)
 
-        made = make_generation(layout, ROOT, record, write,
-                               stable_links(layout, ROOT, site.root.kernel.name))
+        made = make_generation(
+            layout, ROOT, record, write, stable_links(layout, ROOT, site.root.kernel.name)
+        )
     note(f"{made.describe()} ({len(tree.entries)} entries, {time.monotonic() - start:.1f} s)")

@@ -266,11 +266,17 @@ def _check_root_source(layer: Layer, ctx: Context) -> None:
         return  # reported as missing or as not a mapping
     tree = layer.values.get("root.source.tree")
     metalog = layer.values.get("root.source.metalog")
-    given = [name for name in ("tree", "sets", "image")
-             if layer.values.get(f"root.source.{name}") is not None]
+    given = [
+        name
+        for name in ("tree", "sets", "image")
+        if layer.values.get(f"root.source.{name}") is not None
+    ]
     if len(given) > 1:
-        ctx.report(source.line, source.key, "expected exactly one of 'tree', 'sets' or 'image', "
-                   f"got {' and '.join(given)}")
+        ctx.report(
+            source.line,
+            source.key,
+            f"expected exactly one of 'tree', 'sets' or 'image', got {' and '.join(given)}",
+        )
     elif not given:
         ctx.report(
             source.line,
@@ -290,8 +296,11 @@ def _check_downloads(layer: Layer, ctx: Context) -> None:
     """A SHA512 file only where something is downloaded; each download under its own name."""
     sets = layer.values.get("root.source.sets")
     kernel = layer.values.get("root.kernel")
-    set_urls = [] if sets is None or sets.value is INVALID else [
-        item for item in sets.value if isinstance(item, Url)]
+    set_urls = (
+        []
+        if sets is None or sets.value is INVALID
+        else [item for item in sets.value if isinstance(item, Url)]
+    )
     kernel_url = kernel.value if kernel is not None and isinstance(kernel.value, Url) else None
     sha512 = layer.values.get("root.source.sha512")
     if sha512 is not None and not set_urls:
@@ -301,8 +310,12 @@ def _check_downloads(layer: Layer, ctx: Context) -> None:
         names.append(kernel_url.name.removesuffix(".gz"))
     twice = sorted({name for name in names if names.count(name) > 1})
     if twice and sets is not None:
-        ctx.report(sets.line, sets.key, "expected each download under a name of its own, but "
-                   f"{', '.join(twice)} would be kept twice in the download cache")
+        ctx.report(
+            sets.line,
+            sets.key,
+            "expected each download under a name of its own, but "
+            f"{', '.join(twice)} would be kept twice in the download cache",
+        )
 
 
 def _check_makedev(layer: Layer, ctx: Context) -> None:
@@ -339,23 +352,31 @@ def _check_encrypted_fs(defaults: Layer, entries: Sequence[DomainEntry], ctx: Co
     check. The dom0 opens ext2fs ones too (its key is stored, not typed)."""
     for entry in entries:
         layers = (entry.layer, defaults)
-        encrypt = next((lay.values["local.encrypt"] for lay in layers
-                        if "local.encrypt" in lay.values), None)
+        encrypt = next(
+            (lay.values["local.encrypt"] for lay in layers if "local.encrypt" in lay.values), None
+        )
         fs = next((lay.values["local.fs"] for lay in layers if "local.fs" in lay.values), None)
         if encrypt is None or fs is None or encrypt.value != "domu":
             continue
         if fs.value == "ext2fs":
             # reported where the operator wrote the domain's own choice
-            where = encrypt if encrypt.key.startswith("domains.") or not fs.key.startswith(
-                "domains.") else fs
-            ctx.report(where.line, where.key,
-                       f"a local.img the domU opens with a passphrase (local.encrypt: domu, "
-                       f"line {encrypt.line}) must be ffs, so that cgdconfig can tell a wrong "
-                       "passphrase; set local.fs: ffs, or local.encrypt: dom0")
+            where = (
+                encrypt
+                if encrypt.key.startswith("domains.") or not fs.key.startswith("domains.")
+                else fs
+            )
+            ctx.report(
+                where.line,
+                where.key,
+                f"a local.img the domU opens with a passphrase (local.encrypt: domu, "
+                f"line {encrypt.line}) must be ffs, so that cgdconfig can tell a wrong "
+                "passphrase; set local.fs: ffs, or local.encrypt: dom0",
+            )
 
 
-def _check_keylengths(defaults: Layer, entries: Sequence[DomainEntry], ctx: Context,
-                      group: str = "swap") -> None:
+def _check_keylengths(
+    defaults: Layer, entries: Sequence[DomainEntry], ctx: Context, group: str = "swap"
+) -> None:
     """Each key length against the cipher it is used with, reported once, where written."""
     default_cipher = defaults.values.get(f"{group}.cipher")
     default_keylength = defaults.values.get(f"{group}.keylength")

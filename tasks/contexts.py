@@ -67,5 +67,7 @@ def xen_context(site: Site, domu: DomU, layout: Layout) -> dict[str, object]:
         "local_cgd": {
             "script": str(layout.hotplug_script),
             "params": str(params_path(site.keys, domu.name)),
-        } if domu.local.encrypt == "dom0" else None,
+        }
+        if domu.local.encrypt == "dom0"
+        else None,
     }

@@ -55,8 +55,10 @@ class Build:
         self.templates = Templates(site.templates, self.layout.cache / "template-references.json")
         unknown = reprovision - {domu.name for domu in site.domus}
         if unknown:
-            print(f"domus: reprovision: no domain named {', '.join(sorted(unknown))} "
-                  f"in {site.path}", file=sys.stderr)
+            print(
+                f"domus: reprovision: no domain named {', '.join(sorted(unknown))} in {site.path}",
+                file=sys.stderr,
+            )
             sys.exit(EXIT_CONFIG)
         self.reprovision = reprovision
 
@@ -94,8 +96,9 @@ class Build:
     def local(self) -> Iterator[dict[str, object]]:
         files = task_local.template_files(self.templates)
         for domu in self.site.domus:
-            yield task_local.task(self.site, domu, self.layout, self.templates, files,
-                                  domu.name in self.reprovision)
+            yield task_local.task(
+                self.site, domu, self.layout, self.templates, files, domu.name in self.reprovision
+            )
 
     def pkg(self) -> Iterator[dict[str, object]]:
         for domu in self.site.domus:

@@ -65,13 +65,16 @@ def read_listing(source: str) -> str:
         with urllib.request.urlopen(source, timeout=TIMEOUT) as response:
             return response.read().decode("utf-8", "replace")
     except urllib.error.HTTPError as error:
-        raise DomusError(f"{source}: the server answered {error.code} {error.reason}",
-                         hint="check the URL; a release's sets have theirs in "
-                         ".../amd64/binary/sets/SHA512") from None
+        raise DomusError(
+            f"{source}: the server answered {error.code} {error.reason}",
+            hint="check the URL; a release's sets have theirs in .../amd64/binary/sets/SHA512",
+        ) from None
     except (urllib.error.URLError, http.client.HTTPException, OSError) as error:
         reason = getattr(error, "reason", error)
-        raise DomusError(f"{source}: cannot fetch the SHA512 file: {reason}",
-                         hint="check the network and the URL; nothing was changed") from None
+        raise DomusError(
+            f"{source}: cannot fetch the SHA512 file: {reason}",
+            hint="check the network and the URL; nothing was changed",
+        ) from None
 
 
 def expected_sha512(download: Download) -> str:
@@ -79,9 +82,10 @@ def expected_sha512(download: Download) -> str:
     try:
         return listing[download.name]
     except KeyError:
-        raise DomusError(f"{download.sha512} lists no {download.name}",
-                         hint="name the SHA512 file of the same release directory "
-                         "(`root.source.sha512`)") from None
+        raise DomusError(
+            f"{download.sha512} lists no {download.name}",
+            hint="name the SHA512 file of the same release directory (`root.source.sha512`)",
+        ) from None
 
 
 def up_to_date(download: Download) -> bool:
@@ -108,7 +112,8 @@ def fetch(download: Download) -> None:
                 f"{download.url}: the download does not match its SHA512 in {download.sha512} "
                 f"(expected {expected[:16]}..., got {digest[:16]}...); it was discarded",
                 hint="the mirror may be corrupt or in the middle of an update: try again "
-                "later or use another mirror; the cached copy and the images are unchanged")
+                "later or use another mirror; the cached copy and the images are unchanged",
+            )
         fsync_file(partial)
         if download.gunzip:
             _gunzip(download, partial, unpacked)
@@ -120,8 +125,10 @@ def fetch(download: Download) -> None:
     finally:
         partial.unlink(missing_ok=True)
         unpacked.unlink(missing_ok=True)
-    note(f"downloaded {download.url} ({size / (1 << 20):.1f} MiB in "
-         f"{time.monotonic() - start:.1f} s), SHA512 checked")
+    note(
+        f"downloaded {download.url} ({size / (1 << 20):.1f} MiB in "
+        f"{time.monotonic() - start:.1f} s), SHA512 checked"
+    )
 
 
 def _download(url: str, dest: Path) -> tuple[int, str]:
@@ -139,17 +146,22 @@ def _download(url: str, dest: Path) -> tuple[int, str]:
                 received += len(block)
                 progress.show(received, length)
     except urllib.error.HTTPError as error:
-        raise DomusError(f"{url}: the server answered {error.code} {error.reason}",
-                         hint="check the URL in the site file") from None
+        raise DomusError(
+            f"{url}: the server answered {error.code} {error.reason}",
+            hint="check the URL in the site file",
+        ) from None
     except (urllib.error.URLError, http.client.HTTPException, OSError) as error:
         reason = getattr(error, "reason", None) or error.__class__.__name__
-        raise DomusError(f"{url}: the download was interrupted after {_bytes(received, length)}"
-                         f" ({reason})", hint=AGAIN) from None
+        raise DomusError(
+            f"{url}: the download was interrupted after {_bytes(received, length)} ({reason})",
+            hint=AGAIN,
+        ) from None
     finally:
         progress.done()
     if length is not None and received != length:
-        raise DomusError(f"{url}: the download was interrupted after {_bytes(received, length)}",
-                         hint=AGAIN)
+        raise DomusError(
+            f"{url}: the download was interrupted after {_bytes(received, length)}", hint=AGAIN
+        )
     return received, digest.hexdigest()
 
 
@@ -162,9 +174,10 @@ def _gunzip(download: Download, packed: Path, unpacked: Path) -> None:
         with gzip.open(packed, "rb") as source, open(unpacked, "wb") as out:
             shutil.copyfileobj(source, out, BLOCK)
     except (OSError, EOFError) as error:
-        raise DomusError(f"{download.url}: cannot decompress it: {error}",
-                         hint="its SHA512 matched: the release itself holds a bad file"
-                         ) from None
+        raise DomusError(
+            f"{download.url}: cannot decompress it: {error}",
+            hint="its SHA512 matched: the release itself holds a bad file",
+        ) from None
     fsync_file(unpacked)
 
 

@@ -32,13 +32,15 @@ def flatten(value: object, prefix: str = "") -> dict[str, str]:
     return {prefix: json.dumps(value, sort_keys=True)}
 
 
-def make_record(files: Mapping[str, Path], config: Mapping[str, object],
-                trees: Mapping[str, Path] | None = None) -> dict[str, str]:
+def make_record(
+    files: Mapping[str, Path], config: Mapping[str, object], trees: Mapping[str, Path] | None = None
+) -> dict[str, str]:
     """Files by content; large trees by fingerprint (path, size, mtime and mode of every
     entry), as their tasks' change checks see them."""
     record = {f"file {name}": file_hash(path) for name, path in files.items()}
-    record.update({f"tree {name}": tree_fingerprint(path)[:16]
-                   for name, path in (trees or {}).items()})
+    record.update(
+        {f"tree {name}": tree_fingerprint(path)[:16] for name, path in (trees or {}).items()}
+    )
     record.update({f"config {key}": value for key, value in flatten(config).items()})
     return dict(sorted(record.items()))
 

@@ -68,8 +68,7 @@ def ensure_local_key(keys: Path, domu: DomU) -> None:
         # cgdconfig can check a key against an FFS superblock only; for ext2fs, domus's own
         # decrypt checks the ext2 magic instead
         verify = "ffs" if domu.local.fs == "ffs" else "none"
-        new = generate(domu.local.cipher, domu.local.keylength, verify_method=verify,
-                       keygen=keygen)
+        new = generate(domu.local.cipher, domu.local.keylength, verify_method=verify, keygen=keygen)
         _write_private(params, format(new))
     for path in (params, passphrase):
         if path.exists():

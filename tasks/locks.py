@@ -70,8 +70,11 @@ def _inherited(path: Path) -> bool:
 
 
 def _exit_locked(path: Path) -> None:
-    print(f"domus: another run holds the lock {path}; this one exits without doing "
-          "anything (try again when it has finished)", file=sys.stderr)
+    print(
+        f"domus: another run holds the lock {path}; this one exits without doing "
+        "anything (try again when it has finished)",
+        file=sys.stderr,
+    )
     sys.exit(EXIT_LOCKED)
 
 
@@ -85,6 +88,7 @@ def image_lock(locks: Path, image: Path) -> Iterator[None]:
         with lock:
             yield
     except Timeout:
-        raise DomusError(f"{image}: still locked by another job after "
-                         f"{IMAGE_LOCK_TIMEOUT:.0f} s", hint="see which process holds it with "
-                         f"`fuser {lock.lock_file}`") from None
+        raise DomusError(
+            f"{image}: still locked by another job after {IMAGE_LOCK_TIMEOUT:.0f} s",
+            hint=f"see which process holds it with `fuser {lock.lock_file}`",
+        ) from None

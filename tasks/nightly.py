@@ -70,8 +70,9 @@ class Report:
         self.changed = self.changed or changed
 
 
-def image_lines(store: Store, before: dict[Slot, Seen], after: dict[Slot, Seen],
-                new: set[tuple[str, str]]) -> list[str]:
+def image_lines(
+    store: Store, before: dict[Slot, Seen], after: dict[Slot, Seen], new: set[tuple[str, str]]
+) -> list[str]:
     """One line per distinct change; domUs that moved to the same pkg generation share one."""
     groups: dict[tuple[str, str, str | None], list[Slot]] = {}
     for slot, now in after.items():
@@ -87,16 +88,20 @@ def image_lines(store: Store, before: dict[Slot, Seen], after: dict[Slot, Seen],
         if len(slots) > 5:
             names += f" and {len(slots) - 5} more"
         info = store.generation(pool, generation)
-        how = (f"built in {info.seconds:.1f} s, {human_size(info.disk)} on disk"
-               if (pool, generation) in new else "reused (built before from the same inputs)")
+        how = (
+            f"built in {info.seconds:.1f} s, {human_size(info.disk)} on disk"
+            if (pool, generation) in new
+            else "reused (built before from the same inputs)"
+        )
         old = store.inputs(pool, other)
         why = f"; changed: {describe(changes(old, info.inputs))}" if old is not None else ""
         if kind == "active":
             was = f", was {other}" if other else ""
             lines.append(f"{names}: generation {generation} active{was}; {how}{why}")
         else:
-            lines.append(f"{names}: generation {generation} {how}; not activated, pinned to "
-                         f"{other}{why}")
+            lines.append(
+                f"{names}: generation {generation} {how}; not activated, pinned to {other}{why}"
+            )
     return lines
 
 
@@ -118,8 +123,11 @@ class Nightly:
         with open(path, "w") as log:
             log.write(f"domus nightly {datetime.now():%Y-%m-%d %H:%M:%S}, site {self.config}\n")
             report, code = self._run(log)
-            report.lines.insert(0, f"domus nightly: {'FAILED' if report.failed else 'done'} in "
-                                f"{time.monotonic() - start:.1f} s; log {path}")
+            report.lines.insert(
+                0,
+                f"domus nightly: {'FAILED' if report.failed else 'done'} in "
+                f"{time.monotonic() - start:.1f} s; log {path}",
+            )
             log.write("\n" + "\n".join(report.lines) + "\n")
         prune_logs(path.parent)
         if report.failed:
@@ -154,8 +162,9 @@ class Nightly:
         """What doit ran besides the images, and what failed."""
         accounts = FAILED.findall(output)
         failed = [name for kind, name in accounts if kind != UNMET]
-        unmet = [name for kind, name in accounts
-                 if kind == UNMET and (":" in name or name == "root")]
+        unmet = [
+            name for kind, name in accounts if kind == UNMET and (":" in name or name == "root")
+        ]
         ran = [name for name in RAN.findall(output) if name not in failed]
         fetched = [name.partition(":")[2] for name in ran if name.startswith("fetch:")]
         if fetched:
@@ -173,18 +182,34 @@ class Nightly:
     def _collected(self, report: Report, collected: Collected) -> None:
         if collected.removed:
             names = ", ".join(f"{g.pool} {g.id}" for g in collected.removed)
-            report.add(f"garbage collection: removed {generations_count(len(collected.removed))}"
-                       f" ({human_size(collected.freed)}): {names}")
+            report.add(
+                f"garbage collection: removed {generations_count(len(collected.removed))}"
+                f" ({human_size(collected.freed)}): {names}"
+            )
 
     def _doit(self, log: TextIO) -> tuple[int, str]:
         log.write("\n--- doit\n")
         log.flush()
         offset = log.tell()
-        command = [sys.executable, "-m", "doit", "-f", str(REPO / "dodo.py"), "-d", str(REPO),
-                   f"config={os.path.abspath(self.config)}"]
+        command = [
+            sys.executable,
+            "-m",
+            "doit",
+            "-f",
+            str(REPO / "dodo.py"),
+            "-d",
+            str(REPO),
+            f"config={os.path.abspath(self.config)}",
+        ]
         environment = dict(os.environ, **{RUN_LOCK_FD: str(self.lock)})
-        done = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=log,
-                              stderr=subprocess.STDOUT, env=environment, pass_fds=(self.lock,))
+        done = subprocess.run(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=environment,
+            pass_fds=(self.lock,),
+        )
         log.flush()
         with open(log.name) as again:
             again.seek(offset)
@@ -201,8 +226,9 @@ def failure_details(output: str) -> list[str]:
     for index, line in enumerate(lines):
         match = FAILED.match(line)
         if match and match[1] != UNMET:
-            end = next((i for i in range(index + 1, len(lines)) if not lines[i].strip()),
-                       len(lines))
+            end = next(
+                (i for i in range(index + 1, len(lines)) if not lines[i].strip()), len(lines)
+            )
             details.extend(lines[index:end])
     return details or lines[-20:]
 

@@ -34,7 +34,8 @@ class Templates:
             top = directory / group
             if top.is_dir():
                 found.update(
-                    str(p.relative_to(top)) for p in top.rglob("*")
+                    str(p.relative_to(top))
+                    for p in top.rglob("*")
                     if p.is_file() and not p.name.startswith(".") and not p.name.endswith("~")
                 )
         return sorted(found)

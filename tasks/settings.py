@@ -758,8 +758,12 @@ DOMAIN = Table(
             "directory; `domu` opens it in the domU with a passphrase typed on its console "
             "and needs `fs: ffs` (cgdconfig tells a wrong passphrase by the FFS superblock)",
         ),
-        Setting("local.cipher", Choice(LOCAL_CIPHERS), DEFAULT_CIPHER,
-                "cgd cipher of an encrypted local.img"),
+        Setting(
+            "local.cipher",
+            Choice(LOCAL_CIPHERS),
+            DEFAULT_CIPHER,
+            "cgd cipher of an encrypted local.img",
+        ),
         Setting(
             "local.keylength",
             KeyLength(),

@@ -30,16 +30,21 @@ def check_source_image(image: Path, layout: Layout) -> str:
     """The image's file system; refused when it is the very root.img domus writes."""
     built = layout.root_image
     if built.exists() and os.path.samefile(image, built):
-        raise DomusError(f"root.source.image {image} is the root.img this site builds",
-                         hint="copy it elsewhere and name the copy")
+        raise DomusError(
+            f"root.source.image {image} is the root.img this site builds",
+            hint="copy it elsewhere and name the copy",
+        )
     if os.geteuid() != 0:
-        raise DomusError(f"root.source.image {image} is read by mounting it read-only, "
-                         "which needs root",
-                         hint="run the build as root, or give root.source.tree or sets")
+        raise DomusError(
+            f"root.source.image {image} is read by mounting it read-only, which needs root",
+            hint="run the build as root, or give root.source.tree or sets",
+        )
     fs = detect_fs(image)
     if fs is None:
-        raise DomusError(f"root.source.image {image} holds neither an FFS nor an ext2fs "
-                         "file system (no superblock found)")
+        raise DomusError(
+            f"root.source.image {image} holds neither an FFS nor an ext2fs "
+            "file system (no superblock found)"
+        )
     return fs
 
 
@@ -50,13 +55,23 @@ def load_image(site: Site, layout: Layout) -> Tree:
     try:
         backend_for(site.blockdev, fs)
     except DomusError as error:
-        raise DomusError(f"root.source.image {image} ({fs}): {error.message}",
-                         hint="build as root on the NetBSD dom0 (vnd mounts FFS), or copy its "
-                         "files there into a directory for root.source.tree") from None
-    with image_lock(layout.locks, image), \
-            mounted(image, fs, blockdev=site.blockdev, locks=layout.locks,
-                    what="reading root.source.image", readonly=True) as top, \
-            timed(f"root: read {image}"):
+        raise DomusError(
+            f"root.source.image {image} ({fs}): {error.message}",
+            hint="build as root on the NetBSD dom0 (vnd mounts FFS), or copy its "
+            "files there into a directory for root.source.tree",
+        ) from None
+    with (
+        image_lock(layout.locks, image),
+        mounted(
+            image,
+            fs,
+            blockdev=site.blockdev,
+            locks=layout.locks,
+            what="reading root.source.image",
+            readonly=True,
+        ) as top,
+        timed(f"root: read {image}"),
+    ):
         tree = load_tree(top, None, layout.root_stage)
     for path in FILE_SYSTEM_DIRS:
         if path in tree and tree.entry(path).type == "dir":

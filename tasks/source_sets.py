@@ -65,8 +65,13 @@ def _extract(archive: Path, dest: Path, entries: dict[str, Entry]) -> None:
         ) from error
 
 
-def _extract_member(tar: tarfile.TarFile, member: tarfile.TarInfo, archive: Path,
-                    dest: Path, entries: dict[str, Entry]) -> None:
+def _extract_member(
+    tar: tarfile.TarFile,
+    member: tarfile.TarInfo,
+    archive: Path,
+    dest: Path,
+    entries: dict[str, Entry],
+) -> None:
     try:
         path = normalize(member.name)
     except DomusError:

@@ -54,8 +54,9 @@ def apply_metalog(entries: dict[str, Entry], top: Path, metalog: Path) -> None:
         current = entries.get(path)
         kind = words.get("type", current.type if current else "file")
         if current is None and kind == "file":
-            raise DomusError(f"{where}: no such file in {top}",
-                             hint="remove the line or add the file")
+            raise DomusError(
+                f"{where}: no such file in {top}", hint="remove the line or add the file"
+            )
         if current is not None and current.type != kind:
             raise DomusError(f"{where}: METALOG says type={kind}, the tree has a {current.type}")
         base = current or Entry(kind, 0o755 if kind == "dir" else 0o644, link=words.get("link"))
@@ -68,8 +69,9 @@ def apply_metalog(entries: dict[str, Entry], top: Path, metalog: Path) -> None:
         )
 
 
-def _id(words: dict[str, str], number: str, name: str, table: dict[str, int],
-        default: int, where: str) -> int:
+def _id(
+    words: dict[str, str], number: str, name: str, table: dict[str, int], default: int, where: str
+) -> int:
     if number in words:
         return int(words[number])
     if name in words:

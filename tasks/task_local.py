@@ -18,14 +18,24 @@ def template_files(templates: Templates) -> dict[str, Path]:
     return {f"template {path}": path for path in templates.files(names)}
 
 
-def task(site: Site, domu: DomU, layout: Layout, templates: Templates,
-         files: dict[str, Path], reprovision: bool) -> dict[str, object]:
+def task(
+    site: Site,
+    domu: DomU,
+    layout: Layout,
+    templates: Templates,
+    files: dict[str, Path],
+    reprovision: bool,
+) -> dict[str, object]:
     config = local_context(site, domu)
     return {
         "name": domu.name,
         "doc": f"local.img of {domu.name}: its /etc, /var, /tmp (built once, then kept)",
-        "actions": [(Deferred("tasks.build_local:build_local"),
-                     [site, domu, layout, templates, files, config, reprovision])],
+        "actions": [
+            (
+                Deferred("tasks.build_local:build_local"),
+                [site, domu, layout, templates, files, config, reprovision],
+            )
+        ],
         "file_dep": sorted(map(str, files.values())),
         "task_dep": ["root"],
         "targets": [str(layout.local_image(domu.name))],

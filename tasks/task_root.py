@@ -23,11 +23,20 @@ def input_files(site: Site, templates: Templates) -> dict[str, Path]:
         files["metalog"] = source.metalog
     if source.image is not None:
         files["source image"] = source.image
-    files.update({f"template {path}": path for path in templates.files(
-        f"root/{name}" for name in templates.names("root"))})
+    files.update(
+        {
+            f"template {path}": path
+            for path in templates.files(f"root/{name}" for name in templates.names("root"))
+        }
+    )
     # domUs that open an encrypted /local themselves find their params (no key) in root.img
-    files.update({f"cgd params {d.name}": params_path(site.keys, d.name) for d in site.domus
-                  if d.local.encrypt == "domu"})
+    files.update(
+        {
+            f"cgd params {d.name}": params_path(site.keys, d.name)
+            for d in site.domus
+            if d.local.encrypt == "domu"
+        }
+    )
     return files
 
 
@@ -48,11 +57,15 @@ def task(site: Site, layout: Layout, templates: Templates) -> dict[str, object]:
         uptodate.append(TreeUnchanged(site.root.source.tree))
     return {
         "doc": "the shared read-only root.img and the kernel beside it",
-        "actions": [(Deferred("tasks.build_root:build_root"),
-                     [site, layout, templates, files, config])],
+        "actions": [
+            (Deferred("tasks.build_root:build_root"), [site, layout, templates, files, config])
+        ],
         "file_dep": sorted(map(str, files.values())),
-        "targets": [str(layout.root_image), str(layout.kernel(site.root.kernel.name)),
-                    str(layout.root_manifest)],
+        "targets": [
+            str(layout.root_image),
+            str(layout.kernel(site.root.kernel.name)),
+            str(layout.root_manifest),
+        ],
         "uptodate": uptodate,
         "clean": True,
     }

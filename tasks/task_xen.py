@@ -20,14 +20,19 @@ def template_files(templates: Templates) -> list[Path]:
     return templates.files([TEMPLATE])
 
 
-def task(site: Site, domu: DomU, layout: Layout, templates: Templates,
-         files: list[Path]) -> dict[str, object]:
+def task(
+    site: Site, domu: DomU, layout: Layout, templates: Templates, files: list[Path]
+) -> dict[str, object]:
     context = xen_context(site, domu, layout)
     return {
         "name": domu.name,
         "doc": f"xl config of {domu.name}",
-        "actions": [(Deferred("tasks.build_xen:build_xen"),
-                     [layout.xen_config(domu.name), templates, context])],
+        "actions": [
+            (
+                Deferred("tasks.build_xen:build_xen"),
+                [layout.xen_config(domu.name), templates, context],
+            )
+        ],
         "file_dep": sorted(map(str, [*files, layout.kernel(site.root.kernel.name)])),
         "targets": [str(layout.xen_config(domu.name))],
         "uptodate": [config_changed(context)],
@@ -40,13 +45,19 @@ def hotplug_tasks(site: Site, layout: Layout, templates: Templates) -> list[dict
     if not any(domu.local.encrypt == "dom0" for domu in site.domus):
         return []
     context = {"script": str(layout.hotplug_script)}
-    return [{
-        "name": "block-domus-cgd",
-        "doc": "hotplug script that opens encrypted local images on the dom0",
-        "actions": [(Deferred("tasks.build_xen:build_hotplug"),
-                     [layout.hotplug_script, templates, context])],
-        "file_dep": sorted(map(str, templates.files([HOTPLUG]))),
-        "targets": [str(layout.hotplug_script)],
-        "uptodate": [config_changed(context)],
-        "clean": True,
-    }]
+    return [
+        {
+            "name": "block-domus-cgd",
+            "doc": "hotplug script that opens encrypted local images on the dom0",
+            "actions": [
+                (
+                    Deferred("tasks.build_xen:build_hotplug"),
+                    [layout.hotplug_script, templates, context],
+                )
+            ],
+            "file_dep": sorted(map(str, templates.files([HOTPLUG]))),
+            "targets": [str(layout.hotplug_script)],
+            "uptodate": [config_changed(context)],
+            "clean": True,
+        }
+    ]

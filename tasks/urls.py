@@ -62,9 +62,9 @@ def parse_url(text: str) -> Url:
     return url
 
 
-def local_files(sets: tuple[Path | Url, ...], sets_sha512: Path | Url | None,
-                kernel: Path | Url,
-                cache: Path) -> tuple[tuple[Path, ...], Path, tuple[Download, ...]]:
+def local_files(
+    sets: tuple[Path | Url, ...], sets_sha512: Path | Url | None, kernel: Path | Url, cache: Path
+) -> tuple[tuple[Path, ...], Path, tuple[Download, ...]]:
     """The sets and kernel as local files (URLs become their copies in `cache`), and the
     downloads that make those copies."""
     downloads: list[Download] = []

@@ -21,8 +21,13 @@ def nightly(site: Site, env: dict[str, str] | None = None) -> Run:
 
 
 def _python(args: list[str], env: dict[str, str] | None) -> Run:
-    done = subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=REPO,
-                          env={**os.environ, **(env or {})})
+    done = subprocess.run(
+        [sys.executable, *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
+    )
     return Run(done.returncode, done.stdout, done.stderr)
 
 
@@ -73,5 +78,10 @@ esac
 
 
 def xl_domain(name: str, *disks: Path | str) -> dict:
-    return {"domid": 1, "config": {"c_info": {"name": name},
-                                   "disks": [{"pdev_path": str(d), "vdev": "xvda"} for d in disks]}}
+    return {
+        "domid": 1,
+        "config": {
+            "c_info": {"name": name},
+            "disks": [{"pdev_path": str(d), "vdev": "xvda"} for d in disks],
+        },
+    }

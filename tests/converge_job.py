@@ -47,8 +47,9 @@ def main(site_path: str, name: str, log: str, mode: str, seconds: str = "0") -> 
     layout = Layout(site.output, site.locks)
     domu = next(domu for domu in site.domus if domu.name == name)
     with image_lock(layout.locks, layout.local_image(name)):
-        converge(site, domu, layout, Templates(site.templates), local_context(site, domu),
-                 dry_run=False)
+        converge(
+            site, domu, layout, Templates(site.templates), local_context(site, domu), dry_run=False
+        )
 
 
 if __name__ == "__main__":

@@ -45,8 +45,9 @@ class ImageReader:
         self.fstype = TSK_TYPES[fs]
 
     def _run(self, *argv: str) -> bytes:
-        return subprocess.run([argv[0], "-f", self.fstype, *argv[1:]], check=True,
-                              capture_output=True).stdout
+        return subprocess.run(
+            [argv[0], "-f", self.fstype, *argv[1:]], check=True, capture_output=True
+        ).stdout
 
     @cached_property
     def inodes(self) -> dict[str, int]:
@@ -73,8 +74,16 @@ class ImageReader:
         uid, gid = (int(x) for x in fields["uid / gid"].split("/"))
         letter = fields["mode"][0]
         kind = {"d": "dir", "r": "file", "-": "file", "l": "link"}[letter]
-        return Inode(kind, parse_mode(fields["mode"]), uid, gid, int(fields["size"]),
-                     int(fields["num of links"]), number, fields.get("symbolic link to"))
+        return Inode(
+            kind,
+            parse_mode(fields["mode"]),
+            uid,
+            gid,
+            int(fields["size"]),
+            int(fields["num of links"]),
+            number,
+            fields.get("symbolic link to"),
+        )
 
     def read(self, path: str) -> bytes:
         return self._run("icat", str(self.image), str(self.inodes[path]))

@@ -27,13 +27,17 @@ needs_root = pytest.mark.skipif(
 
 @contextmanager
 def loop_mounted(image: Path, readonly: bool = False) -> Iterator[Path]:
-    device = subprocess.run(["losetup", "--find", "--show", *(["-r"] if readonly else []),
-                             str(image)], check=True, capture_output=True,
-                            text=True).stdout.strip()
+    device = subprocess.run(
+        ["losetup", "--find", "--show", *(["-r"] if readonly else []), str(image)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     top = Path(tempfile.mkdtemp(prefix="domus-test-mnt-"))
     try:
-        subprocess.run(["mount", "-t", "ext2", "-r" if readonly else "-w", device, str(top)],
-                       check=True)
+        subprocess.run(
+            ["mount", "-t", "ext2", "-r" if readonly else "-w", device, str(top)], check=True
+        )
         try:
             yield top
         finally:
@@ -64,18 +68,25 @@ def snapshot(top: Path) -> dict[str, Meta]:
                 kind, sha = "link", os.readlink(path)
             else:
                 kind, sha = "file", hashlib.sha256(path.read_bytes()).hexdigest()
-            found[str(path.relative_to(top))] = Meta(kind, sha, st.st_uid, st.st_gid,
-                                                     stat.S_IMODE(st.st_mode), st.st_mtime_ns)
+            found[str(path.relative_to(top))] = Meta(
+                kind, sha, st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode), st.st_mtime_ns
+            )
     return found
 
 
 def loops_under(directory: Path) -> list[str]:
     """Loop devices whose backing file lies below `directory`."""
-    listing = subprocess.run(["losetup", "--list", "--noheadings", "--output",
-                              "NAME,BACK-FILE"], capture_output=True, text=True).stdout
+    listing = subprocess.run(
+        ["losetup", "--list", "--noheadings", "--output", "NAME,BACK-FILE"],
+        capture_output=True,
+        text=True,
+    ).stdout
     prefix = str(directory.resolve())
-    return [line.split()[0] for line in listing.splitlines()
-            if len(line.split()) > 1 and line.split(maxsplit=1)[1].startswith(prefix)]
+    return [
+        line.split()[0]
+        for line in listing.splitlines()
+        if len(line.split()) > 1 and line.split(maxsplit=1)[1].startswith(prefix)
+    ]
 
 
 def mounts_under(directory: Path) -> list[str]:

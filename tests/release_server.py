@@ -24,8 +24,12 @@ KERNELS = "/NetBSD-10.1/amd64/binary/kernel/"
 EMPTY_DIRS = {"tmp": 0o1777, "var/log": 0o755, "var/run": 0o755, "var/spool": 0o755}
 
 
-def make_set(top: Path, members: list[str], extra: dict[str, bytes] | None = None,
-             directories: dict[str, int] | None = None) -> bytes:
+def make_set(
+    top: Path,
+    members: list[str],
+    extra: dict[str, bytes] | None = None,
+    directories: dict[str, int] | None = None,
+) -> bytes:
     """A set tarball of `members` (paths below `top`, directories whole) owned by root."""
     buffer = io.BytesIO()
 
@@ -35,8 +39,10 @@ def make_set(top: Path, members: list[str], extra: dict[str, bytes] | None = Non
         return info
 
     # gzip stamps the time it compresses; a fixed stamp keeps equal sets byte for byte equal
-    with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as packed, \
-            tarfile.open(fileobj=packed, mode="w") as tar:
+    with (
+        gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as packed,
+        tarfile.open(fileobj=packed, mode="w") as tar,
+    ):
         tar.add(top, arcname=".", recursive=False, filter=as_root)
         for member in members:
             tar.add(top / member, arcname=f"./{member}", filter=as_root)
@@ -52,8 +58,10 @@ def make_set(top: Path, members: list[str], extra: dict[str, bytes] | None = Non
 
 
 def sha512_listing(files: dict[str, bytes]) -> bytes:
-    return "".join(f"SHA512 ({name}) = {hashlib.sha512(data).hexdigest()}\n"
-                   for name, data in sorted(files.items())).encode()
+    return "".join(
+        f"SHA512 ({name}) = {hashlib.sha512(data).hexdigest()}\n"
+        for name, data in sorted(files.items())
+    ).encode()
 
 
 class Release:
@@ -74,8 +82,9 @@ class Release:
     def publish_sets(self, motd: bytes) -> None:
         """base.tgz (everything but /etc) and etc.tgz, with a /etc/motd of our own."""
         root = EXAMPLE / "root"
-        base = make_set(root, [p.name for p in root.iterdir() if p.name != "etc"],
-                        directories=EMPTY_DIRS)
+        base = make_set(
+            root, [p.name for p in root.iterdir() if p.name != "etc"], directories=EMPTY_DIRS
+        )
         etc = make_set(root, ["etc"], {"etc/motd": motd})
         self.files[SETS + "base.tgz"] = base
         self.files[SETS + "etc.tgz"] = etc

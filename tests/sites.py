@@ -68,9 +68,20 @@ class Site:
 
     def doit(self, *args: str) -> Run:
         done = subprocess.run(
-            [sys.executable, "-m", "doit", "-f", str(REPO / "dodo.py"), "-d", str(REPO),
-             f"config={self.path}", *args],
-            capture_output=True, text=True, cwd=REPO,
+            [
+                sys.executable,
+                "-m",
+                "doit",
+                "-f",
+                str(REPO / "dodo.py"),
+                "-d",
+                str(REPO),
+                f"config={self.path}",
+                *args,
+            ],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
         )
         return Run(done.returncode, done.stdout, done.stderr)
 

@@ -34,8 +34,12 @@ with open(log, "a") as out:
 
 
 def holder(locks: Path, count: int, seconds: float, log: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", HOLD, str(locks), str(count), str(seconds),
-                             str(log)], cwd=REPO, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(locks), str(count), str(seconds), str(log)],
+        cwd=REPO,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def wait_for(path: Path) -> None:
@@ -90,8 +94,7 @@ def test_waiting_ends_after_blockdev_wait_with_a_clear_message(tmp_path):
     wait_for(Path(f"{log}.0.held"))
     wait_for(Path(f"{log}.1.held"))
     start = time.monotonic()
-    with pytest.raises(DomusError) as raised, \
-            unit_from_pool(tmp_path / "locks", Loop(), 2, 0.5):
+    with pytest.raises(DomusError) as raised, unit_from_pool(tmp_path / "locks", Loop(), 2, 0.5):
         pass
     assert 0.5 <= time.monotonic() - start < 5
     assert "no free loop unit after waiting 0.5 s; all 2 are in use" in raised.value.message
@@ -112,7 +115,9 @@ def test_a_killed_holder_lets_go_of_its_unit_at_once(tmp_path):
 
 
 def test_running_domains_reads_xl_list():
-    listing = ("Name                                        ID   Mem VCPUs\tState\tTime(s)\n"
-               "Domain-0                                     0  2048     2     r-----   99.0\n"
-               "www1                                         3   256     1     -b----    1.2\n")
+    listing = (
+        "Name                                        ID   Mem VCPUs\tState\tTime(s)\n"
+        "Domain-0                                     0  2048     2     r-----   99.0\n"
+        "www1                                         3   256     1     -b----    1.2\n"
+    )
     assert running_domains(listing) == {"Domain-0", "www1"}

@@ -44,7 +44,7 @@ case "$1" in
 esac
 """,
     "cgdconfig": "",
-    "sysctl": 'echo 3\n',
+    "sysctl": "echo 3\n",
     "mount": f'for last; do :; done\nexec {REAL_MOUNT} --bind "$DOMUS_STANDIN_TREE" "$last"\n',
     "umount": f'exec {REAL_UMOUNT} "$@"\n',
 }
@@ -74,8 +74,10 @@ def commands(log: Path) -> list[str]:
 
 
 def test_parse_listing_reads_each_form_vnconfig_prints():
-    listing = ("vnd0: / (/dev/wd0a) inode 1234\nvnd1: not in use\n"
-               "vnd2: wd1e inode 99\nvnconfig: VNDIOCGET: Bad file descriptor\n")
+    listing = (
+        "vnd0: / (/dev/wd0a) inode 1234\nvnd1: not in use\n"
+        "vnd2: wd1e inode 99\nvnconfig: VNDIOCGET: Bad file descriptor\n"
+    )
     assert parse_listing(listing) == {"vnd0": ("/", 1234), "vnd1": None, "vnd2": ("wd1e", 99)}
 
 
@@ -85,8 +87,14 @@ def test_vnd_sequence_attach_mount_umount_detach(netbsd, tmp_path, readonly):
     image = tmp_path / "local.img"
     image.write_bytes(b"\0" * 4096)
     locks = tmp_path / "locks"
-    with mounted(image, "ffs", blockdev=BlockdevSpec("vnd", 2, 5), locks=locks,
-                 what="testing", readonly=readonly) as top:
+    with mounted(
+        image,
+        "ffs",
+        blockdev=BlockdevSpec("vnd", 2, 5),
+        locks=locks,
+        what="testing",
+        readonly=readonly,
+    ) as top:
         assert top == locks / "mnt" / "vnd0"
         assert mounts_under(locks) == [str(top)]
         assert (locks / "attachments" / "vnd0.json").exists()
@@ -111,8 +119,15 @@ def test_cgd_sequence_for_an_encrypted_image(netbsd, tmp_path):
     image.write_bytes(b"\0" * 4096)
     params.write_text("algorithm aes-xts;\n")
     locks = tmp_path / "locks"
-    with mounted(image, "ffs", blockdev=BlockdevSpec("vnd", 2, 5), locks=locks,
-                 what="testing", readonly=False, cgd_params=params) as top:
+    with mounted(
+        image,
+        "ffs",
+        blockdev=BlockdevSpec("vnd", 2, 5),
+        locks=locks,
+        what="testing",
+        readonly=False,
+        cgd_params=params,
+    ) as top:
         pass
     assert commands(netbsd) == [
         "vnconfig -l",
@@ -135,8 +150,14 @@ def test_a_unit_configured_by_someone_else_is_skipped(netbsd, tmp_path):
     (tmp_path / "state" / "vnd").write_text(f"vnd0 {other}\n")
     image = tmp_path / "local.img"
     image.write_bytes(b"\0" * 4096)
-    with mounted(image, "ffs", blockdev=BlockdevSpec("vnd", 2, 5), locks=tmp_path / "locks",
-                 what="testing", readonly=False):
+    with mounted(
+        image,
+        "ffs",
+        blockdev=BlockdevSpec("vnd", 2, 5),
+        locks=tmp_path / "locks",
+        what="testing",
+        readonly=False,
+    ):
         pass
     assert f"vnconfig vnd1 {image}" in commands(netbsd)
     assert "vnconfig -u vnd0" not in commands(netbsd)
@@ -148,9 +169,17 @@ def test_an_image_on_a_vnd_already_is_refused_naming_the_unit(netbsd, tmp_path):
     image = tmp_path / "local.img"
     image.write_bytes(b"\0" * 4096)
     (tmp_path / "state" / "vnd").write_text(f"vnd3 {image}\n")
-    with pytest.raises(DomusError, match="is in use: attached to vnd3"), \
-            mounted(image, "ffs", blockdev=BlockdevSpec("vnd", 2, 5), locks=tmp_path / "locks",
-                    what="testing", readonly=False):
+    with (
+        pytest.raises(DomusError, match="is in use: attached to vnd3"),
+        mounted(
+            image,
+            "ffs",
+            blockdev=BlockdevSpec("vnd", 2, 5),
+            locks=tmp_path / "locks",
+            what="testing",
+            readonly=False,
+        ),
+    ):
         pass
     assert commands(netbsd) == ["vnconfig -l"]
 
@@ -186,8 +215,9 @@ def test_an_ffs_local_image_converges_through_vnd_with_the_same_code(netbsd, tmp
     rc_conf = (tree / "etc" / "rc.conf").read_text()
     assert rc_conf.startswith("rc_configured=YES\nhttpd=NO\n")
     assert (tree / "etc" / "fstab").read_text().startswith("# /etc/fstab of www1")
-    backups = {path.name.split(".domus-")[0]: path.read_text()
-               for path in (tree / "etc").glob("*.domus-*")}
+    backups = {
+        path.name.split(".domus-")[0]: path.read_text() for path in (tree / "etc").glob("*.domus-*")
+    }
     assert backups == {"rc.conf": "rc_configured=YES\nhttpd=YES\n", "fstab": "# old fstab\n"}
     assert (tree / "var" / "data").read_text() == "the domU's\n"
     assert image.read_bytes() == before  # only the stand-in "file system" was written

@@ -42,10 +42,11 @@ def test_kernel_is_installed_under_its_name_with_netbsd_hard_linked(root):
 def test_dev_holds_only_makedev_with_a_patched_init_target(root):
     assert {p for p in root.paths() if p.startswith("dev/")} == {"dev/MAKEDEV"}
     makedev = root.text("dev/MAKEDEV")
-    init = makedev[makedev.index("\ninit)\n"):]
+    init = makedev[makedev.index("\ninit)\n") :]
     init = init[: init.index(";;")]
-    words = [w for line in init.splitlines() if line.startswith("\tmakedev")
-             for w in line.split()[1:]]
+    words = [
+        w for line in init.splitlines() if line.startswith("\tmakedev") for w in line.split()[1:]
+    ]
     for device in ["xbd2", "xbd3", "xbd4", "pf", "tun3", "tap3", "kttcp", "vnd0", "sysmon"]:
         assert device in words
     for device in ["wscons", "fd0", "wd0", "sd1", "cd0", "audio", "speaker", "all", "all_md"]:
@@ -108,8 +109,11 @@ def test_local_image_holds_etc_tmp_var_with_the_vanilla_rc(site, name):
 
 def test_local_fstab_rc_conf_d_and_swap(site):
     local = local_reader(site, "db1")
-    fstab = [line.split() for line in local.text("etc/fstab").splitlines()
-             if line and not line.startswith("#")]
+    fstab = [
+        line.split()
+        for line in local.text("etc/fstab").splitlines()
+        if line and not line.startswith("#")
+    ]
     assert fstab == [
         ["/dev/xbd0a", "/", "ffs", "ro", "0", "0"],
         ["/dev/cgd0b", "none", "swap", "sw", "0", "0"],
@@ -123,8 +127,13 @@ def test_local_fstab_rc_conf_d_and_swap(site):
     ]
     assert "mount -u -w /local" in local.text("etc/rc.conf.d/root")
     params = local.text("etc/cgd/xbd1d")
-    assert params.splitlines() == ["algorithm aes-cbc;", "iv-method encblkno1;",
-                                   "keylength 256;", "verify_method none;", "keygen randomkey;"]
+    assert params.splitlines() == [
+        "algorithm aes-cbc;",
+        "iv-method encblkno1;",
+        "keylength 256;",
+        "verify_method none;",
+        "keygen randomkey;",
+    ]
     assert local.stat("etc/cgd/xbd1d").mode == 0o600
     assert local.stat("etc/cgd").mode == 0o700
     assert local.text("etc/cgd/cgd.conf").splitlines()[-1] == "cgd0\t/dev/xbd1d"
@@ -141,18 +150,30 @@ def test_rc_conf_gets_the_managed_variables_and_keeps_the_rest(site):
     for line in original:
         if not line.startswith("rc_configured="):
             assert line in lines
-    for expected in ["rc_configured=YES", 'critical_filesystems_local="/local /etc /tmp /var"',
-                     "powerd=YES", "savecore=NO", "sendmail=NO", "wscons=NO", "hostname=www1",
-                     'ifconfig_xennet0="inet 192.0.2.11 netmask 255.255.255.0"', "httpd=YES",
-                     "sshd=YES", "ntpd=YES"]:
+    for expected in [
+        "rc_configured=YES",
+        'critical_filesystems_local="/local /etc /tmp /var"',
+        "powerd=YES",
+        "savecore=NO",
+        "sendmail=NO",
+        "wscons=NO",
+        "hostname=www1",
+        'ifconfig_xennet0="inet 192.0.2.11 netmask 255.255.255.0"',
+        "httpd=YES",
+        "sshd=YES",
+        "ntpd=YES",
+    ]:
         assert expected in lines
     assert "rc_configured=NO" not in lines
 
 
 def test_ttys_console_only_and_crontab_without_daily_weekly(site):
     local = local_reader(site, "www2")
-    status = {line.split()[0]: line for line in local.text("etc/ttys").splitlines()
-              if line and not line.startswith("#")}
+    status = {
+        line.split()[0]: line
+        for line in local.text("etc/ttys").splitlines()
+        if line and not line.startswith("#")
+    }
     assert "\ton secure" in status["console"]
     assert all(line.split()[-2] == "off" for name, line in status.items() if name != "console")
     crontab = local.text("var/cron/tabs/root").splitlines()
@@ -213,5 +234,3 @@ def test_task_names_read_well(site):
     listing = site.doit("list", "--all").stdout.split()
     for name in ["root", "local:www1", "pkg:www1", "swap:www1", "xen:www1", "local:db1"]:
         assert name in listing
-
-

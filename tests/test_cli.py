@@ -55,8 +55,16 @@ def test_a_second_run_exits_at_once_while_the_lock_is_held(tmp_path):
 
 def test_two_concurrent_runs_one_builds_one_refuses(tmp_path):
     site = Site(tmp_path / "site")
-    command = [sys.executable, "-m", "doit", "-f", str(REPO / "dodo.py"), "-d", str(REPO),
-               f"config={site.path}"]
+    command = [
+        sys.executable,
+        "-m",
+        "doit",
+        "-f",
+        str(REPO / "dodo.py"),
+        "-d",
+        str(REPO),
+        f"config={site.path}",
+    ]
     first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     second = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     codes = sorted([first.wait(), second.wait()])
@@ -88,8 +96,10 @@ def test_parallel_build_makes_the_same_images(tmp_path):
     assert parallel.build("-n", "2").ran == serial.build("--always-execute").ran
     for name in ["www1", "www2", "db1"]:
         for image in ["local.img", "pkg.img", "swap.img"]:
-            assert parallel.image(name, image).stat().st_size == \
-                serial.image(name, image).stat().st_size
+            assert (
+                parallel.image(name, image).stat().st_size
+                == serial.image(name, image).stat().st_size
+            )
     assert parallel.build().ran == set()
 
 
@@ -98,12 +108,20 @@ def test_domus_reprovision_through_the_script(tmp_path):
     site.build()
     old = site.image("www1", "local.img").read_bytes()
     # A relative config= is relative to where the operator stands, not to the repository.
-    done = subprocess.run([str(REPO / "domus"), "reprovision", "www1", "config=site/site.yaml"],
-                          capture_output=True, text=True, cwd=tmp_path)
+    done = subprocess.run(
+        [str(REPO / "domus"), "reprovision", "www1", "config=site/site.yaml"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert ".  local:www1" in done.stdout
     assert [p.read_bytes() for p in site.image("www1").glob("local-*.img")] == [old]
-    done = subprocess.run([str(REPO / "domus"), "reprovision", "nosuch", f"config={site.path}"],
-                          capture_output=True, text=True, cwd=tmp_path)
+    done = subprocess.run(
+        [str(REPO / "domus"), "reprovision", "nosuch", f"config={site.path}"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert done.returncode == 78
     assert "no domain named nosuch" in done.stderr

@@ -372,10 +372,11 @@ def test_default_remove_list_gives_way_to_added_devices(tmp_path: Path, inputs: 
     assert root.makedev_add == ("wd0", "xbd2")
     assert root.makedev_remove == MAKEDEV_REMOVE
     # The default patterns remove every wd disk but the one added back.
-    makedev = compose_makedev((NETBSD / "MAKEDEV.tmpl").read_text(),
-                              (NETBSD / "etc.amd64" / "MAKEDEV.conf").read_text())
+    makedev = compose_makedev(
+        (NETBSD / "MAKEDEV.tmpl").read_text(), (NETBSD / "etc.amd64" / "MAKEDEV.conf").read_text()
+    )
     patched = patch_init_target(makedev, root.makedev_add, root.makedev_remove)
-    init = patched[patched.index("\ninit)\n"):]
+    init = patched[patched.index("\ninit)\n") :]
     words = " ".join(init[: init.index(";;")].split()).split()
     assert "wd0" in words
     assert "wd1" not in words
@@ -1120,28 +1121,40 @@ RELEASE = "https://cdn.netbsd.org/pub/NetBSD/NetBSD-10.1/amd64/binary"
 
 
 def test_set_and_kernel_urls_become_downloads_into_the_cache(tmp_path: Path, inputs: Path) -> None:
-    path = write_site(tmp_path, dedent(f"""\
+    path = write_site(
+        tmp_path,
+        dedent(f"""\
         root:
           source:
             sets: [{RELEASE}/sets/base.tgz, ../inputs/sets/etc.tar.xz]
           kernel: {RELEASE}/kernel/netbsd-XEN3_DOMU.gz
           size: 1g
         domains: {{www1: }}
-        """))
+        """),
+    )
     site = load_site(path)
     cache = tmp_path / "config" / "build" / "cache" / "downloads"
     assert site.root.source.sets == (cache / "base.tgz", inputs / "sets/etc.tar.xz")
     assert site.root.kernel == cache / "netbsd-XEN3_DOMU"
     base, kernel = site.root.downloads
     assert (base.url, base.sha512, base.path, base.gunzip) == (
-        f"{RELEASE}/sets/base.tgz", f"{RELEASE}/sets/SHA512", cache / "base.tgz", False)
+        f"{RELEASE}/sets/base.tgz",
+        f"{RELEASE}/sets/SHA512",
+        cache / "base.tgz",
+        False,
+    )
     assert (kernel.sha512, kernel.path, kernel.gunzip) == (
-        f"{RELEASE}/kernel/SHA512", cache / "netbsd-XEN3_DOMU", True)
+        f"{RELEASE}/kernel/SHA512",
+        cache / "netbsd-XEN3_DOMU",
+        True,
+    )
     assert site.generations.keep == 3
 
 
 def test_sha512_file_for_the_sets_and_keep(tmp_path: Path, inputs: Path) -> None:
-    path = write_site(tmp_path, dedent(f"""\
+    path = write_site(
+        tmp_path,
+        dedent(f"""\
         generations: {{keep: 5}}
         root:
           source:
@@ -1150,7 +1163,8 @@ def test_sha512_file_for_the_sets_and_keep(tmp_path: Path, inputs: Path) -> None
           kernel: ../inputs/netbsd-XEN3_DOMU
           size: 1g
         domains: {{www1: }}
-        """))
+        """),
+    )
     site = load_site(path)
     assert site.root.downloads[0].sha512 == str(inputs / "root.metalog")
     assert site.generations.keep == 5
@@ -1159,35 +1173,52 @@ def test_sha512_file_for_the_sets_and_keep(tmp_path: Path, inputs: Path) -> None
 @pytest.mark.parametrize(
     ("lines", "expected"),
     [
-        ("    sets: [ftp://]\n",
-         "3: root.source.sets[0]: expected a URL with a host name, got 'ftp://'"),
-        ("    sets: ['gopher://example.org/base.tgz']\n",
-         "3: root.source.sets[0]: expected an http, https or ftp URL, got the scheme 'gopher'"),
-        ("    sets: ['https://example.org/base.zip']\n",
-         "3: root.source.sets[0]: expected a URL of a file ending in .tgz, .tar.gz or .tar.xz, "
-         "got 'https://example.org/base.zip'"),
-        ("    sets: ['https://example.org/a/base.tgz', 'https://example.org/b/base.tgz']\n",
-         "3: root.source.sets: expected each download under a name of its own, but base.tgz "
-         "would be kept twice in the download cache"),
-        ("    sets: [../inputs/sets/base.tgz]\n    sha512: https://example.org/SHA512\n",
-         "4: root.source.sha512: only used with set URLs, but the sets are all files"),
+        (
+            "    sets: [ftp://]\n",
+            "3: root.source.sets[0]: expected a URL with a host name, got 'ftp://'",
+        ),
+        (
+            "    sets: ['gopher://example.org/base.tgz']\n",
+            "3: root.source.sets[0]: expected an http, https or ftp URL, got the scheme 'gopher'",
+        ),
+        (
+            "    sets: ['https://example.org/base.zip']\n",
+            "3: root.source.sets[0]: expected a URL of a file ending in .tgz, .tar.gz or .tar.xz, "
+            "got 'https://example.org/base.zip'",
+        ),
+        (
+            "    sets: ['https://example.org/a/base.tgz', 'https://example.org/b/base.tgz']\n",
+            "3: root.source.sets: expected each download under a name of its own, but base.tgz "
+            "would be kept twice in the download cache",
+        ),
+        (
+            "    sets: [../inputs/sets/base.tgz]\n    sha512: https://example.org/SHA512\n",
+            "4: root.source.sha512: only used with set URLs, but the sets are all files",
+        ),
     ],
 )
 def test_bad_downloads(tmp_path: Path, inputs: Path, lines: str, expected: str) -> None:
-    path = write_site(tmp_path, "root:\n  source:\n" + lines
-                      + "  kernel: ../inputs/netbsd-XEN3_DOMU\n  size: 1g\ndomains: {www1: }\n")
+    path = write_site(
+        tmp_path,
+        "root:\n  source:\n"
+        + lines
+        + "  kernel: ../inputs/netbsd-XEN3_DOMU\n  size: 1g\ndomains: {www1: }\n",
+    )
     assert problems(path) == [f"{path}:{expected}"]
 
 
 def test_bad_kernel_url_and_keep(tmp_path: Path, inputs: Path) -> None:
-    path = write_site(tmp_path, dedent("""\
+    path = write_site(
+        tmp_path,
+        dedent("""\
         generations: {keep: 0}
         root:
           source: {tree: ../inputs/root}
           kernel: https:///netbsd
           size: 1g
         domains: {www1: }
-        """))
+        """),
+    )
     assert problems(path) == [
         f"{path}:1: generations.keep: expected an integer from 1 to 1000, got 0",
         f"{path}:4: root.kernel: expected a URL with a host name, got 'https:///netbsd'",
@@ -1200,22 +1231,26 @@ def test_bad_kernel_url_and_keep(tmp_path: Path, inputs: Path) -> None:
 def test_blockdev_defaults_and_settings(tmp_path: Path, inputs: Path) -> None:
     site = load_site(write_site(tmp_path, ROOT + "domains: {www1: }\n"))
     assert site.blockdev == config.BlockdevSpec(backend="auto", units=4, wait=600)
-    path = write_site(tmp_path, ROOT + "blockdev: {backend: vnd, units: 8, wait: 30}\n"
-                      "domains: {www1: }\n")
+    path = write_site(
+        tmp_path, ROOT + "blockdev: {backend: vnd, units: 8, wait: 30}\ndomains: {www1: }\n"
+    )
     assert load_site(path).blockdev == config.BlockdevSpec(backend="vnd", units=8, wait=30)
 
 
 @pytest.mark.parametrize(
     ("line", "expected"),
     [
-        ("blockdev: {backend: vnode}\n",
-         "5: blockdev.backend: expected one of auto, vnd, loop, none, got 'vnode'"),
+        (
+            "blockdev: {backend: vnode}\n",
+            "5: blockdev.backend: expected one of auto, vnd, loop, none, got 'vnode'",
+        ),
         ("blockdev: {units: 0}\n", "5: blockdev.units: expected an integer from 1 to 64, got 0"),
-        ("blockdev: {wait: -1}\n",
-         "5: blockdev.wait: expected an integer from 0 to 86400, got -1"),
-        ("blockdev: {unit: 2}\n",
-         "5: blockdev.unit: unknown key; did you mean 'units'? expected one of: backend, "
-         "units, wait"),
+        ("blockdev: {wait: -1}\n", "5: blockdev.wait: expected an integer from 0 to 86400, got -1"),
+        (
+            "blockdev: {unit: 2}\n",
+            "5: blockdev.unit: unknown key; did you mean 'units'? expected one of: backend, "
+            "units, wait",
+        ),
     ],
 )
 def test_bad_blockdev(tmp_path: Path, inputs: Path, line: str, expected: str) -> None:
@@ -1225,25 +1260,37 @@ def test_bad_blockdev(tmp_path: Path, inputs: Path, line: str, expected: str) ->
 
 def test_root_source_image(tmp_path: Path, inputs: Path) -> None:
     (inputs / "root.img").write_bytes(b"x")
-    path = write_site(tmp_path, "root:\n  source: {image: ../inputs/root.img}\n"
-                      "  kernel: ../inputs/netbsd-XEN3_DOMU\n  size: 1g\ndomains: {www1: }\n")
+    path = write_site(
+        tmp_path,
+        "root:\n  source: {image: ../inputs/root.img}\n"
+        "  kernel: ../inputs/netbsd-XEN3_DOMU\n  size: 1g\ndomains: {www1: }\n",
+    )
     assert load_site(path).root.source == RootSource(None, None, (), image=inputs / "root.img")
 
 
 @pytest.mark.parametrize(
     ("source", "expected"),
     [
-        ("{image: ../inputs/root.img, tree: ../inputs/root}",
-         "2: root.source: expected exactly one of 'tree', 'sets' or 'image', got tree and image"),
-        ("{image: ../inputs/root.img, metalog: ../inputs/root.metalog}",
-         "2: root.source.metalog: only allowed with 'tree'; set tarballs and images carry "
-         "their own owners and modes"),
-        ("{image: ../inputs/nothing.img}",
-         "2: root.source.image: no such file: INPUTS/nothing.img"),
+        (
+            "{image: ../inputs/root.img, tree: ../inputs/root}",
+            "2: root.source: expected exactly one of 'tree', 'sets' or 'image', got tree and image",
+        ),
+        (
+            "{image: ../inputs/root.img, metalog: ../inputs/root.metalog}",
+            "2: root.source.metalog: only allowed with 'tree'; set tarballs and images carry "
+            "their own owners and modes",
+        ),
+        (
+            "{image: ../inputs/nothing.img}",
+            "2: root.source.image: no such file: INPUTS/nothing.img",
+        ),
     ],
 )
 def test_bad_root_source_image(tmp_path: Path, inputs: Path, source: str, expected: str) -> None:
     (inputs / "root.img").write_bytes(b"x")
-    path = write_site(tmp_path, f"root:\n  source: {source}\n"
-                      "  kernel: ../inputs/netbsd-XEN3_DOMU\n  size: 1g\ndomains: {www1: }\n")
+    path = write_site(
+        tmp_path,
+        f"root:\n  source: {source}\n"
+        "  kernel: ../inputs/netbsd-XEN3_DOMU\n  size: 1g\ndomains: {www1: }\n",
+    )
     assert problems(path) == [f"{path}:" + expected.replace("INPUTS", str(inputs))]

@@ -40,8 +40,9 @@ OLD_MTIME = 1_000_000_000_123_456_789  # 2001-09-09, to the nanosecond the file 
 SITE_LINE = "# a line the site's own fstab template adds\n"
 
 
-def ext2_site(directory: Path, names: tuple[str, ...] = ("www1", "www2", "db1"),
-              **blockdev: object) -> Site:
+def ext2_site(
+    directory: Path, names: tuple[str, ...] = ("www1", "www2", "db1"), **blockdev: object
+) -> Site:
     site = Site(directory)
     site.data["defaults"]["local"] = {"size": "16m", "fs": "ext2fs"}
     for name in names:
@@ -172,10 +173,26 @@ def test_an_ext2fs_image_converges_without_root_through_debugfs(public_tmp):
     change_site(site, "www1")
     subprocess.run(["chown", "-R", f"{NOBODY}:{NOBODY}", str(public_tmp)], check=True)
     done = subprocess.run(
-        ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--",
-         sys.executable, "-m", "doit", "-f", str(REPO / "dodo.py"), "-d", str(REPO),
-         f"config={site.path}"],
-        capture_output=True, text=True, cwd=REPO, env={**os.environ, "HOME": str(public_tmp)})
+        [
+            "setpriv",
+            f"--reuid={NOBODY}",
+            f"--regid={NOBODY}",
+            "--clear-groups",
+            "--",
+            sys.executable,
+            "-m",
+            "doit",
+            "-f",
+            str(REPO / "dodo.py"),
+            "-d",
+            str(REPO),
+            f"config={site.path}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "HOME": str(public_tmp)},
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "(debugfs)" in done.stderr
     assert (image.stat().st_uid, image.stat().st_mode & 0o777) == (NOBODY, 0o644)
@@ -190,19 +207,30 @@ def test_dry_run_prints_the_exact_diff_and_touches_nothing(site):
     site.data["domains"]["www2"]["rc_conf"]["httpd"] = "NO"
     site.save()
     before = (sha(image), image.stat().st_mtime_ns)
-    done = subprocess.run([str(REPO / "domus"), "converge", "--dry-run", "www2",
-                           f"config={site.path}"], capture_output=True, text=True)
+    done = subprocess.run(
+        [str(REPO / "domus"), "converge", "--dry-run", "www2", f"config={site.path}"],
+        capture_output=True,
+        text=True,
+    )
     new = old.replace("httpd=YES\n", "httpd=NO\n")
-    expected = "".join(difflib.unified_diff(
-        old.splitlines(keepends=True), new.splitlines(keepends=True),
-        "www2:/etc/rc.conf\t(in the image)", "www2:/etc/rc.conf\t(converged)"))
+    expected = "".join(
+        difflib.unified_diff(
+            old.splitlines(keepends=True),
+            new.splitlines(keepends=True),
+            "www2:/etc/rc.conf\t(in the image)",
+            "www2:/etc/rc.conf\t(converged)",
+        )
+    )
     assert done.stdout == expected, done.stderr
     assert "-httpd=YES\n+httpd=NO\n" in done.stdout
     assert done.returncode == 1
     assert (sha(image), image.stat().st_mtime_ns) == before
     assert_nothing_attached(site)
-    again = subprocess.run([str(REPO / "domus"), "converge", "--dry-run", "www1",
-                            f"config={site.path}"], capture_output=True, text=True)
+    again = subprocess.run(
+        [str(REPO / "domus"), "converge", "--dry-run", "www1", f"config={site.path}"],
+        capture_output=True,
+        text=True,
+    )
     assert (again.returncode, again.stdout) == (0, "")
     assert "already matches" in again.stderr
 
@@ -213,8 +241,11 @@ def test_converge_command_puts_back_a_managed_file_the_domu_changed(site):
         fstab = top / "etc" / "fstab"
         original = fstab.read_text()
         fstab.write_text("# edited in the domU\n")
-    done = subprocess.run([str(REPO / "domus"), "converge", "db1", f"config={site.path}"],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [str(REPO / "domus"), "converge", "db1", f"config={site.path}"],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr
     with loop_mounted(image, readonly=True) as top:
         assert (top / "etc" / "fstab").read_text() == original
@@ -229,8 +260,9 @@ def test_an_image_attached_by_someone_else_is_refused_by_name(site):
     site.data["domains"]["www1"]["rc_conf"]["httpd"] = "NO"
     site.save()
     before = sha(image)
-    device = subprocess.run(["losetup", "--find", "--show", str(image)], check=True,
-                            capture_output=True, text=True).stdout.strip()
+    device = subprocess.run(
+        ["losetup", "--find", "--show", str(image)], check=True, capture_output=True, text=True
+    ).stdout.strip()
     try:
         run = site.doit()
         assert run.returncode != 0
@@ -250,8 +282,12 @@ def test_ffs_on_linux_is_refused_with_what_would_work(tmp_path):
     run = site.doit()
     assert run.returncode != 0
     assert "cannot mount ffs (Linux cannot write FFS)" in run.stdout
-    for way in ("as root on the NetBSD dom0", "./domus reprovision www1", "local.fs: ext2fs",
-                "config rc_conf.httpd"):
+    for way in (
+        "as root on the NetBSD dom0",
+        "./domus reprovision www1",
+        "local.fs: ext2fs",
+        "config rc_conf.httpd",
+    ):
         assert way in run.stdout
 
 
@@ -260,16 +296,31 @@ def test_a_new_size_is_not_converged(site):
     site.save()
     run = site.doit()
     assert run.returncode != 0
-    assert "it is 16m but local.size is 24m: a converge rewrites files, it does not resize " \
-           "an image" in run.stdout
+    assert (
+        "it is 16m but local.size is 24m: a converge rewrites files, it does not resize "
+        "an image" in run.stdout
+    )
     assert "./domus reprovision www1" in run.stdout
     assert site.image("www1", "local.img").stat().st_size == 16 << 20
 
 
 def job(site_path: Path, name: str, log: Path, mode: str, seconds: float = 0) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "tests.converge_job", str(site_path), name,
-                             str(log), mode, str(seconds)], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tests.converge_job",
+            str(site_path),
+            name,
+            str(log),
+            mode,
+            str(seconds),
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def intervals(log: Path) -> list[tuple[float, float, str]]:
@@ -415,8 +466,10 @@ def test_an_existing_root_img_is_read_as_the_root_source_and_never_written(tmp_p
     assert new.paths() == paths
     for path in ["etc/rc", "etc/rc.orig", "dev/MAKEDEV", "etc/master.passwd"]:
         assert new.read(path) == old.read(path)
-        assert (new.stat(path).mode, new.stat(path).uid) == (old.stat(path).mode,
-                                                             old.stat(path).uid)
+        assert (new.stat(path).mode, new.stat(path).uid) == (
+            old.stat(path).mode,
+            old.stat(path).uid,
+        )
     assert_nothing_attached(second)
     assert loops_under(tmp_path) == []
     assert second.build().ran == set()

@@ -24,6 +24,8 @@ TEMPLATE = ManagedFile("etc/fstab", "new\n", 0o644)
 def example_context() -> dict[str, object]:
     site = load_site(REPO / "config" / "site.yaml")
     return local_context(site, site.domus[0])
+
+
 RC_CONF = ManagedFile("etc/rc.conf", "a=1\n", None)
 
 
@@ -37,8 +39,10 @@ def test_only_files_that_differ_change():
 
 
 def test_a_template_gets_its_mode_and_root_owner_and_rc_conf_keeps_its_own():
-    current = {"etc/fstab": state(b"new\n", 0o666, 1000, 1000),
-               "etc/rc.conf": state(b"a=0\n", 0o640, 0, 5)}
+    current = {
+        "etc/fstab": state(b"new\n", 0o666, 1000, 1000),
+        "etc/rc.conf": state(b"a=0\n", 0o640, 0, 5),
+    }
     assert plan([TEMPLATE, RC_CONF], current) == [
         Change("etc/fstab", current["etc/fstab"], state(b"new\n")),
         Change("etc/rc.conf", current["etc/rc.conf"], state(b"a=1\n", 0o640, 0, 5)),
@@ -52,15 +56,18 @@ def test_a_missing_file_is_created():
 def test_diff_of_a_metadata_change_a_new_file_and_a_missing_final_newline():
     mode_only = Change("etc/fstab", state(b"x\n", 0o600, 1, 1), state(b"x\n"))
     assert unified_diff(mode_only, "www1") == (
-        "# www1:/etc/fstab: mode 0600 -> 0644\n# www1:/etc/fstab: owner 1:1 -> 0:0\n")
+        "# www1:/etc/fstab: mode 0600 -> 0644\n# www1:/etc/fstab: owner 1:1 -> 0:0\n"
+    )
     new = Change("etc/motd", None, state(b"hi\n"))
     assert unified_diff(new, "www1") == (
         "# www1:/etc/motd: new file, mode 0644, owner 0:0\n"
-        "--- /dev/null\n+++ www1:/etc/motd\t(converged)\n@@ -0,0 +1 @@\n+hi\n")
+        "--- /dev/null\n+++ www1:/etc/motd\t(converged)\n@@ -0,0 +1 @@\n+hi\n"
+    )
     unterminated = Change("etc/rc.conf", state(b"a=0"), state(b"a=0\nb=1\n"))
     assert unified_diff(unterminated, "db1") == (
         "--- db1:/etc/rc.conf\t(in the image)\n+++ db1:/etc/rc.conf\t(converged)\n"
-        "@@ -1 +1,2 @@\n-a=0\n\\ No newline at end of file\n+a=0\n+b=1\n")
+        "@@ -1 +1,2 @@\n-a=0\n\\ No newline at end of file\n+a=0\n+b=1\n"
+    )
 
 
 def test_backup_names_are_dated_and_never_reused():
@@ -71,8 +78,12 @@ def test_backup_names_are_dated_and_never_reused():
 
 def test_managed_files_edit_the_images_own_rc_conf(tmp_path):
     templates = Templates(None)
-    files = {f.path: f for f in managed_files(templates, example_context(), {"sshd": "NO"},
-                                              "sshd=YES  # mine\nnamed=YES\n")}
+    files = {
+        f.path: f
+        for f in managed_files(
+            templates, example_context(), {"sshd": "NO"}, "sshd=YES  # mine\nnamed=YES\n"
+        )
+    }
     assert files["etc/rc.conf"].text == "sshd=NO  # mine\nnamed=YES\n"
     assert files["etc/rc.conf"].mode is None
     assert files["etc/fstab"].text.startswith("# /etc/fstab of www1")
@@ -105,8 +116,9 @@ def test_detect_fs(tmp_path):
     tree = tmp_path / "tree"
     tree.mkdir()
     os.remove(ffs)
-    subprocess.run(["makefs", "-t", "ffs", "-s", "1m", str(ffs), str(tree)], check=True,
-                   capture_output=True)
+    subprocess.run(
+        ["makefs", "-t", "ffs", "-s", "1m", str(ffs), str(tree)], check=True, capture_output=True
+    )
     assert (detect_fs(ext2), detect_fs(ffs), detect_fs(empty)) == ("ext2fs", "ffs", None)
 
 
@@ -115,8 +127,9 @@ def test_templates_without_rc_conf_leave_no_image_path_unmanaged(tmp_path: Path)
     site_templates.mkdir(parents=True)
     (site_templates / "rc.conf").write_text("# site rc.conf for {{ name }}\nsshd=YES\n")
     templates = Templates(tmp_path / "templates")
-    files = {f.path: f for f in managed_files(templates, example_context(), {"sshd": "NO"},
-                                              "other\n")}
+    files = {
+        f.path: f for f in managed_files(templates, example_context(), {"sshd": "NO"}, "other\n")
+    }
     # a site template of rc.conf is rendered, then edited: the image's own is not used
     assert files["etc/rc.conf"].text == "# site rc.conf for www1\nsshd=NO\n"
     assert files["etc/rc.conf"].mode == 0o644

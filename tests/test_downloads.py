@@ -62,7 +62,8 @@ def test_another_mirror_with_the_same_release_rebuilds_nothing(site, release, ur
     site.build()
     with serving(release) as mirror:
         site.data["root"]["source"]["sets"] = [
-            item.replace(url, mirror) for item in site.data["root"]["source"]["sets"]]
+            item.replace(url, mirror) for item in site.data["root"]["source"]["sets"]
+        ]
         site.data["root"]["kernel"] = site.data["root"]["kernel"].replace(url, mirror)
         site.save()
         release.requests.clear()

@@ -20,8 +20,11 @@ from tests.sites import Site
 def site(tmp_path_factory) -> Site:
     site = Site(tmp_path_factory.mktemp("sealed"))
     site.data["domains"]["www1"]["local"] = {"encrypt": "dom0"}
-    site.data["domains"]["www2"]["local"] = {"encrypt": "domu", "cipher": "aes-cbc",
-                                             "keylength": 256}
+    site.data["domains"]["www2"]["local"] = {
+        "encrypt": "domu",
+        "cipher": "aes-cbc",
+        "keylength": 256,
+    }
     site.save()
     site.build()
     return site
@@ -43,7 +46,10 @@ def test_keys_are_made_private_in_the_key_directory(site):
     for name in ["www1-local.params", "www2-local.params", "www2-local.passphrase"]:
         assert stat.S_IMODE((keys(site) / name).stat().st_mode) == 0o600
     assert sorted(p.name for p in keys(site).iterdir()) == [
-        "www1-local.params", "www2-local.params", "www2-local.passphrase"]
+        "www1-local.params",
+        "www2-local.params",
+        "www2-local.passphrase",
+    ]
 
 
 def test_dom0_image_is_sealed_and_opens_to_the_exact_file_system(site, tmp_path):
@@ -81,8 +87,9 @@ def test_the_dom0_opens_it_through_the_hotplug_script(site):
     script = site.output / "xen" / "block-domus-cgd"
     line = next(x for x in config.splitlines() if "vdev=xvdc" in x)
     assert f"script={script}" in line
-    assert line.endswith(f"target={site.image('www1', 'local.img')},"
-                         f"{keys(site) / 'www1-local.params'}',")
+    assert line.endswith(
+        f"target={site.image('www1', 'local.img')},{keys(site) / 'www1-local.params'}',"
+    )
     assert os.access(script, os.X_OK)
     assert subprocess.run(["sh", "-n", str(script)]).returncode == 0
     other = (site.output / "xen" / "db1.cfg").read_text()
@@ -149,10 +156,16 @@ def test_an_encrypted_ext2fs_image_converges_through_domus_own_cgd(tmp_path):
     decrypt_file(params, image, plain)
     data = tmp_path / "data"
     data.write_bytes(os.urandom(5000))
-    subprocess.run(["debugfs", "-w", "-R", f"write {data} /var/msgs/letter", str(plain)],
-                   check=True, capture_output=True)
-    subprocess.run(["debugfs", "-w", "-R", "sif /var/msgs/letter uid 1001", str(plain)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["debugfs", "-w", "-R", f"write {data} /var/msgs/letter", str(plain)],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        ["debugfs", "-w", "-R", "sif /var/msgs/letter uid 1001", str(plain)],
+        check=True,
+        capture_output=True,
+    )
     encrypt_file(params, plain, image)
     site.data["domains"]["db1"]["rc_conf"]["postgresql"] = True
     site.save()

@@ -194,9 +194,11 @@ def test_list_names_the_running_domus_of_each_generation(site, tmp_path):
     state["log"] = [[first, time.time() - 3600], [second, time.time() - 1800]]
     site.image("generations", "slots", "root.json").write_text(json.dumps(state))
     old = site.image("generations", "root", first, "root.img")
-    env = fake_xl(tmp_path / "xl", [xl_domain("www1", old),
-                                    xl_domain("www2", site.image("root.img"))],
-                  {"www1": 7200, "www2": 0})
+    env = fake_xl(
+        tmp_path / "xl",
+        [xl_domain("www1", old), xl_domain("www2", site.image("root.img"))],
+        {"www1": 7200, "www2": 0},
+    )
     run = domus(site, "generations", "root", env=env)
     assert run.returncode == 0, run.stderr
     lines = run.stdout.splitlines()

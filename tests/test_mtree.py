@@ -16,8 +16,10 @@ def test_encoding_round_trips_odd_names():
 
 def test_spec_lines():
     assert spec_line(".", Entry("dir", 0o755)) == ". type=dir uid=0 gid=0 mode=0755"
-    assert (spec_line("usr/bin/sh", Entry("link", 0o755, 0, 0, "/bin/sh"))
-            == "./usr/bin/sh type=link uid=0 gid=0 mode=0755 link=/bin/sh")
+    assert (
+        spec_line("usr/bin/sh", Entry("link", 0o755, 0, 0, "/bin/sh"))
+        == "./usr/bin/sh type=link uid=0 gid=0 mode=0755 link=/bin/sh"
+    )
     assert spec_line("tmp", Entry("dir", 0o1777)) == "./tmp type=dir uid=0 gid=0 mode=1777"
 
 

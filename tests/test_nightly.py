@@ -119,8 +119,12 @@ def test_nightly_exits_at_once_while_another_run_holds_the_lock(site):
 def test_two_nightlies_at_once_one_runs_one_refuses(tmp_path):
     site = Site(tmp_path / "site")
     command = [sys.executable, "-m", "tasks.nightly", f"config={site.path}"]
-    runs = [subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True) for _ in range(2)]
+    runs = [
+        subprocess.Popen(
+            command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
     results = sorted((run.wait(), run.stderr.read()) for run in runs)
     for run in runs:
         run.stdout.close()
@@ -139,16 +143,20 @@ def slow_makefs(directory: Path, marker: Path) -> dict[str, str]:
     return {**os.environ, "PATH": f"{directory}:{os.environ['PATH']}"}
 
 
-def test_sigkill_during_nightly_keeps_the_previous_generation_and_a_rerun_completes(
-        site, tmp_path):
+def test_sigkill_during_nightly_keeps_the_previous_generation_and_a_rerun_completes(site, tmp_path):
     first = active(site)
     old_bytes = site.image("root.img").read_bytes()
     change_root_template(site, "# killed\n")
     marker = tmp_path / "makefs-started"
     env = slow_makefs(tmp_path / "bin", marker)
-    run = subprocess.Popen([sys.executable, "-m", "tasks.nightly", f"config={site.path}"],
-                           cwd=REPO, env=env, start_new_session=True,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run = subprocess.Popen(
+        [sys.executable, "-m", "tasks.nightly", f"config={site.path}"],
+        cwd=REPO,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 30
     while not marker.exists():
         assert time.monotonic() < deadline and run.poll() is None, "the build never started"
@@ -176,9 +184,13 @@ def test_sigkill_at_any_moment_leaves_a_complete_active_generation(site, delay):
     change_root_template(site, f"# killed after {delay} s\n")
     site.data["domains"]["www1"]["pkg"]["size"] = "12m"
     site.save()
-    run = subprocess.Popen([sys.executable, "-m", "tasks.nightly", f"config={site.path}"],
-                           cwd=REPO, start_new_session=True,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run = subprocess.Popen(
+        [sys.executable, "-m", "tasks.nightly", f"config={site.path}"],
+        cwd=REPO,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     time.sleep(delay)
     os.killpg(run.pid, signal.SIGKILL)
     run.wait()

@@ -1,4 +1,4 @@
-"""The code stays ruff clean: the check runs with the tests, not only when remembered."""
+"""The code stays ruff clean, lint and format: checked with the tests, not when remembered."""
 
 import shutil
 import subprocess
@@ -8,8 +8,17 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_ruff_is_clean():
-    ruff = shutil.which("ruff", path=str(Path(sys.executable).parent)) or shutil.which("ruff")
-    assert ruff, "ruff is a test dependency (pyproject.toml)"
-    done = subprocess.run([ruff, "check", "."], cwd=REPO, capture_output=True, text=True)
+def ruff(*args: str) -> subprocess.CompletedProcess[str]:
+    program = shutil.which("ruff", path=str(Path(sys.executable).parent)) or shutil.which("ruff")
+    assert program, "ruff is a test dependency (pyproject.toml)"
+    return subprocess.run([program, *args], cwd=REPO, capture_output=True, text=True)
+
+
+def test_ruff_check_is_clean():
+    done = ruff("check", ".")
+    assert done.returncode == 0, done.stdout
+
+
+def test_ruff_format_is_clean():
+    done = ruff("format", "--check", ".")
     assert done.returncode == 0, done.stdout

@@ -29,8 +29,10 @@ from tasks.log import note
 def backend_for(blockdev: BlockdevSpec, fs: str) -> Backend:
     backend = configured_backend(blockdev.backend)
     if backend is None:
-        raise DomusError(f"no block-device backend: blockdev.backend is {blockdev.backend}"
-                         + ("" if blockdev.backend == "none" else " and this system has none"))
+        raise DomusError(
+            f"no block-device backend: blockdev.backend is {blockdev.backend}"
+            + ("" if blockdev.backend == "none" else " and this system has none")
+        )
     if not backend.can_mount(fs):
         raise DomusError(f"{backend.name} devices here cannot mount {fs}")
     return backend
@@ -46,9 +48,17 @@ def watchers(backend: Backend | None) -> list[Backend]:
 
 
 @contextmanager
-def mounted(image: Path, fs: str, *, blockdev: BlockdevSpec, locks: Path, what: str,
-            readonly: bool, domain: str | None = None,
-            cgd_params: Path | None = None) -> Iterator[Path]:
+def mounted(
+    image: Path,
+    fs: str,
+    *,
+    blockdev: BlockdevSpec,
+    locks: Path,
+    what: str,
+    readonly: bool,
+    domain: str | None = None,
+    cgd_params: Path | None = None,
+) -> Iterator[Path]:
     """Yield the mount point of `image`; `what` names the job in records and messages."""
     backend = backend_for(blockdev, fs)
     with sigterm_raises():
@@ -58,15 +68,22 @@ def mounted(image: Path, fs: str, *, blockdev: BlockdevSpec, locks: Path, what: 
         with unit_from_pool(locks, backend, blockdev.units, blockdev.wait) as unit:
             name = backend.unit_name(unit)
             record = records.Record(
-                backend=backend.name, unit=unit, unit_name=name, pid=os.getpid(),
-                image=str(image.resolve()), what=what,
+                backend=backend.name,
+                unit=unit,
+                unit_name=name,
+                pid=os.getpid(),
+                image=str(image.resolve()),
+                what=what,
                 mountpoint=str(records.mount_dir(locks, name)),
                 started=datetime.now().isoformat(timespec="seconds"),
             )
             records.save(locks, record)
             try:
-                record = replace(record, device=backend.planned_device(unit),
-                                 cgd=backend.planned_cgd(unit) if cgd_params else None)
+                record = replace(
+                    record,
+                    device=backend.planned_device(unit),
+                    cgd=backend.planned_cgd(unit) if cgd_params else None,
+                )
                 records.save(locks, record)
 
                 def moved(device: str) -> None:
@@ -74,8 +91,9 @@ def mounted(image: Path, fs: str, *, blockdev: BlockdevSpec, locks: Path, what: 
                     record = record.with_device(device)
                     records.save(locks, record)
 
-                attachment = backend.attach(image, unit, record.device or "", readonly,
-                                            cgd_params, moved)
+                attachment = backend.attach(
+                    image, unit, record.device or "", readonly, cgd_params, moved
+                )
                 mountpoint = Path(record.mountpoint)
                 mountpoint.mkdir(parents=True, exist_ok=True)
                 backend.mount(attachment, mountpoint, fs, readonly)

@@ -53,8 +53,15 @@ class Backend(ABC):
         """The device `attach` will try first; recorded before the attempt."""
 
     @abstractmethod
-    def attach(self, image: Path, unit: int, device: str, readonly: bool,
-               cgd_params: Path | None, on_device: Callable[[str], None]) -> Attachment:
+    def attach(
+        self,
+        image: Path,
+        unit: int,
+        device: str,
+        readonly: bool,
+        cgd_params: Path | None,
+        on_device: Callable[[str], None],
+    ) -> Attachment:
         """Attach `image`; `on_device` is told of any other device tried, before it is."""
 
     @abstractmethod
@@ -82,9 +89,19 @@ class Backend(ABC):
     def mount(self, attachment: Attachment, mountpoint: Path, fs: str, readonly: bool) -> None:
         if not self.can_mount(fs):
             raise DomusError(f"{self.name}: cannot mount {fs} on this system")
-        run(["mount", "-t", self.mount_types[fs], "-r" if readonly else "-w",
-             "-o", MOUNT_OPTIONS, attachment.fs_device, str(mountpoint)],
-            f"mounting {attachment.fs_device}")
+        run(
+            [
+                "mount",
+                "-t",
+                self.mount_types[fs],
+                "-r" if readonly else "-w",
+                "-o",
+                MOUNT_OPTIONS,
+                attachment.fs_device,
+                str(mountpoint),
+            ],
+            f"mounting {attachment.fs_device}",
+        )
 
     def unmount(self, mountpoint: Path) -> None:
         run(["umount", str(mountpoint)], f"unmounting {mountpoint}")

@@ -30,11 +30,14 @@ def run(argv: Sequence[str], what: str, check: bool = True) -> subprocess.Comple
     path = find(argv[0])
     if path is None:
         raise DomusError(f"{what}: `{argv[0]}` is not installed or not on PATH")
-    done = subprocess.run([path, *argv[1:]], capture_output=True, text=True,
-                          stdin=subprocess.DEVNULL)
+    done = subprocess.run(
+        [path, *argv[1:]], capture_output=True, text=True, stdin=subprocess.DEVNULL
+    )
     if check and done.returncode != 0:
-        raise DomusError(f"{what}: `{' '.join(argv)}` failed (exit {done.returncode}): "
-                         + (done.stderr.strip() or done.stdout.strip() or "no message"))
+        raise DomusError(
+            f"{what}: `{' '.join(argv)}` failed (exit {done.returncode}): "
+            + (done.stderr.strip() or done.stdout.strip() or "no message")
+        )
     return done
 
 

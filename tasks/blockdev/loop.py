@@ -26,8 +26,10 @@ class Loop(Backend):
         return f"loop-unit{unit}"
 
     def holders(self, image: Path) -> list[str]:
-        listing = output(["losetup", "--list", "--noheadings", "--output", "NAME",
-                          "--associated", str(image)], f"asking losetup about {image}")
+        listing = output(
+            ["losetup", "--list", "--noheadings", "--output", "NAME", "--associated", str(image)],
+            f"asking losetup about {image}",
+        )
         return listing.split()
 
     def planned_device(self, unit: int) -> str:
@@ -36,8 +38,15 @@ class Loop(Backend):
     def planned_cgd(self, unit: int) -> str | None:
         return None
 
-    def attach(self, image: Path, unit: int, device: str, readonly: bool,
-               cgd_params: Path | None, on_device: Callable[[str], None]) -> Attachment:
+    def attach(
+        self,
+        image: Path,
+        unit: int,
+        device: str,
+        readonly: bool,
+        cgd_params: Path | None,
+        on_device: Callable[[str], None],
+    ) -> Attachment:
         if cgd_params is not None:
             raise DomusError(f"{image}: cgd(4) images can only be attached on NetBSD (vnd)")
         flags = ["--read-only"] if readonly else []
@@ -46,24 +55,33 @@ class Loop(Backend):
             if done.returncode == 0:
                 return Attachment(unit, device, device)
             if not self._in_use(device):
-                raise DomusError(f"attaching {image}: `losetup {device} {image}` failed: "
-                                 + done.stderr.strip())
+                raise DomusError(
+                    f"attaching {image}: `losetup {device} {image}` failed: " + done.stderr.strip()
+                )
             device = self.planned_device(unit)
             on_device(device)
-        raise DomusError(f"attaching {image}: every free loop device was taken by another "
-                         f"process {ATTEMPTS} times in a row")
+        raise DomusError(
+            f"attaching {image}: every free loop device was taken by another "
+            f"process {ATTEMPTS} times in a row"
+        )
 
     def _in_use(self, device: str) -> bool:
-        done = run(["losetup", "--list", "--noheadings", "--output", "BACK-FILE", device],
-                   f"asking losetup about {device}", check=False)
+        done = run(
+            ["losetup", "--list", "--noheadings", "--output", "BACK-FILE", device],
+            f"asking losetup about {device}",
+            check=False,
+        )
         return done.returncode == 0 and bool(done.stdout.strip())
 
     def holds(self, device: str, image: Path) -> bool:
         if image.exists():
             return device in self.holders(image)
         # renamed or removed since: the kernel still names the file it was attached to
-        done = run(["losetup", "--list", "--noheadings", "--output", "BACK-FILE", device],
-                   f"asking losetup about {device}", check=False)
+        done = run(
+            ["losetup", "--list", "--noheadings", "--output", "BACK-FILE", device],
+            f"asking losetup about {device}",
+            check=False,
+        )
         return done.stdout.strip().startswith(str(image))
 
     def detach_device(self, device: str, cgd: str | None) -> None:

@@ -37,8 +37,10 @@ class Record:
         held = [self.device or "no device yet"]
         if self.cgd:
             held.append(self.cgd)
-        return (f"{' and '.join(held)} for {self.image} (pid {self.pid}, {self.what}, "
-                f"started {self.started}), mount point {self.mountpoint}")
+        return (
+            f"{' and '.join(held)} for {self.image} (pid {self.pid}, {self.what}, "
+            f"started {self.started}), mount point {self.mountpoint}"
+        )
 
 
 def records_dir(locks: Path) -> Path:

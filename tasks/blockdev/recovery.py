@@ -31,8 +31,9 @@ def is_mounted(path: Path) -> bool:
     except OSError:
         return os.path.ismount(path)
     # the table escapes blanks and backslashes in octal, as \040
-    return str(path) in {re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), point)
-                         for point in points}
+    return str(path) in {
+        re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), point) for point in points
+    }
 
 
 def undo(backend: Backend, record: Record) -> None:
@@ -64,9 +65,10 @@ def clean_up(backend: Backend, record: Record, locks: Path) -> DomusError | None
     try:
         undo(backend, record)
     except DomusError as error:
-        return DomusError(f"could not clean up {record.describe()}: {error.message}",
-                          hint="the next run tries again; or, as root: "
-                          + by_hand(backend, record, locks))
+        return DomusError(
+            f"could not clean up {record.describe()}: {error.message}",
+            hint="the next run tries again; or, as root: " + by_hand(backend, record, locks),
+        )
     records.remove(locks, record.unit_name)
     return None
 
@@ -98,8 +100,10 @@ def recover(locks: Path) -> list[str]:
             continue  # its job is alive
         try:
             if record is None:
-                problems.append(f"{path}: unreadable record of a killed run; check `mount` and "
-                                "`losetup -a` or `vnconfig -l` by hand, then remove it")
+                problems.append(
+                    f"{path}: unreadable record of a killed run; check `mount` and "
+                    "`losetup -a` or `vnconfig -l` by hand, then remove it"
+                )
                 continue
             problem = clean_up(backend_named(record.backend), record, locks)
             if problem is None:

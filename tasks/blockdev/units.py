@@ -43,8 +43,11 @@ def holders(locks: Path, backend: Backend, count: int) -> str:
     for unit in range(count):
         name = backend.unit_name(unit)
         record = records.load(records.record_path(locks, name))
-        held.append(f"{name}: pid {record.pid}, {record.what}" if record else
-                    f"{name}: busy (not domus', or between two jobs)")
+        held.append(
+            f"{name}: pid {record.pid}, {record.what}"
+            if record
+            else f"{name}: busy (not domus', or between two jobs)"
+        )
     return "; ".join(held)
 
 
@@ -63,8 +66,10 @@ def unit_from_pool(locks: Path, backend: Backend, count: int, wait: float) -> It
                 "blockdev.wait",
             )
         if not told:
-            note(f"all {count} {backend.name} units are in use "
-                 f"({holders(locks, backend, count)}); waiting up to {wait:g} s")
+            note(
+                f"all {count} {backend.name} units are in use "
+                f"({holders(locks, backend, count)}); waiting up to {wait:g} s"
+            )
             told = True
         time.sleep(POLL)
     unit, lock = taken

@@ -79,17 +79,25 @@ class Vnd(Backend):
     def planned_cgd(self, unit: int) -> str | None:
         return f"cgd{unit}"
 
-    def attach(self, image: Path, unit: int, device: str, readonly: bool,
-               cgd_params: Path | None, on_device: Callable[[str], None]) -> Attachment:
-        run(["vnconfig", *(["-r"] if readonly else []), device, str(image)],
-            f"attaching {image}")
+    def attach(
+        self,
+        image: Path,
+        unit: int,
+        device: str,
+        readonly: bool,
+        cgd_params: Path | None,
+        on_device: Callable[[str], None],
+    ) -> Attachment:
+        run(["vnconfig", *(["-r"] if readonly else []), device, str(image)], f"attaching {image}")
         if cgd_params is None:
             return Attachment(unit, device, f"/dev/{device}a")
         cgd = self.planned_cgd(unit)
         assert cgd is not None
         try:
-            run(["cgdconfig", cgd, f"/dev/{device}{raw_partition()}", str(cgd_params)],
-                f"configuring {cgd} on {device}")
+            run(
+                ["cgdconfig", cgd, f"/dev/{device}{raw_partition()}", str(cgd_params)],
+                f"configuring {cgd} on {device}",
+            )
         except BaseException:
             run(["vnconfig", "-u", device], f"detaching {device}", check=False)
             raise

@@ -33,8 +33,9 @@ DEFAULT_SITE = Path("config/site.yaml")
 
 def parse(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="./domus converge", description=__doc__.split("\n")[0])
-    parser.add_argument("--dry-run", action="store_true",
-                        help="print the diff of what would change; change nothing")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="print the diff of what would change; change nothing"
+    )
     parser.add_argument("names", nargs="+", metavar="NAME", help="domU names")
     words = [arg for arg in argv if not arg.startswith("config=")]
     configs = [arg.partition("=")[2] for arg in argv if arg.startswith("config=")]
@@ -59,11 +60,13 @@ def run(args: argparse.Namespace) -> int:
         domu = domus[name]
         image = layout.local_image(name)
         if not image.exists():
-            raise DomusError(f"{name} has no local image yet ({image})",
-                             hint="`./domus build` makes it")
+            raise DomusError(
+                f"{name} has no local image yet ({image})", hint="`./domus build` makes it"
+            )
         with image_lock(layout.locks, image):
-            changes = converge(site, domu, layout, templates, local_context(site, domu),
-                               dry_run=args.dry_run)
+            changes = converge(
+                site, domu, layout, templates, local_context(site, domu), dry_run=args.dry_run
+            )
             if not args.dry_run:
                 _record(site, domu, layout, templates)
         if args.dry_run:
@@ -77,8 +80,10 @@ def run(args: argparse.Namespace) -> int:
 
 def _record(site: Site, domu: DomU, layout: Layout, templates: Templates) -> None:
     """The image now matches these inputs: record them, so the next build is a no-op."""
-    write_record(layout.local_image(domu.name),
-                 make_record(template_files(templates), local_context(site, domu)))
+    write_record(
+        layout.local_image(domu.name),
+        make_record(template_files(templates), local_context(site, domu)),
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

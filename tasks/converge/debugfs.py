@@ -47,26 +47,36 @@ def ancestors(path: str) -> list[str]:
     return ["/".join(parts[: depth + 1]) for depth in range(len(parts))]
 
 
-def run_debugfs(image: Path, commands: Sequence[str],
-                write: bool = False) -> tuple[dict[str, str], list[str]]:
+def run_debugfs(
+    image: Path, commands: Sequence[str], write: bool = False
+) -> tuple[dict[str, str], list[str]]:
     """Each command's output, and debugfs' error lines (a missing file is one of them)."""
     argv = ["debugfs", *(["-w"] if write else []), "-f", "-", str(image)]
     try:
-        done = subprocess.run(argv, input="".join(f"{c}\n" for c in commands),
-                              capture_output=True, text=True, errors="surrogateescape")
+        done = subprocess.run(
+            argv,
+            input="".join(f"{c}\n" for c in commands),
+            capture_output=True,
+            text=True,
+            errors="surrogateescape",
+        )
     except FileNotFoundError:
-        raise DomusError(f"{image.name}: `debugfs` is not installed",
-                         hint=INSTALL_HINT["debugfs"]) from None
+        raise DomusError(
+            f"{image.name}: `debugfs` is not installed", hint=INSTALL_HINT["debugfs"]
+        ) from None
     outputs: dict[str, str] = {}
     current = None
     for line in done.stdout.splitlines():
         if line.startswith(_ECHO):
-            current = line[len(_ECHO):]
+            current = line[len(_ECHO) :]
             outputs[current] = ""
         elif current is not None:
             outputs[current] += line + "\n"
-    errors = [line.strip() for line in done.stderr.splitlines()
-              if line.strip() and not _BANNER.match(line)]
+    errors = [
+        line.strip()
+        for line in done.stderr.splitlines()
+        if line.strip() and not _BANNER.match(line)
+    ]
     if done.returncode != 0:
         errors.append(f"debugfs exited with status {done.returncode}")
     return outputs, errors
@@ -77,10 +87,11 @@ def check_clean(image: Path) -> None:
     done = subprocess.run(["e2fsck", "-fn", str(image)], capture_output=True, text=True)
     if done.returncode != 0:
         found = [line for line in done.stdout.splitlines() if line and not _BANNER.match(line)]
-        raise DomusError(f"{image} has file system errors (`e2fsck -fn` exit "
-                         f"{done.returncode}): {'; '.join(found[-3:])}",
-                         hint=f"with its domU down, repair it with `e2fsck -fy {image}`, "
-                         "then run again")
+        raise DomusError(
+            f"{image} has file system errors (`e2fsck -fn` exit "
+            f"{done.returncode}): {'; '.join(found[-3:])}",
+            hint=f"with its domU down, repair it with `e2fsck -fy {image}`, then run again",
+        )
 
 
 def keep_owner(image: Path, copy: Path) -> None:
@@ -91,9 +102,11 @@ def keep_owner(image: Path, copy: Path) -> None:
     try:
         os.chown(copy, st.st_uid, st.st_gid)
     except PermissionError:
-        raise DomusError(f"{image} belongs to uid {st.st_uid}, gid {st.st_gid}; converging it "
-                         "through a copy would give it to you",
-                         hint="run as its owner or as root") from None
+        raise DomusError(
+            f"{image} belongs to uid {st.st_uid}, gid {st.st_gid}; converging it "
+            "through a copy would give it to you",
+            hint="run as its owner or as root",
+        ) from None
 
 
 class DebugfsFiles:
@@ -109,8 +122,10 @@ class DebugfsFiles:
             commands = [f"stat {absolute(d)}" for d in dirs]
             commands += [f"ls -p {absolute(d)}" for d in parents]
             for index, path in enumerate(paths):
-                commands += [f"stat {absolute(path)}",
-                             f"dump {absolute(path)} {quoted(f'{tmp}/{index}')}"]
+                commands += [
+                    f"stat {absolute(path)}",
+                    f"dump {absolute(path)} {quoted(f'{tmp}/{index}')}",
+                ]
             outputs, errors = run_debugfs(self.image, commands)
             fatal = [error for error in errors if _MISSING not in error]
             if fatal:
@@ -120,16 +135,20 @@ class DebugfsFiles:
                 if kind is None:
                     self._missing_dirs.add(directory)
                 elif kind[0] != "directory":
-                    raise DomusError(f"/{directory} in the image is a {kind[0]}, not a "
-                                     "directory; domus does not follow links there",
-                                     hint="make it a directory again, or reprovision")
+                    raise DomusError(
+                        f"/{directory} in the image is a {kind[0]}, not a "
+                        "directory; domus does not follow links there",
+                        hint="make it a directory again, or reprovision",
+                    )
             for directory in parents:
                 listing = outputs[f"ls -p {absolute(directory)}"]
-                self._names[directory] = {line.split("/")[5] for line in listing.splitlines()
-                                          if line.count("/") >= 6}
-            return {path: self._state(path, outputs[f"stat {absolute(path)}"],
-                                      Path(tmp, str(index)))
-                    for index, path in enumerate(paths)}
+                self._names[directory] = {
+                    line.split("/")[5] for line in listing.splitlines() if line.count("/") >= 6
+                }
+            return {
+                path: self._state(path, outputs[f"stat {absolute(path)}"], Path(tmp, str(index)))
+                for index, path in enumerate(paths)
+            }
 
     @staticmethod
     def _kind(stat_output: str) -> tuple[str, int] | None:
@@ -141,9 +160,11 @@ class DebugfsFiles:
         if kind is None:
             return None
         if kind[0] != "regular":
-            raise DomusError(f"/{path} in the image is a {kind[0]}, not a regular file; domus "
-                             "manages it and does not replace it",
-                             hint="make it a regular file again, or reprovision")
+            raise DomusError(
+                f"/{path} in the image is a {kind[0]}, not a regular file; domus "
+                "manages it and does not replace it",
+                hint="make it a regular file again, or reprovision",
+            )
         owner = _OWNER.search(stat_output)
         assert owner is not None
         return FileState(dumped.read_bytes(), kind[1], int(owner[1]), int(owner[2]))
@@ -157,9 +178,10 @@ class DebugfsFiles:
             for directory in ancestors(change.path):
                 if directory in self._missing_dirs:
                     self._missing_dirs.discard(directory)
-                    commands += [f"mkdir {absolute(directory)}",
-                                 *_set_inode(absolute(directory), stat.S_IFDIR,
-                                             dir_mode(directory), 0, 0)]
+                    commands += [
+                        f"mkdir {absolute(directory)}",
+                        *_set_inode(absolute(directory), stat.S_IFDIR, dir_mode(directory), 0, 0),
+                    ]
             parent, _, name = change.path.rpartition("/")
             commands.append(f"cd {absolute(parent)}")
             if change.old is not None:
@@ -178,25 +200,31 @@ class DebugfsFiles:
         """Converge a copy, check it, publish it over the image; returns the backups' paths."""
         before = {parent: set(names) for parent, names in self._names.items()}
         check_clean(self.image)
-        with tempfile.TemporaryDirectory(prefix="domus-debugfs-") as tmp, \
-                publishing(self.image) as partial:
+        with (
+            tempfile.TemporaryDirectory(prefix="domus-debugfs-") as tmp,
+            publishing(self.image) as partial,
+        ):
             commands = self.commands(changes, stamp, Path(tmp))
             copy_sparse(self.image, partial)
             keep_owner(self.image, partial)
             _, errors = run_debugfs(partial, commands, write=True)
             if errors:
-                raise DomusError(f"{self.image}: debugfs failed, the image is unchanged: "
-                                 + "; ".join(errors))
+                raise DomusError(
+                    f"{self.image}: debugfs failed, the image is unchanged: " + "; ".join(errors)
+                )
             try:
                 check_clean(partial)
             except DomusError as error:
-                raise DomusError(f"{self.image}: the converged copy failed its check, the "
-                                 f"image is unchanged: {error.message}") from error
-        return sorted(f"{parent}/{name}" if parent else name
-                      for parent, names in self._names.items()
-                      for name in names - before.get(parent, set()))
+                raise DomusError(
+                    f"{self.image}: the converged copy failed its check, the "
+                    f"image is unchanged: {error.message}"
+                ) from error
+        return sorted(
+            f"{parent}/{name}" if parent else name
+            for parent, names in self._names.items()
+            for name in names - before.get(parent, set())
+        )
 
 
 def _set_inode(name: str, kind: int, mode: int, uid: int, gid: int) -> list[str]:
-    return [f"sif {name} mode 0{kind | mode:o}", f"sif {name} uid {uid}",
-            f"sif {name} gid {gid}"]
+    return [f"sif {name} mode 0{kind | mode:o}", f"sif {name} uid {uid}", f"sif {name} gid {gid}"]

@@ -53,8 +53,10 @@ def cgd_params(site: Site, domu: DomU) -> Path | None:
         return None
     if domu.local.encrypt == "dom0":
         return params_path(site.keys, domu.name)
-    raise DomusError("it is encrypted with a passphrase typed at the domU's console "
-                     "(local.encrypt: domu), which the dom0 does not use")
+    raise DomusError(
+        "it is encrypted with a passphrase typed at the domU's console "
+        "(local.encrypt: domu), which the dom0 does not use"
+    )
 
 
 def how(fs: str, backend_setting: str, encrypted: bool = False) -> str:
@@ -63,8 +65,10 @@ def how(fs: str, backend_setting: str, encrypted: bool = False) -> str:
     if encrypted and (backend is None or backend.planned_cgd(0) is None or not is_root()):
         if fs == "ext2fs":
             return "sealed"  # domus decrypts, converges through debugfs, and seals again
-        raise DomusError("an encrypted FFS image is opened through cgd(4), as root on the "
-                         "NetBSD dom0 (blockdev.backend vnd)")
+        raise DomusError(
+            "an encrypted FFS image is opened through cgd(4), as root on the "
+            "NetBSD dom0 (blockdev.backend vnd)"
+        )
     if backend is not None and is_root() and backend.can_mount(fs):
         return "mount"
     if fs == "ext2fs" and not encrypted:
@@ -82,8 +86,10 @@ def how(fs: str, backend_setting: str, encrypted: bool = False) -> str:
 
 def refusal(domu: DomU, image: Path, changed: Sequence[str], why: str) -> DomusError:
     if changed:
-        what = (f"{image} is the state of {domu.name} and is never rebuilt over; its inputs "
-                f"changed ({', '.join(changed)}) but it cannot be converged in place here")
+        what = (
+            f"{image} is the state of {domu.name} and is never rebuilt over; its inputs "
+            f"changed ({', '.join(changed)}) but it cannot be converged in place here"
+        )
     else:
         what = f"{image}, the state of {domu.name}, cannot be converged in place here"
     return DomusError(
@@ -95,13 +101,21 @@ def refusal(domu: DomU, image: Path, changed: Sequence[str], why: str) -> DomusE
 
 
 @contextmanager
-def image_files(site: Site, domu: DomU, layout: Layout, *, readonly: bool,
-                method: str) -> Iterator[ImageFiles]:
+def image_files(
+    site: Site, domu: DomU, layout: Layout, *, readonly: bool, method: str
+) -> Iterator[ImageFiles]:
     image = layout.local_image(domu.name)
     if method == "mount":
-        with mounted(image, domu.local.fs, blockdev=site.blockdev, locks=layout.locks,
-                     what=f"converging {domu.name}", readonly=readonly, domain=domu.name,
-                     cgd_params=cgd_params(site, domu)) as top:
+        with mounted(
+            image,
+            domu.local.fs,
+            blockdev=site.blockdev,
+            locks=layout.locks,
+            what=f"converging {domu.name}",
+            readonly=readonly,
+            domain=domu.name,
+            cgd_params=cgd_params(site, domu),
+        ) as top:
             yield MountedFiles(top)
         return
     check_not_in_use(image, domu.name, watchers(configured_backend(site.blockdev.backend)))
@@ -117,35 +131,55 @@ def check_shape(domu: DomU, image: Path) -> None:
     rewrites files, it does not resize, reformat or encrypt an image."""
     size = image.stat().st_size
     if size != domu.local.size:
-        raise DomusError(f"it is {format_size(size)} but local.size is "
-                         f"{format_size(domu.local.size)}: a converge rewrites files, it does "
-                         "not resize an image")
+        raise DomusError(
+            f"it is {format_size(size)} but local.size is "
+            f"{format_size(domu.local.size)}: a converge rewrites files, it does "
+            "not resize an image"
+        )
     found = detect_fs(image)
     if domu.local.encrypt != "none":
         if found is not None:
-            raise DomusError(f"it is a plain {found} image but local.encrypt is "
-                             f"{domu.local.encrypt}: a converge does not encrypt an image")
+            raise DomusError(
+                f"it is a plain {found} image but local.encrypt is "
+                f"{domu.local.encrypt}: a converge does not encrypt an image"
+            )
     elif found is None:
-        raise DomusError("it holds no ffs or ext2fs file system that domus can see (is it "
-                         "encrypted? local.encrypt is none)")
+        raise DomusError(
+            "it holds no ffs or ext2fs file system that domus can see (is it "
+            "encrypted? local.encrypt is none)"
+        )
     elif found != domu.local.fs:
-        raise DomusError(f"it holds {found} but local.fs is {domu.local.fs}: a converge does "
-                         "not reformat an image")
+        raise DomusError(
+            f"it holds {found} but local.fs is {domu.local.fs}: a converge does "
+            "not reformat an image"
+        )
 
 
-def changes_for(files: ImageFiles, templates: Templates, context: Mapping[str, object],
-                rc_vars: Mapping[str, str]) -> list[Change]:
+def changes_for(
+    files: ImageFiles,
+    templates: Templates,
+    context: Mapping[str, object],
+    rc_vars: Mapping[str, str],
+) -> list[Change]:
     paths = [*templates.names("local"), RC_CONF]
     current = files.read_all(sorted(set(paths)))
     rc_conf = current.get(RC_CONF)
-    wanted = managed_files(templates, context, rc_vars,
-                           decode(rc_conf.data) if rc_conf is not None else None)
+    wanted = managed_files(
+        templates, context, rc_vars, decode(rc_conf.data) if rc_conf is not None else None
+    )
     return plan(wanted, current)
 
 
-def converge(site: Site, domu: DomU, layout: Layout, templates: Templates,
-             context: Mapping[str, object], *, dry_run: bool,
-             changed: Sequence[str] = ()) -> list[Change]:
+def converge(
+    site: Site,
+    domu: DomU,
+    layout: Layout,
+    templates: Templates,
+    context: Mapping[str, object],
+    *,
+    dry_run: bool,
+    changed: Sequence[str] = (),
+) -> list[Change]:
     """Make the image's managed files what the site says (or, dry, say what would change).
 
     `changed` names the inputs that changed since the image was built or converged, for
@@ -160,14 +194,18 @@ def converge(site: Site, domu: DomU, layout: Layout, templates: Templates,
         raise refusal(domu, image, changed, error.message) from None
     start = time.monotonic()
     # SIGTERM unwinds like Ctrl-C: unmount and detach, or remove debugfs' unfinished copy
-    with sigterm_raises(), image_files(site, domu, layout, readonly=dry_run,
-                                       method=method) as files:
+    with (
+        sigterm_raises(),
+        image_files(site, domu, layout, readonly=dry_run, method=method) as files,
+    ):
         changes = changes_for(files, templates, context, dict(domu.rc_conf))
         if dry_run or not changes:
             return changes
         stamp = datetime.now().strftime("%Y%m%dT%H%M%S")
         backups = files.apply(changes, stamp)
-    note(f"converged {image} ({method}) in {time.monotonic() - start:.2f} s: rewrote "
-         + ", ".join(f"/{change.path}" for change in changes)
-         + (f"; kept the old ones as {', '.join('/' + b for b in backups)}" if backups else ""))
+    note(
+        f"converged {image} ({method}) in {time.monotonic() - start:.2f} s: rewrote "
+        + ", ".join(f"/{change.path}" for change in changes)
+        + (f"; kept the old ones as {', '.join('/' + b for b in backups)}" if backups else "")
+    )
     return changes

@@ -47,9 +47,11 @@ class MountedFiles:
                         return
                     child = self._make_dir(fd, name, "/".join(walked))
                 except OSError as error:
-                    raise DomusError(f"/{'/'.join(walked)} in the image is not a directory "
-                                     f"({error.strerror}); domus does not follow links there",
-                                     hint="make it a directory again, or reprovision") from None
+                    raise DomusError(
+                        f"/{'/'.join(walked)} in the image is not a directory "
+                        f"({error.strerror}); domus does not follow links there",
+                        hint="make it a directory again, or reprovision",
+                    ) from None
                 os.close(fd)
                 fd = child
             yield fd
@@ -74,9 +76,11 @@ class MountedFiles:
             except FileNotFoundError:
                 return None
             if not stat.S_ISREG(st.st_mode):
-                raise DomusError(f"/{path} in the image is not a regular file; domus manages it "
-                                 "and does not replace a link or a directory",
-                                 hint="make it a regular file again, or reprovision")
+                raise DomusError(
+                    f"/{path} in the image is not a regular file; domus manages it "
+                    "and does not replace a link or a directory",
+                    hint="make it a regular file again, or reprovision",
+                )
             fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=directory)
             with os.fdopen(fd, "rb") as f:
                 data = f.read()
@@ -106,14 +110,14 @@ class MountedFiles:
         backup = None
         if change.old is not None:
             backup = backup_name(name, stamp, set(os.listdir(directory)))
-            os.link(name, backup, src_dir_fd=directory, dst_dir_fd=directory,
-                    follow_symlinks=False)
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600,
-                     dir_fd=directory)
+            os.link(name, backup, src_dir_fd=directory, dst_dir_fd=directory, follow_symlinks=False)
+        fd = os.open(
+            temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=directory
+        )
         try:
             view = memoryview(change.new.data)
             while view:
-                view = view[os.write(fd, view):]
+                view = view[os.write(fd, view) :]
             os.fchown(fd, change.new.uid, change.new.gid)
             os.fchmod(fd, change.new.mode)
             os.fsync(fd)

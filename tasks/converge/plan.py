@@ -37,8 +37,9 @@ def decode(data: bytes) -> str:
     return data.decode(ENCODING, ERRORS)
 
 
-def wanted(files: Sequence[ManagedFile],
-           current: Mapping[str, FileState | None]) -> dict[str, FileState]:
+def wanted(
+    files: Sequence[ManagedFile], current: Mapping[str, FileState | None]
+) -> dict[str, FileState]:
     states = {}
     for file in files:
         data = file.text.encode(ENCODING, ERRORS)
@@ -54,9 +55,11 @@ def wanted(files: Sequence[ManagedFile],
 
 def plan(files: Sequence[ManagedFile], current: Mapping[str, FileState | None]) -> list[Change]:
     """The changes that make the image's managed files what the site says, in path order."""
-    return [Change(path, current.get(path), state)
-            for path, state in sorted(wanted(files, current).items())
-            if current.get(path) != state]
+    return [
+        Change(path, current.get(path), state)
+        for path, state in sorted(wanted(files, current).items())
+        if current.get(path) != state
+    ]
 
 
 def _lines(data: bytes) -> list[str]:
@@ -86,8 +89,9 @@ def unified_diff(change: Change, name: str) -> str:
         return text
     before = _lines(change.old.data) if change.old is not None else []
     fromfile = f"{where}\t(in the image)" if change.old is not None else "/dev/null"
-    diff = difflib.unified_diff(before, _lines(change.new.data), fromfile=fromfile,
-                                tofile=f"{where}\t(converged)")
+    diff = difflib.unified_diff(
+        before, _lines(change.new.data), fromfile=fromfile, tofile=f"{where}\t(converged)"
+    )
     return text + "".join(diff)
 
 

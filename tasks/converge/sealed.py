@@ -27,8 +27,7 @@ def plain_copy(image: Path) -> Path:
 
 
 class SealedFiles:
-    def __init__(self, image: Path, plain: Path, params: Params,
-                 passphrase: bytes | None) -> None:
+    def __init__(self, image: Path, plain: Path, params: Params, passphrase: bytes | None) -> None:
         self.image, self.plain = image, plain
         self.params, self.passphrase = params, passphrase
         self.files = DebugfsFiles(plain)
@@ -51,9 +50,11 @@ def opened(image: Path, params: Params, passphrase: bytes | None) -> Iterator[Se
     try:
         decrypt_file(params, image, plain, passphrase=passphrase)
         if detect_fs(plain) != "ext2fs":
-            raise DomusError(f"{image} does not decrypt to an ext2fs file system with its key: "
-                             "wrong key, or not the image the key was made for",
-                             hint="check the key directory (keys:) and local.cipher")
+            raise DomusError(
+                f"{image} does not decrypt to an ext2fs file system with its key: "
+                "wrong key, or not the image the key was made for",
+                hint="check the key directory (keys:) and local.cipher",
+            )
         yield SealedFiles(image, plain, params, passphrase)
     finally:
         os.umask(old_umask)

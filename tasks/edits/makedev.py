@@ -187,8 +187,11 @@ def is_pattern(name: str) -> bool:
 
 def _check_words(add: Sequence[str], remove: Sequence[str]) -> None:
     bad = [name for name in add if not _DEVICE_WORD.fullmatch(name)]
-    bad += [name for name in remove
-            if not _DEVICE_WORD.fullmatch(name) and not _DEVICE_PATTERN.fullmatch(name)]
+    bad += [
+        name
+        for name in remove
+        if not _DEVICE_WORD.fullmatch(name) and not _DEVICE_PATTERN.fullmatch(name)
+    ]
     if bad:
         raise EditError(
             f"not a MAKEDEV device name: {', '.join(repr(name) for name in bad)}",
@@ -219,10 +222,12 @@ def _devices(expanded: Sequence[str], add: Sequence[str], remove: Sequence[str])
     devices = _ordered(expanded)
     # A plain name must be there (a typo is caught); a pattern may match nothing, so one
     # list of hardware serves releases that have more or fewer drivers.
-    missing = [name for name in dict.fromkeys(remove)
-               if not is_pattern(name) and name not in devices]
-    remove = [name for name in devices
-              if any(fnmatch.fnmatchcase(name, pattern) for pattern in remove)]
+    missing = [
+        name for name in dict.fromkeys(remove) if not is_pattern(name) and name not in devices
+    ]
+    remove = [
+        name for name in devices if any(fnmatch.fnmatchcase(name, pattern) for pattern in remove)
+    ]
     if missing:
         raise EditError(
             "cannot remove from the init target what it does not make: " + ", ".join(missing),

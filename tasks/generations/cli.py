@@ -94,26 +94,38 @@ class Commands:
         for index in reversed(range(len(generations))):
             generation = generations[index]
             older = generations[index - 1] if index > 0 else None
-            print("  " + self._line(generation, older, generation.id == active,
-                                    used.get((slot.pool, generation.id), set())))
+            print(
+                "  "
+                + self._line(
+                    generation,
+                    older,
+                    generation.id == active,
+                    used.get((slot.pool, generation.id), set()),
+                )
+            )
 
-    def _line(self, generation: Generation, older: Generation | None, active: bool,
-              users: set[str]) -> str:
+    def _line(
+        self, generation: Generation, older: Generation | None, active: bool, users: set[str]
+    ) -> str:
         mark = "*" if active else " "
         if older is None:
             what = "first"
         else:
             what = "changed: " + describe(changes(older.inputs, generation.inputs))
-        line = (f"{mark} {generation.id}  {local_time(generation.built)}  "
-                f"{human_size(generation.disk):>10}  {what}")
+        line = (
+            f"{mark} {generation.id}  {local_time(generation.built)}  "
+            f"{human_size(generation.disk):>10}  {what}"
+        )
         if users:
             line += f"  [used by {', '.join(sorted(users))}]"
         return line
 
     def activate(self, names: Sequence[str]) -> int:
         if len(names) != 2:
-            raise DomusError("usage: ./domus activate IMAGE GENERATION",
-                             hint="IMAGE is root or pkg:NAME; `./domus generations` lists them")
+            raise DomusError(
+                "usage: ./domus activate IMAGE GENERATION",
+                hint="IMAGE is root or pkg:NAME; `./domus generations` lists them",
+            )
         slots = parse_slots(names[0], self.domus)
         if len(slots) != 1:
             raise DomusError("activate names one image: root or pkg:NAME")
@@ -121,14 +133,19 @@ class Commands:
         generation = self.store.find(slot.pool, names[1])
         previous = self.store.activate(slot, generation, self.links(slot))
         pinned = " (still pinned)" if self.store.state(slot).pinned else ""
-        print(f"{slot.name}: generation {generation} active{pinned}, was {previous}; "
-              "domUs that start from now on use it")
+        print(
+            f"{slot.name}: generation {generation} active{pinned}, was {previous}; "
+            "domUs that start from now on use it"
+        )
         return 0
 
     def rollback(self, names: Sequence[str]) -> int:
         if not names:
-            raise DomusError("usage: ./domus rollback IMAGE...", hint="IMAGE is root, pkg:NAME "
-                             "or pkg; `./domus generations` lists what each would go back to")
+            raise DomusError(
+                "usage: ./domus rollback IMAGE...",
+                hint="IMAGE is root, pkg:NAME "
+                "or pkg; `./domus generations` lists what each would go back to",
+            )
 
         def one(slot: Slot) -> None:
             old, new = self.store.rollback(slot, self.links(slot))
@@ -136,26 +153,36 @@ class Commands:
 
         status = each(self.slots(names), one)
         if status == 0:
-            print("domUs that start from now on use it; running ones keep theirs until they "
-                  "restart. Builds leave it until an input changes; `./domus pin` keeps it.")
+            print(
+                "domUs that start from now on use it; running ones keep theirs until they "
+                "restart. Builds leave it until an input changes; `./domus pin` keeps it."
+            )
         return status
 
     def pin(self, names: Sequence[str], pinned: bool) -> int:
         if not names:
             verb = "pin" if pinned else "unpin"
-            raise DomusError(f"usage: ./domus {verb} IMAGE...",
-                             hint="IMAGE is root, pkg:NAME or pkg")
+            raise DomusError(
+                f"usage: ./domus {verb} IMAGE...", hint="IMAGE is root, pkg:NAME or pkg"
+            )
 
         def one(slot: Slot) -> None:
             active = self.store.pin(slot, pinned)
             if pinned:
-                print(f"{slot.name}: pinned to {active}; builds leave it alone until "
-                      f"`./domus unpin {slot.name}`")
+                print(
+                    f"{slot.name}: pinned to {active}; builds leave it alone until "
+                    f"`./domus unpin {slot.name}`"
+                )
                 return
             newest = self.store.state(slot).built[-1:]
-            print(f"{slot.name}: unpinned, {active} is active"
-                  + (f"; the newest build is {newest[0]}: `./domus activate {slot.name} "
-                     f"{newest[0]}`" if newest and newest[0] != active else ""))
+            print(
+                f"{slot.name}: unpinned, {active} is active"
+                + (
+                    f"; the newest build is {newest[0]}: `./domus activate {slot.name} {newest[0]}`"
+                    if newest and newest[0] != active
+                    else ""
+                )
+            )
 
         return each(self.slots(names), one)
 
@@ -165,9 +192,11 @@ class Commands:
         hold_run_lock(self.layout.locks)
         start = time.monotonic()
         collected = collect_now(self.store, self.site.generations.keep)
-        print(f"removed {generations_count(len(collected.removed))} "
-              f"({human_size(collected.freed)}), kept {collected.kept}, "
-              f"in {time.monotonic() - start:.2f} s")
+        print(
+            f"removed {generations_count(len(collected.removed))} "
+            f"({human_size(collected.freed)}), kept {collected.kept}, "
+            f"in {time.monotonic() - start:.2f} s"
+        )
         return 0
 
 

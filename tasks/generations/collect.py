@@ -24,8 +24,9 @@ class Collected:
         return sum(generation.disk for generation in self.removed)
 
 
-def keepers(store: Store, slots: Iterable[Slot], keep: int,
-            used: Mapping[tuple[str, str], object]) -> set[tuple[str, str]]:
+def keepers(
+    store: Store, slots: Iterable[Slot], keep: int, used: Mapping[tuple[str, str], object]
+) -> set[tuple[str, str]]:
     kept = set(used)
     for slot in slots:
         state = store.state(slot)

@@ -33,13 +33,20 @@ class Made:
         elif self.active:
             state = "active" + (f", was {self.previous}" if self.previous else "")
         else:
-            state = (f"not activated: {self.slot.name} is pinned to {self.previous} "
-                     f"(`./domus activate {self.slot.name} {self.id}` to use it)")
+            state = (
+                f"not activated: {self.slot.name} is pinned to {self.previous} "
+                f"(`./domus activate {self.slot.name} {self.id}` to use it)"
+            )
         return f"{self.slot.name}: generation {self.id} {how}; {state}{why}"
 
 
-def make_generation(layout: Layout, slot: Slot, record: Mapping[str, str],
-                    write: Callable[[Path], None], links: Mapping[Path, str]) -> Made:
+def make_generation(
+    layout: Layout,
+    slot: Slot,
+    record: Mapping[str, str],
+    write: Callable[[Path], None],
+    links: Mapping[Path, str],
+) -> Made:
     """`write(directory)` writes the generation's files; it is called only when no
     generation from these inputs exists."""
     store = Store(layout)
@@ -55,5 +62,12 @@ def make_generation(layout: Layout, slot: Slot, record: Mapping[str, str],
     seconds = time.monotonic() - start
     active = store.offer(slot, generation, links)
     old = store.inputs(slot.pool, previous) if previous != generation else None
-    return Made(slot, generation, built, seconds, active, previous,
-                changes(old, record) if old is not None else [])
+    return Made(
+        slot,
+        generation,
+        built,
+        seconds,
+        active,
+        previous,
+        changes(old, record) if old is not None else [],
+    )

@@ -46,9 +46,11 @@ def _run(xl: str, *args: str) -> str:
     except (OSError, subprocess.TimeoutExpired) as error:
         raise DomusError(f"`xl {' '.join(args)}` failed: {error}") from None
     if done.returncode != 0:
-        raise DomusError(f"`xl {' '.join(args)}` failed (exit {done.returncode}): "
-                         f"{(done.stderr or done.stdout).strip()}",
-                         hint="run as root on the dom0, where xl can ask the hypervisor")
+        raise DomusError(
+            f"`xl {' '.join(args)}` failed (exit {done.returncode}): "
+            f"{(done.stderr or done.stdout).strip()}",
+            hint="run as root on the dom0, where xl can ask the hypervisor",
+        )
     return done.stdout
 
 
@@ -60,8 +62,10 @@ def running_domains() -> list[Domain]:
     try:
         listing = json.loads(_run(xl, "list", "-l") or "[]")
     except ValueError as error:
-        raise DomusError(f"`xl list -l` did not print JSON: {error}",
-                         hint="set output_format=\"json\" in /etc/xen/xl.conf") from None
+        raise DomusError(
+            f"`xl list -l` did not print JSON: {error}",
+            hint='set output_format="json" in /etc/xen/xl.conf',
+        ) from None
     now = time.time()
     started: dict[str, float] = {}
     for line in _run(xl, "uptime").splitlines():
@@ -75,20 +79,21 @@ def running_domains() -> list[Domain]:
         name = config.get("c_info", {}).get("name", "")
         if entry.get("domid") == 0 or not name:
             continue
-        disks = tuple(disk["pdev_path"] for disk in config.get("disks") or []
-                      if disk.get("pdev_path"))
+        disks = tuple(
+            disk["pdev_path"] for disk in config.get("disks") or [] if disk.get("pdev_path")
+        )
         domains.append(Domain(name, started.get(name), disks))
     return domains
 
 
-def in_use(store: Store, domains: Iterable[Domain],
-           slots: Iterable[Slot]) -> dict[tuple[str, str], set[str]]:
+def in_use(
+    store: Store, domains: Iterable[Domain], slots: Iterable[Slot]
+) -> dict[tuple[str, str], set[str]]:
     """(pool, generation) -> names of the running domUs that use it."""
     stable: dict[str, Slot] = {}
     for slot in slots:
         active = store.active_link(slot) / slot.image
-        image = (store.layout.root_image if slot == ROOT
-                 else store.layout.pkg_image(slot.domu or ""))
+        image = store.layout.root_image if slot == ROOT else store.layout.pkg_image(slot.domu or "")
         stable[os.path.abspath(image)] = slot
         stable[os.path.abspath(active)] = slot
     used: dict[tuple[str, str], set[str]] = {}
@@ -99,8 +104,9 @@ def in_use(store: Store, domains: Iterable[Domain],
     return used
 
 
-def _generations(store: Store, stable: dict[str, Slot], disk: str,
-                 started: float | None) -> set[tuple[str, str]]:
+def _generations(
+    store: Store, stable: dict[str, Slot], disk: str, started: float | None
+) -> set[tuple[str, str]]:
     slot = stable.get(disk)
     if slot is not None:
         return {(slot.pool, g) for g in store.state(slot).active_at(started)}

@@ -63,8 +63,10 @@ def parse_slots(text: str, domus: list[str]) -> list[Slot]:
         return [pkg_slot(name)]
     if pool == "pkg" and name:
         raise DomusError(f"{text}: no domain named {name!r} in the site")
-    raise DomusError(f"unknown image {text!r}",
-                     hint="name root, pkg:NAME (one domU's pkg.img) or pkg (every pkg.img)")
+    raise DomusError(
+        f"unknown image {text!r}",
+        hint="name root, pkg:NAME (one domU's pkg.img) or pkg (every pkg.img)",
+    )
 
 
 def stable_links(layout: Layout, slot: Slot, kernel: str | None) -> dict[Path, str]:

@@ -66,9 +66,11 @@ def load_state(path: Path) -> SlotState:
     except FileNotFoundError:
         return SlotState()
     except (OSError, ValueError) as error:
-        raise DomusError(f"{path}: cannot read this slot's state: {error}",
-                         hint="it is written atomically, so it was changed by hand; "
-                         "remove it to start a new history (the generations stay)") from None
+        raise DomusError(
+            f"{path}: cannot read this slot's state: {error}",
+            hint="it is written atomically, so it was changed by hand; "
+            "remove it to start a new history (the generations stay)",
+        ) from None
     return SlotState(
         pinned=bool(data.get("pinned", False)),
         stack=[str(g) for g in data.get("stack", [])],

@@ -101,9 +101,10 @@ class Store:
             with lock:
                 yield
         except Timeout:
-            raise DomusError(f"the generations are still locked after {LOCK_TIMEOUT:.0f} s",
-                             hint=f"see which process holds it with `fuser {lock.lock_file}`"
-                             ) from None
+            raise DomusError(
+                f"the generations are still locked after {LOCK_TIMEOUT:.0f} s",
+                hint=f"see which process holds it with `fuser {lock.lock_file}`",
+            ) from None
 
     # -- generations -------------------------------------------------------------
 
@@ -115,20 +116,30 @@ class Store:
             names = os.listdir(self.pool(pool))
         except FileNotFoundError:
             return []
-        return sorted(name for name in names if not name.startswith(".")
-                      and self.exists(pool, name))
+        return sorted(
+            name for name in names if not name.startswith(".") and self.exists(pool, name)
+        )
 
     def generation(self, pool: str, generation: str) -> Generation:
         path = self.path(pool, generation)
         try:
             data = json.loads((path / RECORD).read_text())
-            return Generation(pool, generation, path, data["built"], data["seconds"],
-                              data["size"], data["disk"], data["inputs"])
+            return Generation(
+                pool,
+                generation,
+                path,
+                data["built"],
+                data["seconds"],
+                data["size"],
+                data["disk"],
+                data["inputs"],
+            )
         except (OSError, ValueError, KeyError) as error:
-            raise DomusError(f"{path / RECORD}: cannot read this generation's record: {error}",
-                             hint="it is written once, when the generation is complete; "
-                             "remove the generation's directory if it was changed by hand"
-                             ) from None
+            raise DomusError(
+                f"{path / RECORD}: cannot read this generation's record: {error}",
+                hint="it is written once, when the generation is complete; "
+                "remove the generation's directory if it was changed by hand",
+            ) from None
 
     def inputs(self, pool: str, generation: str | None) -> dict[str, str] | None:
         if generation is None or not self.exists(pool, generation):
@@ -141,12 +152,13 @@ class Store:
         if len(matches) == 1:
             return matches[0]
         what = "no" if not matches else f"{len(matches)}"
-        raise DomusError(f"{what} {pool} generations start with {prefix!r}",
-                         hint="`./domus generations` lists them")
+        raise DomusError(
+            f"{what} {pool} generations start with {prefix!r}",
+            hint="`./domus generations` lists them",
+        )
 
     @contextmanager
-    def building(self, pool: str, generation: str,
-                 record: Mapping[str, str]) -> Iterator[Path]:
+    def building(self, pool: str, generation: str, record: Mapping[str, str]) -> Iterator[Path]:
         """Yield a directory to write the generation's files into; on success it is
         fsynced, described in generation.json and renamed to its id."""
         final = self.path(pool, generation)
@@ -231,8 +243,10 @@ class Store:
 
     def _point(self, slot: Slot, generation: str, links: Mapping[Path, str]) -> None:
         if not self.exists(slot.pool, generation):
-            raise DomusError(f"{slot.name}: there is no complete generation {generation}",
-                             hint="`./domus generations` lists them")
+            raise DomusError(
+                f"{slot.name}: there is no complete generation {generation}",
+                hint="`./domus generations` lists them",
+            )
         active = self.active_link(slot)
         replace_link(active, os.path.relpath(self.path(slot.pool, generation), active.parent))
         for link, member in links.items():
@@ -272,15 +286,19 @@ class Store:
             state = self.state(slot)
             current = self.active(slot)
             if current is None:
-                raise DomusError(f"{slot.name}: nothing is active yet, so nothing to roll back",
-                                 hint="build it first: `./domus build`")
+                raise DomusError(
+                    f"{slot.name}: nothing is active yet, so nothing to roll back",
+                    hint="build it first: `./domus build`",
+                )
             stack = state.stack[:-1]
             while stack and (stack[-1] == current or not self.exists(slot.pool, stack[-1])):
                 stack.pop()
             if not stack:
-                raise DomusError(f"{slot.name}: no earlier generation to go back to",
-                                 hint="`./domus generations` lists them; "
-                                 "`./domus activate` makes any of them active")
+                raise DomusError(
+                    f"{slot.name}: no earlier generation to go back to",
+                    hint="`./domus generations` lists them; "
+                    "`./domus activate` makes any of them active",
+                )
             target = stack[-1]
             self._point(slot, target, links)
             state.stack = stack
@@ -293,8 +311,10 @@ class Store:
             state = self.state(slot)
             active = self.active(slot)
             if pinned and active is None:
-                raise DomusError(f"{slot.name}: nothing is active yet, so nothing to pin",
-                                 hint="build it first: `./domus build`")
+                raise DomusError(
+                    f"{slot.name}: nothing is active yet, so nothing to pin",
+                    hint="build it first: `./domus build`",
+                )
             state.pinned = pinned
             self._save(slot, state)
             return active

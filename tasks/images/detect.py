@@ -21,7 +21,8 @@ def detect_fs(image: Path) -> str | None:
         for superblock in FFS_SUPERBLOCKS:
             f.seek(superblock + FFS_MAGIC_OFFSET)
             raw = f.read(4)
-            if len(raw) == 4 and any(int.from_bytes(raw, order) in FFS_MAGICS
-                                     for order in ("little", "big")):
+            if len(raw) == 4 and any(
+                int.from_bytes(raw, order) in FFS_MAGICS for order in ("little", "big")
+            ):
                 return "ffs"
     return None

@@ -16,8 +16,9 @@ from tasks.log import timed
 from tasks.tree import Tree
 
 
-def write_encrypted_image(tree: Tree, fs: str, size: int, dest: Path, params: Params,
-                          passphrase: bytes | None) -> None:
+def write_encrypted_image(
+    tree: Tree, fs: str, size: int, dest: Path, params: Params, passphrase: bytes | None
+) -> None:
     plain = dest.with_name(dest.name + ".plain")
     try:
         write_image(tree, fs, size, plain)

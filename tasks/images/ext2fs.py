@@ -24,13 +24,35 @@ def write_ext2fs(tree: Tree, size: int, dest: Path) -> None:
     with open(dest, "wb") as image:
         image.truncate(size)
     try:
-        run_tool(["mke2fs", "-q", "-F", "-t", "ext2", "-r", "1", "-O", FEATURES, "-I", "128",
-                  "-b", "4096" if size >= (64 << 20) else "1024",
-                  "-E", "root_owner=0:0", "-d", str(tree.staging), str(dest)], dest.name)
+        run_tool(
+            [
+                "mke2fs",
+                "-q",
+                "-F",
+                "-t",
+                "ext2",
+                "-r",
+                "1",
+                "-O",
+                FEATURES,
+                "-I",
+                "128",
+                "-b",
+                "4096" if size >= (64 << 20) else "1024",
+                "-E",
+                "root_owner=0:0",
+                "-d",
+                str(tree.staging),
+                str(dest),
+            ],
+            dest.name,
+        )
     except DomusError as error:
         if "No space" in error.message or "Could not allocate" in error.message:
-            raise DomusError(f"{dest.name}: the files do not fit in {format_size(size)}",
-                             hint="raise the image's `size` in the site file") from error
+            raise DomusError(
+                f"{dest.name}: the files do not fit in {format_size(size)}",
+                hint="raise the image's `size` in the site file",
+            ) from error
         raise
     run_tool(["debugfs", "-w", "-f", "-", str(dest)], dest.name, stdin=metadata_commands(tree))
 
@@ -44,6 +66,6 @@ def _commands(path: str, entry: Entry) -> str:
     if '"' in name or "\n" in name:
         raise DomusError(f"{name!r}: ext2fs images cannot hold this name", hint="use ffs")
     mode = _TYPE_BITS[entry.type] | entry.mode
-    return (f'sif "{name}" mode 0{mode:o}\n'
-            f'sif "{name}" uid {entry.uid}\n'
-            f'sif "{name}" gid {entry.gid}\n')
+    return (
+        f'sif "{name}" mode 0{mode:o}\nsif "{name}" uid {entry.uid}\nsif "{name}" gid {entry.gid}\n'
+    )

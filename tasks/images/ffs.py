@@ -22,8 +22,22 @@ def write_ffs(tree: Tree, size: int, dest: Path) -> None:
     spec = dest.with_name(dest.name + ".spec")
     write_spec(tree.walk(), spec)
     try:
-        argv = ["makefs", "-t", "ffs", "-B", "le", "-o", "version=1", "-s", str(size),
-                "-F", str(spec), "-x", str(dest), str(tree.staging)]
+        argv = [
+            "makefs",
+            "-t",
+            "ffs",
+            "-B",
+            "le",
+            "-o",
+            "version=1",
+            "-s",
+            str(size),
+            "-F",
+            str(spec),
+            "-x",
+            str(dest),
+            str(tree.staging),
+        ]
         with timed(f"{dest.name}: makefs"):
             run_tool(argv, f"{dest.name}")
     except DomusError as error:

@@ -8,8 +8,9 @@ from collections.abc import Sequence
 
 from tasks.errors import DomusError
 
-_E2FSPROGS = ("install e2fsprogs: Debian `apt-get install e2fsprogs`, "
-              "NetBSD `pkgin install e2fsprogs`")
+_E2FSPROGS = (
+    "install e2fsprogs: Debian `apt-get install e2fsprogs`, NetBSD `pkgin install e2fsprogs`"
+)
 INSTALL_HINT = {
     "makefs": "install it: Debian `apt-get install makefs`; NetBSD has it in the base system",
     "mke2fs": _E2FSPROGS,

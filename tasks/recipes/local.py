@@ -40,8 +40,7 @@ def restore_vanilla_rc(local: Tree) -> None:
         local.remove(HOOK.lstrip("/"))
 
 
-def write_local_templates(local: Tree, templates: Templates,
-                          context: Mapping[str, object]) -> None:
+def write_local_templates(local: Tree, templates: Templates, context: Mapping[str, object]) -> None:
     write_templates(local, templates, "local", context)
 
 
@@ -75,14 +74,19 @@ class ManagedFile:
     mode: int | None
 
 
-def managed_files(templates: Templates, context: Mapping[str, object],
-                  rc_vars: Mapping[str, str], rc_conf: str | None) -> list[ManagedFile]:
+def managed_files(
+    templates: Templates,
+    context: Mapping[str, object],
+    rc_vars: Mapping[str, str],
+    rc_conf: str | None,
+) -> list[ManagedFile]:
     """What converging an existing local image makes true: the `local/` templates rendered as
     the build renders them, and its own rc.conf (`rc_conf`, None if it has none) edited as
     the build edits it. Every other file in the image is the domU's."""
     rendered = render_group(templates, "local", context)
-    files = [ManagedFile(item.path, item.text, item.mode) for item in rendered
-             if item.path != RC_CONF]
+    files = [
+        ManagedFile(item.path, item.text, item.mode) for item in rendered if item.path != RC_CONF
+    ]
     # a site template of rc.conf is written first and then edited, as in setup_local
     template = next((item for item in rendered if item.path == RC_CONF), None)
     base = template.text if template is not None else rc_conf or ""
@@ -94,8 +98,13 @@ def managed_files(templates: Templates, context: Mapping[str, object],
     return files
 
 
-def setup_local(root: Tree, staging: Path, templates: Templates,
-                context: Mapping[str, object], rc_vars: Mapping[str, str]) -> Tree:
+def setup_local(
+    root: Tree,
+    staging: Path,
+    templates: Templates,
+    context: Mapping[str, object],
+    rc_vars: Mapping[str, str],
+) -> Tree:
     local = Tree.empty(staging)
     copy_mutable_dirs(root, local)
     restore_vanilla_rc(local)

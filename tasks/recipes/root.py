@@ -31,16 +31,19 @@ def install_kernel(tree: Tree, kernel: Path) -> None:
 def prepare_mfs_dev(tree: Tree) -> None:
     """Leave /dev with MAKEDEV alone: with no /dev/console, init(8) makes a memory /dev."""
     if "dev/MAKEDEV" not in tree:
-        raise DomusError("the root tree has no /dev/MAKEDEV",
-                         hint="use a tree or sets with NetBSD's /dev/MAKEDEV (base and etc sets)")
+        raise DomusError(
+            "the root tree has no /dev/MAKEDEV",
+            hint="use a tree or sets with NetBSD's /dev/MAKEDEV (base and etc sets)",
+        )
     for path in [p for p, _ in tree.walk("dev") if p.count("/") == 1 and p != "dev/MAKEDEV"]:
         tree.remove(path)
 
 
 def patch_makedev(tree: Tree, add: Sequence[str], remove: Sequence[str]) -> None:
     """MAKEDEV's `init` target makes the devices a domU needs and none it never has."""
-    tree.replace_text("dev/MAKEDEV", _edit(tree, "dev/MAKEDEV",
-                                           lambda text: patch_init_target(text, add, remove)))
+    tree.replace_text(
+        "dev/MAKEDEV", _edit(tree, "dev/MAKEDEV", lambda text: patch_init_target(text, add, remove))
+    )
 
 
 def make_mount_points(tree: Tree) -> None:
@@ -82,9 +85,15 @@ def install_local_cgd_params(tree: Tree, params: Mapping[str, Path]) -> None:
         tree.write_bytes(f"{CGD_PARAMS_DIR}/{name}-local", source.read_bytes(), mode=0o600)
 
 
-def setup_root(tree: Tree, kernel: Path, makedev_add: Sequence[str],
-               makedev_remove: Sequence[str], templates: Templates,
-               context: Mapping[str, object], local_cgd_params: Mapping[str, Path]) -> Tree:
+def setup_root(
+    tree: Tree,
+    kernel: Path,
+    makedev_add: Sequence[str],
+    makedev_remove: Sequence[str],
+    templates: Templates,
+    context: Mapping[str, object],
+    local_cgd_params: Mapping[str, Path],
+) -> Tree:
     install_kernel(tree, kernel)
     prepare_mfs_dev(tree)
     patch_makedev(tree, makedev_add, makedev_remove)

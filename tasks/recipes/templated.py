@@ -37,15 +37,17 @@ class Rendered:
     mode: int
 
 
-def render_group(templates: Templates, group: str,
-                 context: Mapping[str, object]) -> list[Rendered]:
+def render_group(templates: Templates, group: str, context: Mapping[str, object]) -> list[Rendered]:
     """Every template below `group/`, rendered: what a build writes and a converge compares."""
-    return [Rendered(path, templates.render(f"{group}/{path}", context), file_mode(path))
-            for path in templates.names(group)]
+    return [
+        Rendered(path, templates.render(f"{group}/{path}", context), file_mode(path))
+        for path in templates.names(group)
+    ]
 
 
-def write_templates(tree: Tree, templates: Templates, group: str,
-                    context: Mapping[str, object]) -> list[str]:
+def write_templates(
+    tree: Tree, templates: Templates, group: str, context: Mapping[str, object]
+) -> list[str]:
     """Render each template below `group/` to the same path in the tree; returns the paths."""
     written = []
     for item in render_group(templates, group, context):

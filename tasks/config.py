@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import json
 import os
+import platform
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -31,9 +32,11 @@ from tasks.settings import (
     Found,
     Layer,
     Problem,
+    default_vif,
     read_layer,
     reference_markdown,
     resolve,
+    this_dom0,
 )
 from tasks.urls import Download, Url, local_files
 
@@ -149,6 +152,7 @@ class Site:
     domus: tuple[DomU, ...]  # in file order
     blockdev: BlockdevSpec = BlockdevSpec()
     generations: GenerationsSpec = GenerationsSpec()
+    dom0: str = "netbsd"  # the system of the dom0 the domUs run on: netbsd or linux
 
 
 class ConfigError(DomusError):
@@ -240,6 +244,7 @@ def _read_site(top: MappingNode, absolute: Path, ctx: Context) -> Site | None:
     defaults = _value(layer, "defaults") or Layer()
     entries: tuple[DomainEntry, ...] = _value(layer, "domains") or ()
     _check_root_source(layer, ctx)
+    _check_dom0(top, layer, ctx)
     _check_downloads(layer, ctx)
     _check_makedev(layer, ctx)
     for domain_layer in (defaults, *(entry.layer for entry in entries)):
@@ -289,6 +294,17 @@ def _check_root_source(layer: Layer, ctx: Context) -> None:
             metalog.line,
             metalog.key,
             "only allowed with 'tree'; set tarballs and images carry their own owners and modes",
+        )
+
+
+def _check_dom0(top: MappingNode, layer: Layer, ctx: Context) -> None:
+    """Unset, `dom0` is this host's system, which must then be one a dom0 runs."""
+    if "dom0" not in layer.values and this_dom0() is None:
+        ctx.report(
+            top,
+            "dom0",
+            f"required on {platform.system() or 'this system'}, which is not a dom0 domus "
+            "knows; set dom0: netbsd or dom0: linux (the system the domUs run on)",
         )
 
 
@@ -446,6 +462,8 @@ def _build_site(
     locks = get("locks") or output / "locks"
     keys = get("keys")
     keys = keys if isinstance(keys, Path) else ctx.path(str(keys))
+    dom0 = get("dom0") or this_dom0()
+    assert isinstance(dom0, str)  # _check_dom0 reported a host that is neither
     return Site(
         path=absolute,
         output=output,
@@ -453,11 +471,12 @@ def _build_site(
         locks=locks,
         keys=keys,
         root=_build_root(layer, output / "cache" / "downloads"),
-        domus=tuple(_build_domu(entry, defaults) for entry in entries),
+        domus=tuple(_build_domu(entry, defaults, dom0) for entry in entries),
         blockdev=BlockdevSpec(
             backend=get("blockdev.backend"), units=get("blockdev.units"), wait=get("blockdev.wait")
         ),
         generations=GenerationsSpec(keep=get("generations.keep")),
+        dom0=dom0,
     )
 
 
@@ -489,18 +508,19 @@ def _build_root(layer: Layer, downloads: Path) -> RootSpec:
     )
 
 
-def _build_domu(entry: DomainEntry, defaults: Layer) -> DomU:
+def _build_domu(entry: DomainEntry, defaults: Layer, dom0: str) -> DomU:
     layers = (entry.layer, defaults)
 
     def get(key: str) -> object:
         return resolve(DOMAIN, key, layers)
 
     cipher = get("swap.cipher")
+    vif = get("vif")  # an empty list is no network, not the default
     return DomU(
         name=entry.name,
         memory=get("memory"),
         vcpus=get("vcpus"),
-        vif=get("vif"),
+        vif=default_vif(dom0) if vif is None else vif,
         rc_conf=_rc_conf(entry, defaults),
         local=ImageSpec(
             size=get("local.size"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import platform
 import re
 import stat
 from collections.abc import Iterable, Sequence
@@ -680,6 +681,24 @@ CIPHERS = {
 DEFAULT_CIPHER = "aes-xts"
 # Ciphers domus can write itself (it encrypts local.img at build time): not adiantum.
 LOCAL_CIPHERS = {name: c for name, c in CIPHERS.items() if name != "adiantum"}
+# The systems a dom0 runs, as the `dom0` setting names them (platform.system(), lowercased)
+DOM0_SYSTEMS = ("netbsd", "linux")
+# The bridge a domU's vif joins unless its vif spec says otherwise: NetBSD's vif-bridge
+# script adds the vif to the bridge it is named (under `sh -e`, so a missing one fails
+# `xl create`) and NetBSD calls bridges bridgeN; Linux dom0s conventionally use xenbr0.
+DEFAULT_BRIDGE = {"netbsd": "bridge0", "linux": "xenbr0"}
+
+
+def this_dom0() -> str | None:
+    """The `dom0` value of this host's system; None on a system that is neither."""
+    system = platform.system().lower()
+    return system if system in DOM0_SYSTEMS else None
+
+
+def default_vif(dom0: str) -> tuple[str, ...]:
+    return (f"bridge={DEFAULT_BRIDGE[dom0]}",)
+
+
 # Who opens an encrypted local.img at boot: nobody (plain), the dom0 (cgd on the dom0,
 # key in the key directory), or the domU (a passphrase typed on its console).
 LOCAL_ENCRYPTION = ("none", "dom0", "domu")
@@ -726,7 +745,7 @@ DEVICE_PATTERN = Word(
 )
 VIF = Word(
     r"[^\"'\n\r]*",
-    "an xl vif spec such as 'bridge=xenbr0', without quote characters or newlines",
+    "an xl vif spec such as 'bridge=bridge0', without quote characters or newlines",
     "xl vif spec",
 )
 
@@ -736,9 +755,12 @@ DOMAIN = Table(
         Setting("vcpus", Integer(1, 64), 1, "Number of virtual CPUs"),
         Setting(
             "vif",
-            ListOf(VIF, "a list of xl vif specs such as ['bridge=xenbr0']"),
-            ("bridge=xenbr0",),
-            "Network interfaces, as xl vif specs",
+            ListOf(VIF, "a list of xl vif specs such as ['bridge=bridge0']"),
+            None,
+            "Network interfaces, as xl vif specs; the bridge must exist on the dom0",
+            default_doc=", ".join(
+                f"bridge={bridge} ({dom0} dom0)" for dom0, bridge in DEFAULT_BRIDGE.items()
+            ),
         ),
         Setting(
             "rc_conf",
@@ -840,6 +862,14 @@ SITE = Table(
             None,
             "Lock directory",
             default_doc="<output>/locks",
+        ),
+        Setting(
+            "dom0",
+            Choice(DOM0_SYSTEMS),
+            None,
+            "The system of the dom0 the domUs run on: it picks the default vif bridge and "
+            "what `./domus check` asks of the dom0",
+            default_doc="this host's system",
         ),
         Group("generations", "Generations of root.img and pkg.img, kept for rollback"),
         Setting(

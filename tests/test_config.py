@@ -1,5 +1,6 @@
 import dataclasses
 import json
+import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -112,6 +113,7 @@ def domu(name: str, **changes: object) -> DomU:
 
 FULL_SITE = """\
 output: ../build
+dom0: netbsd
 templates: ../inputs/templates
 locks: null
 root:
@@ -214,22 +216,27 @@ def test_full_site_loads_into_the_exact_model(tmp_path: Path, inputs: Path) -> N
                 swap=SwapSpec(128 * MiB, "aes-cbc", 128),
             ),
         ),
+        dom0="netbsd",
     )
 
 
-def test_minimal_site_takes_every_default(tmp_path: Path, inputs: Path) -> None:
-    path = write_site(
-        tmp_path,
-        dedent("""\
-            root:
-              source: {sets: [../inputs/sets/base.tgz, ../inputs/sets/etc.tar.xz]}
-              kernel: ../inputs/netbsd-XEN3_DOMU
-              size: 1g
-            domains:
-              www1:
-            """),
-    )
+MINIMAL_SITE = """\
+root:
+  source: {sets: [../inputs/sets/base.tgz, ../inputs/sets/etc.tar.xz]}
+  kernel: ../inputs/netbsd-XEN3_DOMU
+  size: 1g
+domains:
+  www1:
+"""
+
+
+def test_minimal_site_takes_every_default(
+    tmp_path: Path, inputs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(platform, "system", lambda: "NetBSD")
+    path = write_site(tmp_path, MINIMAL_SITE)
     site = load_site(path)
+    assert site.dom0 == "netbsd"
     assert site.output == tmp_path / "config" / "build"
     assert site.locks == tmp_path / "config" / "build" / "locks"
     assert site.templates is None
@@ -245,7 +252,51 @@ def test_minimal_site_takes_every_default(tmp_path: Path, inputs: Path) -> None:
         makedev_add=MAKEDEV_ADD,
         makedev_remove=MAKEDEV_REMOVE,
     )
-    assert site.domus == (domu("www1"),)
+    # NetBSD's vif-bridge adds the vif to the named bridge: there they are called bridgeN
+    assert site.domus == (domu("www1", vif=("bridge=bridge0",)),)
+
+
+@pytest.mark.parametrize(
+    ("system", "written", "dom0", "vif"),
+    [
+        ("Linux", "", "linux", ("bridge=xenbr0",)),
+        ("Linux", "dom0: netbsd\n", "netbsd", ("bridge=bridge0",)),
+        ("NetBSD", "dom0: linux\n", "linux", ("bridge=xenbr0",)),
+        ("FreeBSD", "dom0: netbsd\n", "netbsd", ("bridge=bridge0",)),
+    ],
+)
+def test_dom0_defaults_to_this_host_and_picks_the_default_bridge(
+    tmp_path: Path,
+    inputs: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    system: str,
+    written: str,
+    dom0: str,
+    vif: tuple[str, ...],
+) -> None:
+    monkeypatch.setattr(platform, "system", lambda: system)
+    site = load_site(write_site(tmp_path, written + MINIMAL_SITE))
+    assert site.dom0 == dom0
+    assert site.domus[0].vif == vif
+
+
+def test_a_vif_written_or_emptied_is_kept_on_any_dom0(tmp_path: Path, inputs: Path) -> None:
+    text = "dom0: netbsd\n" + MINIMAL_SITE.replace(
+        "  www1:\n", "  www1: {vif: []}\n  db1: {vif: [bridge=xenbr0]}\n"
+    )
+    site = load_site(write_site(tmp_path, text))
+    assert [d.vif for d in site.domus] == [(), ("bridge=xenbr0",)]
+
+
+def test_dom0_must_be_set_on_a_host_that_is_no_dom0(
+    tmp_path: Path, inputs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(platform, "system", lambda: "FreeBSD")
+    path = write_site(tmp_path, MINIMAL_SITE)
+    assert problems(path) == [
+        f"{path}:1: dom0: required on FreeBSD, which is not a dom0 domus knows; "
+        "set dom0: netbsd or dom0: linux (the system the domUs run on)"
+    ]
 
 
 def test_the_model_is_frozen_and_uses_tuples(tmp_path: Path, inputs: Path) -> None:
@@ -488,11 +539,11 @@ DOMAIN_PROBLEMS = [
     # types
     (
         "{vif: bridge=xenbr0}",
-        "vif: expected a list of xl vif specs such as ['bridge=xenbr0'], got 'bridge=xenbr0'",
+        "vif: expected a list of xl vif specs such as ['bridge=bridge0'], got 'bridge=xenbr0'",
     ),
     (
         """{vif: ['bridge=xenbr0', 'mac="x"']}""",
-        "vif[1]: expected an xl vif spec such as 'bridge=xenbr0', without quote characters "
+        "vif[1]: expected an xl vif spec such as 'bridge=bridge0', without quote characters "
         """or newlines, got 'mac="x"'""",
     ),
     (
@@ -637,7 +688,7 @@ def test_problems_point_at_the_line_of_the_value(tmp_path: Path, inputs: Path) -
             """),
     )
     assert problems(path) == [
-        f"{path}:9: domains.www1.vif[1]: expected an xl vif spec such as 'bridge=xenbr0', "
+        f"{path}:9: domains.www1.vif[1]: expected an xl vif spec such as 'bridge=bridge0', "
         """without quote characters or newlines, got "bridge=xenbr1,script='x'\"""",
         f"{path}:13: domains.www1.rc_conf.ntpd: "
         "expected a string, an integer or yes/no, got a list",
@@ -739,7 +790,7 @@ def test_duplicate_keys_inside_an_entry_are_reported(tmp_path: Path, inputs: Pat
         (
             "outptu: x\ndomains: {www1: }\n",
             "5: outptu: unknown key; did you mean 'output'? "
-            "expected one of: output, templates, keys, locks, generations, blockdev, root, "
+            "expected one of: output, templates, keys, locks, dom0, generations, blockdev, root, "
             "defaults, domains",
         ),
         (
@@ -751,6 +802,10 @@ def test_duplicate_keys_inside_an_entry_are_reported(tmp_path: Path, inputs: Pat
             "5: output: expected a directory, but INPUTS/netbsd-XEN3_DOMU is not one",
         ),
         ("output: 12\ndomains: {www1: }\n", "5: output: expected the path of a directory, got 12"),
+        (
+            "dom0: freebsd\ndomains: {www1: }\n",
+            "5: dom0: expected one of netbsd, linux, got 'freebsd'",
+        ),
     ],
 )
 def test_bad_site_setting(tmp_path: Path, inputs: Path, tail: str, expected: str) -> None:

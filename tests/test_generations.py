@@ -8,7 +8,9 @@ import time
 
 import pytest
 
-from tasks.generations.running import Domain, in_use
+from tasks.errors import DomusError
+from tasks.generations import running
+from tasks.generations.running import Domain, find_xl, in_use, no_hypervisor_here, running_domains
 from tasks.generations.slots import ROOT
 from tasks.generations.state import SlotState, save_state
 from tasks.generations.store import Store
@@ -261,6 +263,77 @@ def test_gc_stops_when_xl_cannot_say_what_runs(site, tmp_path):
     assert run.returncode == 1
     assert "`xl list -l` failed (exit 1): xl: permission denied" in run.stderr
     assert len(generations(site, "root")) == 2
+
+
+# What xl prints on a host without a hypervisor: Debian's wrapper (/usr/sbin/xl), and the
+# xl binary itself, whose xencall finds no privcmd device (Linux and NetBSD alike).
+NO_HYPERVISOR_XL = {
+    "debian-wrapper": "ERROR:  Can't find hypervisor information in sysfs!",
+    "xencall": "xencall: error: Could not obtain handle on privileged command interface: "
+    "No such file or directory\nlibxl: error: libxl.c:102:libxl_ctx_alloc: cannot open libxc "
+    "handle: No such file or directory\ncannot init xl context",
+}
+needs_no_hypervisor = pytest.mark.skipif(
+    not no_hypervisor_here(), reason="this host runs on Xen: domUs may run here"
+)
+
+
+def failing_xl(directory, message: str) -> dict[str, str]:
+    """An `xl` that fails as xl does on a host without a hypervisor; the PATH to use it."""
+    directory.mkdir()
+    (directory / "xl").write_text(f"#!/bin/sh\ncat >&2 <<'EOF'\n{message}\nEOF\nexit 1\n")
+    (directory / "xl").chmod(0o755)
+    return {"PATH": f"{directory}:{os.environ['PATH']}"}
+
+
+def two_generations_keep_one(site) -> None:
+    change_root_template(site, "# 2\n")
+    site.build()
+    site.data["generations"] = {"keep": 1}
+    site.save()
+
+
+@needs_no_hypervisor
+@pytest.mark.parametrize("message", NO_HYPERVISOR_XL.values(), ids=NO_HYPERVISOR_XL.keys())
+def test_gc_where_xl_finds_no_hypervisor_collects_as_if_nothing_runs(site, tmp_path, message):
+    two_generations_keep_one(site)
+    run = domus(site, "gc", env=failing_xl(tmp_path / "xl", message))
+    assert run.returncode == 0, run.stderr
+    assert "removed 1 generation (" in run.stdout
+    assert generations(site, "root") == {active(site)}
+
+
+@needs_no_hypervisor
+@pytest.mark.skipif(find_xl() is None, reason="xl is not installed (Debian: xen-utils)")
+def test_gc_with_the_real_xl_on_a_host_without_hypervisor(site):
+    two_generations_keep_one(site)
+    run = domus(site, "gc")
+    assert run.returncode == 0, run.stderr
+    assert "removed 1 generation (" in run.stdout
+
+
+def test_xl_saying_no_hypervisor_on_a_xen_host_still_stops(tmp_path, monkeypatch):
+    # the message alone is not enough: this system must show no Xen either
+    xen = tmp_path / "type"
+    xen.write_text("xen\n")
+    monkeypatch.setattr(running.sys, "platform", "linux")
+    monkeypatch.setattr(running, "HYPERVISOR_TYPE", xen)
+    monkeypatch.setenv("PATH", failing_xl(tmp_path / "xl", NO_HYPERVISOR_XL["xencall"])["PATH"])
+    with pytest.raises(DomusError, match=r"(?s)`xl list -l` failed .*cannot init xl context"):
+        running_domains()
+    xen.write_text("kvm\n")
+    assert running_domains() == []
+
+
+def test_on_netbsd_no_privcmd_means_no_hypervisor(tmp_path, monkeypatch):
+    privcmd = tmp_path / "privcmd"
+    monkeypatch.setattr(running.sys, "platform", "netbsd10")
+    monkeypatch.setattr(running, "PRIVCMD", privcmd)
+    monkeypatch.setenv("PATH", failing_xl(tmp_path / "xl", NO_HYPERVISOR_XL["xencall"])["PATH"])
+    assert running_domains() == []
+    privcmd.touch()
+    with pytest.raises(DomusError, match="Could not obtain handle"):
+        running_domains()
 
 
 def test_which_generation_a_domu_booted_from_its_start_time(tmp_path):

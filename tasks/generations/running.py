@@ -4,7 +4,9 @@ A domU opens its images when it is created and keeps them: after an activation i
 runs on the generation that was active when it started. `xl list -l` names each domain's
 disks (the stable paths of the xl configs), and `xl uptime` gives its start time; the
 slot's activation log then says which generation was active at that moment. A disk that
-names a generation directly is taken as it is. Without xl nothing can be running here.
+names a generation directly is taken as it is. Without xl nothing can be running here, and
+neither where xl is installed but no Xen hypervisor runs (a build host): xl fails there,
+and that failure alone is taken as "nothing runs".
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -35,6 +38,35 @@ class Domain:
     disks: tuple[str, ...]  # as the domain's config names them
 
 
+# Where each dom0 system shows that it runs on Xen: Linux publishes the hypervisor's type
+# in sysfs; NetBSD's toolstack talks to it through kernfs's privcmd.
+HYPERVISOR_TYPE = Path("/sys/hypervisor/type")
+PRIVCMD = Path("/kern/xen/privcmd")
+# What xl prints where there is no hypervisor: Debian's xl wrapper, which finds no Xen in
+# sysfs (or another hypervisor), and xencall, which finds no privcmd device to open.
+NO_HYPERVISOR = re.compile(
+    r"Can't find hypervisor information in sysfs"
+    r"|Hypervisor is not xen"
+    r"|Could not obtain handle on privileged command interface: No such file or directory"
+)
+
+
+class NoHypervisor(Exception):
+    """xl cannot reach a hypervisor because this system runs on none."""
+
+
+def no_hypervisor_here() -> bool:
+    """True where this system does not run on Xen, so no domU can run here."""
+    if sys.platform.startswith("linux"):
+        try:
+            return HYPERVISOR_TYPE.read_text().strip() != "xen"
+        except OSError:
+            return True
+    if sys.platform.startswith("netbsd"):
+        return not PRIVCMD.exists()
+    return False
+
+
 def find_xl() -> str | None:
     path = os.environ.get("PATH", "") + os.pathsep + os.pathsep.join(SBIN)
     return shutil.which("xl", path=path)
@@ -46,6 +78,10 @@ def _run(xl: str, *args: str) -> str:
     except (OSError, subprocess.TimeoutExpired) as error:
         raise DomusError(f"`xl {' '.join(args)}` failed: {error}") from None
     if done.returncode != 0:
+        # both must hold: a build host's xl says so, and the system shows no Xen either;
+        # any other failure (permission, xenstored down) still stops the caller
+        if NO_HYPERVISOR.search(done.stderr + done.stdout) and no_hypervisor_here():
+            raise NoHypervisor(done.stderr.strip())
         raise DomusError(
             f"`xl {' '.join(args)}` failed (exit {done.returncode}): "
             f"{(done.stderr or done.stdout).strip()}",
@@ -61,6 +97,8 @@ def running_domains() -> list[Domain]:
         return []
     try:
         listing = json.loads(_run(xl, "list", "-l") or "[]")
+    except NoHypervisor:
+        return []
     except ValueError as error:
         raise DomusError(
             f"`xl list -l` did not print JSON: {error}",

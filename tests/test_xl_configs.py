@@ -90,3 +90,15 @@ def test_xl_is_a_judge_that_can_say_no(xl, tmp_path):
     config.write_text('name = "a"\nkernel = "/k"\ndisk = [ \'vdev=xvda, acces=ro, target=/x\' ]\n')
     with pytest.raises(XlRejected, match="unknown parameter"):
         xl.parse(config)
+
+
+def test_xl_reads_paths_with_quotes_and_backslashes(tmp_path_factory, xl):
+    # an operator's directory name may hold what xl's quoted strings treat specially
+    site = Site(tmp_path_factory.mktemp("xl") / 'bob\'s "xen" \\ sites')
+    site.data["domains"]["www1"]["local"] = {"encrypt": "dom0"}
+    site.save()
+    site.build()
+    for name in NAMES:
+        domain = xl.parse(site.output / "xen" / f"{name}.cfg")
+        assert domain["b_info"]["kernel"] == str(site.output / "images" / "netbsd-XEN3_DOMU")
+        assert domain["disks"] == expected_disks(site, name)

@@ -751,6 +751,11 @@ def test_duplicate_keys_inside_an_entry_are_reported(tmp_path: Path, inputs: Pat
             "5: output: expected a directory, but INPUTS/netbsd-XEN3_DOMU is not one",
         ),
         ("output: 12\ndomains: {www1: }\n", "5: output: expected the path of a directory, got 12"),
+        (
+            "output: ../a,b\ndomains: {www1: }\n",
+            "5: output: expected a directory without a comma (xl ends a disk spec's "
+            "script= at one, and block-domus-cgd its local.img), got '../a,b'",
+        ),
     ],
 )
 def test_bad_site_setting(tmp_path: Path, inputs: Path, tail: str, expected: str) -> None:

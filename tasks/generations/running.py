@@ -4,7 +4,8 @@ A domU opens its images when it is created and keeps them: after an activation i
 runs on the generation that was active when it started. `xl list -l` names each domain's
 disks (the stable paths of the xl configs), and `xl uptime` gives its start time; the
 slot's activation log then says which generation was active at that moment. A disk that
-names a generation directly is taken as it is. Without xl nothing can be running here.
+names a generation directly is taken as it is. Without xl, or where xl finds no
+hypervisor, nothing can be running here.
 """
 
 from __future__ import annotations
@@ -24,6 +25,13 @@ from tasks.generations.slots import POOLS, ROOT, Slot
 from tasks.generations.store import Store
 
 SBIN = ("/usr/sbin", "/sbin", "/usr/pkg/sbin", "/usr/local/sbin")
+# xl's answer on a host Xen did not boot, where no domU can be running: Debian's wrapper
+# finds no hypervisor in sysfs; xl itself finds no privcmd device (a dom0 where xl is not
+# allowed says "Permission denied" instead, and that stays an error)
+NO_HYPERVISOR = re.compile(
+    r"Can't find hypervisor information in sysfs"
+    r"|privileged command interface: No such file or directory"
+)
 # `xl uptime`: "%-33s %4d %s" with an uptime of "[N day[s], ]H:MM:SS"
 UPTIME = re.compile(r"^(\S+)\s+(\d+)\s+(?:(\d+) days?,\s*)?(\d+):(\d\d):(\d\d)\s*$")
 
@@ -40,11 +48,17 @@ def find_xl() -> str | None:
     return shutil.which("xl", path=path)
 
 
+class NoHypervisor(Exception):
+    pass
+
+
 def _run(xl: str, *args: str) -> str:
     try:
         done = subprocess.run([xl, *args], capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired) as error:
         raise DomusError(f"`xl {' '.join(args)}` failed: {error}") from None
+    if done.returncode != 0 and NO_HYPERVISOR.search(done.stderr):
+        raise NoHypervisor
     if done.returncode != 0:
         raise DomusError(
             f"`xl {' '.join(args)}` failed (exit {done.returncode}): "
@@ -55,12 +69,14 @@ def _run(xl: str, *args: str) -> str:
 
 
 def running_domains() -> list[Domain]:
-    """Every running domU with its disks and start time; none without xl."""
+    """Every running domU with its disks and start time; none without xl or a hypervisor."""
     xl = find_xl()
     if xl is None:
         return []
     try:
         listing = json.loads(_run(xl, "list", "-l") or "[]")
+    except NoHypervisor:
+        return []
     except ValueError as error:
         raise DomusError(
             f"`xl list -l` did not print JSON: {error}",

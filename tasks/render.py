@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterable, Mapping
 from functools import cache, cached_property
 from pathlib import Path
@@ -108,13 +109,21 @@ class Templates:
             ) from error
 
 
+def xl_escape(value: object) -> str:
+    """`value` for inside a quoted string of an xl config: xl reads a backslash as the start
+    of an escape, and a quote as the string's end."""
+    return re.sub(r"([\\'\"])", r"\\\1", str(value))
+
+
 @cache
 def _environment(search: tuple[str, ...]):
     from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-    return Environment(
+    env = Environment(
         loader=FileSystemLoader(list(search)),
         undefined=StrictUndefined,
         keep_trailing_newline=True,
         autoescape=False,
     )
+    env.filters["xl"] = xl_escape
+    return env

@@ -276,10 +276,17 @@ class Word(Kind):
 class PathKind(Kind):
     """A file or directory; relative to the site file's directory."""
 
-    def __init__(self, what: str, must_exist: bool = True, suffixes: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        what: str,
+        must_exist: bool = True,
+        suffixes: tuple[str, ...] = (),
+        no_comma: str = "",
+    ) -> None:
         self.what = what
         self.must_exist = must_exist
         self.suffixes = suffixes
+        self.no_comma = no_comma  # why a comma is refused, when it is
         self.type_doc = what
         self.expected = f"the path of a {what}"
 
@@ -287,6 +294,10 @@ class PathKind(Kind):
         value = ctx.scalar(node, self.expected)
         if not isinstance(value, str) or not value:
             raise self.fail(node)
+        if self.no_comma and "," in value:
+            raise Invalid(
+                f"expected a {self.what} without a comma ({self.no_comma}), got {got(node)}"
+            )
         if self.suffixes and not value.endswith(self.suffixes):
             endings = or_list(self.suffixes)
             raise Invalid(f"expected a file name ending in {endings}, got {got(node)}")
@@ -839,7 +850,13 @@ SITE = Table(
     [
         Setting(
             "output",
-            PathKind("directory", must_exist=False),
+            # the xl config of a domU whose local.img the dom0 opens names paths below it in
+            # a disk spec, where no comma can be written
+            PathKind(
+                "directory",
+                must_exist=False,
+                no_comma="xl ends a disk spec's script= at one, and block-domus-cgd its local.img",
+            ),
             "build",
             "Directory for everything built",
         ),

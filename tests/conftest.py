@@ -15,3 +15,15 @@ def netbsd_file():
         return (NETBSD / relpath).read_text()
 
     return read
+
+
+@pytest.fixture(scope="session")
+def xl(tmp_path_factory):
+    """xl's own parser (tests/xl.py); skips, saying how to install it, where xl is missing."""
+    from tests import xl as xl_module
+
+    reason = xl_module.missing()
+    if reason:
+        pytest.skip(reason)
+    stub = xl_module.build_stub(tmp_path_factory.mktemp("xl-stub"))
+    return xl_module.Xl(xl_module.xl_binary(), stub)

@@ -806,6 +806,11 @@ def test_duplicate_keys_inside_an_entry_are_reported(tmp_path: Path, inputs: Pat
             "dom0: freebsd\ndomains: {www1: }\n",
             "5: dom0: expected one of netbsd, linux, got 'freebsd'",
         ),
+        (
+            "output: ../a,b\ndomains: {www1: }\n",
+            "5: output: expected a directory without a comma (xl ends a disk spec's "
+            "script= at one, and block-domus-cgd its local.img), got '../a,b'",
+        ),
     ],
 )
 def test_bad_site_setting(tmp_path: Path, inputs: Path, tail: str, expected: str) -> None:

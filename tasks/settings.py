@@ -719,6 +719,14 @@ MAKEDEV_REMOVE = (
 )
 # fmt: on
 
+# Where rc.d/random_seed keeps the entropy seed: NetBSD's /var/db/entropy-file, reached
+# through /local. random_seed loads and saves only on a directory `df -G` calls ffs, ext2fs,
+# ...; /var is a null mount of /local/var, which df calls null, so the default path is
+# refused at every boot and shutdown. The same directory seen through /local is on /local's
+# own file system, made writable by rc.d/root before random_seed (after mountcritlocal) runs.
+LOCAL_MOUNT = "/local"
+ENTROPY_FILE = f"{LOCAL_MOUNT}/var/db/entropy-file"
+
 # The rc.conf variables every domU gets; the domain's name is added as `hostname`.
 RC_CONF_BUILTIN = (
     ("rc_configured", "YES"),
@@ -727,6 +735,7 @@ RC_CONF_BUILTIN = (
     ("savecore", "NO"),
     ("sendmail", "NO"),
     ("wscons", "NO"),
+    ("random_file", ENTROPY_FILE),
 )
 
 DEVICE = Word(r"[A-Za-z0-9_]+", "a MAKEDEV device name (letters, digits and '_')", "device name")

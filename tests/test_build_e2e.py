@@ -132,7 +132,7 @@ def test_local_fstab_rc_conf_d_and_swap(site):
         "iv-method encblkno1;",
         "keylength 256;",
         "verify_method none;",
-        "keygen randomkey;",
+        "keygen urandomkey;",
     ]
     assert local.stat("etc/cgd/xbd1d").mode == 0o600
     assert local.stat("etc/cgd").mode == 0o700
@@ -157,6 +157,7 @@ def test_rc_conf_gets_the_managed_variables_and_keeps_the_rest(site):
         "savecore=NO",
         "sendmail=NO",
         "wscons=NO",
+        "random_file=/local/var/db/entropy-file",
         "hostname=www1",
         'ifconfig_xennet0="inet 192.0.2.11 netmask 255.255.255.0"',
         "httpd=YES",
@@ -165,6 +166,9 @@ def test_rc_conf_gets_the_managed_variables_and_keeps_the_rest(site):
     ]:
         assert expected in lines
     assert "rc_configured=NO" not in lines
+    # rc.d/random_seed saves the seed there: it must be a root-owned directory
+    seed_dir = local_reader(site, "www1").stat("var/db")
+    assert (seed_dir.mode, seed_dir.uid) == (0o755, 0)
 
 
 def test_ttys_console_only_and_crontab_without_daily_weekly(site):

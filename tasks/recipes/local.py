@@ -15,7 +15,7 @@ from pathlib import Path
 from tasks.edits.crontab import disable_periodic
 from tasks.edits.rc import HOOK
 from tasks.edits.rcconf import set_rc_vars
-from tasks.edits.ttys import console_only
+from tasks.edits.ttys import domu_ttys
 from tasks.errors import DomusError
 from tasks.recipes.templated import ensure_dirs, render_group, write_templates
 from tasks.render import Templates
@@ -60,7 +60,7 @@ def edit_rc_conf(local: Tree, variables: Mapping[str, str]) -> None:
 
 
 def edit_ttys(local: Tree) -> None:
-    _edit(local, "etc/ttys", console_only)
+    _edit(local, "etc/ttys", domu_ttys)
 
 
 def edit_root_crontab(local: Tree) -> None:

@@ -73,7 +73,7 @@ def test_pre_hook_mounts_local_and_reexecutes_rc(root):
     hook = root.text("etc/rc.pre-hooks")
     # db1 keeps /local on ext2fs, the others on ffs: the shared hook tries both.
     assert "for _fs in ext2fs ffs; do" in hook
-    assert "if fsck_$_fs -p /dev/rxbd2a >/dev/null 2>&1; then" in hook
+    assert "if _domus_out=$(fsck_$_fs -p /dev/rxbd2a 2>&1); then" in hook
     assert "_domus_dev=xbd2a" in hook
     assert "mount -r -t $_domus_fs /dev/$_domus_dev /local" in hook
     assert "cgdconfig" not in hook  # no domU here keeps /local encrypted

@@ -9,6 +9,7 @@ from __future__ import annotations
 from tasks.config import DomU, Site
 from tasks.keyfiles import params_path
 from tasks.layout import Layout
+from tasks.recipes.root import CGD_PARAMS_DIR
 
 LOCAL_DEVICE = "xbd2a"
 LOCAL_DISK = "xbd2d"  # the whole disk: the raw partition on amd64 and i386
@@ -24,6 +25,7 @@ def root_context(site: Site) -> dict[str, object]:
         "local_cgd": LOCAL_CGD,
         "local_disk": LOCAL_DISK,
         "encrypted_locals": sorted(d.name for d in site.domus if d.local.encrypt == "domu"),
+        "cgd_params_dir": f"/{CGD_PARAMS_DIR}",
     }
 
 

@@ -722,21 +722,40 @@ MAKEDEV_ADD = (
     "tun0", "tun1", "tun2", "tun3", "tap", "tap0", "tap1", "tap2", "tap3", "kttcp", "vnd0",
 )
 
-# Hardware a Xen PV domU never has: consoles, floppies, IDE/SCSI/NVMe/RAID controllers (a
-# domU's disks are xbd, so ld goes too), printers, sound, PCI, GPIO, DRM and infrared.
-# Shell patterns, so that each matches what a release's MAKEDEV has and may match nothing.
+# Hardware a Xen PV domU never has, and drivers whose work belongs to the dom0. Shell
+# patterns, so that each matches what a release's MAKEDEV has and may match nothing. Kept on
+# purpose: cgd (encrypted swap and local.img), vnd, md, bpf, pf/npf/ipl, tun/tap, fss, dk
+# (wedges on an xbd), and the other pseudo-devices, which work the same in a domU.
 MAKEDEV_REMOVE = (
-    "wscons*", "fd[0-9]*", "wt[0-9]*", "wd[0-9]*", "sd[0-9]*", "flash[0-9]*",
+    # Consoles and serial lines: the domU's console is xencons; there is no wscons screen and
+    # no com(4) port, so tty0N/dty0N, the Cyclades/Cyclom cards and IrDA go.
+    "wscons*", "tty[0-9]*", "ttyCZ[0-9]*", "ttyCY[0-9]*", "cir[0-9]*", "irframe[0-9]*",
+    # Disk, tape and flash controllers: a domU's disks are xbd(4) (so ld goes too).
+    "fd[0-9]*", "wt[0-9]*", "wd[0-9]*", "sd[0-9]*", "flash[0-9]*",
     "st[0-9]*", "ch[0-9]*", "cd[0-9]*", "mcd[0-9]*",
     "amr[0-9]*", "iop[0-9]*", "mfi[0-9]*", "mlx[0-9]*", "mly[0-9]*", "dpti[0-9]*",
     "dpt[0-9]*", "twe[0-9]*", "nvme[0-9]*", "ld[0-9]*", "atabus[0-9]*",
+    "scsibus[0-9]*", "ses[0-9]*",
+    # RAIDframe and ccd: redundancy and concatenation of disks are the dom0's, which hands
+    # each domU whole xbd disks built on them.
+    "raid[0-9]*", "ccd[0-9]*",
+    # altmem is physical memory the pmap cannot map (an i386 PAE feature), absent in a domU.
+    "altmem*",
+    # Printers, scanners, sound, MIDI, joysticks, buses and graphics: no such hardware.
     "lpa[0-9]*", "lpt[0-9]*", "ss[0-9]*", "uk[0-9]*", "speaker*", "joy[0-9]*",
     "satlink[0-9]*", "audio*", "radio*", "music*", "rmidi[0-9]*", "pad*",
-    "scsibus[0-9]*", "ses[0-9]*", "bktr*", "ttyCZ[0-9]*", "ttyCY[0-9]*", "agp[0-9]*",
-    "pci[0-9]*", "cir[0-9]*", "irframe[0-9]*", "usbs*", "gpio*", "drm[0-9]*",
+    "bktr*", "agp[0-9]*", "pci[0-9]*", "usbs*", "gpio*", "drm[0-9]*",
     "video*", "dtv*", "hdmicec[0-9]*", "fw[0-9]*", "bthub*",
 )
 # fmt: on
+
+# Where rc.d/random_seed keeps the entropy seed: NetBSD's /var/db/entropy-file, reached
+# through /local. random_seed loads and saves only on a directory `df -G` calls ffs, ext2fs,
+# ...; /var is a null mount of /local/var, which df calls null, so the default path is
+# refused at every boot and shutdown. The same directory seen through /local is on /local's
+# own file system, made writable by rc.d/root before random_seed (after mountcritlocal) runs.
+LOCAL_MOUNT = "/local"
+ENTROPY_FILE = f"{LOCAL_MOUNT}/var/db/entropy-file"
 
 # The rc.conf variables every domU gets; the domain's name is added as `hostname`.
 RC_CONF_BUILTIN = (
@@ -746,6 +765,7 @@ RC_CONF_BUILTIN = (
     ("savecore", "NO"),
     ("sendmail", "NO"),
     ("wscons", "NO"),
+    ("random_file", ENTROPY_FILE),
 )
 
 DEVICE = Word(r"[A-Za-z0-9_]+", "a MAKEDEV device name (letters, digits and '_')", "device name")

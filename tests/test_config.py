@@ -50,6 +50,7 @@ BUILTIN_RC = (
     ("savecore", "NO"),
     ("sendmail", "NO"),
     ("wscons", "NO"),
+    ("random_file", "/local/var/db/entropy-file"),
 )
 
 # Four valid lines that open most bad sites below: their problems start on line 5.

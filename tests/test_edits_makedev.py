@@ -1,6 +1,8 @@
 import re
 import shutil
 import subprocess
+from collections.abc import Sequence
+from fnmatch import fnmatchcase
 
 import pytest
 
@@ -12,6 +14,8 @@ from tasks.edits.makedev import (
     restore_init_target,
 )
 from tasks.errors import EditError
+from tasks.settings import MAKEDEV_ADD, MAKEDEV_REMOVE
+from tests.conftest import NETBSD
 
 # The domU devices to add and the hardware to drop, as the site configuration lists them.
 ADD = [
@@ -398,3 +402,104 @@ def test_unclosed_init_arm(makedev):
     with pytest.raises(EditError) as caught:
         patch_init_target(makedev[:start] + "\ninit)\n\tmakedev all\n", ADD, REMOVE)
     assert "';;'" in caught.value.message
+
+
+# --- the real amd64 /dev/MAKEDEV, rewritten with the default lists ----------------------------
+
+REAL_MAKEDEV = NETBSD.parent / "dev" / "MAKEDEV"
+SHELLS = {"dash": ["dash"], "bash --posix": ["bash", "--posix"]}
+
+# What a domU needs at boot, written out by hand: the standard nodes, its consoles and event
+# channel, its disks and raw disks, ptys, and what cgd swap, vnconfig, pf, tunnels and ntpd use.
+MUST_HAVE = {
+    *("console", "constty", "null", "zero", "mem", "kmem", "klog", "ksyms", "drum"),
+    *("tty", "stdin", "stdout", "stderr", "fd/0", "random", "urandom"),
+    *("ptmx", "ptm", "pts", "ttyp0", "ptyp0"),
+    *("xencons", "xenevt", "xsd_kva"),
+    *(f"{raw}xbd{unit}{part}" for raw in ("", "r") for unit in range(5) for part in "ad"),
+    *("cgd0a", "rcgd0d", "cgd1a", "vnd0a", "rvnd0d", "md0a", "dk0", "fss0"),
+    *("bpf", "pf", "npf", "ipl", "tun0", "tun1", "tun2", "tun3"),
+    *("tap", "tap0", "tap1", "tap2", "tap3", "clockctl", "sysmon", "crypto", "kttcp"),
+}
+# Hardware init makes that a domU never has: none of it may be made.
+MUST_NOT_HAVE = {
+    *("tty00", "tty03", "dty00", "dty03", "ttyE0", "ttyEcfg", "wskbd0", "wsmouse0"),
+    *("raid0a", "rraid7d", "ccd0a", "rccd3d", "altmem0a", "raltmem1d"),
+    *("wd0a", "rsd7d", "fd0a", "rwt0", "ld0a", "nvme0", "audio", "lpt0", "pci0", "dri/card0"),
+}
+
+
+def spec_of(shell: str, makedev_text: str, targets: Sequence[str], tmp_path) -> dict[str, str]:
+    """Run ``MAKEDEV -s TARGET...`` in a copy under tmp_path: node name -> its spec line."""
+    work = tmp_path / f"dev-{len(list(tmp_path.iterdir()))}"
+    work.mkdir()
+    (work / "MAKEDEV").write_text(makedev_text)
+    result = subprocess.run(
+        [*SHELLS[shell], "./MAKEDEV", "-s", *targets],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+    )
+    assert (result.returncode, result.stderr) == (0, "")
+    assert sorted(p.name for p in work.iterdir()) == ["MAKEDEV"]  # -s makes no node
+    nodes = {}
+    for line in result.stdout.splitlines():
+        if line.startswith("./"):
+            name, _, rest = line.partition(" ")
+            nodes[name[2:]] = rest
+    return nodes
+
+
+def driver(spec_line: str) -> tuple[str, str] | None:
+    """A node's type and major number from its mtree spec line; None for a link or directory."""
+    fields = dict(field.split("=", 1) for field in spec_line.split())
+    if "device" not in fields:
+        return None
+    return fields["type"], fields["device"].split(",")[1]
+
+
+@pytest.fixture(params=sorted(SHELLS))
+def shell(request):
+    if shutil.which(SHELLS[request.param][0]) is None:
+        pytest.skip(f"needs {request.param}")
+    return request.param
+
+
+@pytest.fixture
+def real_makedev() -> str:
+    return REAL_MAKEDEV.read_text()
+
+
+def test_real_init_target_makes_what_a_domu_needs_and_no_hardware(shell, real_makedev, tmp_path):
+    patched = patch_init_target(real_makedev, MAKEDEV_ADD, MAKEDEV_REMOVE)
+    stock_words = arm_devices(init_arm(patch_init_target(real_makedev, [], []))[2])
+    removed = [w for w in stock_words if any(fnmatchcase(w, p) for p in MAKEDEV_REMOVE)]
+    assert {"tty0", "tty3", "raid0", "raid7", "ccd0", "ccd3", "altmem", "wscons"} <= set(removed)
+
+    stock = spec_of(shell, real_makedev, ["init"], tmp_path)
+    made = spec_of(shell, patched, ["init"], tmp_path)
+    removed_nodes = spec_of(shell, real_makedev, removed, tmp_path)
+    added_nodes = spec_of(shell, real_makedev, MAKEDEV_ADD, tmp_path)
+
+    # A removed driver's nodes are known by their major number, not their names: NetBSD's own
+    # hdmicec arm reads its unit into "uint" and names the node from "$unit", whatever the
+    # target run before it left there, so alone it makes "hdmicec" and in init "hdmicec0".
+    removed_drivers = {driver(line) for line in removed_nodes.values()} - {None}
+    kept = {
+        name
+        for name, line in stock.items()
+        if name not in removed_nodes and driver(line) not in removed_drivers
+    }
+    assert "hdmicec0" in stock.keys() - removed_nodes.keys() - kept
+    expected = kept | added_nodes.keys()
+    assert made.keys() == expected
+    assert made.keys() >= MUST_HAVE
+    assert not MUST_NOT_HAVE & made.keys()
+    assert stock.keys() >= MUST_NOT_HAVE
+    # Stock init does not make xbd4: it is there because the add list names it.
+    assert not {"xbd4a", "rxbd4d"} & stock.keys()
+    # Every node made is made as stock MAKEDEV makes it: same type, numbers, mode and owner.
+    assert all(made[name] == {**stock, **added_nodes}[name] for name in made)
+    assert len(made) < len(stock) // 2

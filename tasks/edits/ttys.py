@@ -1,9 +1,14 @@
-"""Leave the Xen console as the only terminal init(8) runs a getty on in a domU.
+"""Leave init(8) running getty only on the Xen console in a domU.
 
-A domU has no wscons screens and no serial ports, only the Xen console, which NetBSD reaches
-as ``console``; a getty on any other line could only fail and respawn. The ``console`` entry
-is therefore switched on and every other one off. NetBSD 9's ttys has ``console`` off and
-``constty`` on, older ones the reverse; both shapes are handled.
+A domU's one terminal is the Xen console (xencons). NetBSD reaches it through the
+``console`` and ``constty`` entries, and which of the two carries the getty is the release's
+choice: NetBSD 9 and later ship ``console`` off and ``constty`` on (constty follows whatever
+the real console is), older releases the reverse. Both lines are kept as they ship.
+
+Every other entry is switched off: the wscons screens (ttyE*) and the serial ports (tty0*,
+dty*), and any USB or multiport serial line a site added, name hardware a domU does not have
+(MAKEDEV's init target does not even make their nodes), so a getty there could only fail and
+respawn.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import re
 
 from tasks.errors import EditError
 
-CONSOLE = "console"
+CONSOLE_ENTRIES = ("console", "constty")
 
 # A field is a double-quoted string (the getty command has spaces) or a run of non-blanks.
 _FIELD = re.compile(r'"[^"]*"|[^\s"]+')
@@ -42,21 +47,23 @@ def _name(line: str) -> str:
     return line.split(None, 1)[0]
 
 
-def console_only(text: str) -> str:
-    """Set status ``on`` for the console entry and ``off`` for every other entry."""
+def domu_ttys(text: str) -> str:
+    """Set status ``off`` for every entry but ``console`` and ``constty``, kept as shipped."""
     lines = text.splitlines(keepends=True)
-    seen_console = False
+    console_on = False
     for index, line in enumerate(lines):
         span = _status_span(line)
         if span is None:
             continue
-        is_console = _name(line) == CONSOLE
-        seen_console = seen_console or is_console
-        status = "on" if is_console else "off"
-        lines[index] = line[: span[0]] + status + line[span[1] :]
-    if not seen_console:
+        if _name(line) in CONSOLE_ENTRIES:
+            console_on = console_on or line[span[0] : span[1]] == "on"
+            continue
+        lines[index] = line[: span[0]] + "off" + line[span[1] :]
+    if not console_on:
         raise EditError(
-            "no 'console' entry found in /etc/ttys",
-            hint="add a line such as 'console \"/usr/libexec/getty Pc\" vt100 on secure'",
+            "neither 'console' nor 'constty' is on in /etc/ttys: "
+            "the domU would have no login on its Xen console",
+            hint="turn on one of them, as NetBSD ships it: "
+            "'constty \"/usr/libexec/getty Pc\" vt100 on secure'",
         )
     return "".join(lines)

@@ -7,6 +7,7 @@ vanilla /etc/rc back in place, then get the files written from the `local/` temp
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,10 +15,11 @@ from pathlib import Path
 from tasks.edits.crontab import disable_periodic
 from tasks.edits.rc import HOOK
 from tasks.edits.rcconf import set_rc_vars
-from tasks.edits.ttys import console_only
+from tasks.edits.ttys import domu_ttys
 from tasks.errors import DomusError
-from tasks.recipes.templated import render_group, write_templates
+from tasks.recipes.templated import ensure_dirs, render_group, write_templates
 from tasks.render import Templates
+from tasks.settings import ENTROPY_FILE, LOCAL_MOUNT
 from tasks.tree import Tree
 
 MUTABLE_DIRS = ("etc", "tmp", "var")
@@ -40,6 +42,15 @@ def restore_vanilla_rc(local: Tree) -> None:
         local.remove(HOOK.lstrip("/"))
 
 
+def make_entropy_dir(local: Tree) -> None:
+    """rndctl -S writes the seed into an existing directory: NetBSD's sets ship /var/db
+    (root:wheel 0755, as mtree's NetBSD.dist makes it); a root tree without it gets it."""
+    directory = posixpath.relpath(posixpath.dirname(ENTROPY_FILE), LOCAL_MOUNT)
+    if directory not in local:
+        ensure_dirs(local, directory)
+        local.mkdir(directory, 0o755, uid=0, gid=0)
+
+
 def write_local_templates(local: Tree, templates: Templates, context: Mapping[str, object]) -> None:
     write_templates(local, templates, "local", context)
 
@@ -49,7 +60,7 @@ def edit_rc_conf(local: Tree, variables: Mapping[str, str]) -> None:
 
 
 def edit_ttys(local: Tree) -> None:
-    _edit(local, "etc/ttys", console_only)
+    _edit(local, "etc/ttys", domu_ttys)
 
 
 def edit_root_crontab(local: Tree) -> None:
@@ -108,6 +119,7 @@ def setup_local(
     local = Tree.empty(staging)
     copy_mutable_dirs(root, local)
     restore_vanilla_rc(local)
+    make_entropy_dir(local)
     write_local_templates(local, templates, context)
     edit_rc_conf(local, rc_vars)
     edit_ttys(local)

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+import pytest
 
 R_FIRST, R_NEXT, R_NOOVERWRITE = 3, 7, 8  # db.h
 DB_BTREE = 0
@@ -41,14 +44,24 @@ DB._fields_ = [
 ]
 
 
-def library() -> ctypes.CDLL | None:
+@functools.cache
+def libdb() -> ctypes.CDLL:
     name = ctypes.util.find_library("c") if sys.platform.startswith("netbsd") else "libdb1.so.2"
     try:
-        lib = ctypes.CDLL(name)
-    except OSError:
-        return None
+        lib = ctypes.CDLL(name, use_errno=True)
+    except OSError as error:
+        pytest.fail(
+            f"no db 1.85 library to check B-tree files with ({error}); "
+            "install Debian's libdb1-compat (./domus test does)"
+        )
     lib.dbopen.restype = _DBP
-    lib.dbopen.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_void_p]
+    lib.dbopen.argtypes = [
+        ctypes.c_char_p,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_void_p,
+    ]
     return lib
 
 
@@ -90,9 +103,9 @@ class Database:
 
 
 @contextmanager
-def dbopen(lib: ctypes.CDLL, path: Path, writable: bool = False) -> Iterator[Database]:
+def dbopen(path: Path, writable: bool = False) -> Iterator[Database]:
     flags = os.O_RDWR if writable else os.O_RDONLY
-    db = lib.dbopen(str(path).encode(), flags, 0o644, DB_BTREE, None)
+    db = libdb().dbopen(str(path).encode(), flags, 0o644, DB_BTREE, None)
     if not db:
         raise OSError(ctypes.get_errno(), f"dbopen {path} failed")
     try:

@@ -18,12 +18,13 @@ from tasks.inputs import make_record
 from tasks.layout import Layout
 from tasks.locks import image_lock
 from tasks.log import note
+from tasks.pkgsrc import package_files
 from tasks.recipes.pkg import setup_pkg
 
 
 def pkg_record(domu: DomU) -> dict[str, str]:
     source = domu.pkg.source
-    files = {f"package {path.name}": path for path in source.packages}
+    files = {f"package {path.name}": path for path in package_files(source.packages)}
     trees = {"source": source.tree} if source.tree is not None else {}
     return make_record(files, {"pkg": plain(domu.pkg)}, trees)
 

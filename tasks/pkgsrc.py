@@ -5,17 +5,20 @@ pkgdb/ (pkg_install's default PKG_DBDIR). pkg_add itself cannot build the image:
 NetBSD, as root, against the live system. What it does to the file system is simple enough to
 repeat here. A binary package is a tar archive whose leading `+*` members are metadata, the
 first of them the packing list +CONTENTS, which names every other member. Installing one is:
-check that its dependencies are installed and that it takes no other package's file, put its
+install first the dependencies it lacks, check that it takes no other package's file, put its
 files under the tree with the modes and owners the packing list gives, copy its metadata to
-pkgdb/<name>/, and add its name to +REQUIRED_BY of each dependency. pkg_info and pkg_delete
-in the domU then see the packages as if pkg_add had installed them.
+pkgdb/<name>/, add its name to +REQUIRED_BY of each dependency, mark it `automatic=yes` in its
++INSTALLED_INFO if it came in only as a dependency, and record its files in pkgdb.byfile.db.
+pkg_info, pkg_delete and pkg_admin in the domU then see the packages as if pkg_add had
+installed them.
+
+A dependency no package installed before provides is taken from the packages the site names,
+else found as pkg_add finds it: the newest matching file beside the named package.
 
 Not done, on purpose:
 - +INSTALL scripts and @exec lines are not run (they are logged). They are NetBSD commands,
   and what they do (add users and groups, copy example configuration into place) belongs to
   the domU, not to an image built on another host.
-- pkgdb.byfile.db, pkg_install's file-to-package index, is not written: it is a Berkeley DB
-  file, and `pkg_admin rebuild` in the domU makes it from the +CONTENTS files.
 
 File contents are extracted once per package file into a cache and the tree's files are hard
 links into it, so rebuilding an image does not extract the packages again.
@@ -24,6 +27,7 @@ links into it, so rebuilding an image does not extract the packages again.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import hashlib
 import logging
 import operator
@@ -35,6 +39,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from tasks.btree_db import write_btree
 from tasks.errors import DomusError
 from tasks.tree import ROOT, Tree, parent_of
 
@@ -42,6 +47,11 @@ log = logging.getLogger(__name__)
 
 PREFIX = "/usr/pkg"  # the tree's top: where the domU mounts pkg.img
 PKGDB = "pkgdb"  # PKG_DBDIR (/usr/pkg/pkgdb), relative to the top
+BYFILE = f"{PKGDB}/pkgdb.byfile.db"  # pkg_install's file-to-package index (lib/pkgdb.c)
+MAX_PATH = 1024  # MaxPathSize: pkgdb_store refuses a longer key or value (with its NUL)
+# pkg_add finds a missing dependency among the files beside the package it was named with
+# whose names end so (strip_suffix in pkg_install's lib/pkg_io.c: not .txz).
+BESIDE_SUFFIXES = (".tgz", ".tbz")
 
 # The modes pkg_add gives the metadata files it copies to the package database
 # (pkg_meta_descriptors in pkg_install's add/perform.c); other `+*` files get 0444.
@@ -100,6 +110,7 @@ class File:
 @dataclass(frozen=True)
 class PackingList:
     name: str
+    prefix: str = PREFIX  # the first @cwd: pkg_add's prefix for the package's paths
     files: tuple[File, ...] = ()
     dirs: tuple[str, ...] = ()  # @pkgdir: directories the package owns even when empty
     depends: tuple[str, ...] = ()  # @pkgdep patterns
@@ -256,7 +267,7 @@ def _relative(path: str, where: str, what: str) -> str:
 
 def parse_contents(text: str, where: str) -> PackingList:
     """Parse +CONTENTS, the packing list (pkg_create(1), PACKING LIST DETAILS)."""
-    name = cwd = None
+    name = cwd = prefix = None
     mode: int | None = None
     owner = group = None
     files: list[File] = []
@@ -290,6 +301,7 @@ def parse_contents(text: str, where: str) -> PackingList:
             where = f"{name} ({where})"  # errors name the package from here on
         elif command == "cwd":
             cwd = arg
+            prefix = prefix or arg
         elif command == "ignore":
             ignore_next = True
         elif command == "mode":
@@ -320,7 +332,13 @@ def parse_contents(text: str, where: str) -> PackingList:
             raise DomusError(f"{where}: +CONTENTS lists {file.path} twice")
         seen.add(file.path)
     return PackingList(
-        name, tuple(files), tuple(dirs), tuple(depends), tuple(conflicts), tuple(commands)
+        name,
+        prefix or PREFIX,
+        tuple(files),
+        tuple(dirs),
+        tuple(depends),
+        tuple(conflicts),
+        tuple(commands),
     )
 
 
@@ -398,6 +416,131 @@ def read_package(path: Path) -> Package:
         if name not in members:
             raise DomusError(f"{where}: +CONTENTS lists {name}, which the archive lacks")
     return Package(path, _sha256(path), plist, meta, members)
+
+
+def read_packing_list(path: Path) -> PackingList:
+    """The packing list alone, from the archive's first member: enough to plan an install.
+    Kept per file version, as every domU's pkg task asks for the same packages."""
+    try:
+        stat = path.stat()
+    except OSError as error:
+        raise DomusError(f"cannot read package {path}: {error.strerror}") from None
+    return _packing_list(path, stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=4096)
+def _packing_list(path: Path, mtime_ns: int, size: int) -> PackingList:
+    with _open(path) as archive:
+        try:
+            info = archive.next()
+            stream = archive.extractfile(info) if info and info.name == "+CONTENTS" else None
+            if stream is None:
+                raise DomusError(
+                    f"{path.name}: the first member is not +CONTENTS",
+                    hint="not a pkgsrc binary package, or one not made by pkg_create",
+                )
+            text = stream.read()
+        except (OSError, tarfile.TarError, EOFError) as error:
+            raise DomusError(f"cannot read package {path}: {error}") from None
+    return parse_contents(text.decode(errors="replace"), path.name)
+
+
+# -- which packages, in which order ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Planned:
+    path: Path
+    name: str
+    automatic: bool  # installed only because another package depends on it
+    needed_by: str = ""  # for messages: which package needs it, by which pattern
+
+
+def _beside(pattern: str, directory: Path) -> Path | None:
+    """The package file pkg_add would pick for `pattern` in `directory`: the newest whose
+    file name, without its suffix, matches (find_best_package_int in lib/pkg_io.c)."""
+    try:
+        names = sorted(entry.name for entry in directory.iterdir() if entry.is_file())
+    except OSError:
+        return None
+    files = {
+        name.removesuffix(suffix): directory / name
+        for name in names
+        for suffix in BESIDE_SUFFIXES
+        if name.endswith(suffix) and len(name) > len(suffix)
+    }
+    best = best_match(pattern, files)
+    return files[best] if best is not None else None
+
+
+def plan(packages: Sequence[Path], installed: Iterable[str] = ()) -> list[Planned]:
+    """The packages to install, in order, for the site's list `packages` on a tree that has
+    `installed`: each after the dependencies it lacks, as pkg_add installs them.
+
+    A dependency that no package before it provides is the newest of the site's other
+    packages that matches, else the newest matching file beside the named package that needs
+    it (directly or through others); a package pulled in from beside is automatic. A named
+    package met first as a dependency is installed then, and is not automatic (pkg_add marks
+    it "installed manually" when it comes to it).
+    """
+    named = {read_packing_list(path).name: path for path in packages}
+    order: dict[str, Planned] = {}
+    have = list(installed)
+
+    def visit(path: Path, top: Path, needed_by: str, chain: tuple[str, ...]) -> None:
+        plist = read_packing_list(path)
+        name = plist.name
+        if name in order:
+            if not needed_by and order[name].automatic:
+                order[name] = replace(order[name], automatic=False, needed_by="")
+            return
+        if name in chain:
+            raise DomusError(
+                f"dependency cycle: {' -> '.join((*chain[chain.index(name) :], name))}",
+                hint="a package cannot depend on itself, directly or through others",
+            )
+        missing: list[str] = []
+        for pattern in plist.depends:
+            if best_match(pattern, [*have, *order]) is not None:
+                continue
+            site = best_match(pattern, [n for n in named if n not in order and n != name])
+            found = named[site] if site is not None else _beside(pattern, top.parent)
+            if found is None:
+                missing.append(pattern)
+                continue
+            dependency = read_packing_list(found)
+            if not pkg_match(pattern, dependency.name):
+                raise DomusError(
+                    f"{name} needs {pattern}: {found} matches it by its file name, but the "
+                    f"package in it is {dependency.name}",
+                    hint="rename the file after the package it holds (NAME-VERSION.tgz)",
+                )
+            by = "" if site is not None else f"{name}, which needs {pattern}"
+            visit(found, found if site is not None else top, by, (*chain, name))
+        if missing:
+            raise DomusError(
+                f"{name} needs {', '.join(missing)}: no package installed before it, none of "
+                f"the site's packages and no {' or '.join(BESIDE_SUFFIXES)} file in "
+                f"{top.parent} provides {'that' if len(missing) == 1 else 'those'}",
+                hint=f"put the missing packages beside {top.name}, or list them in "
+                "pkg.source.packages",
+            )
+        order[name] = Planned(path, name, bool(needed_by), needed_by)
+
+    for path in packages:
+        visit(path, path, "", ())
+    return list(order.values())
+
+
+def package_files(packages: Sequence[Path]) -> list[Path]:
+    """The files an image of the site's `packages` is built from: the named packages and the
+    dependencies found beside them, sorted. When that cannot be worked out (a missing
+    dependency, a damaged package), the named ones: building the image then says why."""
+    try:
+        found = [planned.path for planned in plan(packages)]
+    except DomusError:
+        found = []
+    return sorted({*packages, *found})
 
 
 # -- the cache of extracted contents -------------------------------------------------------
@@ -484,13 +627,6 @@ def _check(
         clash += [p for p in other_plist.conflicts if pkg_match(p, name)]
         if clash:
             raise DomusError(f"{name} and {other} conflict ({', '.join(clash)})")
-    missing = [p for p in plist.depends if best_match(p, installed) is None]
-    if missing:
-        raise DomusError(
-            f"{name} needs {', '.join(missing)}: no package installed before it provides "
-            f"{'that' if len(missing) == 1 else 'those'}",
-            hint=f"add the missing packages to the package list, before {name}",
-        )
     for file in plist.files:
         if file.path in owners:
             raise DomusError(
@@ -567,17 +703,76 @@ def _register(tree: Tree, package: Package, installed: dict[str, PackingList]) -
         tree.write_bytes(required_by, old + f"{package.name}\n".encode(), mode=0o644)
 
 
-def install_packages(tree: Tree, packages: Sequence[Path], cache: Path) -> list[str]:
-    """Install `packages` in order into `tree` (whose top is /usr/pkg); return their names.
+def set_var(text: str, variable: str, value: str) -> str:
+    """+INSTALLED_INFO with `variable` set to `value`, as pkg_install's var_set writes it: the
+    first `variable=` line replaced, later ones dropped, else the line appended."""
+    lines, done = [], False
+    for line in text.splitlines(keepends=True):
+        if not line.startswith(f"{variable}="):
+            lines.append(line)
+        elif not done:
+            lines.append(f"{variable}={value}\n")
+            done = True
+    if not done:
+        lines.append(f"{variable}={value}\n")
+    return "".join(lines)
 
-    A package's dependencies must come before it in `packages` or already be in the tree.
-    """
+
+def _mark_automatic(tree: Tree, name: str) -> None:
+    """What pkg_add does for a package it installs as a dependency (lib/automatic.c)."""
+    info = f"{PKGDB}/{name}/+INSTALLED_INFO"
+    old = tree.read_text(info) if info in tree else ""
+    tree.write_text(info, set_var(old, "automatic", "yes"), mode=0o644)
+
+
+def byfile_records(packages: Iterable[PackingList]) -> dict[bytes, bytes]:
+    """pkgdb.byfile.db after pkg_add installed `packages` in this order: each file's full path
+    -> its package's name, each @pkgdir's -> "@pkgdir NAME..." (add/perform.c, extract_files;
+    add_pkgdir). Keys and values are C strings: their NUL is stored too."""
+    records: dict[str, str] = {}
+
+    def store(key: str, value: str) -> None:
+        # pkgdb_store: no overwriting; a key or value over MaxPathSize is not stored (and
+        # pkg_add carries on without it).
+        if len(key.encode()) < MAX_PATH and len(value.encode()) < MAX_PATH:
+            records.setdefault(key, value)
+
+    for plist in packages:
+        for file in plist.files:
+            store(f"{plist.prefix}/{file.path}", plist.name)
+        for directory in plist.dirs:
+            key = f"{plist.prefix}/{directory}"
+            old = records.pop(key, None)  # add_pkgdir removes the old record, then stores
+            if old is not None and not old.startswith("@pkgdir "):
+                raise DomusError(
+                    f"{plist.name}: @pkgdir {directory}: {key} is a file of {old}",
+                    hint="pkg_add stops here too; leave one of the packages out",
+                )
+            store(key, f"{old} {plist.name}" if old else f"@pkgdir {plist.name}")
+    return {k.encode() + b"\0": v.encode() + b"\0" for k, v in records.items()}
+
+
+def install_packages(tree: Tree, packages: Sequence[Path], cache: Path) -> list[str]:
+    """Install the site's `packages` and the dependencies they lack into `tree` (whose top is
+    /usr/pkg), as pkg_add would; return the names installed, in order."""
     installed = _installed(tree)
     owners = {f.path: name for name, plist in installed.items() for f in plist.files}
     names: list[str] = []
-    for path in packages:
-        package = read_package(path)
-        _check(package, installed, owners, tree)
+    for planned in plan(packages, installed):
+        package = read_package(planned.path)
+        try:
+            _check(package, installed, owners, tree)
+        except DomusError as error:
+            if planned.automatic:  # say where a package no one named came from
+                error.message += (
+                    f"; {package.name} comes from {planned.path}, found beside the packages as "
+                    f"a dependency of {planned.needed_by}"
+                )
+            raise
+        if planned.automatic:
+            log.info(
+                "%s: dependency of %s, found as %s", package.name, planned.needed_by, planned.path
+            )
         not_run = [f"@exec {command}" for command in package.plist.commands]
         if "+INSTALL" in package.meta:
             not_run.append("+INSTALL")
@@ -585,7 +780,15 @@ def install_packages(tree: Tree, packages: Sequence[Path], cache: Path) -> list[
             log.warning("%s: not run at image build time: %s", package.name, "; ".join(not_run))
         _install_files(tree, package, _unpack(package, cache))
         _register(tree, package, installed)
+        if planned.automatic:
+            _mark_automatic(tree, package.name)
         installed[package.name] = package.plist
         owners.update((file.path, package.name) for file in package.plist.files)
         names.append(package.name)
+    # Those installed before this call in name order (how pkg_admin rebuild meets them),
+    # then this call's in install order.
+    if installed:
+        tree.write_bytes(
+            BYFILE, write_btree(byfile_records(installed.values()).items()), mode=0o644
+        )
     return names

@@ -8,6 +8,7 @@ from tasks.actions import Deferred
 from tasks.config import DomU, plain
 from tasks.fingerprint import TreeUnchanged
 from tasks.layout import Layout
+from tasks.pkgsrc import package_files
 
 
 def task(domu: DomU, layout: Layout) -> dict[str, object]:
@@ -19,7 +20,9 @@ def task(domu: DomU, layout: Layout) -> dict[str, object]:
         "name": domu.name,
         "doc": f"pkg.img of {domu.name}: /usr/pkg",
         "actions": [(Deferred("tasks.build_pkg:build_pkg"), [domu, layout])],
-        "file_dep": sorted(map(str, source.packages)),
+        # The named packages and the dependencies found beside them: a change to either
+        # rebuilds the image.
+        "file_dep": [str(path) for path in package_files(source.packages)],
         "targets": [str(layout.pkg_image(domu.name))],
         "uptodate": uptodate,
         "clean": True,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -118,6 +119,22 @@ def test_a_package_rebuilds_the_pkg_images_holding_it(site, tmp_path):
     assert site.build().ran == {"pkg:www2"}
     pkg = ImageReader(site.image("www2", "pkg.img"), "ffs")
     assert pkg.text("bin/domus-motd") == "#!/bin/sh\necho rebuilt\n"
+
+
+def test_a_dependency_found_beside_a_package_rebuilds_the_pkg_image(site, tmp_path):
+    repo = tmp_path / "All"
+    repo.mkdir()
+    example = REPO / "config" / "example" / "packages"
+    hello = Path(shutil.copy(example / "domus-hello-1.0.tgz", repo))
+    motd = Path(shutil.copy(example / "domus-motd-1.0.tgz", repo))
+    site.data["domains"]["www1"]["pkg"]["source"]["packages"] = [str(hello)]  # motd beside
+    site.save()
+    assert site.build().ran == {"pkg:www1"}
+    make_package(motd, "domus-motd-1.0", {"bin/domus-motd": b"#!/bin/sh\necho beside\n"})
+    assert site.build().ran == {"pkg:www1"}
+    pkg = ImageReader(site.image("www1", "pkg.img"), "ffs")
+    assert pkg.text("bin/domus-motd") == "#!/bin/sh\necho beside\n"
+    assert pkg.text("pkgdb/domus-motd-1.0/+INSTALLED_INFO") == "automatic=yes\n"
 
 
 def test_rc_conf_change_of_one_domain_stops_its_local_task_only(site):

@@ -5,15 +5,21 @@ import importlib.util
 import logging
 import os
 import re
+import shutil
 from pathlib import Path
 
 import pytest
+from dbopen import dbopen
 from pkgsrc_fixture import Hardlink, Symlink, make_package, write_package
 
-from tasks import pkgsrc
+from tasks import pkgsrc, task_pkg
+from tasks.build_pkg import pkg_record
+from tasks.config import PkgSource, PkgSpec
 from tasks.errors import DomusError
+from tasks.layout import Layout
 from tasks.pkgsrc import dewey_cmp, install_packages, pkg_match, read_package
 from tasks.tree import Entry, Tree
+from tests.test_config import domu
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "config" / "example" / "packages"
@@ -78,6 +84,7 @@ def test_examples_install_exact_tree(tree, cache):
         "pkgdb/domus-motd-1.0/+BUILD_INFO": regular(0o444),
         "pkgdb/domus-motd-1.0/+SIZE_PKG": regular(0o444),
         "pkgdb/domus-motd-1.0/+REQUIRED_BY": regular(0o644),
+        "pkgdb/pkgdb.byfile.db": regular(0o644),  # dbopen(..., 0644) in lib/pkgdb.c
         "pkgdb/domus-hello-1.0": directory(),
         "pkgdb/domus-hello-1.0/+CONTENTS": regular(0o644),
         "pkgdb/domus-hello-1.0/+COMMENT": regular(0o444),
@@ -162,20 +169,27 @@ def test_examples_are_what_make_examples_writes(tmp_path):
 # -- dependencies, conflicts, repeats -------------------------------------------------------
 
 
-def test_missing_dependency_is_named(tree, cache):
-    with pytest.raises(DomusError) as error:
-        install(tree, cache, HELLO)
+def test_missing_dependency_is_named_with_where_it_was_looked_for(tmp_path, tree, cache):
+    hello = Path(shutil.copy(HELLO, tmp_path))  # without domus-motd beside it
 
-    assert "domus-hello-1.0 needs domus-motd>=1.0" in str(error.value)
+    with pytest.raises(DomusError) as error:
+        install(tree, cache, hello)
+
+    assert (
+        f"domus-hello-1.0 needs domus-motd>=1.0: no package installed before it, none of "
+        f"the site's packages and no .tgz or .tbz file in {tmp_path} provides that"
+        in str(error.value)
+    )
     assert "pkgdb" not in tree  # nothing of the package was installed
 
 
 def test_dependency_too_old_is_missing(tmp_path, tree, cache):
     old = tmp_path / "domus-motd-0.9nb2.tgz"
     make_package(old, "domus-motd-0.9nb2", {"share/domus-motd/motd": b"old\n"})
+    hello = Path(shutil.copy(HELLO, tmp_path))
 
-    with pytest.raises(DomusError, match=r"needs domus-motd>=1\.0"):
-        install(tree, cache, old, HELLO)
+    with pytest.raises(DomusError, match=r"domus-hello-1\.0 needs domus-motd>=1\.0: no package"):
+        install(tree, cache, old, hello)
 
 
 def test_all_missing_dependencies_are_listed(tmp_path, tree, cache):
@@ -518,3 +532,182 @@ def test_newest_matching_package_is_registered_as_dependency(tmp_path, tree, cac
 
     assert tree.read_text("pkgdb/libalt-2.0/+REQUIRED_BY") == "user-1.0\n"
     assert "pkgdb/lib-1.0/+REQUIRED_BY" not in tree
+
+
+# -- dependencies found beside the package, automatic marks ---------------------------------
+
+
+@pytest.fixture
+def chain(tmp_path):
+    """top-1.0 needs mid>=1, which needs base>=2; decoys beside them that pkg_add passes over."""
+    repo = tmp_path / "All"
+    repo.mkdir()
+    make_package(repo / "top-1.0.tgz", "top-1.0", {"bin/top": b"t"}, depends=["mid>=1"])
+    make_package(repo / "mid-1.5.tbz", "mid-1.5", {"lib/mid": b"m"}, depends=["base>=2"])
+    make_package(repo / "mid-0.9.tgz", "mid-0.9", {"lib/mid": b"old"})  # too old
+    make_package(repo / "base-2.0.tgz", "base-2.0", {"lib/base": b"b"})
+    make_package(repo / "base-2.1nb1.tgz", "base-2.1nb1", {"lib/base": b"b"})  # newest
+    make_package(repo / "base-3.0.txz", "base-3.0", {"lib/base": b"b"})  # pkg_add skips .txz
+    make_package(repo / "base-extra-9.0.tgz", "base-extra-9.0", {"lib/x": b"x"})  # other name
+    return repo
+
+
+def test_dependencies_beside_the_package_come_first_newest_and_automatic(chain, tree, cache):
+    assert install(tree, cache, chain / "top-1.0.tgz") == ["base-2.1nb1", "mid-1.5", "top-1.0"]
+
+    # pkg_add's mark_as_automatic_installed: var_set writes "automatic=yes", mode 0644.
+    for name in ("base-2.1nb1", "mid-1.5"):
+        assert tree.read_text(f"pkgdb/{name}/+INSTALLED_INFO") == "automatic=yes\n"
+        assert tree.entry(f"pkgdb/{name}/+INSTALLED_INFO") == regular(0o644)
+    assert "pkgdb/top-1.0/+INSTALLED_INFO" not in tree  # named: not automatic
+    assert tree.read_text("pkgdb/base-2.1nb1/+REQUIRED_BY") == "mid-1.5\n"
+    assert tree.read_text("pkgdb/mid-1.5/+REQUIRED_BY") == "top-1.0\n"
+
+
+def test_a_named_package_is_never_automatic_whatever_its_place(chain, tree, cache):
+    # Named after the package that needs it: installed first, as its dependency, but the site
+    # named it, as pkg_add's "now marked as installed manually" leaves it.
+    names = install(tree, cache, chain / "top-1.0.tgz", chain / "base-2.0.tgz")
+
+    assert names == ["base-2.0", "mid-1.5", "top-1.0"]  # the site's base, not the newest
+    assert "pkgdb/base-2.0/+INSTALLED_INFO" not in tree
+    assert tree.read_text("pkgdb/mid-1.5/+INSTALLED_INFO") == "automatic=yes\n"
+
+
+def test_dependency_met_by_the_tree_is_not_looked_for(chain, tmp_path, tree, cache):
+    install(tree, cache, chain / "base-2.0.tgz")
+
+    assert install(tree, cache, chain / "top-1.0.tgz") == ["mid-1.5", "top-1.0"]
+    assert "pkgdb/base-2.0/+INSTALLED_INFO" not in tree
+
+
+def test_automatic_mark_keeps_the_packages_other_installed_info(tmp_path, tree, cache):
+    make_package(
+        tmp_path / "lib-1.0.tgz",
+        "lib-1.0",
+        {"lib/l": b""},
+        meta={"+INSTALLED_INFO": b"automatic=no\nsource=here\nautomatic=maybe\n"},
+    )
+    make_package(tmp_path / "app-1.0.tgz", "app-1.0", {"bin/a": b""}, depends=["lib-[0-9]*"])
+    install(tree, cache, tmp_path / "app-1.0.tgz")
+
+    assert tree.read_text("pkgdb/lib-1.0/+INSTALLED_INFO") == "automatic=yes\nsource=here\n"
+
+
+def test_dependency_whose_file_name_lies_is_refused(tmp_path, tree, cache):
+    make_package(tmp_path / "lib-1.0.tgz", "other-1.0", {"lib/l": b""})
+    make_package(tmp_path / "app-1.0.tgz", "app-1.0", {"bin/a": b""}, depends=["lib>=1"])
+
+    with pytest.raises(DomusError, match=r"app-1\.0 needs lib>=1: .*lib-1\.0\.tgz matches it by"):
+        install(tree, cache, tmp_path / "app-1.0.tgz")
+
+
+def test_dependency_cycle_is_refused(tmp_path, tree, cache):
+    make_package(tmp_path / "a-1.0.tgz", "a-1.0", {"a": b""}, depends=["b-[0-9]*"])
+    make_package(tmp_path / "b-1.0.tgz", "b-1.0", {"b": b""}, depends=["a-[0-9]*"])
+
+    with pytest.raises(DomusError, match=r"dependency cycle: a-1\.0 -> b-1\.0 -> a-1\.0"):
+        install(tree, cache, tmp_path / "a-1.0.tgz")
+
+
+def test_failure_of_a_found_dependency_says_where_it_came_from(chain, tree, cache):
+    rival = chain.parent / "rival-1.0.tgz"
+    make_package(rival, "rival-1.0", {"lib/mid": b"mine"})
+
+    with pytest.raises(DomusError) as error:
+        install(tree, cache, rival, chain / "top-1.0.tgz")
+
+    assert "rival-1.0 and mid-1.5 both install /usr/pkg/lib/mid; mid-1.5 comes from " in str(
+        error.value
+    )
+    assert "as a dependency of top-1.0, which needs mid>=1" in str(error.value)
+
+
+def test_package_files_are_the_named_and_the_found(chain):
+    # The pkg task's file_dep and its generation record: a changed dependency rebuilds.
+    assert pkgsrc.package_files([chain / "top-1.0.tgz"]) == [
+        chain / "base-2.1nb1.tgz",
+        chain / "mid-1.5.tbz",
+        chain / "top-1.0.tgz",
+    ]
+    (chain / "base-2.1nb1.tgz").unlink()
+    (chain / "base-2.0.tgz").unlink()
+    # Unresolvable: the named ones; building the image says why.
+    assert pkgsrc.package_files([chain / "top-1.0.tgz"]) == [chain / "top-1.0.tgz"]
+
+
+def test_pkg_task_depends_on_the_dependencies_found(chain, tmp_path):
+    spec = PkgSpec(8 << 20, "ffs", PkgSource(None, (chain / "top-1.0.tgz",)))
+    machine = domu("www1", pkg=spec)
+
+    task = task_pkg.task(machine, Layout(tmp_path / "out", tmp_path / "locks"))
+
+    found = ("base-2.1nb1.tgz", "mid-1.5.tbz", "top-1.0.tgz")
+    assert task["file_dep"] == [str(chain / name) for name in found]
+    assert {f"file package {name}" for name in found} <= pkg_record(machine).keys()
+
+
+# -- pkgdb.byfile.db ------------------------------------------------------------------------
+
+
+def byfile(tree):
+    with dbopen(tree.host_path("pkgdb/pkgdb.byfile.db")) as db:
+        return db.records()
+
+
+def test_byfile_db_holds_what_pkg_add_stores(tree, cache):
+    install(tree, cache, MOTD, HELLO)
+
+    # Read by the real db 1.85 code. Keys are the full paths under the prefix and values the
+    # package names, both with their NUL (pkgdb_store); @pkgdir too, marked as such.
+    assert byfile(tree) == [
+        (b"/usr/pkg/bin/domus-hello\0", b"domus-hello-1.0\0"),
+        (b"/usr/pkg/bin/domus-motd\0", b"domus-motd-1.0\0"),
+        (b"/usr/pkg/share/doc/domus-motd/motd\0", b"domus-motd-1.0\0"),  # a symlink: a file
+        (b"/usr/pkg/share/domus-motd/motd\0", b"domus-motd-1.0\0"),
+        (b"/usr/pkg/share/domus-motd/motd.d\0", b"@pkgdir domus-motd-1.0\0"),
+    ]
+
+
+def test_byfile_db_shared_pkgdir_and_overlong_records(tmp_path, tree, cache):
+    long_dir = "share/" + "/".join(["d" * 200] * 6)  # "/usr/pkg/" + this + NUL > MaxPathSize
+    make_package(tmp_path / "a-1.0.tgz", "a-1.0", {"a": b""}, pkgdirs=["etc/rc.d", long_dir])
+    make_package(tmp_path / "b-1.0.tgz", "b-1.0", {"b": b""}, pkgdirs=["etc/rc.d"])
+    install(tree, cache, tmp_path / "a-1.0.tgz", tmp_path / "b-1.0.tgz")
+
+    assert byfile(tree) == [
+        (b"/usr/pkg/a\0", b"a-1.0\0"),
+        (b"/usr/pkg/b\0", b"b-1.0\0"),
+        (b"/usr/pkg/etc/rc.d\0", b"@pkgdir a-1.0 b-1.0\0"),  # add_pkgdir appends
+    ]  # the long @pkgdir: pkgdb_store refused it, pkg_add went on
+    assert tree.entry(long_dir) == directory()
+
+
+def test_byfile_db_covers_packages_installed_by_an_earlier_call(tree, cache):
+    install(tree, cache, MOTD)
+    install(tree, cache, HELLO)
+
+    assert (b"/usr/pkg/bin/domus-motd\0", b"domus-motd-1.0\0") in byfile(tree)
+    assert (b"/usr/pkg/bin/domus-hello\0", b"domus-hello-1.0\0") in byfile(tree)
+
+
+def test_byfile_db_key_is_the_packages_own_cwd(tmp_path, tree, cache):
+    plist = contents("@name odd-1.0", "@cwd /usr/pkg/", "bin/odd")
+    write_package(tmp_path / "odd-1.0.tgz", {"+CONTENTS": plist, **META}, [("bin/odd", b"")])
+    install(tree, cache, tmp_path / "odd-1.0.tgz")
+
+    assert byfile(tree) == [(b"/usr/pkg//bin/odd\0", b"odd-1.0\0")]  # "%s/%s", prefix, file
+
+
+def test_byfile_db_lets_pkg_admin_add_more(tree, cache):
+    # pkg_add and pkg_admin in a domU with a writable /usr/pkg update the same file.
+    install(tree, cache, MOTD)
+    path = tree.host_path("pkgdb/pkgdb.byfile.db")
+    with dbopen(path, writable=True) as db:
+        for index in range(3000):
+            assert db.put(f"/usr/pkg/new/{index}\0".encode(), b"new-1.0\0") == 0
+        assert db.put(b"/usr/pkg/bin/domus-motd\0", b"x\0") == 1  # R_NOOVERWRITE: there
+    with dbopen(path) as db:
+        assert db.get(b"/usr/pkg/bin/domus-motd\0") == b"domus-motd-1.0\0"
+        assert db.get(b"/usr/pkg/new/2999\0") == b"new-1.0\0"
+        assert len(db.records()) == 4 + 3000

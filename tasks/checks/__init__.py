@@ -1,0 +1,20 @@
+"""./domus check: what NetBSD would refuse, found before a domU boots."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One check of one thing: `subject` is what was checked (an image, an xl config, the
+    dom0), `check` names the rule, `problem` is None when it passed, else what is wrong and
+    how to fix it."""
+
+    subject: str
+    check: str
+    problem: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None

@@ -18,6 +18,8 @@ from tasks.checks import Finding
 from tasks.checks.filesystem import check_image
 from tasks.config import DomU, Site
 from tasks.errors import DomusError
+from tasks.images.detect import detect_fs
+from tasks.keyfiles import params_path
 from tasks.keys import local_params
 from tasks.layout import Layout
 
@@ -46,6 +48,15 @@ def _encrypted_local(site: Site, domu: DomU, layout: Layout) -> list[Finding]:
             decrypt_file(params, image, plain, passphrase=passphrase)
         except DomusError as error:
             return [Finding(subject, "opens with its key", str(error))]
+        if detect_fs(plain) != domu.local.fs:
+            return [
+                Finding(
+                    subject,
+                    "opens with its key",
+                    f"does not decrypt to {domu.local.fs} with {params_path(site.keys, domu.name)}:"
+                    " a wrong key, or not the image the key was made for",
+                )
+            ]
         findings = [Finding(subject, "opens with its key")]
         return findings + check_image(
             plain, domu.local.fs, subject, blockdev=site.blockdev, locks=layout.locks

@@ -86,7 +86,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     site = load_or_exit(config)
     try:
-        findings = run_checks(select(site, names))
+        selected = select(site, names)
+    except DomusError as error:
+        print(f"domus check: {error}", file=sys.stderr)
+        return 2
+    try:
+        findings = run_checks(selected)
     except DomusError as error:
         print(f"domus check: {error}", file=sys.stderr)
         return 1

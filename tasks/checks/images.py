@@ -40,8 +40,13 @@ def _encrypted_local(site: Site, domu: DomU, layout: Layout) -> list[Finding]:
         params, passphrase = local_params(site.keys, domu)
     except DomusError as error:
         return [Finding(subject, "opens with its key", str(error))]
-    with sigterm_raises(), _private_directory(layout.images) as directory:
-        plain = directory / "local.plain"
+    # mkdtemp makes the directory 0700; beside the images, the plain copy never leaves
+    # their file system; it goes with the directory however the block ends
+    with (
+        sigterm_raises(),
+        tempfile.TemporaryDirectory(prefix=".domus-check-", dir=layout.images) as tmp,
+    ):
+        plain = Path(tmp) / "local.plain"
         fd = os.open(plain, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         os.close(fd)
         try:
@@ -61,21 +66,6 @@ def _encrypted_local(site: Site, domu: DomU, layout: Layout) -> list[Finding]:
         return findings + check_image(
             plain, domu.local.fs, subject, blockdev=site.blockdev, locks=layout.locks
         )
-
-
-class _private_directory:
-    """A 0700 directory beside the images (decrypted data never leaves their file
-    system), removed with everything in it however the block ends."""
-
-    def __init__(self, parent: Path) -> None:
-        self.parent = parent
-
-    def __enter__(self) -> Path:
-        self.temporary = tempfile.TemporaryDirectory(prefix=".domus-check-", dir=self.parent)
-        return Path(self.temporary.name)
-
-    def __exit__(self, *exc: object) -> None:
-        self.temporary.cleanup()
 
 
 def check_images(site: Site, layout: Layout) -> Iterator[Finding]:

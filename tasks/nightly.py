@@ -4,7 +4,8 @@
 
 It takes the run lock without waiting (another run holding it: the lock message and
 status 75), rebuilds what changed (the build activates new generations of images that are
-not pinned), collects old generations and writes one log per run to <output>/logs/. It
+not pinned), checks what is published as `./domus check` does, collects old
+generations and writes one log per run to <output>/logs/. It
 prints nothing when nothing changed, a summary when something did, and the failure with a
 non-zero status when anything failed, so cron mails the operator exactly when there is
 something to read. A run killed at any point leaves the previous generations active; the
@@ -24,6 +25,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TextIO
 
+from tasks.checks.run import failure_lines, run_checks
 from tasks.config import Site
 from tasks.errors import DomusError
 from tasks.generations.cli import collect_now, generations_count, human_size, parse
@@ -149,6 +151,7 @@ class Nightly:
         for line in image_lines(self.store, before, after, new):
             report.add(line)
         self._tasks(report, code, output)
+        self._check(report, log)
         try:
             collected = collect_now(self.store, self.site.generations.keep)
         except DomusError as error:
@@ -178,6 +181,21 @@ class Nightly:
             report.lines.extend(failure_details(output))
             if unmet:
                 report.add(f"not run, as a task they need failed: {', '.join(unmet)}")
+
+    def _check(self, report: Report, log: TextIO) -> None:
+        """What NetBSD would refuse of what is now published (`./domus check`)."""
+        try:
+            findings = run_checks(self.site)
+        except DomusError as error:
+            report.failed = True
+            report.add(f"check skipped: {error}")
+            return
+        failures = failure_lines(findings)
+        log.write(f"\n--- check: {len(findings)} checks, {len(failures)} failed\n")
+        if failures:
+            report.failed = True
+            report.add(f"./domus check: {len(failures)} of {len(findings)} checks failed:")
+            report.lines.extend(f"  {line}" for line in failures)
 
     def _collected(self, report: Report, collected: Collected) -> None:
         if collected.removed:

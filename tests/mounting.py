@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from tasks.checks.filesystem import EXT2_SUPERBLOCK, ext2_superblocks, without_linux_mount_marks
+
 needs_root = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("losetup") is None,
     reason="needs root and loop devices (CI runs as root)",
@@ -45,6 +47,18 @@ def loop_mounted(image: Path, readonly: bool = False) -> Iterator[Path]:
     finally:
         subprocess.run(["losetup", "-d", device], check=True)
         top.rmdir()
+    if not readonly:
+        as_if_written_by_netbsd(image)
+
+
+def as_if_written_by_netbsd(image: Path) -> None:
+    """What a test plants stands for what a domU writes, through NetBSD's kernel, which
+    leaves no mount marks: take back the two fields Linux wrote into the superblock."""
+    with open(image, "r+b") as f:
+        primary, alternate = ext2_superblocks(f.read(64 << 20))
+        if alternate is not None:
+            f.seek(EXT2_SUPERBLOCK)
+            f.write(without_linux_mount_marks(primary, alternate))
 
 
 @dataclass(frozen=True)

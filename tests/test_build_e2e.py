@@ -9,6 +9,7 @@ import pytest
 from tasks.settings import DEFAULT_BRIDGE, this_dom0
 from tests.conftest import REPO
 from tests.image_reader import ImageReader
+from tests.netbsd_rules import assert_netbsd_accepts
 from tests.sites import Site
 
 EXAMPLE_ROOT = REPO / "config" / "example" / "root"
@@ -30,6 +31,14 @@ def root(site) -> ImageReader:
 def local_reader(site: Site, name: str) -> ImageReader:
     fs = "ext2fs" if name == "db1" else "ffs"
     return ImageReader(site.image(name, "local.img"), fs)
+
+
+def test_netbsd_accepts_every_image(site):
+    assert_netbsd_accepts(site.image("root.img"), "ffs")
+    for name in ("www1", "www2", "db1"):
+        assert_netbsd_accepts(site.image(name, "local.img"), "ext2fs" if name == "db1" else "ffs")
+    for name in ("www1", "www2"):  # db1 has no packages
+        assert_netbsd_accepts(site.image(name, "pkg.img"), "ffs")
 
 
 def test_kernel_is_installed_under_its_name_with_netbsd_hard_linked(root):

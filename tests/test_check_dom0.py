@@ -174,6 +174,7 @@ def test_check_dom0_looks_only_at_the_system_it_runs_on(tmp_path, monkeypatch):
     (net / "eth0").mkdir()
     monkeypatch.setattr(checks.sys, "platform", "linux")
     monkeypatch.setattr(checks, "SYS_CLASS_NET", net)
+    monkeypatch.setattr(checks, "no_hypervisor_here", lambda: False)
     linux = site_of(tmp_path, dom0="linux")
     assert check_dom0(linux, Layout(linux.output, linux.locks)) == [
         Finding("dom0", "bridge xenbr0 (vif of d0, d1 and d2)")
@@ -181,6 +182,17 @@ def test_check_dom0_looks_only_at_the_system_it_runs_on(tmp_path, monkeypatch):
     # a NetBSD dom0's nodes and interfaces cannot be seen from a Linux build host
     netbsd = site_of(tmp_path, dom0="netbsd")
     assert check_dom0(netbsd, Layout(netbsd.output, netbsd.locks)) == []
+
+
+def test_a_build_host_without_xen_checks_nothing_live(tmp_path, monkeypatch):
+    # no bridge and no node here says nothing of the dom0 the images are built for
+    monkeypatch.setattr(checks.sys, "platform", "linux")
+    monkeypatch.setattr(checks, "SYS_CLASS_NET", tmp_path / "no-net")
+    monkeypatch.setattr(checks, "no_hypervisor_here", lambda: True)
+    linux = site_of(tmp_path, dom0="linux")
+    assert check_dom0(linux, Layout(linux.output, linux.locks)) == []
+    monkeypatch.setattr(checks, "no_hypervisor_here", lambda: False)
+    assert [f.ok for f in check_dom0(linux, Layout(linux.output, linux.locks))] == [False]
 
 
 def test_on_netbsd_check_dom0_reads_dev_and_ifconfig_l(tmp_path, monkeypatch):
@@ -194,6 +206,7 @@ def test_on_netbsd_check_dom0_reads_dev_and_ifconfig_l(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
     monkeypatch.setattr(checks.sys, "platform", "netbsd10")
     monkeypatch.setattr(checks, "DEV", dev)
+    monkeypatch.setattr(checks, "no_hypervisor_here", lambda: False)
     site = site_of(tmp_path)
     findings = check_dom0(site, Layout(site.output, site.locks))
     assert [(f.check.split(":")[0], f.ok) for f in findings] == [

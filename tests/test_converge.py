@@ -32,6 +32,7 @@ from tests.mounting import (
     sha,
     snapshot,
 )
+from tests.netbsd_rules import assert_netbsd_accepts
 from tests.sites import Site
 
 pytestmark = needs_root
@@ -133,6 +134,7 @@ def check_converged_in_place(site: Site, name: str, before: dict) -> None:
     assert (after["etc/fstab"].mode, after["etc/fstab"].uid) == (0o644, 0)
     assert (after["etc/motd.domus"].mode, after["etc/motd.domus"].uid) == (0o644, 0)
     assert fsck_clean(image)
+    assert_netbsd_accepts(image, "ext2fs")
 
 
 @pytest.mark.parametrize("backend", ["auto", "none"], ids=["mounted", "debugfs"])
@@ -149,6 +151,38 @@ def test_converge_rewrites_only_managed_files_and_keeps_backups(tmp_path, backen
     check_converged_in_place(site, "www1", before)
     assert_nothing_attached(site)
     assert site.build().ran == set()  # the new inputs are recorded
+
+
+def test_a_mounted_converge_leaves_an_image_netbsds_fsck_ext2fs_accepts(site):
+    """Linux writes s_last_mounted and s_kbytes_written on every mount: left there, they
+    make fsck_ext2fs refuse the image at the domU's next boot."""
+    image = site.image("db1", "local.img")
+    assert_netbsd_accepts(image, "ext2fs")
+    change_site(site, "db1")
+    run = site.build()
+    assert "local:db1" in run.ran and "(mount)" in run.stderr
+    assert_netbsd_accepts(image, "ext2fs")
+
+
+def test_an_image_left_unbootable_by_an_earlier_linux_mount_is_repaired_by_debugfs(tmp_path):
+    site = ext2_site(tmp_path / "site", backend="none")
+    image = site.image("www1", "local.img")
+    device = subprocess.run(
+        ["losetup", "--find", "--show", str(image)], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    top = tmp_path / "mnt"
+    top.mkdir()
+    try:
+        subprocess.run(["mount", "-t", "ext2", device, str(top)], check=True)
+        (top / "etc" / "motd").write_text("written by Linux\n")
+        subprocess.run(["umount", str(top)], check=True)
+    finally:
+        subprocess.run(["losetup", "-d", device], check=True)
+    with pytest.raises(AssertionError, match="DISAGREE WITH THOSE IN FIRST ALTERNATE"):
+        assert_netbsd_accepts(image, "ext2fs")
+    change_site(site, "www1")
+    assert "(debugfs)" in site.build().stderr
+    assert_netbsd_accepts(image, "ext2fs")
 
 
 NOBODY = 65534
@@ -251,6 +285,7 @@ def test_converge_command_puts_back_a_managed_file_the_domu_changed(site):
         assert (top / "etc" / "fstab").read_text() == original
         backups = list((top / "etc").glob("fstab.domus-*"))
         assert [path.read_text() for path in backups] == ["# edited in the domU\n"]
+    assert_netbsd_accepts(image, "ext2fs")
     assert site.build().ran == set()
     assert_nothing_attached(site)
 
@@ -405,6 +440,7 @@ def test_sigkill_mid_converge_then_a_rerun_cleans_up_and_converges(site, tmp_pat
     assert "cleaned up after a killed run" in run.stderr
     assert_nothing_attached(site)
     assert fsck_clean(image)
+    assert_netbsd_accepts(image, "ext2fs")
     with loop_mounted(image, readonly=True) as top:
         assert "httpd=NO\n" in (top / "etc" / "rc.conf").read_text()
         assert (top / "etc" / "fstab").read_text().endswith(SITE_LINE)

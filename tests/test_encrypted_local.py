@@ -13,6 +13,7 @@ from tasks.cgd.params import format, generate, parse
 from tasks.cgd.stream import decrypt_file, encrypt_file, verify_ffs
 from tasks.errors import DomusError
 from tests.image_reader import ImageReader
+from tests.netbsd_rules import assert_netbsd_accepts
 from tests.sites import Site
 
 
@@ -61,6 +62,7 @@ def test_dom0_image_is_sealed_and_opens_to_the_exact_file_system(site, tmp_path)
     assert "/dev/xbd2a\t/local\t\tffs\trw" in fstab  # the domU sees the plain disk
     assert local.stat("etc/cgd/xbd1d").mode == 0o600
     assert "hostname=www1" in local.text("etc/rc.conf")
+    assert_netbsd_accepts(local.image, "ffs")
 
 
 def test_a_wrong_key_is_refused_by_verify_method_ffs(site, tmp_path):
@@ -180,6 +182,7 @@ def test_an_encrypted_ext2fs_image_converges_through_domus_own_cgd(tmp_path):
     assert local.read("var/msgs/letter") == data.read_bytes()
     assert local.stat("var/msgs/letter").uid == 1001
     assert subprocess.run(["e2fsck", "-fn", str(after)], capture_output=True).returncode == 0
+    assert_netbsd_accepts(after, "ext2fs")
     assert not [p for p in image.parent.iterdir() if "plain" in p.name or "partial" in p.name]
     assert site.build().ran == set()
 

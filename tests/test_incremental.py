@@ -9,6 +9,7 @@ import pytest
 
 from tests.conftest import REPO
 from tests.image_reader import ImageReader
+from tests.netbsd_rules import assert_netbsd_accepts
 from tests.pkgsrc_fixture import make_package
 from tests.sites import Site
 
@@ -117,6 +118,7 @@ def test_a_package_rebuilds_the_pkg_images_holding_it(site, tmp_path):
     assert site.build().ran == set()  # same bytes, newer mtime: nothing to do
     make_package(motd, "domus-motd-1.0", {"bin/domus-motd": b"#!/bin/sh\necho rebuilt\n"})
     assert site.build().ran == {"pkg:www2"}
+    assert_netbsd_accepts(site.image("www2", "pkg.img"), "ffs")
     pkg = ImageReader(site.image("www2", "pkg.img"), "ffs")
     assert pkg.text("bin/domus-motd") == "#!/bin/sh\necho rebuilt\n"
 
@@ -156,6 +158,7 @@ def test_reprovision_keeps_a_dated_backup_and_builds_anew(site):
     assert len(backups) == 1
     assert backups[0].read_bytes() == old
     assert site.image("www2", "local.img").read_bytes() != old
+    assert_netbsd_accepts(site.image("www2", "local.img"), "ffs")
     assert site.build().ran == set()
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from filelock import FileLock
 
-from tests.commands import active, change_root_template, domus, generations, nightly
+from tests.commands import active, change_root_template, domus, fake_xl, generations, nightly
 from tests.image_reader import ImageReader
 from tests.sites import REPO, Site
 
@@ -102,6 +102,22 @@ def test_a_failure_exits_non_zero_and_tells_why(site):
     assert "fetch:netbsd-XEN3_DOMU" in run.stderr
     assert "http://127.0.0.1:9/SHA512: cannot fetch the SHA512 file" in run.stderr
     assert active(site) == first
+
+
+def test_an_image_netbsd_would_refuse_is_reported(tmp_path):
+    site = Site(tmp_path / "site")
+    no_domu_running = fake_xl(tmp_path / "bin", [], {})
+    assert nightly(site, no_domu_running).returncode == 0
+    image = site.image("www2", "local.img")  # FFS: its first cylinder group at 24 KiB
+    with open(image, "r+b") as f:
+        f.seek(24576 + 4)
+        f.write(b"\0\0\0\0")
+    run = nightly(site, no_domu_running)
+    assert run.returncode == 1
+    assert "./domus check: 1 of " in run.stderr
+    assert (
+        "www2/local.img: ffs superblock and cylinder groups: CG 0: BAD MAGIC NUMBER" in run.stderr
+    )
 
 
 def test_nightly_exits_at_once_while_another_run_holds_the_lock(site):

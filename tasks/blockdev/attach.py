@@ -8,6 +8,7 @@ holds the image's own lock.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,13 +17,20 @@ from datetime import datetime
 from pathlib import Path
 
 from tasks.blockdev import records
-from tasks.blockdev.backend import Backend, backend_named, configured_backend, platform_backend_name
+from tasks.blockdev.backend import (
+    Attachment,
+    Backend,
+    backend_named,
+    configured_backend,
+    platform_backend_name,
+)
 from tasks.blockdev.holders import check_not_in_use
 from tasks.blockdev.recovery import clean_up, recover
 from tasks.blockdev.signals import signals_deferred, sigterm_raises
 from tasks.blockdev.units import unit_from_pool
 from tasks.config import BlockdevSpec
 from tasks.errors import DomusError
+from tasks.images.ext2_marks import require_netbsd_superblock, take_back_linux_mount_marks
 from tasks.log import note
 
 
@@ -38,6 +46,13 @@ def backend_for(blockdev: BlockdevSpec, fs: str) -> Backend:
     return backend
 
 
+def configured_or_refused(blockdev: BlockdevSpec) -> Backend:
+    backend = configured_backend(blockdev.backend)
+    if backend is None:
+        raise DomusError(f"no block-device backend: blockdev.backend is {blockdev.backend}")
+    return backend
+
+
 def watchers(backend: Backend | None) -> list[Backend]:
     """The backends whose attachments count: the configured one and this system's own."""
     native = platform_backend_name()
@@ -48,19 +63,20 @@ def watchers(backend: Backend | None) -> list[Backend]:
 
 
 @contextmanager
-def mounted(
+def attached(
     image: Path,
-    fs: str,
     *,
     blockdev: BlockdevSpec,
     locks: Path,
     what: str,
     readonly: bool,
+    fs: str | None = None,
     domain: str | None = None,
     cgd_params: Path | None = None,
-) -> Iterator[Path]:
-    """Yield the mount point of `image`; `what` names the job in records and messages."""
-    backend = backend_for(blockdev, fs)
+) -> Iterator[tuple[Backend, Attachment, Path]]:
+    """Yield the backend, the attachment of `image` and the mount point its record names
+    (not mounted); `what` names the job in records and messages."""
+    backend = backend_for(blockdev, fs) if fs else configured_or_refused(blockdev)
     with sigterm_raises():
         for problem in recover(locks):
             note(problem)
@@ -94,10 +110,7 @@ def mounted(
                 attachment = backend.attach(
                     image, unit, record.device or "", readonly, cgd_params, moved
                 )
-                mountpoint = Path(record.mountpoint)
-                mountpoint.mkdir(parents=True, exist_ok=True)
-                backend.mount(attachment, mountpoint, fs, readonly)
-                yield mountpoint
+                yield backend, attachment, Path(record.mountpoint)
             except BaseException:
                 with signals_deferred():
                     problem = clean_up(backend, record, locks)
@@ -108,3 +121,48 @@ def mounted(
                 problem = clean_up(backend, record, locks)
             if problem:
                 raise problem
+
+
+@contextmanager
+def mounted(
+    image: Path,
+    fs: str,
+    *,
+    blockdev: BlockdevSpec,
+    locks: Path,
+    what: str,
+    readonly: bool,
+    domain: str | None = None,
+    cgd_params: Path | None = None,
+) -> Iterator[Path]:
+    """Yield the mount point of `image`; `what` names the job in records and messages.
+
+    A plain ext2fs image mounted writable gets back, once unmounted and detached, the
+    superblock fields Linux writes on every mount (see tasks/images/ext2_marks.py), and
+    is then held to NetBSD's rule: a mount that leaves it unbootable is an error.
+    """
+    backend = backend_for(blockdev, fs)
+    marks = fs == "ext2fs" and not readonly and cgd_params is None
+    try:
+        with attached(
+            image,
+            blockdev=blockdev,
+            locks=locks,
+            what=what,
+            readonly=readonly,
+            fs=fs,
+            domain=domain,
+            cgd_params=cgd_params,
+        ) as (_, attachment, mountpoint):
+            mountpoint.mkdir(parents=True, exist_ok=True)
+            backend.mount(attachment, mountpoint, fs, readonly)
+            yield mountpoint
+    except BaseException:
+        if marks and not backend.holders(image):  # not left mounted
+            with signals_deferred(), contextlib.suppress(OSError):
+                take_back_linux_mount_marks(image)
+        raise
+    if marks:
+        with signals_deferred():
+            take_back_linux_mount_marks(image)
+        require_netbsd_superblock(image)

@@ -8,8 +8,9 @@ vnd3 and cgd0 to cgd3. The vif-bridge script adds each vif to the bridge its spe
 and fails `xl create` when there is none.
 
 The counting is pure (`netbsd_findings`, `linux_findings`: what exists is passed in); only
-`check_dom0` looks at the system, and only at the system it runs on: the live checks of a
-NetBSD dom0 run on NetBSD, those of a Linux dom0 on Linux.
+`check_dom0` looks at the system, and only where this host is the dom0: the live checks of
+a NetBSD dom0 run on NetBSD, those of a Linux dom0 on Linux, and neither on a build host that
+runs no Xen hypervisor (its bridges and nodes say nothing of the dom0's).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 from tasks.blockdev.commands import find, run
 from tasks.checks import Finding
 from tasks.config import Site
+from tasks.generations.running import no_hypervisor_here
 from tasks.layout import Layout
 
 SUBJECT = "dom0"
@@ -38,6 +40,8 @@ NETBSD_BRIDGE = re.compile(r"bridge\d+")
 def check_dom0(site: Site, layout: Layout) -> list[Finding]:
     """The findings about the dom0 of `site`; the live ones only on the dom0's system."""
     findings = encryption_findings(site)
+    if no_hypervisor_here():
+        return findings
     if site.dom0 == "netbsd" and sys.platform.startswith("netbsd"):
         interfaces, failure = _netbsd_interfaces()
         findings += netbsd_findings(site, os.listdir(DEV), interfaces)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from tasks.converge.plan import Change, FileState, backup_name
 from tasks.errors import DomusError
+from tasks.images.ext2_marks import require_netbsd_superblock, take_back_linux_mount_marks
 from tasks.images.publish import publishing
 from tasks.images.run import INSTALL_HINT
 from tasks.images.sparse_copy import copy_sparse
@@ -213,6 +214,10 @@ class DebugfsFiles:
                     f"{self.image}: debugfs failed, the image is unchanged: " + "; ".join(errors)
                 )
             try:
+                # an earlier mount by Linux may have left its marks: the copy is published
+                # only as NetBSD's fsck_ext2fs accepts it
+                take_back_linux_mount_marks(partial)
+                require_netbsd_superblock(partial)
                 check_clean(partial)
             except DomusError as error:
                 raise DomusError(

@@ -1,0 +1,99 @@
+"""The runner of `./domus check`: every check function over the site, one table of findings.
+
+A check is a function `(site, layout) -> Iterable[Finding]`; CHECKS lists them in the order
+they run. A new kind of check (the dom0's vnd and cgd nodes, its bridges) is one module
+with one such function, added to CHECKS.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from typing import TextIO
+
+from tasks.checks import Finding
+from tasks.checks.dom0 import check_dom0
+from tasks.checks.images import check_images
+from tasks.checks.xl import check_xl_configs
+from tasks.config import Site
+from tasks.errors import DomusError
+from tasks.layout import Layout
+
+Check = Callable[[Site, Layout], Iterable[Finding]]
+
+CHECKS: list[Check] = [
+    check_images,
+    check_xl_configs,
+    check_dom0,
+]
+
+
+def select(site: Site, names: Sequence[str]) -> Site:
+    """The site with only the named domUs (all of them when none is named)."""
+    if not names:
+        return site
+    known = {domu.name for domu in site.domus}
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise DomusError(
+            f"no domain named {', '.join(unknown)} in {site.path}",
+            hint=f"the domains are {', '.join(sorted(known))}",
+        )
+    return dataclasses.replace(site, domus=tuple(d for d in site.domus if d.name in names))
+
+
+def run_checks(site: Site, checks: Sequence[Check] = CHECKS) -> list[Finding]:
+    layout = Layout(site.output, site.locks)
+    findings: list[Finding] = []
+    for check in checks:
+        findings.extend(check(site, layout))
+    return findings
+
+
+def table(findings: Sequence[Finding]) -> str:
+    rows = [("subject", "check", "result")] + [
+        (f.subject, f.check, "ok" if f.ok else f"FAILED: {f.problem}") for f in findings
+    ]
+    widths = [max(len(row[column]) for row in rows) for column in (0, 1)]
+    return "".join(f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]}\n" for row in rows)
+
+
+def failure_lines(findings: Sequence[Finding]) -> list[str]:
+    """One line a failure, for cron's mail and the nightly report."""
+    return [f"{f.subject}: {f.check}: {f.problem}" for f in findings if not f.ok]
+
+
+def report(findings: Sequence[Finding], out: TextIO) -> int:
+    """A table on a terminal, only the failures otherwise; 1 when anything failed."""
+    if out.isatty():
+        out.write(table(findings))
+    else:
+        out.write("".join(line + "\n" for line in failure_lines(findings)))
+    failed = sum(not f.ok for f in findings)
+    if out.isatty():
+        out.write(f"{len(findings)} checks, {failed} failed\n")
+    return 1 if failed else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from tasks.dodo_support import load_or_exit
+    from tasks.generations.cli import parse
+
+    config, names = parse(list(sys.argv[1:] if argv is None else argv))
+    usage = [name for name in names if name.startswith("-")]
+    if usage:
+        print("usage: ./domus check [NAME...] [config=PATH]", file=sys.stderr)
+        return 2
+    site = load_or_exit(config)
+    try:
+        selected = select(site, names)
+    except DomusError as error:
+        print(f"domus check: {error}", file=sys.stderr)
+        return 2
+    try:
+        findings = run_checks(selected)
+    except DomusError as error:
+        print(f"domus check: {error}", file=sys.stderr)
+        return 1
+    return report(findings, sys.stdout)

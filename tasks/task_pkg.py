@@ -5,9 +5,8 @@ from __future__ import annotations
 from doit.tools import config_changed
 
 from tasks.actions import Deferred
-from tasks.config import DomU, plain
 from tasks.fingerprint import TreeUnchanged
-from tasks.layout import Layout
+from tasks.site import DomU, Layout, plain
 
 
 def task(domu: DomU, layout: Layout) -> dict[str, object]:

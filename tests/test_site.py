@@ -2,6 +2,7 @@ import dataclasses
 import json
 import subprocess
 import sys
+import typing
 from pathlib import Path
 from textwrap import dedent
 
@@ -14,6 +15,7 @@ from tasks.site import (
     BlockdevSpec,
     ConfigError,
     DomU,
+    GenerationsSpec,
     ImageSpec,
     PkgSource,
     PkgSpec,
@@ -28,6 +30,7 @@ from tasks.site import (
     reference_markdown,
 )
 from tasks.site.netbsd import CIPHERS, MAKEDEV_ADD, MAKEDEV_REMOVE
+from tasks.site.reader import Table
 from tasks.site.settings import DOMAIN, SITE
 from tests.conftest import NETBSD
 
@@ -93,7 +96,7 @@ def domu(name: str, **changes: object) -> DomU:
         "vcpus": 1,
         "vif": ("bridge=xenbr0",),
         "rc_conf": (*BUILTIN_RC, ("hostname", name)),
-        "local": ImageSpec(64 * MiB, "ffs"),
+        "local": ImageSpec(64 * MiB, "ffs", "none", "aes-xts", 256),
         "pkg": PkgSpec(256 * MiB, "ffs", PkgSource(None, ())),
         "swap": SwapSpec(128 * MiB, "aes-xts", 256),
     }
@@ -160,12 +163,15 @@ def test_full_site_loads_into_the_exact_model(tmp_path: Path, inputs: Path) -> N
         locks=tmp_path / "build" / "locks",
         keys=path.parent / "keys",
         root=RootSpec(
-            source=RootSource(tree=inputs / "root", metalog=inputs / "root.metalog", sets=()),
+            source=RootSource(
+                tree=inputs / "root", metalog=inputs / "root.metalog", sets=(), image=None
+            ),
             kernel=inputs / "netbsd-XEN3_DOMU",
             size=400 * MiB,
             fs="ext2fs",
             makedev_add=("xbd2", "tun0"),
             makedev_remove=("wscons", "wd0"),
+            downloads=(),
         ),
         domus=(
             domu(
@@ -179,7 +185,7 @@ def test_full_site_loads_into_the_exact_model(tmp_path: Path, inputs: Path) -> N
                     ("umask", "022"),
                     ("ifconfig_xennet0", "inet 192.0.2.10 netmask 255.255.255.0"),
                 ),
-                local=ImageSpec(128 * MiB, "ext2fs"),
+                local=ImageSpec(128 * MiB, "ext2fs", "none", "aes-xts", 256),
                 pkg=PkgSpec(256 * MiB, "ext2fs", PkgSource(None, packages)),
                 swap=SwapSpec(128 * MiB, "aes-cbc", 256),
             ),
@@ -194,7 +200,7 @@ def test_full_site_loads_into_the_exact_model(tmp_path: Path, inputs: Path) -> N
                     *inherited_rc,
                     ("postgresql", "YES"),
                 ),
-                local=ImageSpec(128 * MiB, "ffs"),
+                local=ImageSpec(128 * MiB, "ffs", "none", "aes-xts", 256),
                 pkg=PkgSpec(GiB, "ext2fs", PkgSource(inputs / "pkgtree", ())),
                 swap=SwapSpec(GiB, "adiantum", 256),
             ),
@@ -203,11 +209,13 @@ def test_full_site_loads_into_the_exact_model(tmp_path: Path, inputs: Path) -> N
                 memory=512,
                 vif=("bridge=xenbr0", "bridge=xenbr1"),
                 rc_conf=(*BUILTIN_RC, ("hostname", "mail"), *inherited_rc),
-                local=ImageSpec(128 * MiB, "ffs"),
+                local=ImageSpec(128 * MiB, "ffs", "none", "aes-xts", 256),
                 pkg=PkgSpec(256 * MiB, "ext2fs", PkgSource(None, packages)),
                 swap=SwapSpec(128 * MiB, "aes-cbc", 128),
             ),
         ),
+        blockdev=BlockdevSpec(backend="auto", units=4, wait=600),
+        generations=GenerationsSpec(keep=3),
     )
 
 
@@ -232,12 +240,14 @@ def test_minimal_site_takes_every_default(tmp_path: Path, inputs: Path) -> None:
             tree=None,
             metalog=None,
             sets=(inputs / "sets/base.tgz", inputs / "sets/etc.tar.xz"),
+            image=None,
         ),
         kernel=inputs / "netbsd-XEN3_DOMU",
         size=GiB,
         fs="ffs",
         makedev_add=MAKEDEV_ADD,
         makedev_remove=MAKEDEV_REMOVE,
+        downloads=(),
     )
     assert site.domus == (domu("www1"),)
 
@@ -1043,6 +1053,45 @@ def test_site_file_that_is_not_utf8(tmp_path: Path, inputs: Path) -> None:
 
 
 # --- the settings table and its reference ----------------------------------------------
+
+
+def model_fields(model: type, prefix: str = "") -> set[str]:
+    """The dotted names of every value a model object holds, such as root.source.tree."""
+    names = set()
+    hints = typing.get_type_hints(model)
+    for field in dataclasses.fields(model):
+        if dataclasses.is_dataclass(hints[field.name]):
+            names |= model_fields(hints[field.name], f"{prefix}{field.name}.")
+        else:
+            names.add(prefix + field.name)
+    return names
+
+
+@pytest.mark.parametrize(
+    ("table", "model", "not_settings"),
+    [
+        (SITE, Site, {"path", "root.downloads", "domus"}),
+        (DOMAIN, DomU, {"name"}),
+    ],
+    ids=["site", "domain"],
+)
+def test_each_model_field_is_one_setting_or_a_named_special_case(
+    table: Table, model: type, not_settings: set[str]
+) -> None:
+    dests = [setting.dest for setting in table.settings.values() if setting.dest is not None]
+    assert len(dests) == len(set(dests))
+    assert set(dests) | not_settings == model_fields(model)
+    assert not set(dests) & not_settings
+
+
+def test_a_table_default_is_the_model_default(
+    tmp_path: Path, inputs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for table, key, value in ((DOMAIN, "vcpus", 7), (SITE, "blockdev.units", 9)):
+        changed = dataclasses.replace(table.settings[key], default=value)
+        monkeypatch.setitem(table.settings, key, changed)
+    site = load_site(write_site(tmp_path, ROOT + "domains: {www1: }\n"))
+    assert (site.domus[0].vcpus, site.blockdev.units) == (7, 9)
 
 
 def test_every_setting_sits_in_a_declared_group() -> None:

@@ -9,26 +9,16 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import yaml
 from yaml.nodes import MappingNode
 
 from tasks.errors import DomusError
 from tasks.site.checks import check_site
-from tasks.site.model import (
-    BlockdevSpec,
-    DomU,
-    GenerationsSpec,
-    ImageSpec,
-    PkgSource,
-    PkgSpec,
-    RootSource,
-    RootSpec,
-    Site,
-    SwapSpec,
-)
+from tasks.site.model import DomU, Site, fill
 from tasks.site.netbsd import CIPHERS
-from tasks.site.reader import INVALID, Context, Layer, Problem, read_layer, resolve
+from tasks.site.reader import INVALID, Context, Layer, Problem, Table, read_layer, resolve
 from tasks.site.settings import DOMAIN, SITE, DomainEntry
 from tasks.urls import local_files
 
@@ -134,93 +124,60 @@ def _value(layer: Layer, key: str) -> object:
 
 
 # --- building the model ----------------------------------------------------------------
+# Each setting fills the model field it names (Setting.dest); what follows are the values
+# that are more than one setting's value as read.
 
 
 def _build_site(
     absolute: Path, layer: Layer, defaults: Layer, entries: Sequence[DomainEntry], ctx: Context
 ) -> Site:
-    def get(key: str) -> object:
-        return resolve(SITE, key, (layer,))
-
-    output = get("output")
-    output = output if isinstance(output, Path) else ctx.path(str(output))
-    locks = get("locks") or output / "locks"
-    keys = get("keys")
-    keys = keys if isinstance(keys, Path) else ctx.path(str(keys))
-    return Site(
-        path=absolute,
-        output=output,
-        templates=get("templates"),
-        locks=locks,
-        keys=keys,
-        root=_build_root(layer, output / "cache" / "downloads"),
-        domus=tuple(_build_domu(entry, defaults) for entry in entries),
-        blockdev=BlockdevSpec(
-            backend=get("blockdev.backend"), units=get("blockdev.units"), wait=get("blockdev.wait")
-        ),
-        generations=GenerationsSpec(keep=get("generations.keep")),
-    )
-
-
-def _build_root(layer: Layer, downloads: Path) -> RootSpec:
-    def get(key: str) -> object:
-        return resolve(SITE, key, (layer,))
-
+    values = _values(SITE, (layer,))
+    values["path"] = absolute
+    # a default directory is a relative path: it starts at the site file, like a written one
+    output = values["output"] = _from_site_file(values["output"], ctx)
+    values["keys"] = _from_site_file(values["keys"], ctx)
+    values["locks"] = values["locks"] or output / "locks"
     sets, kernel, fetched = local_files(
-        get("root.source.sets"), get("root.source.sha512"), get("root.kernel"), downloads
+        values["root.source.sets"],
+        resolve(SITE, "root.source.sha512", (layer,)),
+        values["root.kernel"],
+        output / "cache" / "downloads",
     )
-
-    add = get("root.makedev.add")
-    remove = get("root.makedev.remove")
+    values.update({"root.source.sets": sets, "root.kernel": kernel, "root.downloads": fetched})
     if "root.makedev.remove" not in layer.values:
-        remove = tuple(device for device in remove if device not in add)
-    return RootSpec(
-        source=RootSource(
-            tree=get("root.source.tree"),
-            metalog=get("root.source.metalog"),
-            sets=sets,
-            image=get("root.source.image"),
-        ),
-        kernel=kernel,
-        size=get("root.size"),
-        fs=get("root.fs"),
-        makedev_add=add,
-        makedev_remove=remove,
-        downloads=fetched,
-    )
+        # the default remove list gives way to the devices the operator adds
+        add = values["root.makedev_add"]
+        values["root.makedev_remove"] = tuple(
+            device for device in values["root.makedev_remove"] if device not in add
+        )
+    values["domus"] = tuple(_build_domu(entry, defaults) for entry in entries)
+    return fill(Site, values)
 
 
 def _build_domu(entry: DomainEntry, defaults: Layer) -> DomU:
-    layers = (entry.layer, defaults)
+    values = _values(DOMAIN, (entry.layer, defaults))
+    values["name"] = entry.name
+    values["rc_conf"] = _rc_conf(entry, defaults)
+    for group in ("local", "swap"):
+        # unset, a key length is the cgdconfig default of the cipher it is used with
+        cipher = values[f"{group}.cipher"]
+        values[f"{group}.keylength"] = (
+            values[f"{group}.keylength"] or CIPHERS[cipher].default_keylength
+        )
+    return fill(DomU, values)
 
-    def get(key: str) -> object:
-        return resolve(DOMAIN, key, layers)
 
-    cipher = get("swap.cipher")
-    return DomU(
-        name=entry.name,
-        memory=get("memory"),
-        vcpus=get("vcpus"),
-        vif=get("vif"),
-        rc_conf=_rc_conf(entry, defaults),
-        local=ImageSpec(
-            size=get("local.size"),
-            fs=get("local.fs"),
-            encrypt=get("local.encrypt"),
-            cipher=get("local.cipher"),
-            keylength=get("local.keylength") or CIPHERS[get("local.cipher")].default_keylength,
-        ),
-        pkg=PkgSpec(
-            size=get("pkg.size"),
-            fs=get("pkg.fs"),
-            source=PkgSource(tree=get("pkg.source.tree"), packages=get("pkg.source.packages")),
-        ),
-        swap=SwapSpec(
-            size=get("swap.size"),
-            cipher=cipher,
-            keylength=get("swap.keylength") or CIPHERS[cipher].default_keylength,
-        ),
-    )
+def _values(table: Table, layers: Sequence[Layer]) -> dict[str, Any]:
+    """Each model field a setting of `table` fills, with its value from `layers`."""
+    return {
+        setting.dest: resolve(table, setting.key, layers)
+        for setting in table.settings.values()
+        if setting.dest is not None
+    }
+
+
+def _from_site_file(path: Path | str, ctx: Context) -> Path:
+    return path if isinstance(path, Path) else ctx.path(path)
 
 
 def _rc_conf(entry: DomainEntry, defaults: Layer) -> tuple[tuple[str, str], ...]:

@@ -1,14 +1,22 @@
-"""The site as the rest of domus sees it: frozen, checked, every default filled in."""
+"""The site as the rest of domus sees it: frozen, checked, every default filled in.
+
+The fields carry no defaults: the settings table holds them, and `fill` builds a model
+object from the values the table's settings name (Setting.dest).
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import typing
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from tasks.site.layout import Layout
-from tasks.site.netbsd import DEFAULT_CIPHER
 from tasks.urls import Download
+
+T = typing.TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -16,7 +24,7 @@ class RootSource:
     tree: Path | None
     metalog: Path | None
     sets: tuple[Path, ...]
-    image: Path | None = None  # an existing root.img, read through a block device
+    image: Path | None  # an existing root.img, read through a block device
 
 
 @dataclass(frozen=True)
@@ -28,16 +36,16 @@ class RootSpec:
     makedev_add: tuple[str, ...]
     makedev_remove: tuple[str, ...]
     # sets and kernel given as URLs; `source.sets` and `kernel` name their verified copies
-    downloads: tuple[Download, ...] = ()
+    downloads: tuple[Download, ...]
 
 
 @dataclass(frozen=True)
 class ImageSpec:
     size: int  # bytes
     fs: str
-    encrypt: str = "none"  # local.img only: none, dom0 or domu
-    cipher: str = DEFAULT_CIPHER
-    keylength: int = 256  # bits
+    encrypt: str  # none, dom0 or domu
+    cipher: str
+    keylength: int  # bits
 
 
 @dataclass(frozen=True)
@@ -78,14 +86,14 @@ class DomU:
 class BlockdevSpec:
     """How images are attached as root: the backend, the size of the unit pool, the wait."""
 
-    backend: str = "auto"  # auto, vnd, loop or none
-    units: int = 4
-    wait: int = 600  # seconds
+    backend: str  # auto, vnd, loop or none
+    units: int
+    wait: int  # seconds
 
 
 @dataclass(frozen=True)
 class GenerationsSpec:
-    keep: int = 3  # newest generations of each image that garbage collection keeps
+    keep: int  # newest generations of each image that garbage collection keeps
 
 
 @dataclass(frozen=True)
@@ -97,8 +105,8 @@ class Site:
     keys: Path
     root: RootSpec
     domus: tuple[DomU, ...]  # in file order
-    blockdev: BlockdevSpec = BlockdevSpec()
-    generations: GenerationsSpec = GenerationsSpec()
+    blockdev: BlockdevSpec
+    generations: GenerationsSpec
 
     @property
     def layout(self) -> Layout:
@@ -117,3 +125,24 @@ def plain(obj: object) -> object:
     if obj is None or isinstance(obj, str | int | float | bool):
         return obj
     raise TypeError(f"cannot turn a {type(obj).__name__} into plain data")
+
+
+def fill(model: type[T], values: Mapping[str, object], prefix: str = "") -> T:
+    """A `model` object whose fields are taken from `values` by their dotted names:
+    `values["root.size"]` is Site.root.size. A field that holds a model object is filled
+    the same way, one name deeper."""
+    fields = {}
+    for name, nested in _fields(model).items():
+        dest = prefix + name
+        fields[name] = values[dest] if nested is None else fill(nested, values, dest + ".")
+    return model(**fields)
+
+
+@functools.cache
+def _fields(model: type) -> dict[str, type | None]:
+    """Each field of a model class, with the model class it holds, if it holds one."""
+    hints = typing.get_type_hints(model)
+    return {
+        field.name: hints[field.name] if dataclasses.is_dataclass(hints[field.name]) else None
+        for field in dataclasses.fields(model)
+    }

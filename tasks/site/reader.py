@@ -186,6 +186,14 @@ class Setting:
     default: Any  # the model's value, REQUIRED, or None for "not set"
     help: str
     default_doc: str | None = None  # for defaults that are computed, not a plain value
+    # The model field the value fills, dotted like the key: `root.size` is Site.root.size.
+    # "" for the key itself; None for a value that fills no field as such (a special case
+    # in tasks.site.load reads it).
+    dest: str | None = ""
+
+    def __post_init__(self) -> None:
+        if self.dest == "":
+            object.__setattr__(self, "dest", self.key)
 
 
 @dataclass(frozen=True)

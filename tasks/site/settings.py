@@ -313,6 +313,7 @@ SITE = Table(
             None,
             "With set URLs: the release's SHA512 file (a URL or a file) that lists the sets",
             default_doc="SHA512 beside each set's URL",
+            dest=None,
         ),
         Setting(
             "root.source.image",
@@ -336,6 +337,7 @@ SITE = Table(
             ListOf(DEVICE, "a list of MAKEDEV device names"),
             MAKEDEV_ADD,
             "Devices made at boot beyond the standard ones",
+            dest="root.makedev_add",
         ),
         Setting(
             "root.makedev.remove",
@@ -344,12 +346,14 @@ SITE = Table(
             "Devices not made at boot: hardware a Xen domU never has. Shell patterns may match "
             "nothing; a plain name must be one the init target makes (a typo is an error). "
             "The default leaves out any device listed in `add`",
+            dest="root.makedev_remove",
         ),
         Setting(
             "defaults",
             Defaults(),
             None,
             "Settings every domain starts from: any `domains.<name>.` key below",
+            dest=None,
         ),
         Setting(
             "domains",
@@ -357,6 +361,7 @@ SITE = Table(
             REQUIRED,
             "Domain name → settings; an empty entry takes all defaults. "
             "Names: lowercase letters, digits and '-', at most 63",
+            dest=None,
         ),
     ]
 )

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from doit import get_var
 
-from tasks.dodo_support import DEFAULT_SITE, Build, doit_config, load_or_exit
+from tasks.dodo_support import Build, doit_config, load_or_exit
+from tasks.site import DEFAULT_SITE
 
 _build = Build(
     load_or_exit(Path(get_var("config", str(DEFAULT_SITE)))),

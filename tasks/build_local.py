@@ -12,18 +12,17 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from tasks.config import DomU, Site
 from tasks.converge.local import converge
 from tasks.images import write_image
 from tasks.images.encrypted import write_encrypted_image
 from tasks.images.publish import publishing
 from tasks.inputs import changes, make_record, read_record, record_path, write_record
 from tasks.keys import local_params
-from tasks.layout import Layout
 from tasks.locks import image_lock
 from tasks.log import note
 from tasks.recipes.local import setup_local
 from tasks.render import Templates
+from tasks.site import DomU, Layout, Site
 from tasks.tree import Tree
 
 

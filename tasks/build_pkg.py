@@ -10,16 +10,15 @@ import shutil
 import time
 from pathlib import Path
 
-from tasks.config import DomU, plain
 from tasks.generations.making import make_generation
 from tasks.generations.slots import pkg_slot, stable_links
 from tasks.images import write_image
 from tasks.inputs import make_record
-from tasks.layout import Layout
 from tasks.locks import image_lock
 from tasks.log import note
 from tasks.pkgsrc import package_files
 from tasks.recipes.pkg import setup_pkg
+from tasks.site import DomU, Layout, plain
 
 
 def pkg_record(domu: DomU) -> dict[str, str]:

@@ -6,18 +6,17 @@ import shutil
 import time
 from pathlib import Path
 
-from tasks.config import Site
 from tasks.contexts import root_context
 from tasks.generations.making import make_generation
 from tasks.generations.slots import KERNEL, ROOT, stable_links
 from tasks.images import write_image
 from tasks.inputs import make_record
 from tasks.keyfiles import params_path
-from tasks.layout import Layout
 from tasks.locks import image_lock
 from tasks.log import note, timed
 from tasks.recipes.root import setup_root
 from tasks.render import Templates
+from tasks.site import Layout, Site
 from tasks.source_image import load_image
 from tasks.source_sets import load_sets
 from tasks.source_tree import load_tree

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from tasks.config import DomU
 from tasks.images.publish import publishing
-from tasks.layout import Layout
 from tasks.locks import image_lock
+from tasks.site import DomU, Layout
 
 
 def build_swap(domu: DomU, layout: Layout) -> None:

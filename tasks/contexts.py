@@ -6,10 +6,9 @@ when, something its files are made from has changed.
 
 from __future__ import annotations
 
-from tasks.config import DomU, Site
 from tasks.keyfiles import params_path
-from tasks.layout import Layout
 from tasks.recipes.root import CGD_PARAMS_DIR
+from tasks.site import DomU, Layout, Site
 
 LOCAL_DEVICE = "xbd2a"
 LOCAL_DISK = "xbd2d"  # the whole disk: the raw partition on amd64 and i386

@@ -9,13 +9,11 @@ from typing import NoReturn
 
 from tasks import task_fetch, task_local, task_pkg, task_root, task_swap, task_xen
 from tasks.blockdev.records import any_left as attachments_left
-from tasks.config import Site, load_site
 from tasks.errors import DomusError
-from tasks.layout import Layout
 from tasks.locks import hold_run_lock
 from tasks.render import Templates
+from tasks.site import Layout, Site, load_site
 
-DEFAULT_SITE = Path("config/site.yaml")
 EXIT_CONFIG = 78  # EX_CONFIG: doit itself uses 1 and 2 for failed tasks
 # doit commands that only read: they neither need nor take the run lock.
 READ_ONLY_COMMANDS = {"list", "info", "help", "dumpdb", "tabcompletion"}
@@ -51,7 +49,7 @@ def doit_config(layout: Layout) -> dict[str, object]:
 class Build:
     def __init__(self, site: Site, reprovision: set[str]) -> None:
         self.site = site
-        self.layout = Layout(site.output, site.locks)
+        self.layout = site.layout
         self.templates = Templates(site.templates, self.layout.cache / "template-references.json")
         unknown = reprovision - {domu.name for domu in site.domus}
         if unknown:

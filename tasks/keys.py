@@ -19,9 +19,9 @@ import stat
 from pathlib import Path
 
 from tasks.cgd.params import Params, format, generate, parse
-from tasks.config import DomU
 from tasks.errors import DomusError
 from tasks.keyfiles import params_path, passphrase_path
+from tasks.site import DomU
 
 PASSPHRASE_BYTES = 24
 

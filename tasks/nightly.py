@@ -26,15 +26,14 @@ from pathlib import Path
 from typing import TextIO
 
 from tasks.checks.run import failure_lines, run_checks
-from tasks.config import Site
 from tasks.errors import DomusError
 from tasks.generations.cli import collect_now, generations_count, human_size, parse
 from tasks.generations.collect import Collected
 from tasks.generations.slots import POOLS, ROOT, Slot, pkg_slot
 from tasks.generations.store import Store
 from tasks.inputs import changes, describe
-from tasks.layout import Layout
 from tasks.locks import RUN_LOCK_FD, run_lock_descriptor
+from tasks.site import Site
 
 REPO = Path(__file__).resolve().parents[1]
 LOGS_KEPT = 100
@@ -112,7 +111,7 @@ class Nightly:
         self.site = site
         self.config = config
         self.lock = lock
-        self.layout = Layout(site.output, site.locks)
+        self.layout = site.layout
         self.store = Store(self.layout)
 
     def slots(self) -> list[Slot]:
@@ -275,7 +274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"domus: nightly takes only config=PATH, got {' '.join(rest)}", file=sys.stderr)
         return 2
     site = load_or_exit(config)
-    lock = run_lock_descriptor(Layout(site.output, site.locks).locks)
+    lock = run_lock_descriptor(site.layout.locks)
     try:
         return Nightly(site, config, lock).run()
     except DomusError as error:

@@ -13,12 +13,11 @@ import os
 from pathlib import Path
 
 from tasks.blockdev.attach import backend_for, mounted
-from tasks.config import Site
 from tasks.errors import DomusError
 from tasks.images.detect import detect_fs
-from tasks.layout import Layout
 from tasks.locks import image_lock
 from tasks.log import timed
+from tasks.site import Layout, Site
 from tasks.source_tree import load_tree
 from tasks.tree import Tree
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 from doit.tools import config_changed
 
 from tasks.actions import Deferred
-from tasks.config import DomU, plain
 from tasks.fingerprint import TreeUnchanged
-from tasks.layout import Layout
 from tasks.pkgsrc import package_files
+from tasks.site import DomU, Layout, plain
 
 
 def task(domu: DomU, layout: Layout) -> dict[str, object]:

@@ -7,12 +7,11 @@ from pathlib import Path
 from doit.tools import config_changed
 
 from tasks.actions import Deferred
-from tasks.config import Site, plain
 from tasks.contexts import root_context
 from tasks.fingerprint import TreeUnchanged
 from tasks.keyfiles import params_path
-from tasks.layout import Layout
 from tasks.render import Templates
+from tasks.site import Layout, Site, plain
 
 
 def input_files(site: Site, templates: Templates) -> dict[str, Path]:

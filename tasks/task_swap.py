@@ -5,8 +5,7 @@ from __future__ import annotations
 from doit.tools import config_changed
 
 from tasks.actions import Deferred
-from tasks.config import DomU
-from tasks.layout import Layout
+from tasks.site import DomU, Layout
 
 
 def task(domu: DomU, layout: Layout) -> dict[str, object]:

@@ -7,10 +7,9 @@ from pathlib import Path
 from doit.tools import config_changed
 
 from tasks.actions import Deferred
-from tasks.config import DomU, Site
 from tasks.contexts import xen_context
-from tasks.layout import Layout
 from tasks.render import Templates
+from tasks.site import DomU, Layout, Site
 
 TEMPLATE = "xen/domu.cfg"
 HOTPLUG = "xen/block-domus-cgd"

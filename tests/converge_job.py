@@ -17,13 +17,12 @@ import sys
 import time
 from pathlib import Path
 
-from tasks.config import load_site
 from tasks.contexts import local_context
 from tasks.converge import mounted
 from tasks.converge.local import converge
-from tasks.layout import Layout
 from tasks.locks import image_lock
 from tasks.render import Templates
+from tasks.site import load_site
 
 
 def main(site_path: str, name: str, log: str, mode: str, seconds: str = "0") -> None:
@@ -44,7 +43,7 @@ def main(site_path: str, name: str, log: str, mode: str, seconds: str = "0") -> 
 
     mounted.MountedFiles.apply = slow if mode == "slow" else stall
     site = load_site(Path(site_path))
-    layout = Layout(site.output, site.locks)
+    layout = site.layout
     domu = next(domu for domu in site.domus if domu.name == name)
     with image_lock(layout.locks, layout.local_image(name)):
         converge(

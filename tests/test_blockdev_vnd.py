@@ -18,8 +18,8 @@ import pytest
 
 from tasks.blockdev.attach import mounted
 from tasks.blockdev.vnd import parse_listing
-from tasks.config import BlockdevSpec
 from tasks.errors import DomusError
+from tasks.site import BlockdevSpec
 from tests.mounting import mounts_under, needs_root, release_everything_under
 from tests.sites import Site
 

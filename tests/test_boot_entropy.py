@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 
 from tasks.cgd.params import URandomKey, parse
-from tasks.config import load_site
 from tasks.contexts import local_context
 from tasks.edits.rcconf import set_rc_vars
 from tasks.recipes.local import make_entropy_dir
 from tasks.render import Templates
-from tasks.settings import ENTROPY_FILE
+from tasks.site import load_site
+from tasks.site.netbsd import ENTROPY_FILE
 from tasks.tree import Tree
 from tests.conftest import NETBSD, REPO
 

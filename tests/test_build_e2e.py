@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from tasks.settings import DEFAULT_BRIDGE, this_dom0
+from tasks.site.netbsd import DEFAULT_BRIDGE, this_dom0
 from tests.conftest import REPO
 from tests.image_reader import ImageReader
 from tests.netbsd_rules import assert_netbsd_accepts

@@ -20,8 +20,7 @@ from tasks.checks.dom0 import (
     units_to_make,
     vif_bridges,
 )
-from tasks.config import BlockdevSpec, ImageSpec, Site, load_site
-from tasks.layout import Layout
+from tasks.site import Site, load_site
 from tests.conftest import SHARED
 from tests.sites import example_site
 
@@ -53,7 +52,7 @@ def site_of(tmp_path: Path, dom0: str = "netbsd", domus: int = 3, **domain: obje
 
 def encrypt(site: Site, count: int) -> Site:
     domus = [
-        dataclasses.replace(d, local=ImageSpec(d.local.size, d.local.fs, encrypt="dom0"))
+        dataclasses.replace(d, local=dataclasses.replace(d.local, encrypt="dom0"))
         if i < count
         else d
         for i, d in enumerate(site.domus)
@@ -103,7 +102,8 @@ def test_the_pools_own_units_must_exist_even_when_there_are_enough_others(tmp_pa
 
 
 def test_without_a_pool_only_the_domus_count(tmp_path, fresh_dev):
-    site = dataclasses.replace(site_of(tmp_path), blockdev=BlockdevSpec(backend="none"))
+    site = site_of(tmp_path)
+    site = dataclasses.replace(site, blockdev=dataclasses.replace(site.blockdev, backend="none"))
     finding = by_check(netbsd_findings(site, fresh_dev, []), "vnd(4)")
     assert finding.check.startswith("vnd(4) nodes: 12 needed")
     assert makedev_targets(finding.problem or "")[-1] == "vnd11"
@@ -163,7 +163,7 @@ def test_linux_dom0_checks_bridges_and_nothing_about_vnd(tmp_path):
 def test_dom0_encryption_on_a_linux_dom0_is_a_problem_anywhere(tmp_path, monkeypatch):
     monkeypatch.setattr(checks.sys, "platform", "netbsd10")  # a build host: nothing live
     site = encrypt(site_of(tmp_path, dom0="linux"), 1)
-    (finding,) = check_dom0(site, Layout(site.output, site.locks))
+    (finding,) = check_dom0(site, site.layout)
     assert finding.check == "local.encrypt: dom0 needs a NetBSD dom0"
     assert finding.problem is not None and finding.problem.startswith("d0 has local.encrypt: dom0")
 
@@ -176,12 +176,12 @@ def test_check_dom0_looks_only_at_the_system_it_runs_on(tmp_path, monkeypatch):
     monkeypatch.setattr(checks, "SYS_CLASS_NET", net)
     monkeypatch.setattr(checks, "no_hypervisor_here", lambda: False)
     linux = site_of(tmp_path, dom0="linux")
-    assert check_dom0(linux, Layout(linux.output, linux.locks)) == [
+    assert check_dom0(linux, linux.layout) == [
         Finding("dom0", "bridge xenbr0 (vif of d0, d1 and d2)")
     ]
     # a NetBSD dom0's nodes and interfaces cannot be seen from a Linux build host
     netbsd = site_of(tmp_path, dom0="netbsd")
-    assert check_dom0(netbsd, Layout(netbsd.output, netbsd.locks)) == []
+    assert check_dom0(netbsd, netbsd.layout) == []
 
 
 def test_a_build_host_without_xen_checks_nothing_live(tmp_path, monkeypatch):
@@ -190,9 +190,9 @@ def test_a_build_host_without_xen_checks_nothing_live(tmp_path, monkeypatch):
     monkeypatch.setattr(checks, "SYS_CLASS_NET", tmp_path / "no-net")
     monkeypatch.setattr(checks, "no_hypervisor_here", lambda: True)
     linux = site_of(tmp_path, dom0="linux")
-    assert check_dom0(linux, Layout(linux.output, linux.locks)) == []
+    assert check_dom0(linux, linux.layout) == []
     monkeypatch.setattr(checks, "no_hypervisor_here", lambda: False)
-    assert [f.ok for f in check_dom0(linux, Layout(linux.output, linux.locks))] == [False]
+    assert [f.ok for f in check_dom0(linux, linux.layout)] == [False]
 
 
 def test_on_netbsd_check_dom0_reads_dev_and_ifconfig_l(tmp_path, monkeypatch):
@@ -208,7 +208,7 @@ def test_on_netbsd_check_dom0_reads_dev_and_ifconfig_l(tmp_path, monkeypatch):
     monkeypatch.setattr(checks, "DEV", dev)
     monkeypatch.setattr(checks, "no_hypervisor_here", lambda: False)
     site = site_of(tmp_path)
-    findings = check_dom0(site, Layout(site.output, site.locks))
+    findings = check_dom0(site, site.layout)
     assert [(f.check.split(":")[0], f.ok) for f in findings] == [
         ("vnd(4) nodes", False),
         ("bridge bridge0 (vif of d0, d1 and d2)", True),

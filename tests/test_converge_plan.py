@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from tasks.config import load_site
 from tasks.contexts import local_context
 from tasks.converge.mounted import MountedFiles
 from tasks.converge.plan import Change, FileState, backup_name, plan, unified_diff
@@ -16,6 +15,7 @@ from tasks.errors import DomusError
 from tasks.images.detect import detect_fs
 from tasks.recipes.local import ManagedFile, managed_files
 from tasks.render import Templates
+from tasks.site import load_site
 from tests.conftest import REPO
 
 TEMPLATE = ManagedFile("etc/fstab", "new\n", 0o644)

@@ -14,7 +14,7 @@ from tasks.edits.makedev import (
     restore_init_target,
 )
 from tasks.errors import EditError
-from tasks.settings import MAKEDEV_ADD, MAKEDEV_REMOVE
+from tasks.site.netbsd import MAKEDEV_ADD, MAKEDEV_REMOVE
 from tests.conftest import NETBSD
 
 # The domU devices to add and the hardware to drop, as the site configuration lists them.

@@ -14,7 +14,7 @@ from tasks.generations.running import Domain, find_xl, in_use, no_hypervisor_her
 from tasks.generations.slots import ROOT
 from tasks.generations.state import SlotState, save_state
 from tasks.generations.store import Store
-from tasks.layout import Layout
+from tasks.site import Layout
 from tests.commands import (
     active,
     change_root_template,

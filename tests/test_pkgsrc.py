@@ -14,12 +14,11 @@ from pkgsrc_fixture import Hardlink, Symlink, make_package, write_package
 
 from tasks import pkgsrc, task_pkg
 from tasks.build_pkg import pkg_record
-from tasks.config import PkgSource, PkgSpec
 from tasks.errors import DomusError
-from tasks.layout import Layout
 from tasks.pkgsrc import dewey_cmp, install_packages, pkg_match, read_package
+from tasks.site import Layout, PkgSource, PkgSpec
 from tasks.tree import Entry, Tree
-from tests.test_config import domu
+from tests.test_site import domu
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "config" / "example" / "packages"

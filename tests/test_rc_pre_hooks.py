@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from tasks.config import load_site
 from tasks.contexts import root_context
 from tasks.render import Templates
+from tasks.site import load_site
 from tests.conftest import REPO
 
 EXEC_RC = 'exec /bin/sh /etc/rc "$@"'

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.config import load_site
-from tasks.settings import DEFAULT_BRIDGE
+from tasks.site import load_site
+from tasks.site.netbsd import DEFAULT_BRIDGE
 from tests.sites import Site
 from tests.xl import XlRejected
 

@@ -23,9 +23,8 @@ from pathlib import Path
 
 from tasks.blockdev.commands import find, run
 from tasks.checks import Finding
-from tasks.config import Site
 from tasks.generations.running import no_hypervisor_here
-from tasks.layout import Layout
+from tasks.site import Layout, Site
 
 SUBJECT = "dom0"
 # root.img, swap.img, local.img, pkg.img: each a file, each on a vnd of its own

@@ -31,8 +31,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from tasks.checks import Finding
-from tasks.config import BlockdevSpec
 from tasks.images.detect import detect_fs
+from tasks.site import BlockdevSpec
 
 # --- ext2fs (sys/ufs/ext2fs/ext2fs.h: struct ext2fs, little-endian on disk) ---------------
 
@@ -585,8 +585,8 @@ def check_image(
             findings.append(
                 Finding(subject, "ffs superblock and cylinder groups", "; ".join(problems) or None)
             )
-    if on_netbsd() and os.geteuid() == 0 and locks is not None:
-        problem = netbsd_fsck_problem(path, fs, blockdev or BlockdevSpec(), locks)
+    if on_netbsd() and os.geteuid() == 0 and blockdev is not None and locks is not None:
+        problem = netbsd_fsck_problem(path, fs, blockdev, locks)
         findings.append(Finding(subject, f"{FSCK[fs]} -n", problem))
     elif fs == "ext2fs":
         findings.append(Finding(subject, "e2fsck -fn", e2fsck_problem(path)))

@@ -16,12 +16,11 @@ from tasks.blockdev.signals import sigterm_raises
 from tasks.cgd.stream import decrypt_file
 from tasks.checks import Finding
 from tasks.checks.filesystem import check_image
-from tasks.config import DomU, Site
 from tasks.errors import DomusError
 from tasks.images.detect import detect_fs
 from tasks.keyfiles import params_path
 from tasks.keys import local_params
-from tasks.layout import Layout
+from tasks.site import DomU, Layout, Site
 
 
 def _checked(path: Path, fs: str, subject: str, site: Site, layout: Layout) -> list[Finding]:

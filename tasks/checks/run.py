@@ -16,9 +16,8 @@ from tasks.checks import Finding
 from tasks.checks.dom0 import check_dom0
 from tasks.checks.images import check_images
 from tasks.checks.xl import check_xl_configs
-from tasks.config import Site
 from tasks.errors import DomusError
-from tasks.layout import Layout
+from tasks.site import Layout, Site
 
 Check = Callable[[Site, Layout], Iterable[Finding]]
 
@@ -44,7 +43,7 @@ def select(site: Site, names: Sequence[str]) -> Site:
 
 
 def run_checks(site: Site, checks: Sequence[Check] = CHECKS) -> list[Finding]:
-    layout = Layout(site.output, site.locks)
+    layout = site.layout
     findings: list[Finding] = []
     for check in checks:
         findings.extend(check(site, layout))

@@ -7,8 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from tasks.checks import Finding
-from tasks.config import Site
-from tasks.layout import Layout
+from tasks.site import Layout, Site
 
 _KERNEL = re.compile(r'^\s*kernel\s*=\s*"([^"]*)"', re.M)
 _DISKS = re.compile(r"^\s*disk\s*=\s*\[(.*?)\]", re.M | re.S)

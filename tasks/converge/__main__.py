@@ -16,19 +16,17 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from tasks.config import DomU, Site, load_site
 from tasks.contexts import local_context
 from tasks.converge.local import converge
 from tasks.converge.plan import unified_diff
 from tasks.errors import DomusError
 from tasks.inputs import make_record, write_record
-from tasks.layout import Layout
 from tasks.locks import hold_run_lock, image_lock
 from tasks.render import Templates
+from tasks.site import DEFAULT_SITE, DomU, Layout, Site, load_site
 from tasks.task_local import template_files
 
 EXIT_SAME, EXIT_DIFFERENT, EXIT_ERROR = 0, 1, 2
-DEFAULT_SITE = Path("config/site.yaml")
 
 
 def parse(argv: Sequence[str]) -> argparse.Namespace:
@@ -46,7 +44,7 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
 
 def run(args: argparse.Namespace) -> int:
     site = load_site(args.config)
-    layout = Layout(site.output, site.locks)
+    layout = site.layout
     domus = {domu.name: domu for domu in site.domus}
     unknown = [name for name in args.names if name not in domus]
     if unknown:

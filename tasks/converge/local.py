@@ -21,7 +21,6 @@ from tasks.blockdev.attach import mounted, watchers
 from tasks.blockdev.backend import configured_backend
 from tasks.blockdev.holders import check_not_in_use
 from tasks.blockdev.signals import sigterm_raises
-from tasks.config import DomU, Site
 from tasks.converge import sealed
 from tasks.converge.debugfs import DebugfsFiles
 from tasks.converge.mounted import MountedFiles
@@ -30,10 +29,10 @@ from tasks.errors import DomusError
 from tasks.images.detect import detect_fs
 from tasks.keyfiles import params_path
 from tasks.keys import local_params
-from tasks.layout import Layout
 from tasks.log import note
 from tasks.recipes.local import RC_CONF, managed_files
 from tasks.render import Templates
+from tasks.site import DomU, Layout, Site
 from tasks.sizes import format_size
 
 

@@ -19,14 +19,13 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 
-from tasks.config import Site
 from tasks.errors import DomusError
 from tasks.generations.collect import Collected, collect
 from tasks.generations.running import in_use, running_domains
 from tasks.generations.slots import ROOT, Slot, parse_slots, pkg_slot, stable_links
 from tasks.generations.store import Generation, Store
 from tasks.inputs import changes, describe
-from tasks.layout import Layout
+from tasks.site import DEFAULT_SITE, Site
 
 EXIT_USAGE = 2
 
@@ -53,7 +52,7 @@ def local_time(iso: str) -> str:
 class Commands:
     def __init__(self, site: Site) -> None:
         self.site = site
-        self.layout = Layout(site.output, site.locks)
+        self.layout = site.layout
         self.store = Store(self.layout)
         self.domus = [domu.name for domu in site.domus]
 
@@ -220,8 +219,6 @@ def collect_now(store: Store, keep: int) -> Collected:
 
 
 def parse(argv: Sequence[str]) -> tuple[Path, list[str]]:
-    from tasks.dodo_support import DEFAULT_SITE
-
     config = DEFAULT_SITE
     rest = []
     for arg in argv:

@@ -11,8 +11,8 @@ from pathlib import Path
 from tasks.generations.slots import Slot
 from tasks.generations.store import Store, generation_id
 from tasks.inputs import changes, describe
-from tasks.layout import Layout
 from tasks.locks import image_lock
+from tasks.site import Layout
 
 
 @dataclass(frozen=True)

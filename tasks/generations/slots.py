@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tasks.errors import DomusError
-from tasks.layout import Layout
+from tasks.site import Layout
 
 POOLS = ("root", "pkg")
 KERNEL = "kernel"  # the kernel's name inside a root generation

@@ -26,8 +26,8 @@ from tasks.errors import DomusError
 from tasks.generations.slots import POOLS, Slot, from_key
 from tasks.generations.state import SlotState, load_state, save_state
 from tasks.images.publish import fsync_dir, fsync_file
-from tasks.layout import Layout
 from tasks.locks import lock_path
+from tasks.site import Layout
 
 RECORD = "generation.json"
 LOCK_TIMEOUT = 120.0

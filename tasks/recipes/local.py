@@ -19,7 +19,7 @@ from tasks.edits.ttys import domu_ttys
 from tasks.errors import DomusError
 from tasks.recipes.templated import ensure_dirs, render_group, write_templates
 from tasks.render import Templates
-from tasks.settings import ENTROPY_FILE, LOCAL_MOUNT
+from tasks.site.netbsd import ENTROPY_FILE, LOCAL_MOUNT
 from tasks.tree import Tree
 
 MUTABLE_DIRS = ("etc", "tmp", "var")

@@ -3,16 +3,20 @@ import json
 import platform
 import subprocess
 import sys
+import typing
 from pathlib import Path
 from textwrap import dedent
 
 import pytest
 import yaml
 
-from tasks import config
-from tasks.config import (
+from tasks.edits.makedev import compose_makedev, patch_init_target
+from tasks.errors import DomusError
+from tasks.site import (
+    BlockdevSpec,
     ConfigError,
     DomU,
+    GenerationsSpec,
     ImageSpec,
     PkgSource,
     PkgSpec,
@@ -21,21 +25,14 @@ from tasks.config import (
     RootSpec,
     Site,
     SwapSpec,
+    load,
     load_site,
     plain,
-)
-from tasks.edits.makedev import compose_makedev, patch_init_target
-from tasks.errors import DomusError
-from tasks.settings import (
-    CIPHERS,
-    DOMAIN,
-    MAKEDEV_ADD,
-    MAKEDEV_REMOVE,
-    SITE,
-    Group,
-    Setting,
     reference_markdown,
 )
+from tasks.site.netbsd import CIPHERS, MAKEDEV_ADD, MAKEDEV_REMOVE
+from tasks.site.reader import Table
+from tasks.site.settings import DOMAIN, SITE
 from tests.conftest import NETBSD
 
 REPO = Path(__file__).resolve().parents[1]
@@ -101,7 +98,7 @@ def domu(name: str, **changes: object) -> DomU:
         "vcpus": 1,
         "vif": ("bridge=xenbr0",),
         "rc_conf": (*BUILTIN_RC, ("hostname", name)),
-        "local": ImageSpec(64 * MiB, "ffs"),
+        "local": ImageSpec(64 * MiB, "ffs", "none", "aes-xts", 256),
         "pkg": PkgSpec(256 * MiB, "ffs", PkgSource(None, ())),
         "swap": SwapSpec(128 * MiB, "aes-xts", 256),
     }
@@ -169,12 +166,15 @@ def test_full_site_loads_into_the_exact_model(tmp_path: Path, inputs: Path) -> N
         locks=tmp_path / "build" / "locks",
         keys=path.parent / "keys",
         root=RootSpec(
-            source=RootSource(tree=inputs / "root", metalog=inputs / "root.metalog", sets=()),
+            source=RootSource(
+                tree=inputs / "root", metalog=inputs / "root.metalog", sets=(), image=None
+            ),
             kernel=inputs / "netbsd-XEN3_DOMU",
             size=400 * MiB,
             fs="ext2fs",
             makedev_add=("xbd2", "tun0"),
             makedev_remove=("wscons", "wd0"),
+            downloads=(),
         ),
         domus=(
             domu(
@@ -188,7 +188,7 @@ def test_full_site_loads_into_the_exact_model(tmp_path: Path, inputs: Path) -> N
                     ("umask", "022"),
                     ("ifconfig_xennet0", "inet 192.0.2.10 netmask 255.255.255.0"),
                 ),
-                local=ImageSpec(128 * MiB, "ext2fs"),
+                local=ImageSpec(128 * MiB, "ext2fs", "none", "aes-xts", 256),
                 pkg=PkgSpec(256 * MiB, "ext2fs", PkgSource(None, packages)),
                 swap=SwapSpec(128 * MiB, "aes-cbc", 256),
             ),
@@ -203,7 +203,7 @@ def test_full_site_loads_into_the_exact_model(tmp_path: Path, inputs: Path) -> N
                     *inherited_rc,
                     ("postgresql", "YES"),
                 ),
-                local=ImageSpec(128 * MiB, "ffs"),
+                local=ImageSpec(128 * MiB, "ffs", "none", "aes-xts", 256),
                 pkg=PkgSpec(GiB, "ext2fs", PkgSource(inputs / "pkgtree", ())),
                 swap=SwapSpec(GiB, "adiantum", 256),
             ),
@@ -212,11 +212,13 @@ def test_full_site_loads_into_the_exact_model(tmp_path: Path, inputs: Path) -> N
                 memory=512,
                 vif=("bridge=xenbr0", "bridge=xenbr1"),
                 rc_conf=(*BUILTIN_RC, ("hostname", "mail"), *inherited_rc),
-                local=ImageSpec(128 * MiB, "ffs"),
+                local=ImageSpec(128 * MiB, "ffs", "none", "aes-xts", 256),
                 pkg=PkgSpec(256 * MiB, "ext2fs", PkgSource(None, packages)),
                 swap=SwapSpec(128 * MiB, "aes-cbc", 128),
             ),
         ),
+        blockdev=BlockdevSpec(backend="auto", units=4, wait=600),
+        generations=GenerationsSpec(keep=3),
         dom0="netbsd",
     )
 
@@ -246,12 +248,14 @@ def test_minimal_site_takes_every_default(
             tree=None,
             metalog=None,
             sets=(inputs / "sets/base.tgz", inputs / "sets/etc.tar.xz"),
+            image=None,
         ),
         kernel=inputs / "netbsd-XEN3_DOMU",
         size=GiB,
         fs="ffs",
         makedev_add=MAKEDEV_ADD,
         makedev_remove=MAKEDEV_REMOVE,
+        downloads=(),
     )
     # NetBSD's vif-bridge adds the vif to the named bridge: there they are called bridgeN
     assert site.domus == (domu("www1", vif=("bridge=bridge0",)),)
@@ -1084,7 +1088,7 @@ def test_yaml_syntax_error(
     tail: str,
     expected: str,
 ) -> None:
-    monkeypatch.setattr(config, "LOADER", loader)
+    monkeypatch.setattr(load, "LOADER", loader)
     path = write_site(tmp_path, ROOT + tail)
     assert problems(path) == [f"{path}:{expected}"]
 
@@ -1110,6 +1114,45 @@ def test_site_file_that_is_not_utf8(tmp_path: Path, inputs: Path) -> None:
 
 
 # --- the settings table and its reference ----------------------------------------------
+
+
+def model_fields(model: type, prefix: str = "") -> set[str]:
+    """The dotted names of every value a model object holds, such as root.source.tree."""
+    names = set()
+    hints = typing.get_type_hints(model)
+    for field in dataclasses.fields(model):
+        if dataclasses.is_dataclass(hints[field.name]):
+            names |= model_fields(hints[field.name], f"{prefix}{field.name}.")
+        else:
+            names.add(prefix + field.name)
+    return names
+
+
+@pytest.mark.parametrize(
+    ("table", "model", "not_settings"),
+    [
+        (SITE, Site, {"path", "root.downloads", "domus"}),
+        (DOMAIN, DomU, {"name"}),
+    ],
+    ids=["site", "domain"],
+)
+def test_each_model_field_is_one_setting_or_a_named_special_case(
+    table: Table, model: type, not_settings: set[str]
+) -> None:
+    dests = [setting.dest for setting in table.settings.values() if setting.dest is not None]
+    assert len(dests) == len(set(dests))
+    assert set(dests) | not_settings == model_fields(model)
+    assert not set(dests) & not_settings
+
+
+def test_a_table_default_is_the_model_default(
+    tmp_path: Path, inputs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for table, key, value in ((DOMAIN, "vcpus", 7), (SITE, "blockdev.units", 9)):
+        changed = dataclasses.replace(table.settings[key], default=value)
+        monkeypatch.setitem(table.settings, key, changed)
+    site = load_site(write_site(tmp_path, ROOT + "domains: {www1: }\n"))
+    assert (site.domus[0].vcpus, site.blockdev.units) == (7, 9)
 
 
 def test_every_setting_sits_in_a_declared_group() -> None:
@@ -1139,12 +1182,11 @@ def test_reference_has_a_row_for_every_setting() -> None:
     assert "| `root.fs` | `ffs` \\| `ext2fs` | `ffs` |" in text
     assert "| `root.kernel` | file or URL | required |" in text
     assert "| `domains.<name>.swap.keylength` | integer (bits) | `by cipher: aes-xts 256," in text
-    assert all(isinstance(entry, Setting | Group) for entry in SITE.entries)
 
 
 def test_reference_from_the_command_line() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "tasks.config", "--reference"],
+        [sys.executable, "-m", "tasks.site", "--reference"],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -1156,7 +1198,7 @@ def test_reference_from_the_command_line() -> None:
 def test_command_line_check(tmp_path: Path, inputs: Path) -> None:
     good = write_site(tmp_path, ROOT + "domains: {www1: }\n")
     result = subprocess.run(
-        [sys.executable, "-m", "tasks.config", str(good)],
+        [sys.executable, "-m", "tasks.site", str(good)],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -1165,7 +1207,7 @@ def test_command_line_check(tmp_path: Path, inputs: Path) -> None:
     assert json.loads(result.stdout)["domus"][0]["name"] == "www1"
     good.write_text(ROOT + "domains: {www1: {vcpus: 0}}\n")
     result = subprocess.run(
-        [sys.executable, "-m", "tasks.config", str(good)],
+        [sys.executable, "-m", "tasks.site", str(good)],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -1291,11 +1333,11 @@ def test_bad_kernel_url_and_keep(tmp_path: Path, inputs: Path) -> None:
 
 def test_blockdev_defaults_and_settings(tmp_path: Path, inputs: Path) -> None:
     site = load_site(write_site(tmp_path, ROOT + "domains: {www1: }\n"))
-    assert site.blockdev == config.BlockdevSpec(backend="auto", units=4, wait=600)
+    assert site.blockdev == BlockdevSpec(backend="auto", units=4, wait=600)
     path = write_site(
         tmp_path, ROOT + "blockdev: {backend: vnd, units: 8, wait: 30}\ndomains: {www1: }\n"
     )
-    assert load_site(path).blockdev == config.BlockdevSpec(backend="vnd", units=8, wait=30)
+    assert load_site(path).blockdev == BlockdevSpec(backend="vnd", units=8, wait=30)
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,40 @@
+"""Reading and validating the site file: the reader, the settings table, the model, the
+checks across keys, and the Layout of everything built for a site."""
+
+from tasks.site.layout import Layout
+from tasks.site.load import DEFAULT_SITE, ConfigError, load_site
+from tasks.site.model import (
+    BlockdevSpec,
+    DomU,
+    GenerationsSpec,
+    ImageSpec,
+    PkgSource,
+    PkgSpec,
+    RootSource,
+    RootSpec,
+    Site,
+    SwapSpec,
+    plain,
+)
+from tasks.site.reader import Problem
+from tasks.site.reference import reference_markdown
+
+__all__ = [
+    "DEFAULT_SITE",
+    "BlockdevSpec",
+    "ConfigError",
+    "DomU",
+    "GenerationsSpec",
+    "ImageSpec",
+    "Layout",
+    "PkgSource",
+    "PkgSpec",
+    "Problem",
+    "RootSource",
+    "RootSpec",
+    "Site",
+    "SwapSpec",
+    "load_site",
+    "plain",
+    "reference_markdown",
+]

@@ -1,0 +1,149 @@
+"""The site as the rest of domus sees it: frozen, checked, every default filled in.
+
+The fields carry no defaults: the settings table holds them, and `fill` builds a model
+object from the values the table's settings name (Setting.dest).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from tasks.site.layout import Layout
+from tasks.urls import Download
+
+T = typing.TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RootSource:
+    tree: Path | None
+    metalog: Path | None
+    sets: tuple[Path, ...]
+    image: Path | None  # an existing root.img, read through a block device
+
+
+@dataclass(frozen=True)
+class RootSpec:
+    source: RootSource
+    kernel: Path
+    size: int  # bytes
+    fs: str
+    makedev_add: tuple[str, ...]
+    makedev_remove: tuple[str, ...]
+    # sets and kernel given as URLs; `source.sets` and `kernel` name their verified copies
+    downloads: tuple[Download, ...]
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    size: int  # bytes
+    fs: str
+    encrypt: str  # none, dom0 or domu
+    cipher: str
+    keylength: int  # bits
+
+
+@dataclass(frozen=True)
+class PkgSource:
+    """What goes into pkg.img; neither a tree nor packages means an empty image."""
+
+    tree: Path | None
+    packages: tuple[Path, ...]
+
+
+@dataclass(frozen=True)
+class PkgSpec:
+    size: int  # bytes
+    fs: str
+    source: PkgSource
+
+
+@dataclass(frozen=True)
+class SwapSpec:
+    size: int  # bytes
+    cipher: str
+    keylength: int  # bits
+
+
+@dataclass(frozen=True)
+class DomU:
+    name: str
+    memory: int  # MiB
+    vcpus: int
+    vif: tuple[str, ...]
+    rc_conf: tuple[tuple[str, str], ...]  # built-ins first, then defaults, then the entry
+    local: ImageSpec
+    pkg: PkgSpec
+    swap: SwapSpec
+
+
+@dataclass(frozen=True)
+class BlockdevSpec:
+    """How images are attached as root: the backend, the size of the unit pool, the wait."""
+
+    backend: str  # auto, vnd, loop or none
+    units: int
+    wait: int  # seconds
+
+
+@dataclass(frozen=True)
+class GenerationsSpec:
+    keep: int  # newest generations of each image that garbage collection keeps
+
+
+@dataclass(frozen=True)
+class Site:
+    path: Path
+    output: Path
+    templates: Path | None
+    locks: Path
+    keys: Path
+    root: RootSpec
+    domus: tuple[DomU, ...]  # in file order
+    blockdev: BlockdevSpec
+    generations: GenerationsSpec
+    dom0: str  # the system of the dom0 the domUs run on: netbsd or linux
+
+    @property
+    def layout(self) -> Layout:
+        """Where everything built for this site lives."""
+        return Layout(self.output, self.locks)
+
+
+def plain(obj: object) -> object:
+    """`obj` (any model object) as JSON-able dicts, lists and strings, for hashing."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, tuple | list):
+        return [plain(item) for item in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if obj is None or isinstance(obj, str | int | float | bool):
+        return obj
+    raise TypeError(f"cannot turn a {type(obj).__name__} into plain data")
+
+
+def fill(model: type[T], values: Mapping[str, object], prefix: str = "") -> T:
+    """A `model` object whose fields are taken from `values` by their dotted names:
+    `values["root.size"]` is Site.root.size. A field that holds a model object is filled
+    the same way, one name deeper."""
+    fields = {}
+    for name, nested in _fields(model).items():
+        dest = prefix + name
+        fields[name] = values[dest] if nested is None else fill(nested, values, dest + ".")
+    return model(**fields)
+
+
+@functools.cache
+def _fields(model: type) -> dict[str, type | None]:
+    """Each field of a model class, with the model class it holds, if it holds one."""
+    hints = typing.get_type_hints(model)
+    return {
+        field.name: hints[field.name] if dataclasses.is_dataclass(hints[field.name]) else None
+        for field in dataclasses.fields(model)
+    }

@@ -250,7 +250,7 @@ def prune_logs(logs: Path) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from tasks.dodo_support import load_or_exit
+    from tasks.run import load_or_exit
 
     config, rest = parse(list(sys.argv[1:] if argv is None else argv))
     if rest:

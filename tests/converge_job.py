@@ -18,9 +18,9 @@ import time
 from pathlib import Path
 
 from tasks.config import load_site
-from tasks.contexts import local_context
 from tasks.converge import mounted
 from tasks.converge.local import converge
+from tasks.kinds.local import context as local_context
 from tasks.layout import Layout
 from tasks.locks import image_lock
 from tasks.render import Templates

@@ -169,7 +169,8 @@ class Nightly:
         fetched = [name.partition(":")[2] for name in ran if name.startswith("fetch:")]
         if fetched:
             report.add(f"downloaded: {', '.join(fetched)}")
-        others = [name for name in ran if name.split(":")[0] not in ("fetch", "root", "pkg")]
+        # downloads have their line, and images kept as generations (POOLS) theirs above
+        others = [name for name in ran if name.split(":")[0] not in ("fetch", *POOLS)]
         if others:
             report.add(f"also ran: {', '.join(others)}")
         if code != 0:

@@ -1,7 +1,7 @@
 """domus: doit builds the site described in config/site.yaml (or `doit config=PATH`).
 
 Tasks: fetch:NAME (sets and kernel given by URL), root, then per domU local:NAME,
-pkg:NAME, swap:NAME and xen:NAME.
+pkg:NAME, swap:NAME and xen:NAME; one kind of image each, in tasks/kinds/.
 """
 
 import sys
@@ -9,7 +9,8 @@ from pathlib import Path
 
 from doit import get_var
 
-from tasks.dodo_support import Build, doit_config, load_or_exit
+from tasks.kinds import KINDS, generator_for
+from tasks.run import Build, doit_config, load_or_exit
 from tasks.site import DEFAULT_SITE
 
 _build = Build(
@@ -18,32 +19,10 @@ _build = Build(
 )
 _build.take_run_lock(sys.argv)
 
-DOIT_CONFIG = doit_config(_build.layout)
+# doit collects the task_* functions of this module: task_fetch, task_root, ...
+for _kind in KINDS:
+    globals()[f"task_{_kind.NAME}"] = generator_for(_kind, _build)
 
-
-def task_fetch():
-    yield from _build.fetch()
-
-
-def task_root():
-    return _build.root()
-
-
-def task_local():
-    yield from _build.local()
-
-
-def task_pkg():
-    yield from _build.pkg()
-
-
-def task_swap():
-    yield from _build.swap()
-
-
-def task_xen():
-    yield from _build.xen()
-
-
-def task_hotplug():
-    yield from _build.hotplug()
+# doit orders generators by the line that defines them, the same for all of these: without
+# default_tasks it would run them by name, `local` before `root`
+DOIT_CONFIG = {**doit_config(_build.layout), "default_tasks": [kind.NAME for kind in KINDS]}

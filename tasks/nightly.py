@@ -171,7 +171,8 @@ class Nightly:
         fetched = [name.partition(":")[2] for name in ran if name.startswith("fetch:")]
         if fetched:
             report.add(f"downloaded: {', '.join(fetched)}")
-        others = [name for name in ran if name.split(":")[0] not in ("fetch", "root", "pkg")]
+        # downloads have their line, and images kept as generations (POOLS) theirs above
+        others = [name for name in ran if name.split(":")[0] not in ("fetch", *POOLS)]
         if others:
             report.add(f"also ran: {', '.join(others)}")
         if code != 0:
@@ -267,7 +268,7 @@ def prune_logs(logs: Path) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from tasks.dodo_support import load_or_exit
+    from tasks.run import load_or_exit
 
     config, rest = parse(list(sys.argv[1:] if argv is None else argv))
     if rest:

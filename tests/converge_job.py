@@ -17,9 +17,9 @@ import sys
 import time
 from pathlib import Path
 
-from tasks.contexts import local_context
 from tasks.converge import mounted
 from tasks.converge.local import converge
+from tasks.kinds.local import context as local_context
 from tasks.locks import image_lock
 from tasks.render import Templates
 from tasks.site import load_site

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from tasks.cgd.params import URandomKey, parse
-from tasks.contexts import local_context
 from tasks.edits.rcconf import set_rc_vars
+from tasks.kinds.local import context as local_context
 from tasks.recipes.local import make_entropy_dir
 from tasks.render import Templates
 from tasks.site import load_site

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from tasks.contexts import local_context
 from tasks.converge.mounted import MountedFiles
 from tasks.converge.plan import Change, FileState, backup_name, plan, unified_diff
 from tasks.errors import DomusError
 from tasks.images.detect import detect_fs
+from tasks.kinds.local import context as local_context
 from tasks.recipes.local import ManagedFile, managed_files
 from tasks.render import Templates
 from tasks.site import load_site

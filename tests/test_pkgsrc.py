@@ -12,9 +12,10 @@ import pytest
 from dbopen import dbopen
 from pkgsrc_fixture import Hardlink, Symlink, make_package, write_package
 
-from tasks import pkgsrc, task_pkg
-from tasks.build_pkg import pkg_record
+from tasks import pkgsrc
 from tasks.errors import DomusError
+from tasks.kinds import pkg as pkg_kind
+from tasks.kinds.pkg import pkg_record
 from tasks.pkgsrc import dewey_cmp, install_packages, pkg_match, read_package
 from tasks.site import Layout, PkgSource, PkgSpec
 from tasks.tree import Entry, Tree
@@ -639,7 +640,7 @@ def test_pkg_task_depends_on_the_dependencies_found(chain, tmp_path):
     spec = PkgSpec(8 << 20, "ffs", PkgSource(None, (chain / "top-1.0.tgz",)))
     machine = domu("www1", pkg=spec)
 
-    task = task_pkg.task(machine, Layout(tmp_path / "out", tmp_path / "locks"))
+    task = pkg_kind.task(machine, Layout(tmp_path / "out", tmp_path / "locks"))
 
     found = ("base-2.1nb1.tgz", "mid-1.5.tbz", "top-1.0.tgz")
     assert task["file_dep"] == [str(chain / name) for name in found]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.contexts import root_context
+from tasks.kinds.root import context as root_context
 from tasks.render import Templates
 from tasks.site import load_site
 from tests.conftest import REPO

@@ -76,8 +76,8 @@ def report(findings: Sequence[Finding], out: TextIO) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from tasks.dodo_support import load_or_exit
     from tasks.generations.cli import parse
+    from tasks.run import load_or_exit
 
     config, names = parse(list(sys.argv[1:] if argv is None else argv))
     usage = [name for name in names if name.startswith("-")]

@@ -16,15 +16,15 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from tasks.contexts import local_context
 from tasks.converge.local import converge
 from tasks.converge.plan import unified_diff
 from tasks.errors import DomusError
 from tasks.inputs import make_record, write_record
+from tasks.kinds.local import context as local_context
+from tasks.kinds.local import template_files
 from tasks.locks import hold_run_lock, image_lock
 from tasks.render import Templates
 from tasks.site import DEFAULT_SITE, DomU, Layout, Site, load_site
-from tasks.task_local import template_files
 
 EXIT_SAME, EXIT_DIFFERENT, EXIT_ERROR = 0, 1, 2
 

@@ -219,6 +219,7 @@ def collect_now(store: Store, keep: int) -> Collected:
 
 
 def parse(argv: Sequence[str]) -> tuple[Path, list[str]]:
+
     config = DEFAULT_SITE
     rest = []
     for arg in argv:
@@ -230,7 +231,7 @@ def parse(argv: Sequence[str]) -> tuple[Path, list[str]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from tasks.dodo_support import load_or_exit
+    from tasks.run import load_or_exit
 
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help", "help"):

@@ -1,13 +1,12 @@
-"""What dodo.py needs: the site loaded and checked, the run lock, and every task."""
+"""One doit run over a site: the site loaded and checked (or a clear exit), the run lock,
+the keys, and what every image kind's tasks are made from (tasks.kinds)."""
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import NoReturn
 
-from tasks import task_fetch, task_local, task_pkg, task_root, task_swap, task_xen
 from tasks.blockdev.records import any_left as attachments_left
 from tasks.errors import DomusError
 from tasks.locks import hold_run_lock
@@ -47,6 +46,9 @@ def doit_config(layout: Layout) -> dict[str, object]:
 
 
 class Build:
+    """What every image kind's tasks are made from: the site, its layout and templates, and
+    the domUs whose local.img this run builds anew."""
+
     def __init__(self, site: Site, reprovision: set[str]) -> None:
         self.site = site
         self.layout = site.layout
@@ -83,33 +85,3 @@ class Build:
                 ensure_local_key(self.site.keys, domu)
         except DomusError as error:
             exit_config(error)
-
-    def fetch(self) -> Iterator[dict[str, object]]:
-        for download in self.site.root.downloads:
-            yield task_fetch.task(download)
-
-    def root(self) -> dict[str, object]:
-        return task_root.task(self.site, self.layout, self.templates)
-
-    def local(self) -> Iterator[dict[str, object]]:
-        files = task_local.template_files(self.templates)
-        for domu in self.site.domus:
-            yield task_local.task(
-                self.site, domu, self.layout, self.templates, files, domu.name in self.reprovision
-            )
-
-    def pkg(self) -> Iterator[dict[str, object]]:
-        for domu in self.site.domus:
-            yield task_pkg.task(domu, self.layout)
-
-    def swap(self) -> Iterator[dict[str, object]]:
-        for domu in self.site.domus:
-            yield task_swap.task(domu, self.layout)
-
-    def hotplug(self) -> Iterator[dict[str, object]]:
-        yield from task_xen.hotplug_tasks(self.site, self.layout, self.templates)
-
-    def xen(self) -> Iterator[dict[str, object]]:
-        files = task_xen.template_files(self.templates)
-        for domu in self.site.domus:
-            yield task_xen.task(self.site, domu, self.layout, self.templates, files)

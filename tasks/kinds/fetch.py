@@ -7,8 +7,17 @@ each run fetches that small file, and downloads the large one only when it chang
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
 from tasks.actions import Deferred
 from tasks.urls import Download
+
+if TYPE_CHECKING:
+    from tasks.run import Build
+
+NAME = "fetch"
+DOC = "sets and kernels given by URL, downloaded into the cache"
 
 
 class Verified:
@@ -21,6 +30,11 @@ class Verified:
         from tasks.fetch import up_to_date
 
         return up_to_date(self.download)
+
+
+def tasks(build: Build) -> Iterator[dict[str, object]]:
+    for download in build.site.root.downloads:
+        yield task(download)
 
 
 def task(download: Download) -> dict[str, object]:

@@ -1,0 +1,47 @@
+"""The `hotplug:block-domus-cgd` task: xl's hotplug script for the local images the dom0
+opens with cgd, written when any domU has one."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from doit.tools import config_changed
+
+from tasks.actions import Deferred
+from tasks.render import Templates
+
+if TYPE_CHECKING:
+    from tasks.run import Build
+
+NAME = "hotplug"
+DOC = "xl's hotplug script for the local images the dom0 opens, when any domU has one"
+TEMPLATE = "xen/block-domus-cgd"
+
+
+def tasks(build: Build) -> Iterator[dict[str, object]]:
+    site, layout, templates = build.site, build.layout, build.templates
+    if not any(domu.local.encrypt == "dom0" for domu in site.domus):
+        return
+    context = {"script": str(layout.hotplug_script)}
+    yield {
+        "name": "block-domus-cgd",
+        "doc": "hotplug script that opens encrypted local images on the dom0",
+        "actions": [
+            (
+                Deferred("tasks.kinds.hotplug:build"),
+                [layout.hotplug_script, templates, context],
+            )
+        ],
+        "file_dep": sorted(map(str, templates.files([TEMPLATE]))),
+        "targets": [str(layout.hotplug_script)],
+        "uptodate": [config_changed(context)],
+        "clean": True,
+    }
+
+
+def build(script: Path, templates: Templates, context: dict[str, object]) -> None:
+    from tasks.images.publish import write_file
+
+    write_file(script, templates.render(TEMPLATE, context), mode=0o755)

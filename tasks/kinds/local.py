@@ -1,0 +1,182 @@
+"""The `local:NAME` tasks: each domU's local.img, its state (/etc, /var, /tmp), built once.
+
+Afterwards the image is the domU's and is never rebuilt over: when its inputs change, its
+managed files are converged in place (tasks.converge.local), or, where that cannot be
+done, the build stops and says what would work; `./domus reprovision NAME` moves the
+image to a dated backup and builds anew.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from doit.tools import config_changed
+
+from tasks.actions import Deferred
+from tasks.locks import image_lock
+from tasks.render import Templates
+from tasks.site import DomU, Layout, Site
+
+if TYPE_CHECKING:
+    from tasks.run import Build
+    from tasks.tree import Tree
+
+NAME = "local"
+DOC = "each domU's local.img: its /etc, /var, /tmp (built once, then kept)"
+
+LOCAL_DEVICE = "xbd2a"
+LOCAL_DISK = "xbd2d"  # the whole disk: the raw partition on amd64 and i386
+# An encrypted local.img opened in the domU: cgd1 on the whole disk (cgd0 is swap).
+LOCAL_CGD = "cgd1"
+
+
+def context(site: Site, domu: DomU) -> dict[str, object]:
+    """What the `local/` templates see: exactly the part of the site the image is made
+    from; the same dictionary feeds `config_changed`."""
+    return {
+        "name": domu.name,
+        "root": {"fs": site.root.fs},
+        "local": {
+            "fs": domu.local.fs,
+            "size": domu.local.size,
+            "encrypt": domu.local.encrypt,
+            "device": f"{LOCAL_CGD}a" if domu.local.encrypt == "domu" else LOCAL_DEVICE,
+        },
+        "pkg": {"fs": domu.pkg.fs},
+        "swap": {
+            "size": domu.swap.size,
+            "sectors": domu.swap.size // 512,
+            "cipher": domu.swap.cipher,
+            "keylength": domu.swap.keylength,
+        },
+        "rc_conf": dict(domu.rc_conf),
+    }
+
+
+def template_files(templates: Templates) -> dict[str, Path]:
+    names = (f"local/{name}" for name in templates.names("local"))
+    return {f"template {path}": path for path in templates.files(names)}
+
+
+def tasks(build: Build) -> Iterator[dict[str, object]]:
+    files = template_files(build.templates)
+    for domu in build.site.domus:
+        yield task(
+            build.site,
+            domu,
+            build.layout,
+            build.templates,
+            files,
+            domu.name in build.reprovision,
+        )
+
+
+def task(
+    site: Site,
+    domu: DomU,
+    layout: Layout,
+    templates: Templates,
+    files: dict[str, Path],
+    reprovision: bool,
+) -> dict[str, object]:
+    config = context(site, domu)
+    return {
+        "name": domu.name,
+        "doc": f"local.img of {domu.name}: its /etc, /var, /tmp (built once, then kept)",
+        "actions": [
+            (
+                Deferred("tasks.kinds.local:build"),
+                [site, domu, layout, templates, files, config, reprovision],
+            )
+        ],
+        "file_dep": sorted(map(str, files.values())),
+        "task_dep": ["root"],
+        "targets": [str(layout.local_image(domu.name))],
+        # config_changed records the inputs even when a reprovision forces the build.
+        "uptodate": [config_changed(config), *([False] if reprovision else [])],
+    }
+
+
+# The action: what it imports (converge, the recipes, the image writers, cryptography and
+# Jinja2) is imported when it runs, so a run that builds nothing never loads them.
+
+
+def backup_name(image: Path) -> Path:
+    stamp = datetime.now().strftime("%Y%m%dT%H%M%S")
+    return image.with_name(f"{image.stem}-{stamp}{image.suffix}")
+
+
+def converge_unless_same(
+    site: Site,
+    domu: DomU,
+    layout: Layout,
+    templates: Templates,
+    config: dict[str, object],
+    record: dict[str, str],
+) -> None:
+    """An existing image built from these very inputs is kept; any other is converged in
+    place (only the managed files change), or refused with what would work instead."""
+    from tasks.converge.local import converge
+    from tasks.inputs import changes, read_record, record_path, write_record
+
+    image = layout.local_image(domu.name)
+    old = read_record(image)
+    if old == record:
+        return
+    changed = changes(old, record) if old else [f"no record of its inputs ({record_path(image)})"]
+    converge(site, domu, layout, templates, config, dry_run=False, changed=changed)
+    write_record(image, record)
+
+
+def write_local_image(site: Site, domu: DomU, tree: Tree, dest: Path) -> None:
+    from tasks.images import write_image
+
+    if domu.local.encrypt == "none":
+        write_image(tree, domu.local.fs, domu.local.size, dest)
+        return
+    from tasks.images.encrypted import write_encrypted_image
+    from tasks.keys import local_params
+
+    params, passphrase = local_params(site.keys, domu)
+    write_encrypted_image(tree, domu.local.fs, domu.local.size, dest, params, passphrase)
+
+
+def build(
+    site: Site,
+    domu: DomU,
+    layout: Layout,
+    templates: Templates,
+    files: dict[str, Path],
+    config: dict[str, object],
+    reprovision: bool,
+) -> None:
+    from tasks.images.publish import publishing
+    from tasks.inputs import make_record, write_record
+    from tasks.log import note
+    from tasks.recipes.local import setup_local
+    from tasks.tree import Tree
+
+    start = time.monotonic()
+    image = layout.local_image(domu.name)
+    record = make_record(files, config)
+    with image_lock(layout.locks, image):
+        if image.exists():
+            if not reprovision:
+                converge_unless_same(site, domu, layout, templates, config, record)
+                return
+            backup = backup_name(image)
+            image.rename(backup)
+            note(f"{domu.name}: previous local image kept as {backup}")
+        stage = layout.work_stage("local", domu.name)
+        root = Tree.load(layout.root_stage, layout.root_manifest)
+        tree = setup_local(root, stage, templates, config, dict(domu.rc_conf))
+        write_record(image, record)
+        with publishing(image) as partial:
+            write_local_image(site, domu, tree, partial)
+        shutil.rmtree(stage)
+    note(f"built {image} in {time.monotonic() - start:.1f} s")

@@ -1,0 +1,87 @@
+"""The `pkg:NAME` tasks: each domU's /usr/pkg image, a generation built from its source or
+reused from one built from the same inputs.
+
+domUs with the same packages, size and file system share one generation: it is built
+once and each of their pkg.img links leads to it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from doit.tools import config_changed
+
+from tasks.actions import Deferred
+from tasks.fingerprint import TreeUnchanged
+from tasks.locks import image_lock
+from tasks.pkgsrc import package_files
+from tasks.site import DomU, Layout, plain
+
+if TYPE_CHECKING:
+    from tasks.run import Build
+
+NAME = "pkg"
+DOC = "each domU's pkg.img: /usr/pkg"
+
+
+def tasks(build: Build) -> Iterator[dict[str, object]]:
+    for domu in build.site.domus:
+        yield task(domu, build.layout)
+
+
+def task(domu: DomU, layout: Layout) -> dict[str, object]:
+    source = domu.pkg.source
+    uptodate: list[object] = [config_changed(plain(domu.pkg))]
+    if source.tree is not None:
+        uptodate.append(TreeUnchanged(source.tree))
+    return {
+        "name": domu.name,
+        "doc": f"pkg.img of {domu.name}: /usr/pkg",
+        "actions": [(Deferred("tasks.kinds.pkg:build"), [domu, layout])],
+        # The named packages and the dependencies found beside them: a change to either
+        # rebuilds the image.
+        "file_dep": [str(path) for path in package_files(source.packages)],
+        "targets": [str(layout.pkg_image(domu.name))],
+        "uptodate": uptodate,
+        "clean": True,
+    }
+
+
+# The action: what it imports (the recipe, pkgsrc and the image writers) is imported when
+# it runs, so a run that builds nothing never loads them.
+
+
+def pkg_record(domu: DomU) -> dict[str, str]:
+    from tasks.inputs import make_record
+
+    source = domu.pkg.source
+    files = {f"package {path.name}": path for path in package_files(source.packages)}
+    trees = {"source": source.tree} if source.tree is not None else {}
+    return make_record(files, {"pkg": plain(domu.pkg)}, trees)
+
+
+def build(domu: DomU, layout: Layout) -> None:
+    from tasks.generations.making import make_generation
+    from tasks.generations.slots import pkg_slot, stable_links
+    from tasks.images import write_image
+    from tasks.log import note
+    from tasks.recipes.pkg import setup_pkg
+
+    start = time.monotonic()
+    slot = pkg_slot(domu.name)
+
+    def write(generation: Path) -> None:
+        stage = layout.work_stage("pkg", domu.name)
+        tree = setup_pkg(domu.pkg.source, stage, layout.cache / "packages")
+        write_image(tree, domu.pkg.fs, domu.pkg.size, generation / slot.image)
+        shutil.rmtree(stage)
+
+    with image_lock(layout.locks, layout.pkg_image(domu.name)):
+        made = make_generation(
+            layout, slot, pkg_record(domu), write, stable_links(layout, slot, None)
+        )
+    note(f"{made.describe()} ({time.monotonic() - start:.1f} s)")

@@ -4,23 +4,15 @@ Tasks: fetch:NAME (sets and kernel given by URL), root, then per domU local:NAME
 pkg:NAME, swap:NAME and xen:NAME.
 """
 
-import sys
-from pathlib import Path
+from tasks.dodo_support import build_for_dodo
 
-from doit import get_var
+_build = build_for_dodo()
 
-from tasks.dodo_support import DEFAULT_SITE, Build, doit_config, load_or_exit
-
-_build = Build(
-    load_or_exit(Path(get_var("config", str(DEFAULT_SITE)))),
-    {name for name in get_var("reprovision", "").split(",") if name},
-)
-_build.take_run_lock(sys.argv)
-
-DOIT_CONFIG = doit_config(_build.layout)
+DOIT_CONFIG = _build.doit_config()
 
 
 def task_fetch():
+    """sets and kernel given by URL, downloaded and checked"""
     yield from _build.fetch()
 
 
@@ -29,20 +21,25 @@ def task_root():
 
 
 def task_local():
+    """every domU's local.img: /etc, /var, /tmp (built once, then converged)"""
     yield from _build.local()
 
 
 def task_pkg():
+    """every domU's pkg.img: /usr/pkg"""
     yield from _build.pkg()
 
 
 def task_swap():
+    """every domU's swap.img"""
     yield from _build.swap()
 
 
 def task_xen():
+    """every domU's xl config"""
     yield from _build.xen()
 
 
 def task_hotplug():
+    """the xl hotplug scripts of the dom0"""
     yield from _build.hotplug()

@@ -19,7 +19,7 @@ from pathlib import Path
 import yaml
 from yaml.nodes import MappingNode
 
-from tasks.errors import DomusError
+from tasks.errors import SiteError, print_error
 from tasks.settings import (
     CIPHERS,
     DEFAULT_CIPHER,
@@ -151,7 +151,7 @@ class Site:
     generations: GenerationsSpec = GenerationsSpec()
 
 
-class ConfigError(DomusError):
+class ConfigError(SiteError):
     """Everything wrong with a site file, one problem a line."""
 
     def __init__(self, problems: Iterable[Problem]) -> None:
@@ -564,8 +564,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         site = load_site(args.site)
     except ConfigError as error:
-        print(error, file=sys.stderr)
-        return 1
+        print_error(error)
+        return error.status
     print(json.dumps(plain(site), indent=2))
     return 0
 

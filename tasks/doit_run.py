@@ -85,9 +85,12 @@ class _Doit(DoitMain):
         try:
             return command.parse_execute(args)
         except InvalidCommand as error:
-            error.cmd_used = name if named else None
-            error.bin_name = self.BIN_NAME
-            raise UsageError(str(error).strip()) from None
+            if error.not_found is None:
+                raise UsageError(str(error).strip()) from None
+            raise UsageError(
+                f"no task, target or doit command named {error.not_found!r}",
+                hint=f"`{self.BIN_NAME} list` lists the tasks, `{self.BIN_NAME} help` the rest",
+            ) from None
         except CmdParseError as error:
             message = (
                 str(error).partition(" (parsing options")[0].removeprefix("Error parsing Command: ")

@@ -101,7 +101,7 @@ def test_a_bad_download_is_refused_and_nothing_is_activated(site, release, misbe
     getattr(release, misbehave).add(SETS + "etc.tgz")
     run = nightly(site)
     assert run.returncode != 0
-    assert "failed (doit exit" in run.stderr and "fetch:etc.tgz" in run.stderr
+    assert "failed: fetch:etc.tgz" in run.stderr
     assert message in run.stderr
     assert "the cached copy and the images are unchanged" in run.stderr
     assert active(site) == first

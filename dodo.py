@@ -4,20 +4,10 @@ Tasks: fetch:NAME (sets and kernel given by URL), root, then per domU local:NAME
 pkg:NAME, swap:NAME and xen:NAME; one kind of image each, in tasks/kinds/.
 """
 
-import sys
-from pathlib import Path
-
-from doit import get_var
-
 from tasks.kinds import KINDS, generator_for
-from tasks.run import Build, doit_config, load_or_exit
-from tasks.site import DEFAULT_SITE
+from tasks.run import build_for_dodo
 
-_build = Build(
-    load_or_exit(Path(get_var("config", str(DEFAULT_SITE)))),
-    {name for name in get_var("reprovision", "").split(",") if name},
-)
-_build.take_run_lock(sys.argv)
+_build = build_for_dodo()
 
 # doit collects the task_* functions of this module: task_fetch, task_root, ...
 for _kind in KINDS:
@@ -25,4 +15,4 @@ for _kind in KINDS:
 
 # doit orders generators by the line that defines them, the same for all of these: without
 # default_tasks it would run them by name, `local` before `root`
-DOIT_CONFIG = {**doit_config(_build.layout), "default_tasks": [kind.NAME for kind in KINDS]}
+DOIT_CONFIG = {**_build.doit_config(), "default_tasks": [kind.NAME for kind in KINDS]}

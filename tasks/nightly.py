@@ -15,11 +15,10 @@ next run removes what it left half-written and does the work again.
 from __future__ import annotations
 
 import os
-import re
-import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -27,20 +26,16 @@ from typing import TextIO
 
 from tasks.checks.run import failure_lines, run_checks
 from tasks.errors import DomusError
-from tasks.generations.cli import collect_now, generations_count, human_size, parse
+from tasks.generations.cli import collect_now, generations_count, human_size
 from tasks.generations.collect import Collected
 from tasks.generations.slots import POOLS, ROOT, Slot, pkg_slot
 from tasks.generations.store import Store
 from tasks.inputs import changes, describe
-from tasks.locks import RUN_LOCK_FD, run_lock_descriptor
-from tasks.site import Site
+from tasks.locks import hold_run_lock
+from tasks.reporter import Reporter
+from tasks.site import Site, load_site
 
-REPO = Path(__file__).resolve().parents[1]
 LOGS_KEPT = 100
-RAN = re.compile(r"^\.  (\S+)$", re.M)
-# doit's closing account: `TaskFailed - taskid:root`, `UnmetDependency - taskid:xen:www1`
-FAILED = re.compile(r"^(\w+) - taskid:(\S+)$", re.M)
-UNMET = "UnmetDependency"
 
 
 @dataclass(frozen=True)
@@ -107,10 +102,9 @@ def image_lines(
 
 
 class Nightly:
-    def __init__(self, site: Site, config: Path, lock: int) -> None:
+    def __init__(self, site: Site, config: Path) -> None:
         self.site = site
         self.config = config
-        self.lock = lock
         self.layout = site.layout
         self.store = Store(self.layout)
 
@@ -144,12 +138,12 @@ class Nightly:
             report.add(f"removed {leftover.name}, left by a run that was killed", changed=False)
         before = look(self.store, self.slots())
         pools_before = {(pool, g) for pool in POOLS for g in self.store.ids(pool)}
-        code, output = self._doit(log)
+        code, reporter = self._doit(log)
         after = look(self.store, self.slots())
         new = {(pool, g) for pool in POOLS for g in self.store.ids(pool)} - pools_before
         for line in image_lines(self.store, before, after, new):
             report.add(line)
-        self._tasks(report, code, output)
+        self._tasks(report, code, reporter)
         self._check(report, log)
         try:
             collected = collect_now(self.store, self.site.generations.keep)
@@ -160,27 +154,22 @@ class Nightly:
             self._collected(report, collected)
         return report, code
 
-    def _tasks(self, report: Report, code: int, output: str) -> None:
-        """What doit ran besides the images, and what failed."""
-        accounts = FAILED.findall(output)
-        failed = [name for kind, name in accounts if kind != UNMET]
-        unmet = [
-            name for kind, name in accounts if kind == UNMET and (":" in name or name == "root")
-        ]
-        ran = [name for name in RAN.findall(output) if name not in failed]
-        fetched = [name.partition(":")[2] for name in ran if name.startswith("fetch:")]
+    def _tasks(self, report: Report, code: int, reporter: Reporter) -> None:
+        """What the build ran besides the images, and what failed."""
+        fetched = [name.partition(":")[2] for name in reporter.built if name.startswith("fetch:")]
         if fetched:
             report.add(f"downloaded: {', '.join(fetched)}")
         # downloads have their line, and images kept as generations (POOLS) theirs above
-        others = [name for name in ran if name.split(":")[0] not in ("fetch", *POOLS)]
+        others = [n for n in reporter.built if n.split(":")[0] not in ("fetch", *POOLS)]
         if others:
             report.add(f"also ran: {', '.join(others)}")
         if code != 0:
             report.failed = True
-            report.add(f"failed (doit exit {code}): {', '.join(failed) or 'see the log'}")
-            report.lines.extend(failure_details(output))
-            if unmet:
-                report.add(f"not run, as a task they need failed: {', '.join(unmet)}")
+            report.add(f"failed: {', '.join(reporter.failed) or 'see the log'}")
+            for name, message in reporter.failed.items():
+                report.lines.append(f"{name}: {message}")
+            if reporter.skipped:
+                report.add(f"not run, as a task they need failed: {', '.join(reporter.skipped)}")
 
     def _check(self, report: Report, log: TextIO) -> None:
         """What NetBSD would refuse of what is now published (`./domus check`)."""
@@ -205,50 +194,38 @@ class Nightly:
                 f" ({human_size(collected.freed)}): {names}"
             )
 
-    def _doit(self, log: TextIO) -> tuple[int, str]:
+    def _doit(self, log: TextIO) -> tuple[int, Reporter]:
+        """The build, in this process, its output and that of every program it runs into
+        the log; the reporter says what ran."""
+        from tasks.doit_run import run_doit
+        from tasks.run import prepare
+
         log.write("\n--- doit\n")
-        log.flush()
-        offset = log.tell()
-        command = [
-            sys.executable,
-            "-m",
-            "doit",
-            "-f",
-            str(REPO / "dodo.py"),
-            "-d",
-            str(REPO),
-            f"config={os.path.abspath(self.config)}",
-        ]
-        environment = dict(os.environ, **{RUN_LOCK_FD: str(self.lock)})
-        done = subprocess.run(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=environment,
-            pass_fds=(self.lock,),
-        )
-        log.flush()
-        with open(log.name) as again:
-            again.seek(offset)
-            output = again.read()
-        log.write(f"--- doit exit status {done.returncode}\n")
-        return done.returncode, output
+        build = prepare(self.config, set(), [])
+        build.reporter = Reporter(log, colour=False, tracebacks=True)
+        with output_to(log):
+            code = run_doit(build, [])
+        log.write(f"--- doit exit status {code}\n")
+        return code, build.reporter
 
 
-def failure_details(output: str) -> list[str]:
-    """doit's account of each failed task: its `TaskFailed - taskid:...` line and the
-    message below it, up to the next blank line."""
-    lines = output.splitlines()
-    details: list[str] = []
-    for index, line in enumerate(lines):
-        match = FAILED.match(line)
-        if match and match[1] != UNMET:
-            end = next(
-                (i for i in range(index + 1, len(lines)) if not lines[i].strip()), len(lines)
-            )
-            details.extend(lines[index:end])
-    return details or lines[-20:]
+@contextmanager
+def output_to(log: TextIO) -> Iterator[None]:
+    """stdout and stderr of this process and its children go to `log` within the block."""
+    log.flush()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    try:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        for fd, old in zip((1, 2), saved, strict=True):
+            os.dup2(old, fd)
+            os.close(old)
 
 
 def log_path(logs: Path) -> Path:
@@ -267,21 +244,13 @@ def prune_logs(logs: Path) -> None:
         old.unlink(missing_ok=True)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    from tasks.run import load_or_exit
-
-    config, rest = parse(list(sys.argv[1:] if argv is None else argv))
-    if rest:
-        print(f"domus: nightly takes only config=PATH, got {' '.join(rest)}", file=sys.stderr)
-        return 2
-    site = load_or_exit(config)
-    lock = run_lock_descriptor(site.layout.locks)
-    try:
-        return Nightly(site, config, lock).run()
-    except DomusError as error:
-        print(f"domus nightly: FAILED: {error}", file=sys.stderr)
-        return 1
+def nightly(config: Path) -> int:
+    site = load_site(config)
+    hold_run_lock(site.layout.locks)
+    return Nightly(site, config).run()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from tasks.cli import main
+
+    sys.exit(main(["nightly", *sys.argv[1:]]))

@@ -1,77 +1,95 @@
-"""One doit run over a site: the site loaded and checked (or a clear exit), the run lock,
-the keys, and what every image kind's tasks are made from (tasks.kinds)."""
+"""One doit run over a site: the site loaded and checked, the run lock, the keys, and what
+every image kind's tasks are made from (tasks.kinds).
+
+`./domus build` prepares the Build itself (tasks.doit_run) and hands it to dodo.py; plain
+`doit` in the repository makes one here from its command line (`config=PATH`).
+"""
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
 
 from tasks.blockdev.records import any_left as attachments_left
-from tasks.errors import DomusError
+from tasks.errors import DomusError, SiteError, print_error
 from tasks.locks import hold_run_lock
 from tasks.render import Templates
-from tasks.site import Layout, Site, load_site
+from tasks.reporter import Reporter
+from tasks.site import DEFAULT_SITE, Site, load_site
 
-EXIT_CONFIG = 78  # EX_CONFIG: doit itself uses 1 and 2 for failed tasks
 # doit commands that only read: they neither need nor take the run lock.
 READ_ONLY_COMMANDS = {"list", "info", "help", "dumpdb", "tabcompletion"}
 
-
-def exit_config(error: DomusError) -> NoReturn:
-    print(f"domus: {error}", file=sys.stderr)
-    print("domus: nothing was built or changed.", file=sys.stderr)
-    sys.exit(EXIT_CONFIG)
+handed: Build | None = None  # set by tasks.doit_run for the dodo.py it loads
 
 
-def load_or_exit(path: Path) -> Site:
-    try:
-        return load_site(path)
-    except DomusError as error:
-        exit_config(error)
-
-
-def read_only(argv: list[str]) -> bool:
+def read_only(args: Sequence[str]) -> bool:
     """No task of ours is named like a doit command, so any of these words means that command."""
-    return any(arg in READ_ONLY_COMMANDS for arg in argv[1:])
+    return any(arg in READ_ONLY_COMMANDS for arg in args)
 
 
-def doit_config(layout: Layout) -> dict[str, object]:
-    return {
-        "backend": "sqlite3",
-        "dep_file": str(layout.db),
-        "continue": True,
-        "verbosity": 1,
-    }
+def prepare(config: Path, reprovision: set[str], doit_args: Sequence[str]) -> Build:
+    """The site loaded and checked, and (unless doit only reads) the run lock taken and the
+    keys made: SiteError or LockHeld before any task starts."""
+    build = Build(load_site(config), reprovision, read_only(doit_args))
+    if not build.read_only:
+        build.take_run_lock()
+    return build
+
+
+def build_for_dodo() -> Build:
+    """The Build `./domus build` handed over, or one from plain doit's command line."""
+    if handed is not None:
+        return handed
+    from doit import get_var
+
+    reprovision = {name for name in get_var("reprovision", "").split(",") if name}
+    try:
+        return prepare(Path(get_var("config", str(DEFAULT_SITE))), reprovision, sys.argv[1:])
+    except DomusError as error:
+        print_error(error)
+        sys.exit(error.status)
 
 
 class Build:
     """What every image kind's tasks are made from: the site, its layout and templates, and
     the domUs whose local.img this run builds anew."""
 
-    def __init__(self, site: Site, reprovision: set[str]) -> None:
+    def __init__(self, site: Site, reprovision: set[str], read_only: bool = False) -> None:
         self.site = site
         self.layout = site.layout
         self.templates = Templates(site.templates, self.layout.cache / "template-references.json")
+        self.read_only = read_only
+        self.reporter: Reporter | None = None  # the one ./domus made, to read its results
         unknown = reprovision - {domu.name for domu in site.domus}
         if unknown:
-            print(
-                f"domus: reprovision: no domain named {', '.join(sorted(unknown))} in {site.path}",
-                file=sys.stderr,
+            raise SiteError(
+                f"reprovision: no domain named {', '.join(sorted(unknown))} in {site.path}"
             )
-            sys.exit(EXIT_CONFIG)
         self.reprovision = reprovision
 
-    def take_run_lock(self, argv: list[str]) -> None:
-        if not read_only(argv):
-            self.layout.output.mkdir(parents=True, exist_ok=True)
-            hold_run_lock(self.layout.locks)
-            if attachments_left(self.layout.locks):
-                # a killed run left an image attached or mounted: undo that before anything
-                from tasks.blockdev.recovery import recover_at_start
+    def doit_config(self) -> dict[str, object]:
+        db = self.layout.db
+        return {
+            "backend": "sqlite3",
+            # a read-only command on a site never built has no database to read, nor a
+            # directory to make one in: an empty one in memory answers the same
+            "dep_file": ":memory:" if self.read_only and not db.exists() else str(db),
+            "continue": True,
+            "verbosity": 1,
+            "reporter": self.reporter or Reporter,
+        }
 
-                recover_at_start(self.layout.locks)
-            self.ensure_keys()
+    def take_run_lock(self) -> None:
+        self.layout.output.mkdir(parents=True, exist_ok=True)
+        hold_run_lock(self.layout.locks)
+        if attachments_left(self.layout.locks):
+            # a killed run left an image attached or mounted: undo that before anything
+            from tasks.blockdev.recovery import recover_at_start
+
+            recover_at_start(self.layout.locks)
+        self.ensure_keys()
 
     def ensure_keys(self) -> None:
         """Keys of encrypted local images exist and are private before any task needs them."""
@@ -84,4 +102,4 @@ class Build:
             for domu in encrypted:
                 ensure_local_key(self.site.keys, domu)
         except DomusError as error:
-            exit_config(error)
+            raise SiteError(error.message, error.hint) from None

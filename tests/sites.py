@@ -42,12 +42,15 @@ class Run:
 
     @property
     def ran(self) -> set[str]:
-        """Tasks doit executed (". name"), failed or not."""
-        return set(re.findall(r"^\.  (\S+)$", self.stdout, re.M))
+        """Tasks the build ran ("built NAME" or "FAILED NAME"), failed or not."""
+        return set(re.findall(r"^(?:built|FAILED) +(\S+)", self.stdout, re.M))
 
     @property
-    def up_to_date(self) -> set[str]:
-        return set(re.findall(r"^-- (\S+)$", self.stdout, re.M))
+    def up_to_date(self) -> int:
+        """How many tasks were up to date, from the closing summary line."""
+        found = re.findall(r"^\d+ built, (\d+) up to date\b", self.stdout, re.M)
+        assert found, self.stdout
+        return int(found[-1])
 
 
 class Site:

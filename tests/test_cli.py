@@ -2,14 +2,32 @@
 
 from __future__ import annotations
 
+import os
+import re
+import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
+import pytest
 from filelock import FileLock
 
 from tests.conftest import REPO
-from tests.sites import Site
+from tests.sites import Run, Site
+
+
+def domus(*args: str, cwd: Path, env: dict[str, str] | None = None) -> Run:
+    """`./domus ARGS` run from `cwd`, as an operator would."""
+    done = subprocess.run(
+        [str(REPO / "domus"), *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        stdin=subprocess.DEVNULL,
+    )
+    return Run(done.returncode, done.stdout, done.stderr)
 
 
 def test_bad_config_exits_2_names_file_line_key_and_writes_nothing(tmp_path):
@@ -72,6 +90,25 @@ def test_two_concurrent_runs_one_builds_one_refuses(tmp_path):
     assert site.image("root.img").exists()
 
 
+def test_build_list_works_where_nothing_was_built_yet(tmp_path):
+    site = Site(tmp_path / "site")
+    assert not site.output.exists()
+    for command in (["list"], ["dumpdb"], ["help", "run"]):
+        done = domus("build", *command, f"config={site.path}", cwd=tmp_path)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "Traceback" not in done.stderr
+    # doit's info exits 1 for a task that would run, as `converge --dry-run` does
+    info = domus("build", "info", "root", f"config={site.path}", cwd=tmp_path)
+    assert (info.returncode, info.stderr) == (1, "")
+    assert "status     : run" in info.stdout
+    listing = domus("build", "list", f"config={site.path}", cwd=tmp_path).stdout.splitlines()
+    assert "root      the shared read-only root.img and the kernel beside it" in listing
+    assert "local     each domU's local.img: its /etc, /var, /tmp (built once, then converged)" in (
+        listing
+    )
+    assert not (site.output / "locks").exists()
+
+
 def test_list_does_not_need_the_lock(tmp_path):
     site = Site(tmp_path / "site")
     (site.output / "locks").mkdir(parents=True)
@@ -115,7 +152,7 @@ def test_domus_reprovision_through_the_script(tmp_path):
         cwd=tmp_path,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert ".  local:www1" in done.stdout
+    assert Run(done.returncode, done.stdout, done.stderr).ran == {"local:www1"}
     assert [p.read_bytes() for p in site.image("www1").glob("local-*.img")] == [old]
     done = subprocess.run(
         [str(REPO / "domus"), "reprovision", "nosuch", f"config={site.path}"],
@@ -125,3 +162,180 @@ def test_domus_reprovision_through_the_script(tmp_path):
     )
     assert done.returncode == 78
     assert "no domain named nosuch" in done.stderr
+
+
+COMMANDS_ON_A_SITE = [
+    ["build"],
+    ["build", "list"],
+    ["reprovision", "www1"],
+    ["converge", "www1"],
+    ["converge", "--dry-run", "www1"],
+    ["nightly"],
+    ["generations"],
+    ["activate", "root", "0"],
+    ["rollback", "root"],
+    ["pin", "root"],
+    ["unpin", "root"],
+    ["gc"],
+]
+
+
+@pytest.mark.parametrize("command", COMMANDS_ON_A_SITE, ids=" ".join)
+def test_every_command_exits_78_on_an_invalid_site(tmp_path, command):
+    site = Site(tmp_path / "site")
+    site.data["domains"]["www1"]["memory"] = "lots"
+    site.save()
+    done = domus(*command, "--config", "site/site.yaml", cwd=tmp_path)
+    assert done.returncode == 78, done.stdout + done.stderr
+    assert done.stderr == (
+        f"domus: {site.path}:{memory_line(site)}: domains.www1.memory: "
+        "expected a size such as 256m or 1g, got 'lots'\n"
+        "domus: nothing was built or changed.\n"
+    )
+    assert not site.output.exists()
+
+
+def memory_line(site: Site) -> int:
+    lines = site.path.read_text().splitlines()
+    www1 = lines.index("  www1:")
+    return next(i for i, line in enumerate(lines) if i > www1 and "memory: lots" in line) + 1
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["frobnicate"], "domus: unknown command 'frobnicate'"),
+        (["converge"], "domus: the following arguments are required: NAME"),
+        (["activate", "root"], "domus: the following arguments are required: GENERATION"),
+        (["gc", "extra"], "domus: unrecognized arguments: extra"),
+        (["build", "nosuchtask"], "domus: no task, target or doit command named 'nosuchtask'"),
+        (["build", "--nosuchoption"], "domus: option --nosuchoption not recognized"),
+        (["build", "--config"], "domus: --config needs a PATH"),
+    ],
+)
+def test_usage_errors_exit_2_with_one_message(tmp_path, args, message):
+    done = domus(*args, cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.startswith(message + "\n"), done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("command", [["build"], ["converge", "www1"], ["gc"], ["nightly"]])
+def test_every_command_that_changes_the_site_exits_75_while_the_lock_is_held(tmp_path, command):
+    site = Site(tmp_path / "site")
+    (site.output / "locks").mkdir(parents=True)
+    with FileLock(str(site.output / "locks" / "run.lock")):
+        done = domus(*command, f"config={site.path}", cwd=tmp_path)
+    assert done.returncode == 75, done.stdout + done.stderr
+    assert done.stderr.startswith("domus: another run holds the lock ")
+
+
+def test_cgd_paths_are_relative_to_the_caller(tmp_path):
+    done = domus("cgd", "genparams", "new.params", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "new.params").read_text().startswith("algorithm aes-xts;")
+    assert not (REPO / "new.params").exists()
+    again = domus("cgd", "genparams", "new.params", cwd=tmp_path)
+    assert again.returncode == 1
+    assert again.stderr == (
+        "domus: new.params exists; refusing to overwrite a params file (it may hold a "
+        "disk's only key)\n  hint: remove it first or choose another name\n"
+    )
+
+
+def normalised(text: str) -> list[str]:
+    return re.sub(r"\d+\.\d s\b", "0.0 s", text).splitlines()
+
+
+def test_a_failed_build_says_what_failed_and_what_it_kept_from_running(tmp_path):
+    site = Site(tmp_path / "site")
+    templates = site.directory / "templates" / "root" / "etc"
+    templates.mkdir(parents=True)
+    (templates / "rc.pre-hooks").write_text("{{ nosuch.thing }}\n")
+    site.data["templates"] = "templates"
+    site.save()
+    done = domus("build", f"config={site.path}", cwd=tmp_path)
+    assert done.returncode == 1
+    hook = templates / "rc.pre-hooks"
+    assert normalised(done.stdout) == [
+        f"FAILED   root                 {hook}: 'nosuch' is undefined",
+        "                                hint: variables a template can use are listed in "
+        "the README (Templates)",
+        "not run  local:www1           root failed",
+        "not run  local:www2           root failed",
+        "not run  local:db1            root failed",
+        "built    pkg:www1      0.0 s  pkg.img of www1: /usr/pkg",
+        "built    pkg:www2      0.0 s  pkg.img of www2: /usr/pkg",
+        "built    pkg:db1       0.0 s  pkg.img of db1: /usr/pkg",
+        "built    swap:www1     0.0 s  swap.img of www1 (sparse)",
+        "built    swap:www2     0.0 s  swap.img of www2 (sparse)",
+        "built    swap:db1      0.0 s  swap.img of db1 (sparse)",
+        "not run  xen:www1             root failed",
+        "not run  xen:www2             root failed",
+        "not run  xen:db1              root failed",
+        "6 built, 0 up to date, 1 failed, 6 not run in 0.0 s",
+    ]
+    assert "Traceback" not in done.stderr
+    assert "\033[" not in done.stdout  # not a terminal: no colour
+
+
+def test_a_build_with_nothing_to_do_says_so_in_one_line(tmp_path):
+    site = Site(tmp_path / "site")
+    site.build()
+    done = domus("build", f"config={site.path}", cwd=tmp_path)
+    assert done.returncode == 0
+    assert normalised(done.stdout) == ["0 built, 13 up to date in 0.0 s"]
+    assert done.stderr == ""
+
+
+def slow_makefs(directory: Path, marker: Path) -> dict[str, str]:
+    directory.mkdir()
+    script = directory / "makefs"
+    script.write_text(f"#!/bin/sh\ntouch '{marker}'\nexec sleep 60\n")
+    script.chmod(0o755)
+    return {"PATH": f"{directory}:{os.environ['PATH']}"}
+
+
+@pytest.mark.parametrize(
+    ("signum", "status", "line"),
+    [(signal.SIGTERM, 143, "domus: terminated"), (signal.SIGINT, 130, "domus: interrupted")],
+    ids=["SIGTERM", "Ctrl-C"],
+)
+def test_a_signal_ends_a_build_with_its_status_and_one_line(tmp_path, signum, status, line):
+    site = Site(tmp_path / "site")
+    marker = tmp_path / "makefs-started"
+    process = subprocess.Popen(
+        [str(REPO / "domus"), "build", f"config={site.path}"],
+        cwd=tmp_path,
+        env={**os.environ, **slow_makefs(tmp_path / "bin", marker)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    while not marker.exists():
+        assert time.monotonic() < deadline and process.poll() is None, process.communicate()
+        time.sleep(0.05)
+    process.send_signal(signum)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == status, err
+    assert err.splitlines()[-1] == line
+    assert "Traceback" not in err
+
+
+def test_an_unexpected_exception_is_one_line_unless_debugging(monkeypatch, capsys):
+    from tasks import cli
+
+    def broken(args):
+        raise ZeroDivisionError("division by zero")
+
+    summary, _, arguments = cli.COMMANDS["gc"]
+    monkeypatch.setitem(cli.COMMANDS, "gc", (summary, broken, arguments))
+    assert cli.main(["gc"]) == 1
+    assert capsys.readouterr().err == (
+        "domus: unexpected ZeroDivisionError: division by zero\n"
+        "  hint: this is a bug in domus; DOMUS_DEBUG=1 shows where it happened\n"
+    )
+    monkeypatch.setattr(cli, "DEBUG", True)
+    with pytest.raises(ZeroDivisionError):
+        cli.main(["gc"])

@@ -1,4 +1,4 @@
-"""Installing pkgsrc binary packages into a pkg.img tree (tasks/pkgsrc.py)."""
+"""Installing pkgsrc binary packages into a pkg.img tree (tasks/pkgsrc/)."""
 
 import gzip
 import importlib.util
@@ -12,11 +12,13 @@ import pytest
 from dbopen import dbopen
 from pkgsrc_fixture import Hardlink, Symlink, make_package, write_package
 
-from tasks import pkgsrc
 from tasks.errors import DomusError
 from tasks.kinds import pkg as pkg_kind
 from tasks.kinds.pkg import pkg_record
-from tasks.pkgsrc import dewey_cmp, install_packages, pkg_match, read_package
+from tasks.pkgsrc import install as pkgsrc_install
+from tasks.pkgsrc import packages as pkgsrc_packages
+from tasks.pkgsrc.install import install_packages
+from tasks.pkgsrc.packages import dewey_cmp, pkg_match, read_package
 from tasks.site import Layout, PkgSource, PkgSpec
 from tasks.tree import Entry, Tree
 from tests.test_site import domu
@@ -136,8 +138,11 @@ def test_files_are_hard_links_into_the_cache_and_the_cache_is_reused(tmp_path, c
     install(first, cache, MOTD, HELLO)
     entries = sorted(p.name for p in cache.iterdir())
     opened = []
-    real_open = pkgsrc._open
-    monkeypatch.setattr(pkgsrc, "_open", lambda path: opened.append(path) or real_open(path))
+    real_open = pkgsrc_packages.open_package
+    for module in (pkgsrc_packages, pkgsrc_install):  # reading the metadata; extracting
+        monkeypatch.setattr(
+            module, "open_package", lambda path: opened.append(path) or real_open(path)
+        )
     second = Tree.empty(tmp_path / "two")
     install(second, cache, MOTD, HELLO)
 
@@ -364,7 +369,7 @@ def test_install_script_is_not_run_but_kept_and_reported(tmp_path, tree, cache, 
     pkg = tmp_path / "scripted-1.0.tgz"
     script = b"#!/bin/sh\ntouch /tmp/domus-should-not-exist\n"
     make_package(pkg, "scripted-1.0", {"f": b""}, meta={"+INSTALL": script})
-    with caplog.at_level(logging.WARNING, logger="tasks.pkgsrc"):
+    with caplog.at_level(logging.WARNING, logger="tasks.pkgsrc.install"):
         install(tree, cache, pkg)
 
     assert tree.entry("pkgdb/scripted-1.0/+INSTALL") == Entry("file", 0o555)
@@ -625,7 +630,7 @@ def test_failure_of_a_found_dependency_says_where_it_came_from(chain, tree, cach
 
 def test_package_files_are_the_named_and_the_found(chain):
     # The pkg task's file_dep and its generation record: a changed dependency rebuilds.
-    assert pkgsrc.package_files([chain / "top-1.0.tgz"]) == [
+    assert pkgsrc_packages.package_files([chain / "top-1.0.tgz"]) == [
         chain / "base-2.1nb1.tgz",
         chain / "mid-1.5.tbz",
         chain / "top-1.0.tgz",
@@ -633,7 +638,7 @@ def test_package_files_are_the_named_and_the_found(chain):
     (chain / "base-2.1nb1.tgz").unlink()
     (chain / "base-2.0.tgz").unlink()
     # Unresolvable: the named ones; building the image says why.
-    assert pkgsrc.package_files([chain / "top-1.0.tgz"]) == [chain / "top-1.0.tgz"]
+    assert pkgsrc_packages.package_files([chain / "top-1.0.tgz"]) == [chain / "top-1.0.tgz"]
 
 
 def test_pkg_task_depends_on_the_dependencies_found(chain, tmp_path):

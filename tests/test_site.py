@@ -1212,9 +1212,10 @@ def test_command_line_check(tmp_path: Path, inputs: Path) -> None:
         capture_output=True,
         text=True,
     )
-    assert result.returncode == 1
+    assert result.returncode == 78
     assert result.stderr == (
-        f"{good}:5: domains.www1.vcpus: expected an integer from 1 to 64, got 0\n"
+        f"domus: {good}:5: domains.www1.vcpus: expected an integer from 1 to 64, got 0\n"
+        "domus: nothing was built or changed.\n"
     )
 
 

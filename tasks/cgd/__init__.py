@@ -1,7 +1,7 @@
 """NetBSD cgd(4) encryption off the target host, so domus can ship encrypted domU disks.
 
 ciphers: the per-sector transforms; params: cgdconfig params files and keys; stream:
-whole images, streamed. Run `python -m tasks.cgd --help` for the command line.
+whole images, streamed. Run `./domus cgd --help` for the command line.
 """
 
 from tasks.cgd.ciphers import ALGORITHMS, SECTOR_SIZE, SectorCipher, make_cipher

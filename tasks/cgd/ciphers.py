@@ -177,7 +177,7 @@ class XtsCipher(SectorCipher):
         if key[:half] == key[half:]:
             raise DomusError(
                 "aes-xts key has two identical halves, which OpenSSL refuses",
-                hint="generate a new key (python -m tasks.cgd genparams)",
+                hint="generate a new key (./domus cgd genparams)",
             )
         self.key = key
         self._data_key = algorithms.AES(key[:half])

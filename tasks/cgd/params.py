@@ -517,7 +517,7 @@ def _keygen_key(keygen: Keygen, size: int, passphrase: bytes | None) -> bytes:
         return kdf.derive(passphrase)
     raise DomusError(
         f"keygen {keygen.method} is not supported by domus cgd",
-        hint="use storedkey or pkcs5_pbkdf2/sha1 params (python -m tasks.cgd genparams)",
+        hint="use storedkey or pkcs5_pbkdf2/sha1 params (./domus cgd genparams)",
     )
 
 

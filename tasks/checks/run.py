@@ -8,7 +8,6 @@ with one such function, added to CHECKS.
 from __future__ import annotations
 
 import dataclasses
-import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import TextIO
 
@@ -16,7 +15,7 @@ from tasks.checks import Finding
 from tasks.checks.dom0 import check_dom0
 from tasks.checks.images import check_images
 from tasks.checks.xl import check_xl_configs
-from tasks.errors import DomusError
+from tasks.errors import UsageError
 from tasks.site import Layout, Site
 
 Check = Callable[[Site, Layout], Iterable[Finding]]
@@ -35,7 +34,7 @@ def select(site: Site, names: Sequence[str]) -> Site:
     known = {domu.name for domu in site.domus}
     unknown = [name for name in names if name not in known]
     if unknown:
-        raise DomusError(
+        raise UsageError(
             f"no domain named {', '.join(unknown)} in {site.path}",
             hint=f"the domains are {', '.join(sorted(known))}",
         )
@@ -73,26 +72,3 @@ def report(findings: Sequence[Finding], out: TextIO) -> int:
     if out.isatty():
         out.write(f"{len(findings)} checks, {failed} failed\n")
     return 1 if failed else 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    from tasks.generations.cli import parse
-    from tasks.run import load_or_exit
-
-    config, names = parse(list(sys.argv[1:] if argv is None else argv))
-    usage = [name for name in names if name.startswith("-")]
-    if usage:
-        print("usage: ./domus check [NAME...] [config=PATH]", file=sys.stderr)
-        return 2
-    site = load_or_exit(config)
-    try:
-        selected = select(site, names)
-    except DomusError as error:
-        print(f"domus check: {error}", file=sys.stderr)
-        return 2
-    try:
-        findings = run_checks(selected)
-    except DomusError as error:
-        print(f"domus check: {error}", file=sys.stderr)
-        return 1
-    return report(findings, sys.stdout)

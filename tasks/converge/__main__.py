@@ -4,17 +4,15 @@
 
 With --dry-run the unified diff of every managed file that would change goes to stdout,
 and nothing is written; the exit status is 0 when nothing would change, 1 when something
-would, 2 on an error (as diff(1)). Without it, the images are converged even if their
-recorded inputs did not change (a file the domU's administrator edited is put back), under
-the run lock, as `./domus build` would.
+would (as diff(1)), an error's as for every command (tasks.cli). Without it, the images
+are converged even if their recorded inputs did not change (a file the domU's
+administrator edited is put back), under the run lock, as `./domus build` would.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
-from pathlib import Path
 
 from tasks.converge.local import converge
 from tasks.converge.plan import unified_diff
@@ -24,22 +22,9 @@ from tasks.kinds.local import context as local_context
 from tasks.kinds.local import template_files
 from tasks.locks import hold_run_lock, image_lock
 from tasks.render import Templates
-from tasks.site import DEFAULT_SITE, DomU, Layout, Site, load_site
+from tasks.site import DomU, Layout, Site, load_site
 
-EXIT_SAME, EXIT_DIFFERENT, EXIT_ERROR = 0, 1, 2
-
-
-def parse(argv: Sequence[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="./domus converge", description=__doc__.split("\n")[0])
-    parser.add_argument(
-        "--dry-run", action="store_true", help="print the diff of what would change; change nothing"
-    )
-    parser.add_argument("names", nargs="+", metavar="NAME", help="domU names")
-    words = [arg for arg in argv if not arg.startswith("config=")]
-    configs = [arg.partition("=")[2] for arg in argv if arg.startswith("config=")]
-    args = parser.parse_args(words)
-    args.config = Path(configs[-1]) if configs else DEFAULT_SITE
-    return args
+EXIT_SAME, EXIT_DIFFERENT = 0, 1
 
 
 def run(args: argparse.Namespace) -> int:
@@ -84,14 +69,7 @@ def _record(site: Site, domu: DomU, layout: Layout, templates: Templates) -> Non
     )
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse(sys.argv[1:] if argv is None else argv)
-    try:
-        return run(args)
-    except DomusError as error:
-        print(f"domus: {error}", file=sys.stderr)
-        return EXIT_ERROR
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    from tasks.cli import main
+
+    sys.exit(main(["converge", *sys.argv[1:]]))

@@ -1,7 +1,7 @@
-"""python -m tasks.generations COMMAND ...: see tasks.generations.cli."""
+"""`python -m tasks.generations COMMAND ...`: the same as `./domus COMMAND ...` (tasks.cli)."""
 
 import sys
 
-from tasks.generations.cli import main
+from tasks.cli import main
 
-sys.exit(main())
+sys.exit(main(sys.argv[1:]))

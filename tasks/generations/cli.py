@@ -7,8 +7,8 @@
     gc                          remove old generations (see generations.keep)
 
 IMAGE is root, pkg:NAME or pkg (the pkg.img of every domU). Add config=PATH for a site
-other than config/site.yaml. Activation and rollback take effect for every domU that
-starts afterwards; a running domU keeps the image it opened.
+other than config/site.yaml (tasks.cli parses the command line). Activation and rollback
+take effect for every domU that starts afterwards; a running domU keeps the image it opened.
 """
 
 from __future__ import annotations
@@ -25,9 +25,7 @@ from tasks.generations.running import in_use, running_domains
 from tasks.generations.slots import ROOT, Slot, parse_slots, pkg_slot, stable_links
 from tasks.generations.store import Generation, Store
 from tasks.inputs import changes, describe
-from tasks.site import DEFAULT_SITE, Site
-
-EXIT_USAGE = 2
+from tasks.site import Site
 
 
 def human_size(size: int) -> str:
@@ -216,42 +214,3 @@ def collect_now(store: Store, keep: int) -> Collected:
     """Garbage collection with the running domUs asked of xl."""
     slots = store.slots()
     return collect(store, keep, in_use(store, running_domains(), slots))
-
-
-def parse(argv: Sequence[str]) -> tuple[Path, list[str]]:
-
-    config = DEFAULT_SITE
-    rest = []
-    for arg in argv:
-        if arg.startswith("config="):
-            config = Path(arg.removeprefix("config="))
-        else:
-            rest.append(arg)
-    return config, rest
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    from tasks.run import load_or_exit
-
-    args = list(sys.argv[1:] if argv is None else argv)
-    if not args or args[0] in ("-h", "--help", "help"):
-        print(__doc__)
-        return 0 if args else EXIT_USAGE
-    command, rest = args[0], args[1:]
-    config, names = parse(rest)
-    commands = Commands(load_or_exit(config))
-    try:
-        if command in ("generations", "list"):
-            return commands.list(names)
-        if command == "activate":
-            return commands.activate(names)
-        if command == "rollback":
-            return commands.rollback(names)
-        if command in ("pin", "unpin"):
-            return commands.pin(names, command == "pin")
-        if command == "gc" and not names:
-            return commands.gc()
-        raise DomusError(f"unknown command {' '.join(args)!r}", hint="see ./domus help")
-    except DomusError as error:
-        print(f"domus: {error}", file=sys.stderr)
-        return 1

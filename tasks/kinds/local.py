@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from tasks.tree import Tree
 
 NAME = "local"
-DOC = "each domU's local.img: its /etc, /var, /tmp (built once, then kept)"
+DOC = "each domU's local.img: its /etc, /var, /tmp (built once, then converged)"
 
 LOCAL_DEVICE = "xbd2a"
 LOCAL_DISK = "xbd2d"  # the whole disk: the raw partition on amd64 and i386

@@ -18,7 +18,7 @@ from doit.tools import config_changed
 from tasks.actions import Deferred
 from tasks.fingerprint import TreeUnchanged
 from tasks.locks import image_lock
-from tasks.pkgsrc import package_files
+from tasks.pkgsrc.packages import package_files
 from tasks.site import DomU, Layout, plain
 
 if TYPE_CHECKING:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tasks.pkgsrc import install_packages
+from tasks.pkgsrc.install import install_packages
 from tasks.site import PkgSource
 from tasks.source_tree import load_tree
 from tasks.tree import Tree

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from tasks.errors import print_error
 from tasks.site.load import ConfigError, load_site
 from tasks.site.model import plain
 from tasks.site.reference import reference_markdown
@@ -31,8 +32,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         site = load_site(args.site)
     except ConfigError as error:
-        print(error, file=sys.stderr)
-        return 1
+        print_error(error)
+        return error.status
     print(json.dumps(plain(site), indent=2))
     return 0
 

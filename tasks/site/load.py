@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode
 
-from tasks.errors import DomusError
+from tasks.errors import SiteError
 from tasks.site.checks import check_site
 from tasks.site.model import DomU, Site, fill
 from tasks.site.netbsd import CIPHERS, default_vif, this_dom0
@@ -22,12 +22,13 @@ from tasks.site.reader import INVALID, Context, Layer, Problem, Table, read_laye
 from tasks.site.settings import DOMAIN, SITE, DomainEntry
 from tasks.urls import local_files
 
-DEFAULT_SITE = Path("config/site.yaml")
+# the example site of the repository, whatever directory domus is run from
+DEFAULT_SITE = Path(__file__).resolve().parents[2] / "config" / "site.yaml"
 # libyaml composes a 100-domain site several times faster than the pure-Python parser
 LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-class ConfigError(DomusError):
+class ConfigError(SiteError):
     """Everything wrong with a site file, one problem a line."""
 
     def __init__(self, problems: Iterable[Problem]) -> None:

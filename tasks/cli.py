@@ -1,0 +1,372 @@
+"""`./domus COMMAND ...`: the one command line of domus.
+
+Every command exits 0 when done, 1 when it failed, 2 on a usage error, 75 when another run
+holds the run lock, 78 when the site file or its keys are invalid, 130 on Ctrl-C and 143 on
+SIGTERM. An error is one `domus: message` line, with a `hint:` below it where there is one.
+An unexpected exception is a bug in domus: the operator sees its one line and a hint, not a
+traceback (that is for DOMUS_DEBUG=1), because the line is what cron mails and what a
+person reads; the traceback helps only whoever fixes the bug, who can ask for it.
+
+Paths on the command line are relative to the caller's directory. The site is
+config/site.yaml of the repository unless `config=PATH` (or `--config PATH`) names another.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from tasks.errors import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_TERMINATED,
+    EXIT_USAGE,
+    DomusError,
+    UsageError,
+    print_error,
+)
+from tasks.log import DEBUG
+from tasks.site.load import DEFAULT_SITE
+
+REPO = Path(__file__).resolve().parents[1]
+BUG_HINT = "this is a bug in domus; DOMUS_DEBUG=1 shows where it happened"
+EPILOG = """\
+The site is config/site.yaml unless config=PATH (or --config PATH) names another; paths are
+relative to the directory you run ./domus in.
+
+exit status: 0 done, 1 failed, 2 usage error, 75 another run holds the run lock,
+78 invalid site file or keys (nothing was done), 130 Ctrl-C, 143 SIGTERM"""
+IMAGE_HELP = "root, pkg:NAME, or pkg (the pkg.img of every domU)"
+# Commands that take the rest of the line as it is, for the program they run.
+PASSED_ON = {"build", "test"}
+SITE_COMMANDS = {
+    *("build", "reprovision", "converge", "nightly", "check"),
+    *("generations", "activate", "rollback", "pin", "unpin", "gc"),
+}
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are ours: `domus: message`, a hint, status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message, hint=f"`{self.prog} --help`")
+
+
+# -- the commands: parse, then call into the capability they name ---------------------------
+
+
+def build(args: argparse.Namespace) -> int:
+    doit_args, reprovision = take_reprovision(args.rest)
+    return build_site(args.config, doit_args, reprovision)
+
+
+def build_site(config: Path, doit_args: Sequence[str], reprovision: set[str] | None = None) -> int:
+    from tasks.doit_run import run_doit
+    from tasks.run import prepare
+
+    return run_doit(prepare(config, reprovision or set(), doit_args), doit_args)
+
+
+def reprovision(args: argparse.Namespace) -> int:
+    return build_site(args.config, [f"local:{name}" for name in args.names], set(args.names))
+
+
+def converge(args: argparse.Namespace) -> int:
+    from tasks.converge.__main__ import run
+
+    return run(args)
+
+
+def test(args: argparse.Namespace) -> int:
+    import subprocess
+
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", *map(from_caller, args.rest)], cwd=REPO, check=False
+    )
+    # pytest: 2 interrupted, 4 usage; a signal -N is 128+N, as the shell says
+    if done.returncode < 0:
+        return 128 - done.returncode
+    return {0: EXIT_OK, 2: EXIT_INTERRUPTED, 4: EXIT_USAGE}.get(done.returncode, EXIT_FAILED)
+
+
+def cgd(args: argparse.Namespace) -> int:
+    from tasks.cgd import command
+
+    getattr(command, args.cgd)(args)
+    return EXIT_OK
+
+
+def nightly(args: argparse.Namespace) -> int:
+    from tasks.nightly import nightly
+
+    return nightly(args.config)
+
+
+def check(args: argparse.Namespace) -> int:
+    from tasks.checks.run import report, run_checks, select
+    from tasks.site import load_site
+
+    return report(run_checks(select(load_site(args.config), args.names)), sys.stdout)
+
+
+def generations(args: argparse.Namespace) -> int:
+    from tasks.generations.cli import Commands
+    from tasks.site import load_site
+
+    commands = Commands(load_site(args.config))
+    if args.command == "generations":
+        return commands.list(args.images)
+    if args.command == "activate":
+        return commands.activate([args.image, args.generation])
+    if args.command == "rollback":
+        return commands.rollback(args.images)
+    if args.command in ("pin", "unpin"):
+        return commands.pin(args.images, args.command == "pin")
+    return commands.gc()
+
+
+# -- their arguments ---------------------------------------------------------------------
+
+
+def images(parser: argparse.ArgumentParser, nargs: str) -> None:
+    parser.add_argument("images", nargs=nargs, metavar="IMAGE", help=IMAGE_HELP)
+
+
+def cgd_arguments(parser: argparse.ArgumentParser) -> None:
+    from tasks.cgd import params
+    from tasks.cgd.ciphers import ALGORITHMS, IV_METHODS
+
+    commands = parser.add_subparsers(dest="cgd", required=True, metavar="COMMAND")
+    for name, summary in (
+        ("encrypt", "encrypt a plain image into what cgd stores on disk"),
+        ("decrypt", "decrypt a cgd disk image into the plain image"),
+    ):
+        command = commands.add_parser(name, help=summary, description=summary)
+        command.add_argument("params", type=Path, help="cgdconfig params file")
+        command.add_argument("input", type=Path, metavar="IN")
+        command.add_argument("output", type=Path, metavar="OUT")
+        command.add_argument(
+            "--passphrase-file",
+            type=Path,
+            metavar="FILE",
+            help="passphrase for pkcs5_pbkdf2/sha1 keygens (one trailing newline is dropped); "
+            "without it, asked on the terminal",
+        )
+        command.add_argument(
+            "--jobs", type=int, metavar="N", help="worker processes (default: usable CPUs)"
+        )
+    summary = "write a new params file (mode 0600) with a fresh key or salt"
+    generate = commands.add_parser("genparams", help=summary, description=summary)
+    generate.add_argument("--algorithm", default="aes-xts", choices=list(ALGORITHMS))
+    generate.add_argument("--keylength", type=int, help="bits (default: the algorithm's)")
+    generate.add_argument("--iv-method", default="encblkno1", choices=list(IV_METHODS))
+    generate.add_argument("--verify-method", default="none", choices=list(params.VERIFY_METHODS))
+    generate.add_argument("--keygen", default="storedkey", choices=list(params.GENERATED_KEYGENS))
+    generate.add_argument(
+        "--iterations",
+        type=int,
+        default=params.DEFAULT_PBKDF2_ITERATIONS,
+        help="PBKDF2 iterations for pkcs5_pbkdf2/sha1",
+    )
+    generate.add_argument("output", type=Path, metavar="OUT")
+
+
+def converge_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the diff of what would change and change nothing; "
+        "exit 1 when something would change",
+    )
+    parser.add_argument("names", nargs="+", metavar="NAME", help="domU names")
+
+
+Command = tuple[str, Callable[[argparse.Namespace], int], Callable[[Parser], None] | None]
+COMMANDS: dict[str, Command] = {
+    "build": ("build the site: `./domus build [TASK...] [doit arguments]`", build, None),
+    "reprovision": (
+        "keep each NAME's local.img as a dated backup and build a new one",
+        reprovision,
+        lambda p: p.add_argument("names", nargs="+", metavar="NAME", help="domU names"),
+    ),
+    "converge": (
+        "rewrite only the managed files of each NAME's local.img",
+        converge,
+        converge_arguments,
+    ),
+    "test": ("run the tests: `./domus test [pytest arguments]`", test, None),
+    "cgd": ("cgd(4) images: encrypt, decrypt, genparams", cgd, cgd_arguments),
+    "nightly": (
+        "for cron: rebuild, activate, check, collect; silent when nothing changed",
+        nightly,
+        None,
+    ),
+    "check": (
+        "what NetBSD would refuse: every published image (file systems, encrypted ones "
+        "opened), the xl configs, the dom0",
+        check,
+        lambda p: p.add_argument(
+            "names", nargs="*", metavar="NAME", help="domUs to check (default: all) beside root"
+        ),
+    ),
+    "generations": (
+        "list the generations of root.img and pkg.img (* marks the active one)",
+        generations,
+        lambda p: images(p, "*"),
+    ),
+    "activate": (
+        "make one generation of an image active",
+        generations,
+        lambda p: (
+            p.add_argument("image", metavar="IMAGE", help="root or pkg:NAME"),
+            p.add_argument("generation", metavar="GENERATION", help="an id, or its start"),
+        ),
+    ),
+    "rollback": (
+        "back to the generation active before this one",
+        generations,
+        lambda p: images(p, "+"),
+    ),
+    "pin": (
+        "builds and nightly runs leave a pinned image alone",
+        generations,
+        lambda p: images(p, "+"),
+    ),
+    "unpin": ("undo pin; names the newest build", generations, lambda p: images(p, "+")),
+    "gc": ("remove old generations (keeps generations.keep of each)", generations, None),
+}
+
+
+def parser_for(selected: str | None) -> Parser:
+    """The parser of every command; only the selected one gets its arguments, so that a
+    build does not import what `cgd` needs to list its choices."""
+    parser = Parser(
+        prog="./domus",
+        description="Build and maintain NetBSD Xen domU images that share one read-only root.",
+        epilog=EPILOG,
+        formatter_class=lambda prog: argparse.RawDescriptionHelpFormatter(
+            prog, max_help_position=16, width=100
+        ),
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    for name, (summary, run, arguments) in COMMANDS.items():
+        command = commands.add_parser(
+            name, help=summary, description=summary, add_help=name not in PASSED_ON
+        )
+        command.set_defaults(run=run)
+        if name in SITE_COMMANDS and name not in PASSED_ON:
+            command.add_argument(
+                "--config", type=Path, metavar="PATH", help="the site file (also config=PATH)"
+            )
+        if name == selected and arguments is not None:
+            arguments(command)
+    commands.add_parser("help", help="this help, or a command's: `./domus help COMMAND`")
+    return parser
+
+
+def parse(argv: Sequence[str]) -> argparse.Namespace:
+    if not argv or argv[0] in ("help", "-h", "--help"):
+        topic = argv[1:2]
+        parser = parser_for(topic[0] if topic else None)
+        if topic and topic[0] in COMMANDS and topic[0] not in PASSED_ON:
+            parser.parse_args([topic[0], "--help"])  # prints it and exits 0
+        parser.print_help()
+        raise SystemExit(EXIT_OK)
+    name, rest = argv[0], list(argv[1:])
+    if name not in COMMANDS:
+        raise UsageError(f"unknown command '{name}'", hint="`./domus help` lists them")
+    config = None
+    if name in SITE_COMMANDS:
+        config, rest = take_config(rest)
+    if name in PASSED_ON:
+        args = argparse.Namespace(command=name, run=COMMANDS[name][1], rest=rest)
+    else:
+        args = parser_for(name).parse_args([name, *rest])
+    args.config = Path(os.path.abspath(config)) if config else DEFAULT_SITE
+    return args
+
+
+def take_config(args: Sequence[str]) -> tuple[str | None, list[str]]:
+    """`config=PATH`, `--config PATH` or `--config=PATH` anywhere on the line (the last
+    one counts), and the rest of the line without it."""
+    config, rest = None, []
+    words = iter(args)
+    for word in words:
+        if word.startswith(("config=", "--config=")):
+            config = word.partition("=")[2]
+        elif word == "--config":
+            config = next(words, None)
+            if config is None:
+                raise UsageError("--config needs a PATH")
+        else:
+            rest.append(word)
+    return config, rest
+
+
+def take_reprovision(args: Sequence[str]) -> tuple[list[str], set[str]]:
+    """doit's `reprovision=NAME,...` variable, as `./domus build` has always taken it."""
+    names: set[str] = set()
+    rest = []
+    for word in args:
+        if word.startswith("reprovision="):
+            names.update(name for name in word.partition("=")[2].split(",") if name)
+        else:
+            rest.append(word)
+    return rest, names
+
+
+def from_caller(arg: str) -> str:
+    """A path the caller gave, for a program run in the repository: made absolute."""
+    path, separator, rest = arg.partition("::")
+    if arg.startswith("-") or os.path.isabs(path) or not os.path.exists(path):
+        return arg
+    return os.path.abspath(path) + separator + rest
+
+
+# -- one way out -----------------------------------------------------------------------------
+
+
+def _terminated(signum: int, frame: object) -> None:
+    from tasks.blockdev.signals import Terminated
+
+    raise Terminated()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from tasks.blockdev.signals import Terminated
+
+    # SIGTERM unwinds like Ctrl-C, so every `finally` (unmount, detach, unlock) runs
+    signal.signal(signal.SIGTERM, _terminated)
+    try:
+        args = parse(list(sys.argv[1:] if argv is None else argv))
+        return args.run(args)
+    except DomusError as error:
+        print_error(error)
+        return error.status
+    except KeyboardInterrupt:
+        print("\ndomus: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Terminated:
+        print("domus: terminated", file=sys.stderr)
+        return EXIT_TERMINATED
+    except BrokenPipeError:  # `./domus build list | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILED
+    except OSError as error:  # a file the operator named, a full disk, a permission
+        print_error(DomusError(str(error)))
+        return EXIT_FAILED
+    except Exception as error:
+        if DEBUG:
+            raise
+        print_error(DomusError(f"unexpected {type(error).__name__}: {error}", hint=BUG_HINT))
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

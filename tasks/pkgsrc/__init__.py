@@ -1,0 +1,1 @@
+"""pkgsrc binary packages: reading them (packages) and installing them into a tree (install)."""

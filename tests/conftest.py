@@ -27,3 +27,14 @@ def xl(tmp_path_factory):
         pytest.skip(reason)
     stub = xl_module.build_stub(tmp_path_factory.mktemp("xl-stub"))
     return xl_module.Xl(xl_module.xl_binary(), stub)
+
+
+@pytest.fixture(scope="session")
+def nobody():
+    """How the unprivileged user runs this checkout's code (tests/unprivileged.py)."""
+    from tests.unprivileged import unprivileged
+
+    with unprivileged() as how:
+        if isinstance(how, str):
+            pytest.skip(how)
+        yield how

@@ -34,6 +34,7 @@ from tests.mounting import (
 )
 from tests.netbsd_rules import assert_netbsd_accepts
 from tests.sites import Site
+from tests.unprivileged import NOBODY
 
 pytestmark = needs_root
 
@@ -185,9 +186,6 @@ def test_an_image_left_unbootable_by_an_earlier_linux_mount_is_repaired_by_debug
     assert_netbsd_accepts(image, "ext2fs")
 
 
-NOBODY = 65534
-
-
 @pytest.fixture
 def public_tmp():
     """A directory another user can reach (pytest's own are root's alone)."""
@@ -198,7 +196,7 @@ def public_tmp():
     shutil.rmtree(directory)
 
 
-def test_an_ext2fs_image_converges_without_root_through_debugfs(public_tmp):
+def test_an_ext2fs_image_converges_without_root_through_debugfs(public_tmp, nobody):
     site = ext2_site(public_tmp / "site")
     image = site.image("www1", "local.img")
     with loop_mounted(image) as top:
@@ -206,27 +204,7 @@ def test_an_ext2fs_image_converges_without_root_through_debugfs(public_tmp):
         before = snapshot(top)
     change_site(site, "www1")
     subprocess.run(["chown", "-R", f"{NOBODY}:{NOBODY}", str(public_tmp)], check=True)
-    done = subprocess.run(
-        [
-            "setpriv",
-            f"--reuid={NOBODY}",
-            f"--regid={NOBODY}",
-            "--clear-groups",
-            "--",
-            sys.executable,
-            "-m",
-            "doit",
-            "-f",
-            str(REPO / "dodo.py"),
-            "-d",
-            str(REPO),
-            f"config={site.path}",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env={**os.environ, "HOME": str(public_tmp)},
-    )
+    done = nobody.doit(f"config={site.path}", home=public_tmp)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "(debugfs)" in done.stderr
     assert (image.stat().st_uid, image.stat().st_mode & 0o777) == (NOBODY, 0o644)

@@ -203,6 +203,7 @@ def test_an_ext2fs_image_converges_without_root_through_debugfs(public_tmp, nobo
         plant_domu_state(top)
         before = snapshot(top)
     change_site(site, "www1")
+    nobody.readable(site.path)
     subprocess.run(["chown", "-R", f"{NOBODY}:{NOBODY}", str(public_tmp)], check=True)
     done = nobody.doit(f"config={site.path}", home=public_tmp)
     assert done.returncode == 0, done.stdout + done.stderr

@@ -40,6 +40,11 @@ class Unprivileged:
     repo: Path
     pythonpath: str
 
+    def readable(self, path: Path) -> None:
+        """Point the site file at `path` to the example files in the copy nobody can read."""
+        if self.repo != REPO:
+            path.write_text(path.read_text().replace(f"{REPO}/", f"{self.repo}/"))
+
     def run(self, args: list[str], *, home: Path) -> subprocess.CompletedProcess[str]:
         """`python ARGS` as nobody, in `repo`, with HOME at `home`."""
         return subprocess.run(

@@ -43,9 +43,12 @@ SITE_LINE = "# a line the site's own fstab template adds\n"
 
 
 def ext2_site(
-    directory: Path, names: tuple[str, ...] = ("www1", "www2", "db1"), **blockdev: object
+    directory: Path,
+    names: tuple[str, ...] = ("www1", "www2", "db1"),
+    data: dict | None = None,
+    **blockdev: object,
 ) -> Site:
-    site = Site(directory)
+    site = Site(directory, data)
     site.data["defaults"]["local"] = {"size": "16m", "fs": "ext2fs"}
     for name in names:
         entry = site.data["domains"].setdefault(name, {}) or {}
@@ -197,13 +200,12 @@ def public_tmp():
 
 
 def test_an_ext2fs_image_converges_without_root_through_debugfs(public_tmp, nobody):
-    site = ext2_site(public_tmp / "site")
+    site = ext2_site(public_tmp / "site", data=nobody.example_site())
     image = site.image("www1", "local.img")
     with loop_mounted(image) as top:
         plant_domu_state(top)
         before = snapshot(top)
     change_site(site, "www1")
-    nobody.readable(site.path)
     subprocess.run(["chown", "-R", f"{NOBODY}:{NOBODY}", str(public_tmp)], check=True)
     done = nobody.doit(f"config={site.path}", home=public_tmp)
     assert done.returncode == 0, done.stdout + done.stderr

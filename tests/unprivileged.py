@@ -20,7 +20,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 from tests.conftest import REPO
+from tests.sites import example_site
 
 NOBODY = 65534
 # the modules a build imports: the project's dependencies, and the project itself
@@ -40,10 +43,10 @@ class Unprivileged:
     repo: Path
     pythonpath: str
 
-    def readable(self, path: Path) -> None:
-        """Point the site file at `path` to the example files in the copy nobody can read."""
-        if self.repo != REPO:
-            path.write_text(path.read_text().replace(f"{REPO}/", f"{self.repo}/"))
+    def example_site(self) -> dict:
+        """The example site (tests/sites.py), its files those in `repo`, where nobody reads."""
+        text = yaml.safe_dump(example_site())
+        return yaml.safe_load(text.replace(f"{REPO}/", f"{self.repo}/"))
 
     def run(self, args: list[str], *, home: Path) -> subprocess.CompletedProcess[str]:
         """`python ARGS` as nobody, in `repo`, with HOME at `home`."""
@@ -84,7 +87,9 @@ def _readable_copy(into: Path) -> None:
     for name in CODE:
         source = REPO / name
         if source.is_dir():
-            shutil.copytree(source, into / name, ignore=shutil.ignore_patterns("__pycache__"))
+            shutil.copytree(
+                source, into / name, symlinks=True, ignore=shutil.ignore_patterns("__pycache__")
+            )
         else:
             shutil.copy2(source, into / name)
     for packages in site.getsitepackages():

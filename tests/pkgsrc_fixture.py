@@ -26,7 +26,9 @@ BUILD_INFO = {
     "OS_VERSION": "10.0",
     "PKGTOOLS_VERSION": "20091115",  # old enough for any pkg_install to accept
 }
-# The order pkg_add reads the metadata in, and the modes pkg_create gives it.
+# The order pkg_add reads the metadata in (pkg_meta_descriptors in pkg_install's add/perform.c)
+# and the modes pkg_create archives it with (pkg_build in create/build.c). Stated here from
+# pkg_install's source, not taken from tasks/pkgsrc: a test compares against this table.
 META = {
     "+CONTENTS": 0o644,
     "+COMMENT": 0o444,

@@ -30,7 +30,7 @@ def domus(*args: str, cwd: Path, env: dict[str, str] | None = None) -> Run:
     return Run(done.returncode, done.stdout, done.stderr)
 
 
-def test_bad_config_exits_2_names_file_line_key_and_writes_nothing(tmp_path):
+def test_bad_config_exits_78_names_file_line_key_and_writes_nothing(tmp_path):
     site = Site(tmp_path / "site")
     site.data["domains"]["www1"]["memory"] = "lots"
     site.data["domains"]["Bad_Name"] = {}

@@ -6,6 +6,7 @@ import logging
 import os
 import re
 import shutil
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -375,6 +376,42 @@ def test_install_script_is_not_run_but_kept_and_reported(tmp_path, tree, cache, 
     assert tree.entry("pkgdb/scripted-1.0/+INSTALL") == Entry("file", 0o555)
     assert tree.host_path("pkgdb/scripted-1.0/+INSTALL").read_bytes() == script
     assert "scripted-1.0: not run at image build time: +INSTALL" in caplog.text
+
+
+# The mode pkg_add creates each metadata file with in the package database, whatever mode
+# the archive gives it: pkg_meta_descriptors in pkg_install's add/perform.c.
+PKG_ADD_MODES = {
+    "+CONTENTS": 0o644,
+    "+COMMENT": 0o444,
+    "+DESC": 0o444,
+    "+INSTALL": 0o555,
+    "+DEINSTALL": 0o555,
+    "+DISPLAY": 0o444,
+    "+MTREE_DIRS": 0o444,
+    "+BUILD_VERSION": 0o444,
+    "+BUILD_INFO": 0o444,
+    "+SIZE_PKG": 0o444,
+    "+SIZE_ALL": 0o444,
+    "+PRESERVE": 0o444,
+    "+REQUIRED_BY": 0o644,
+    "+INSTALLED_INFO": 0o644,
+}
+
+
+def test_the_package_database_gets_pkg_adds_modes_not_the_archives(tmp_path, tree, cache):
+    made = tmp_path / "made.tar"
+    extra = {name: b"x\n" for name in PKG_ADD_MODES if name not in ("+CONTENTS", "+BUILD_INFO")}
+    make_package(made, "meta-1.0", {"f": b""}, meta=extra)
+    pkg = tmp_path / "meta-1.0.tgz"
+    with tarfile.open(made) as source, tarfile.open(pkg, "w:gz") as archive:
+        for member in source.getmembers():
+            member.mode = 0o600  # not what pkg_add gives any of them
+            archive.addfile(member, source.extractfile(member))
+    install(tree, cache, pkg)
+
+    assert {
+        name: tree.entry(f"pkgdb/meta-1.0/{name}").mode for name in PKG_ADD_MODES
+    } == PKG_ADD_MODES
 
 
 # -- broken and hostile packages ------------------------------------------------------------

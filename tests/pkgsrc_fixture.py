@@ -28,7 +28,7 @@ BUILD_INFO = {
 }
 # The order pkg_add reads the metadata in (pkg_meta_descriptors in pkg_install's add/perform.c)
 # and the modes pkg_create archives it with (pkg_build in create/build.c). Stated here from
-# pkg_install's source, not taken from tasks/pkgsrc: a test compares against this table.
+# pkg_install's source, never taken from tasks/pkgsrc.
 META = {
     "+CONTENTS": 0o644,
     "+COMMENT": 0o444,

@@ -10,7 +10,7 @@ from textwrap import dedent
 import pytest
 import yaml
 
-from tasks.edits.makedev import compose_makedev, patch_init_target
+from tasks.edits.makedev import patch_init_target
 from tasks.site import (
     BlockdevSpec,
     ConfigError,
@@ -33,6 +33,7 @@ from tasks.site.netbsd import CIPHERS, MAKEDEV_ADD, MAKEDEV_REMOVE
 from tasks.site.reader import Table
 from tasks.site.settings import DOMAIN, SITE
 from tests.conftest import NETBSD
+from tests.makedev_compose import compose_makedev
 
 REPO = Path(__file__).resolve().parents[1]
 MiB = 1 << 20

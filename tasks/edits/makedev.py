@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 
 from tasks.errors import EditError
 
@@ -30,91 +30,12 @@ LAST = "local"  # MAKEDEV's own "all" arm says of it: "do this last"
 _DEVICE_WORD = re.compile(r"[A-Za-z0-9_.+-]+")
 _DEVICE_PATTERN = re.compile(r"[A-Za-z0-9_.+*?\[\]-]+")
 _COMMENT = re.compile(r"(?:^|(?<=[ \t]))#.*$")
-_MARKER = re.compile(r"%([A-Za-z_][A-Za-z0-9_]*)%")
 _WRAP_COLUMNS = 72
 _TAB_COLUMNS = 8
-_MD_DEVICES = "%MD_DEVICES%"
-_MI_BEGIN = "%MI_DEVICES_BEGIN%"
-_MI_END = "%MI_DEVICES_END%"
-_ARM_LABEL = re.compile(r"[a-z].*\)")  # MAKEDEV.awk's test for the first line of an arm
 _COMPOSED_HINT = (
     "give the composed /dev/MAKEDEV (MAKEDEV.tmpl with the machine's MAKEDEV.conf pasted in, "
-    "see compose_makedev), not the bare MAKEDEV.tmpl"
+    "as NetBSD's build installs it), not the bare MAKEDEV.tmpl"
 )
-
-
-# --- composing /dev/MAKEDEV like NetBSD's build -------------------------------------------
-
-
-def _machine_part(machine_conf: str) -> list[str]:
-    # MAKEDEV.awk skips the conf's RCS Id line and the blank line after it.
-    lines = machine_conf.splitlines(keepends=True)
-    if lines and lines[0].lstrip("# \t").startswith("$NetBSD"):
-        lines = lines[1:]
-        if lines and not lines[0].strip():
-            lines = lines[1:]
-    if lines and not lines[-1].endswith("\n"):
-        lines[-1] += "\n"
-    return lines
-
-
-def compose_makedev(
-    template: str, machine_conf: str, *, values: Mapping[str, str] | None = None
-) -> str:
-    """Build /dev/MAKEDEV from MAKEDEV.tmpl and a machine's MAKEDEV.conf.
-
-    The ``%MD_DEVICES%`` line becomes the machine part, the ``%MI_DEVICES_BEGIN%`` and
-    ``%MI_DEVICES_END%`` marker lines are dropped, and so is the sentinel arm just before the
-    end marker (``midevend)``, a label with no ``;;``), which NetBSD's MAKEDEV.awk never
-    prints: left in, the script does not parse. The other markers (``%MKDISK%``,
-    ``%DISKMINOROFFSET%``, ``%RAWDISK_OFF%``, ``%RAWDISK_NAME%``, ``%CONSOLE_CMAJOR%``,
-    ``%uid_NAME%``, ``%gid_NAME%``, ``%DEV_chr%``, ``%DEV_blk%``) come from the kernel's majors
-    files, disklabel.h and the passwd/group files, which are not at hand here: each is replaced
-    by ``values[NAME]`` when given and otherwise left as it is. The shell still parses such a
-    file, but making nodes with it needs the values. NetBSD's build also drops the MI arms whose
-    majors the port lacks and some comment blocks; that is not reproduced.
-    """
-    lines = template.splitlines(keepends=True)
-    anchors = [i for i, line in enumerate(lines) if line.strip() == _MD_DEVICES]
-    if not anchors:
-        raise EditError(
-            f"no {_MD_DEVICES} line found in the MAKEDEV template",
-            hint="give NetBSD's etc/MAKEDEV.tmpl; an already composed MAKEDEV needs no composing",
-        )
-    index = anchors[0]
-    lines[index : index + 1] = _machine_part(machine_conf)
-    lines = _drop_mi_markers(lines)
-    return _fill_markers("".join(lines), values or {})
-
-
-def _drop_mi_markers(lines: list[str]) -> list[str]:
-    kept: list[str] = []
-    region = 0
-    for line in lines:
-        marker = line.strip()
-        if marker == _MI_BEGIN:
-            region = len(kept)
-        elif marker == _MI_END:
-            # MAKEDEV.awk holds each MI arm back until the next label and never prints the
-            # one it still holds at the end marker: the sentinel label above the marker.
-            del kept[_last_label(kept, region) :]
-        else:
-            kept.append(line)
-    return kept
-
-
-def _last_label(lines: list[str], region: int) -> int:
-    for index in range(len(lines) - 1, region - 1, -1):
-        if _ARM_LABEL.fullmatch(lines[index].rstrip("\r\n")):
-            return index
-    return region
-
-
-def _fill_markers(text: str, values: Mapping[str, str]) -> str:
-    def replace(match: re.Match[str]) -> str:
-        return values.get(match.group(1), match.group(0))
-
-    return _MARKER.sub(replace, text)
 
 
 # --- reading case arms ----------------------------------------------------------------------

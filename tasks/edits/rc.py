@@ -53,13 +53,3 @@ def add_pre_hook(rc: str) -> str:
         return rc
     lines.insert(index, f"{indent}. {HOOK}{_line_ending(lines[index])}")
     return "".join(lines)
-
-
-def remove_pre_hook(rc: str) -> str:
-    """Undo add_pre_hook: drop the HOOK lines directly above the first rc.subr line."""
-    lines = rc.splitlines(keepends=True)
-    index, _indent = _find_anchor(lines)
-    start = index
-    while start > 0 and _is_hook(lines[start - 1]):
-        start -= 1
-    return "".join(lines[:start] + lines[index:])

@@ -7,7 +7,6 @@ import pytest
 from tasks.errors import DomusError
 from tasks.images import write_image
 from tasks.images.publish import partial_name, publishing
-from tasks.images.sparse import allocated_bytes
 from tasks.tree import Tree
 from tests.image_reader import ImageReader
 
@@ -34,7 +33,7 @@ def test_images_are_sparse_and_exact(small_tree, tmp_path, fs):
     image = tmp_path / "x.img"
     write_image(small_tree, fs, 32 << 20, image)
     assert image.stat().st_size == 32 << 20
-    assert allocated_bytes(image) < 8 << 20
+    assert image.stat().st_blocks * 512 < 8 << 20  # allocated: the empty space is holes
     reader = ImageReader(image, fs)
     assert reader.read("data") == small_tree.host_path("data").read_bytes()
     secret = reader.stat("etc/secret")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -45,7 +44,3 @@ def punch_zeros(path: Path) -> None:
             else:
                 sync_file_range(fd, offset, count, _SYNC_FILE_RANGE_WRITE)
             offset += count
-
-
-def allocated_bytes(path: Path) -> int:
-    return os.stat(path).st_blocks * 512

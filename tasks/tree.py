@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import stat
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -211,14 +210,6 @@ class Tree:
         data = json.loads(manifest.read_text())
         tree.entries = {p: Entry(**e) for p, e in data.items()}
         return tree
-
-    def check_staged(self) -> None:
-        """Every manifest entry has staged content of its type (catches a stale stage)."""
-        for path, entry in self.entries.items():
-            st = self.host_path(path).lstat()
-            expected = {"dir": stat.S_ISDIR, "file": stat.S_ISREG, "link": stat.S_ISLNK}
-            if not expected[entry.type](st.st_mode):
-                raise DomusError(f"staged /{path} is not a {entry.type}")
 
 
 def link_or_copy(source: Path, dest: Path) -> None:

@@ -1,10 +1,24 @@
+import stat
 from pathlib import Path
 
 import pytest
 
+from tasks.tree import Tree
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 NETBSD = SHARED / "netbsd-fixtures" / "etc"
+
+
+def assert_staged(tree: Tree) -> None:
+    """Every entry of the tree's manifest has staged content of its type."""
+    kinds = {"dir": stat.S_ISDIR, "file": stat.S_ISREG, "link": stat.S_ISLNK}
+    wrong = {
+        path: entry.type
+        for path, entry in tree.entries.items()
+        if not kinds[entry.type](tree.host_path(path).lstat().st_mode)
+    }
+    assert wrong == {}, f"staged content of another type than the manifest says: {wrong}"
 
 
 @pytest.fixture

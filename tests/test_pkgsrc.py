@@ -22,6 +22,7 @@ from tasks.pkgsrc.install import install_packages
 from tasks.pkgsrc.packages import dewey_cmp, pkg_match, read_package
 from tasks.site import Layout, PkgSource, PkgSpec
 from tasks.tree import Entry, Tree
+from tests.conftest import assert_staged
 from tests.test_site import domu
 
 REPO = Path(__file__).resolve().parents[1]
@@ -95,7 +96,7 @@ def test_examples_install_exact_tree(tree, cache):
         "pkgdb/domus-hello-1.0/+BUILD_INFO": regular(0o444),
         "pkgdb/domus-hello-1.0/+SIZE_PKG": regular(0o444),
     }
-    tree.check_staged()
+    assert_staged(tree)
     assert tree.read_text("bin/domus-hello").startswith("#!/bin/sh\n")
     assert "exec /usr/pkg/bin/domus-motd" in tree.read_text("bin/domus-hello")
     assert tree.read_text("share/domus-motd/motd").startswith("This NetBSD domU")

@@ -7,6 +7,7 @@ import pytest
 from tasks.errors import DomusError
 from tasks.source_tree import load_tree
 from tasks.tree import Entry, Tree, normalize
+from tests.conftest import assert_staged
 
 
 def make_source(tmp_path: Path) -> Path:
@@ -104,4 +105,4 @@ def test_manifest_round_trip(tmp_path):
     tree.save_manifest(tmp_path / "m.json")
     again = Tree.load(tmp_path / "t", tmp_path / "m.json")
     assert again.entries == tree.entries
-    again.check_staged()
+    assert_staged(again)

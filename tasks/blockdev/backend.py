@@ -72,9 +72,6 @@ class Backend(ABC):
     def detach_device(self, device: str, cgd: str | None) -> None:
         """Undo an attachment: the cgd first, then the device."""
 
-    def detach(self, attachment: Attachment) -> None:
-        self.detach_device(attachment.device, attachment.cgd)
-
     def holds(self, device: str, image: Path) -> bool:
         """Whether `device` is attached to `image` now (a record may name a stale device)."""
         return device in self.holders(image)

@@ -10,6 +10,7 @@ from textwrap import dedent
 import pytest
 import yaml
 
+from tasks.cgd.table import CIPHERS
 from tasks.edits.makedev import compose_makedev, patch_init_target
 from tasks.errors import DomusError
 from tasks.site import (
@@ -30,7 +31,7 @@ from tasks.site import (
     plain,
     reference_markdown,
 )
-from tasks.site.netbsd import CIPHERS, MAKEDEV_ADD, MAKEDEV_REMOVE
+from tasks.site.netbsd import MAKEDEV_ADD, MAKEDEV_REMOVE
 from tasks.site.reader import Table
 from tasks.site.settings import DOMAIN, SITE
 from tests.conftest import NETBSD

@@ -19,10 +19,11 @@ from tasks.cgd.ciphers import (
     XtsCipher,
     make_cipher,
 )
-from tasks.cgd.stream import decrypt_sectors, encrypt_sectors, verify_ffs
+from tasks.cgd.stream import decrypt_sectors, encrypt_sectors
 from tasks.cgd.table import CIPHERS
 from tasks.errors import DomusError
 from tasks.site.settings import DOMAIN
+from tasks.superblocks import has_ffs_superblock
 from tests.sites import REPO
 
 SHARED_CGD = Path(__file__).resolve().parents[2] / "shared" / "cgd"
@@ -232,11 +233,11 @@ def fake_superblock(offset: int, magic: int, byteorder: str, size: int = 270336)
     ("offset", "magic"), [(8192, 0x011954), (65536, 0x19540119), (0, 0x011954), (262144, 0x011954)]
 )
 def test_verify_ffs_finds_superblocks(offset, magic, byteorder):
-    assert verify_ffs(fake_superblock(offset, magic, byteorder))
+    assert has_ffs_superblock(fake_superblock(offset, magic, byteorder))
 
 
 def test_verify_ffs_rejects_other_data():
-    assert not verify_ffs(bytes(270336))
-    assert not verify_ffs(os.urandom(270336))
-    assert not verify_ffs(fake_superblock(8192 + 4, 0x011954, "little"))
-    assert not verify_ffs(b"")
+    assert not has_ffs_superblock(bytes(270336))
+    assert not has_ffs_superblock(os.urandom(270336))
+    assert not has_ffs_superblock(fake_superblock(8192 + 4, 0x011954, "little"))
+    assert not has_ffs_superblock(b"")

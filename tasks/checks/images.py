@@ -17,10 +17,10 @@ from tasks.cgd.stream import decrypt_file
 from tasks.checks import Finding
 from tasks.checks.filesystem import check_image
 from tasks.errors import DomusError
-from tasks.images.detect import detect_fs
 from tasks.keyfiles import params_path
 from tasks.keys import local_params
 from tasks.site import DomU, Layout, Site
+from tasks.superblocks import detect_fs
 
 
 def _checked(path: Path, fs: str, subject: str, site: Site, layout: Layout) -> list[Finding]:

@@ -26,7 +26,6 @@ from tasks.converge.debugfs import DebugfsFiles
 from tasks.converge.mounted import MountedFiles
 from tasks.converge.plan import Change, FileState, decode, plan
 from tasks.errors import DomusError
-from tasks.images.detect import detect_fs
 from tasks.keyfiles import params_path
 from tasks.keys import local_params
 from tasks.log import note
@@ -34,6 +33,7 @@ from tasks.recipes.local import RC_CONF, managed_files
 from tasks.render import Templates
 from tasks.site import DomU, Layout, Site
 from tasks.sizes import format_size
+from tasks.superblocks import detect_fs
 
 
 class ImageFiles(Protocol):

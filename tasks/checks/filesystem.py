@@ -47,6 +47,7 @@ from tasks.superblocks import (
     detect_fs,
     ffs_magic,
 )
+from tasks.tools import require, run
 
 # --- ext2fs (sys/ufs/ext2fs/ext2fs.h: struct ext2fs, little-endian on disk) ---------------
 
@@ -503,19 +504,20 @@ def tsk_read_problems(image: Path, fs: str, workers: int = 4) -> list[str]:
     """Every directory listed and every regular file read back by The Sleuth Kit; a file
     that cannot be read, or reads back shorter or longer than its inode says, is named."""
     fstype = TSK_TYPES[fs]
-    listing = subprocess.run(
+    listing = run(
         ["fls", "-f", fstype, "-r", "-p", "-l", str(image)],
-        capture_output=True,
-        text=True,
+        f"reading {image.name}",
+        check=False,
         errors="surrogateescape",
     )
+    icat = require("icat", f"reading {image.name}")
     if listing.returncode != 0:
         return [f"fls cannot list the tree: {listing.stderr.strip() or listing.returncode}"]
     found = [f"fls: {line}" for line in listing.stderr.splitlines() if line.strip()]
 
     def read(entry: tuple[int, str, int]) -> str | None:
         inode, path, size = entry
-        done = subprocess.run(["icat", "-f", fstype, str(image), str(inode)], capture_output=True)
+        done = subprocess.run([icat, "-f", fstype, str(image), str(inode)], capture_output=True)
         if done.returncode != 0 or done.stderr.strip():
             return f"/{path} (inode {inode}): {done.stderr.decode(errors='replace').strip()}"
         if len(done.stdout) != size:
@@ -528,7 +530,7 @@ def tsk_read_problems(image: Path, fs: str, workers: int = 4) -> list[str]:
 
 
 def e2fsck_problem(image: Path) -> str | None:
-    done = subprocess.run(["e2fsck", "-fn", str(image)], capture_output=True, text=True)
+    done = run(["e2fsck", "-fn", str(image)], f"checking {image.name}", check=False)
     if done.returncode == 0:
         return None
     lines = [line for line in done.stdout.splitlines() if line.strip()]
@@ -546,10 +548,10 @@ def netbsd_fsck_problem(image: Path, fs: str, blockdev: BlockdevSpec, locks: Pat
         _,
     ):
         device = Path(attachment.fs_device)
-        done = subprocess.run(
+        done = run(
             [tool, "-n", str(device.with_name("r" + device.name))],
-            capture_output=True,
-            text=True,
+            f"{tool} -n",
+            check=False,
             errors="replace",
         )
     return fsck_output_problem(done.stdout + done.stderr, done.returncode)

@@ -70,7 +70,7 @@ def _encrypted_local(site: Site, domu: DomU, layout: Layout) -> list[Finding]:
 def check_images(site: Site, layout: Layout) -> Iterator[Finding]:
     yield from _checked(layout.root_image, site.root.fs, "root.img", site, layout)
     for domu in site.domus:
-        if domu.local.encrypt == "none":
+        if not domu.local_encrypted:
             image = layout.local_image(domu.name)
             yield from _checked(image, domu.local.fs, f"{domu.name}/local.img", site, layout)
         else:

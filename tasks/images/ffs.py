@@ -10,11 +10,11 @@ import re
 from pathlib import Path
 
 from tasks.errors import DomusError
-from tasks.images.run import run_tool
 from tasks.images.sparse import punch_zeros
 from tasks.log import timed
 from tasks.mtree import write_spec
 from tasks.sizes import format_size
+from tasks.tools import run
 from tasks.tree import Tree
 
 
@@ -39,7 +39,7 @@ def write_ffs(tree: Tree, size: int, dest: Path) -> None:
             str(tree.staging),
         ]
         with timed(f"{dest.name}: makefs"):
-            run_tool(argv, f"{dest.name}")
+            run(argv, f"{dest.name}")
     except DomusError as error:
         if re.search(r"too small|exceeds|larger than the maxsize|No space", error.message, re.I):
             raise DomusError(

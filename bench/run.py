@@ -124,6 +124,7 @@ def makefs_alone(build: Path, size: str, durable: bool) -> float:
     """makefs on the staged root tree with the same spec, writing the same kind of image;
     with `durable`, followed by what every published image gets: holes punched, fsync."""
     sys.path.insert(0, str(REPO))
+    from tasks.images.ffs import makefs_argv
     from tasks.images.sparse import punch_zeros
     from tasks.mtree import write_spec
     from tasks.sizes import parse_size
@@ -135,22 +136,7 @@ def makefs_alone(build: Path, size: str, durable: bool) -> float:
     os.sync()
     start = time.monotonic()
     subprocess.run(
-        [
-            "makefs",
-            "-t",
-            "ffs",
-            "-B",
-            "le",
-            "-o",
-            "version=1",
-            "-s",
-            str(parse_size(size)),
-            "-F",
-            str(spec),
-            "-x",
-            str(image),
-            str(tree.staging),
-        ],
+        makefs_argv(spec, parse_size(size), image, tree.staging),
         check=True,
         capture_output=True,
     )

@@ -140,7 +140,8 @@ def images(parser: argparse.ArgumentParser, nargs: str) -> None:
 
 def cgd_arguments(parser: argparse.ArgumentParser) -> None:
     from tasks.cgd import params
-    from tasks.cgd.ciphers import ALGORITHMS, IV_METHODS
+    from tasks.cgd.ciphers import IV_METHODS
+    from tasks.cgd.table import CIPHERS, DEFAULT_CIPHER
 
     commands = parser.add_subparsers(dest="cgd", required=True, metavar="COMMAND")
     for name, summary in (
@@ -163,7 +164,7 @@ def cgd_arguments(parser: argparse.ArgumentParser) -> None:
         )
     summary = "write a new params file (mode 0600) with a fresh key or salt"
     generate = commands.add_parser("genparams", help=summary, description=summary)
-    generate.add_argument("--algorithm", default="aes-xts", choices=list(ALGORITHMS))
+    generate.add_argument("--algorithm", default=DEFAULT_CIPHER, choices=list(CIPHERS))
     generate.add_argument("--keylength", type=int, help="bits (default: the algorithm's)")
     generate.add_argument("--iv-method", default="encblkno1", choices=list(IV_METHODS))
     generate.add_argument("--verify-method", default="none", choices=list(params.VERIFY_METHODS))

@@ -60,9 +60,9 @@ def ensure_local_key(keys: Path, domu: DomU) -> None:
     """Make the key material of an encrypted local.img if it is missing; check it if not."""
     ensure_key_dir(keys)
     params = params_path(keys, domu.name)
-    keygen = "storedkey" if domu.local.encrypt == "dom0" else "pkcs5_pbkdf2/sha1"
+    keygen = "storedkey" if domu.local_opened_by_dom0 else "pkcs5_pbkdf2/sha1"
     passphrase = passphrase_path(keys, domu.name)
-    if domu.local.encrypt == "domu" and not passphrase.exists():
+    if domu.opens_local_itself and not passphrase.exists():
         _write_private(passphrase, secrets.token_urlsafe(PASSPHRASE_BYTES) + "\n")
     if not params.exists():
         # cgdconfig can check a key against an FFS superblock only; for ext2fs, domus's own
@@ -87,7 +87,7 @@ def local_params(keys: Path, domu: DomU) -> tuple[Params, bytes | None]:
             hint="a key belongs to the image it encrypts: set the site file back, or "
             f"move the key away and `./domus reprovision {domu.name}` (the data is lost)",
         )
-    if domu.local.encrypt == "dom0":
+    if domu.local_opened_by_dom0:
         return params, None
     passphrase = passphrase_path(keys, domu.name)
     check_private(passphrase)

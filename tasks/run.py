@@ -93,7 +93,7 @@ class Build:
 
     def ensure_keys(self) -> None:
         """Keys of encrypted local images exist and are private before any task needs them."""
-        encrypted = [d for d in self.site.domus if d.local.encrypt != "none"]
+        encrypted = [d for d in self.site.domus if d.local_encrypted]
         if not encrypted:
             return
         from tasks.keys import ensure_local_key  # brings in cryptography: only when needed

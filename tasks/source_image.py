@@ -14,11 +14,11 @@ from pathlib import Path
 
 from tasks.blockdev.attach import backend_for, mounted
 from tasks.errors import DomusError
-from tasks.images.detect import detect_fs
 from tasks.locks import image_lock
 from tasks.log import timed
 from tasks.site import Layout, Site
 from tasks.source_tree import load_tree
+from tasks.superblocks import detect_fs
 from tasks.tree import Tree
 
 # made by mke2fs and fsck, not part of the NetBSD tree: the new image gets its own

@@ -4,6 +4,7 @@ taken, never more holders than units. Each job is its own process, as under `doi
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -11,10 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from tasks.blockdev.holders import running_domains
+from tasks import xl
+from tasks.blockdev.holders import domain_running
 from tasks.blockdev.loop import Loop
 from tasks.blockdev.units import unit_from_pool
 from tasks.errors import DomusError
+from tests.commands import fake_xl, xl_domain
 from tests.conftest import REPO
 
 HOLD = """
@@ -114,10 +117,19 @@ def test_a_killed_holder_lets_go_of_its_unit_at_once(tmp_path):
         assert unit == 0
 
 
-def test_running_domains_reads_xl_list():
-    listing = (
-        "Name                                        ID   Mem VCPUs\tState\tTime(s)\n"
-        "Domain-0                                     0  2048     2     r-----   99.0\n"
-        "www1                                         3   256     1     -b----    1.2\n"
-    )
-    assert running_domains(listing) == {"Domain-0", "www1"}
+def test_a_running_domain_is_asked_of_xl_on_a_dom0_only(tmp_path, monkeypatch):
+    env = fake_xl(tmp_path / "xl", [xl_domain("www1", "/images/root.img")], {"www1": 60})
+    monkeypatch.setenv("PATH", env["PATH"])
+    monkeypatch.setattr(xl, "is_dom0", lambda: True)
+    assert (domain_running("www1"), domain_running("www2")) == (True, False)
+    monkeypatch.setattr(xl, "is_dom0", lambda: False)
+    assert domain_running("www1") is None
+
+
+def test_an_xl_that_fails_on_a_dom0_says_what_it_cannot_tell(tmp_path, monkeypatch):
+    (tmp_path / "xl").write_text("#!/bin/sh\necho 'xl: permission denied' >&2\nexit 1\n")
+    (tmp_path / "xl").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    monkeypatch.setattr(xl, "is_dom0", lambda: True)
+    with pytest.raises(DomusError, match=r"cannot tell whether www1 is running: `xl list -l` "):
+        domain_running("www1")

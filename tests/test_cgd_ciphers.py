@@ -4,26 +4,38 @@ against the per-sector definition rather than against themselves."""
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.decrepit.ciphers.algorithms import Blowfish, TripleDES
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from tasks.cgd.ciphers import ALGORITHMS, IV_METHODS, make_cipher
-from tasks.cgd.stream import decrypt_sectors, encrypt_sectors, verify_ffs
+from tasks.cgd.ciphers import (
+    _CBC_BLOCK_CIPHERS,
+    IV_METHODS,
+    CbcCipher,
+    XtsCipher,
+    make_cipher,
+)
+from tasks.cgd.stream import decrypt_sectors, encrypt_sectors
+from tasks.cgd.table import CIPHERS
 from tasks.errors import DomusError
+from tasks.site.settings import DOMAIN
+from tasks.superblocks import has_ffs_superblock
+from tests.sites import REPO
 
 SHARED_CGD = Path(__file__).resolve().parents[2] / "shared" / "cgd"
 VECTORS = json.loads((SHARED_CGD / "aes-xts-vectors.json").read_text())["vectors"]
 
 CBC_REFERENCE = {"aes-cbc": algorithms.AES, "3des-cbc": TripleDES, "blowfish-cbc": Blowfish}
-SUPPORTED = [name for name, info in ALGORITHMS.items() if info.supported]
+SUPPORTED = [name for name, info in CIPHERS.items() if info.supported]
 
 
 def every_cipher_setting():
     for name in SUPPORTED:
-        for bits in ALGORITHMS[name].key_lengths:
+        for bits in CIPHERS[name].keylengths:
             for iv_method in IV_METHODS:
                 yield name, bits, iv_method
 
@@ -99,7 +111,7 @@ def test_aes_cbc_encblkno1_sector_5_by_hand():
 @pytest.mark.parametrize("name", sorted(CBC_REFERENCE))
 @pytest.mark.parametrize(("iv_method", "rounds"), [(m, r) for m, r in IV_METHODS.items()])
 def test_cbc_batches_match_one_sector_at_a_time(name, iv_method, rounds):
-    key = os.urandom(ALGORITHMS[name].default_keylength // 8)
+    key = os.urandom(CIPHERS[name].default_keylength // 8)
     plain = os.urandom(512 * 9)
     first = 2**40 + 11
     expected = b"".join(
@@ -113,7 +125,7 @@ def test_cbc_batches_match_one_sector_at_a_time(name, iv_method, rounds):
 
 @pytest.mark.parametrize("name", sorted(CBC_REFERENCE))
 def test_encblkno8_iv_is_eightfold_encryption(name):
-    key = os.urandom(ALGORITHMS[name].default_keylength // 8)
+    key = os.urandom(CIPHERS[name].default_keylength // 8)
     block = CBC_REFERENCE[name](key)
     size = block.block_size // 8
     blk = (1234).to_bytes(8, "little").ljust(size, b"\0")
@@ -132,7 +144,7 @@ def test_encblkno8_iv_is_eightfold_encryption(name):
 
 @pytest.mark.parametrize("name", SUPPORTED)
 def test_highest_sector_numbers(name):
-    cipher = make_cipher(name, os.urandom(ALGORITHMS[name].default_keylength // 8))
+    cipher = make_cipher(name, os.urandom(CIPHERS[name].default_keylength // 8))
     plain = os.urandom(1024)
     last_two = 2**64 - 2
     assert cipher.decrypt(cipher.encrypt(plain, last_two), last_two) == plain
@@ -144,7 +156,7 @@ def test_highest_sector_numbers(name):
 
 @pytest.mark.parametrize("name", SUPPORTED)
 def test_partial_sectors_are_refused(name):
-    cipher = make_cipher(name, os.urandom(ALGORITHMS[name].default_keylength // 8))
+    cipher = make_cipher(name, os.urandom(CIPHERS[name].default_keylength // 8))
     with pytest.raises(DomusError, match="512-byte sectors"):
         cipher.encrypt(bytes(700), 0)
     assert cipher.encrypt(b"", 0) == b""
@@ -156,6 +168,42 @@ def test_stream_sector_helpers_use_the_cipher():
     encrypted = encrypt_sectors(cipher, plain, 9)
     assert encrypted == cipher.encrypt(plain, 9)
     assert decrypt_sectors(cipher, encrypted, 9) == plain
+
+
+@pytest.mark.parametrize("name", list(CIPHERS))
+def test_every_row_of_the_cipher_table_has_a_sector_cipher_or_is_refused(name):
+    spec = CIPHERS[name]
+    key = os.urandom(spec.default_keylength // 8)
+    if not spec.supported:
+        with pytest.raises(DomusError, match="is not supported"):
+            make_cipher(name, key)
+        return
+    cipher = make_cipher(name, key)
+    assert cipher.algorithm == name
+    plain = os.urandom(1024)
+    encrypted = cipher.encrypt(plain, 3)
+    assert encrypted != plain and cipher.decrypt(encrypted, 3) == plain
+
+
+def test_the_sector_ciphers_are_the_supported_rows_of_the_table():
+    implemented = {XtsCipher.algorithm, *_CBC_BLOCK_CIPHERS}
+    assert implemented == {name for name, spec in CIPHERS.items() if spec.supported}
+    for name in _CBC_BLOCK_CIPHERS:
+        cbc = CbcCipher(name, bytes(range(CIPHERS[name].default_keylength // 8)))
+        assert cbc._block_cipher.block_size == CIPHERS[name].block_size * 8
+
+
+def test_the_site_offers_the_table_and_loads_without_cryptography():
+    assert DOMAIN.settings["swap.cipher"].kind.choices == tuple(CIPHERS)
+    assert DOMAIN.settings["local.cipher"].kind.choices == tuple(
+        name for name, spec in CIPHERS.items() if spec.supported
+    )
+    code = (
+        "import sys; from tasks.site import load_site; import tasks.site.settings; "
+        "assert 'cryptography' not in sys.modules, 'the site loader imports cryptography'"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 0, done.stderr
 
 
 @pytest.mark.parametrize(
@@ -185,11 +233,11 @@ def fake_superblock(offset: int, magic: int, byteorder: str, size: int = 270336)
     ("offset", "magic"), [(8192, 0x011954), (65536, 0x19540119), (0, 0x011954), (262144, 0x011954)]
 )
 def test_verify_ffs_finds_superblocks(offset, magic, byteorder):
-    assert verify_ffs(fake_superblock(offset, magic, byteorder))
+    assert has_ffs_superblock(fake_superblock(offset, magic, byteorder))
 
 
 def test_verify_ffs_rejects_other_data():
-    assert not verify_ffs(bytes(270336))
-    assert not verify_ffs(os.urandom(270336))
-    assert not verify_ffs(fake_superblock(8192 + 4, 0x011954, "little"))
-    assert not verify_ffs(b"")
+    assert not has_ffs_superblock(bytes(270336))
+    assert not has_ffs_superblock(os.urandom(270336))
+    assert not has_ffs_superblock(fake_superblock(8192 + 4, 0x011954, "little"))
+    assert not has_ffs_superblock(b"")

@@ -8,13 +8,14 @@ import time
 
 import pytest
 
+from tasks import xl
 from tasks.errors import DomusError
-from tasks.generations import running
-from tasks.generations.running import Domain, find_xl, in_use, no_hypervisor_here, running_domains
+from tasks.generations.running import in_use
 from tasks.generations.slots import ROOT
 from tasks.generations.state import SlotState, save_state
 from tasks.generations.store import Store
 from tasks.site import Layout
+from tasks.xl import Domain, find_xl, no_hypervisor_here, running_domains
 from tests.commands import (
     active,
     change_root_template,
@@ -316,8 +317,8 @@ def test_xl_saying_no_hypervisor_on_a_xen_host_still_stops(tmp_path, monkeypatch
     # the message alone is not enough: this system must show no Xen either
     xen = tmp_path / "type"
     xen.write_text("xen\n")
-    monkeypatch.setattr(running.sys, "platform", "linux")
-    monkeypatch.setattr(running, "HYPERVISOR_TYPE", xen)
+    monkeypatch.setattr(xl.sys, "platform", "linux")
+    monkeypatch.setattr(xl, "HYPERVISOR_TYPE", xen)
     monkeypatch.setenv("PATH", failing_xl(tmp_path / "xl", NO_HYPERVISOR_XL["xencall"])["PATH"])
     with pytest.raises(DomusError, match=r"(?s)`xl list -l` failed .*cannot init xl context"):
         running_domains()
@@ -327,8 +328,8 @@ def test_xl_saying_no_hypervisor_on_a_xen_host_still_stops(tmp_path, monkeypatch
 
 def test_on_netbsd_no_privcmd_means_no_hypervisor(tmp_path, monkeypatch):
     privcmd = tmp_path / "privcmd"
-    monkeypatch.setattr(running.sys, "platform", "netbsd10")
-    monkeypatch.setattr(running, "PRIVCMD", privcmd)
+    monkeypatch.setattr(xl.sys, "platform", "netbsd10")
+    monkeypatch.setattr(xl, "PRIVCMD", privcmd)
     monkeypatch.setenv("PATH", failing_xl(tmp_path / "xl", NO_HYPERVISOR_XL["xencall"])["PATH"])
     assert running_domains() == []
     privcmd.touch()

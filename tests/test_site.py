@@ -10,6 +10,7 @@ from textwrap import dedent
 import pytest
 import yaml
 
+from tasks.cgd.table import CIPHERS
 from tasks.edits.makedev import patch_init_target
 from tasks.site import (
     BlockdevSpec,
@@ -29,7 +30,7 @@ from tasks.site import (
     plain,
     reference_markdown,
 )
-from tasks.site.netbsd import CIPHERS, MAKEDEV_ADD, MAKEDEV_REMOVE
+from tasks.site.netbsd import MAKEDEV_ADD, MAKEDEV_REMOVE
 from tasks.site.reader import Table
 from tasks.site.settings import DOMAIN, SITE
 from tests.conftest import NETBSD
@@ -1398,3 +1399,21 @@ def test_bad_root_source_image(tmp_path: Path, inputs: Path, source: str, expect
         "  kernel: ../inputs/netbsd-XEN3_DOMU\n  size: 1g\ndomains: {www1: }\n",
     )
     assert problems(path) == [f"{path}:" + expected.replace("INPUTS", str(inputs))]
+
+
+def test_the_model_says_who_opens_each_encrypted_local_img(tmp_path, inputs):
+    plain, itself, dom0 = (
+        domu(name, local=ImageSpec(64 * MiB, "ffs", encrypt, "aes-xts", 256))
+        for name, encrypt in (("p", "none"), ("d", "domu"), ("z", "dom0"))
+    )
+    site = dataclasses.replace(
+        load_site(write_site(tmp_path, MINIMAL_SITE)), domus=(plain, itself, dom0)
+    )
+    assert [
+        (d.local_encrypted, d.opens_local_itself, d.local_opened_by_dom0) for d in site.domus
+    ] == [
+        (False, False, False),
+        (True, True, False),
+        (True, False, True),
+    ]
+    assert (site.passphrase_domus, site.dom0_cgd_domus) == ((itself,), (dom0,))

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from tasks.blockdev.commands import run
 from tasks.errors import DomusError
+from tasks.tools import run
 
 # Mounted images come from domUs: nothing on them is run, and no device node is honoured.
 MOUNT_OPTIONS = "noatime,nodev,nosuid,noexec"

@@ -12,44 +12,21 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
+from tasks import xl
 from tasks.blockdev.backend import Backend
-from tasks.blockdev.commands import find, run
 from tasks.errors import DomusError
-
-DOM0_CAPABILITIES = (Path("/proc/xen/capabilities"), Path("/kern/xen/capabilities"))
-
-
-def running_domains(xl_list: str) -> set[str]:
-    """Names in `xl list` output: a header line, then one domain a line, name first."""
-    lines = xl_list.splitlines()[1:]
-    return {line.split()[0] for line in lines if line.strip()}
-
-
-def is_dom0() -> bool:
-    """Whether this is a Xen dom0; one we may not ask counts as one (the careful answer)."""
-    for path in DOM0_CAPABILITIES:
-        try:
-            if "control_d" in path.read_text():
-                return True
-        except PermissionError:
-            return True
-        except OSError:
-            continue
-    return False
 
 
 def domain_running(name: str) -> bool | None:
-    """Whether xl lists the domain; None where xl is not installed or this is no dom0."""
-    if find("xl") is None or not is_dom0():
+    """Whether xl lists the domain; None where this is no dom0."""
+    if not xl.is_dom0():
         return None
-    done = run(["xl", "list"], "asking xl which domains run", check=False)
-    if done.returncode != 0:
+    try:
+        return any(domain.name == name for domain in xl.running_domains())
+    except DomusError as error:
         raise DomusError(
-            f"cannot tell whether {name} is running: `xl list` failed: "
-            + (done.stderr.strip() or f"exit {done.returncode}"),
-            hint="run domus as root on the dom0, where `xl list` works",
-        )
-    return name in running_domains(done.stdout)
+            f"cannot tell whether {name} is running: {error.message}", hint=error.hint
+        ) from None
 
 
 def processes_with_open(image: Path) -> list[str]:

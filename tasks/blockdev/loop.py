@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import ClassVar
 
 from tasks.blockdev.backend import Attachment, Backend
-from tasks.blockdev.commands import output, run
 from tasks.errors import DomusError
+from tasks.tools import output, run
 
 ATTEMPTS = 8  # another process may take the free device between `losetup -f` and the attach
 

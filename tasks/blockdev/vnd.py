@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from tasks.blockdev.backend import Attachment, Backend
-from tasks.blockdev.commands import output, run
+from tasks.tools import output, run
 
 # `vnconfig -l`: "vnd0: not in use", "vnd0: /home (/dev/wd0e) inode 123", "vnd0: wd0e inode 123"
 _LISTED = re.compile(r"^(vnd\d+): (?:(\S+) (?:\((\S+)\) )?inode (\d+)|not in use)\s*$")

@@ -20,10 +20,10 @@ import sys
 from abc import ABC, abstractmethod
 from array import array
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.ciphers import Cipher, CipherAlgorithm, algorithms, modes
 
+from tasks.cgd.table import CIPHERS, CipherSpec
 from tasks.errors import DomusError
 
 try:
@@ -39,28 +39,6 @@ MAX_SECTORS = 1 << 64  # blk holds the sector number as a 64-bit integer
 
 BytesLike = bytes | bytearray | memoryview
 
-
-@dataclass(frozen=True)
-class AlgorithmInfo:
-    """What cgd accepts for one algorithm name."""
-
-    name: str
-    key_lengths: tuple[int, ...]  # bits
-    default_keylength: int
-    block_size: int  # bytes; also the size of blk
-    supported: bool = True
-
-
-ALGORITHMS: dict[str, AlgorithmInfo] = {
-    info.name: info
-    for info in (
-        AlgorithmInfo("aes-xts", (256, 512), 256, 16),
-        AlgorithmInfo("aes-cbc", (128, 192, 256), 128, 16),
-        AlgorithmInfo("3des-cbc", (192,), 192, 8),
-        AlgorithmInfo("blowfish-cbc", tuple(range(40, 449, 8)), 128, 8),
-        AlgorithmInfo("adiantum", (256,), 256, 16, supported=False),
-    )
-}
 
 # encblkno is the old name of encblkno8; both stay readable for old disks.
 IV_METHODS: dict[str, int] = {"encblkno1": 1, "encblkno8": 8, "encblkno": 8}
@@ -90,25 +68,25 @@ class SectorCipher(ABC):
         """Decrypt len(data) // 512 consecutive sectors."""
 
 
-def algorithm_info(algorithm: str) -> AlgorithmInfo:
+def algorithm_info(algorithm: str) -> CipherSpec:
     """The table entry for `algorithm`, or a DomusError listing the known names."""
     try:
-        return ALGORITHMS[algorithm]
+        return CIPHERS[algorithm]
     except KeyError:
         raise DomusError(
             f"unknown cgd algorithm {algorithm!r}",
-            hint="use one of " + ", ".join(ALGORITHMS),
+            hint="use one of " + ", ".join(CIPHERS),
         ) from None
 
 
 def check_keylength(algorithm: str, keylength: int) -> None:
     """Refuse key lengths cgd would refuse for `algorithm`."""
     info = algorithm_info(algorithm)
-    if keylength not in info.key_lengths:
-        if len(info.key_lengths) > 4:
-            allowed = f"{info.key_lengths[0]}..{info.key_lengths[-1]} in steps of 8"
+    if keylength not in info.keylengths:
+        if len(info.keylengths) > 4:
+            allowed = f"{info.keylengths[0]}..{info.keylengths[-1]} in steps of 8"
         else:
-            allowed = ", ".join(map(str, info.key_lengths))
+            allowed = ", ".join(map(str, info.keylengths))
         raise DomusError(
             f"{algorithm} does not take a {keylength}-bit key",
             hint=f"{algorithm} key lengths (bits): {allowed}",
@@ -227,7 +205,7 @@ class CbcCipher(SectorCipher):
         self.algorithm = algorithm
         self.key = key
         self.iv_method = iv_method
-        self.block_size = ALGORITHMS[algorithm].block_size
+        self.block_size = CIPHERS[algorithm].block_size
         self.iv_rounds = IV_METHODS[iv_method]
         self._block_cipher: CipherAlgorithm = _CBC_BLOCK_CIPHERS[algorithm](key)
 

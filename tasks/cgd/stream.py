@@ -22,16 +22,13 @@ from typing import IO, BinaryIO
 from tasks.cgd.ciphers import SECTOR_SIZE, BytesLike, SectorCipher, make_cipher
 from tasks.cgd.params import Params, derive_key
 from tasks.errors import DomusError
+from tasks.superblocks import SBLOCKSEARCH, SBLOCKSIZE, has_ffs_superblock
 
 CHUNK_SIZE = 1 << 20
 PARALLEL_MIN_BYTES = 32 << 20  # below this, starting workers costs more than it saves
 
-# cgdconfig's verify_ffs: struct fs (fs_magic is its last field, at byte 1372) is looked
-# for at each SBLOCKSEARCH offset, in this order, in either byte order.
-SBLOCK_SEARCH = (65536, 8192, 0, 262144)
-FS_MAGIC_OFFSET = 1372
-FFS_MAGICS = frozenset({0x011954, 0x19540119})  # FS_UFS1_MAGIC, FS_UFS2_MAGIC
-VERIFY_HEAD_BYTES = max(SBLOCK_SEARCH) + 8192  # SBLOCKSIZE past the last offset
+# verify_method ffs reads a whole superblock at each offset NetBSD searches
+VERIFY_HEAD_BYTES = max(SBLOCKSEARCH) + SBLOCKSIZE
 
 KeySource = Params | SectorCipher
 
@@ -44,19 +41,6 @@ def encrypt_sectors(cipher: SectorCipher, data: BytesLike, first_sector: int) ->
 def decrypt_sectors(cipher: SectorCipher, data: BytesLike, first_sector: int) -> bytes:
     """Decrypt whole sectors; `first_sector` is the cgd sector number of data[0:512]."""
     return cipher.decrypt(data, first_sector)
-
-
-def verify_ffs(plaintext_head: bytes) -> bool:
-    """True if the start of a decrypted cgd holds an FFS superblock, as cgdconfig checks."""
-    for offset in SBLOCK_SEARCH:
-        at = offset + FS_MAGIC_OFFSET
-        field = plaintext_head[at : at + 4]
-        if len(field) == 4 and (
-            int.from_bytes(field, "little") in FFS_MAGICS
-            or int.from_bytes(field, "big") in FFS_MAGICS
-        ):
-            return True
-    return False
 
 
 def cipher_for(source: KeySource, passphrase: bytes | None = None) -> SectorCipher:
@@ -181,13 +165,13 @@ def _verify_head(cipher: SectorCipher, inp: BinaryIO, src: Path, *, encrypt: boo
     inp.seek(0)
     head = head[: len(head) - len(head) % SECTOR_SIZE]
     if encrypt:
-        if not verify_ffs(head):
+        if not has_ffs_superblock(head):
             raise DomusError(
                 f"{src} has no FFS superblock, but the params say verify_method ffs",
                 hint="cgdconfig would refuse every key for this disk; "
                 "use params with verify_method none, or an FFS image",
             )
-    elif not verify_ffs(cipher.decrypt(head, 0)):
+    elif not has_ffs_superblock(cipher.decrypt(head, 0)):
         raise DomusError(
             f"no FFS superblock in {src} after decryption: wrong key or passphrase",
             hint="check the params file and passphrase (verify_method ffs)",

@@ -21,10 +21,10 @@ import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from tasks.blockdev.commands import find, run
 from tasks.checks import Finding
-from tasks.generations.running import no_hypervisor_here
 from tasks.site import Layout, Site
+from tasks.tools import find, run
+from tasks.xl import no_hypervisor_here
 
 SUBJECT = "dom0"
 # root.img, swap.img, local.img, pkg.img: each a file, each on a vnd of its own
@@ -61,7 +61,7 @@ def netbsd_findings(
     names = set(dev_names)
     pool = site.blockdev.units if site.blockdev.backend in ("auto", "vnd") else 0
     domus = len(site.domus)
-    encrypted = sum(domu.local.encrypt == "dom0" for domu in site.domus)
+    encrypted = len(site.dom0_cgd_domus)
     findings = [
         _units_finding(
             "vnd",
@@ -98,7 +98,7 @@ def linux_findings(site: Site, bridges: Iterable[str]) -> list[Finding]:
 def encryption_findings(site: Site) -> list[Finding]:
     """block-domus-cgd is a NetBSD hotplug script (vnconfig, cgdconfig, and the `script
     BACKEND_PATH STATE` call of libxl_netbsd.c; Linux's libxl calls `script add|remove`)."""
-    names = [domu.name for domu in site.domus if domu.local.encrypt == "dom0"]
+    names = [domu.name for domu in site.dom0_cgd_domus]
     if site.dom0 == "netbsd" or not names:
         return []
     return [

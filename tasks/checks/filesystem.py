@@ -31,14 +31,27 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from tasks.checks import Finding
-from tasks.images.detect import detect_fs
 from tasks.site import BlockdevSpec
+from tasks.superblocks import (
+    BYTE_ORDERS,
+    EXT2_MAGIC,
+    EXT2_MAGIC_AT,
+    EXT2_SUPERBLOCK,
+    FFS_MAGICS,
+    FS_MAGIC_AT,
+    SBLOCK_UFS2,
+    SBLOCKSEARCH,
+    SBLOCKSIZE,
+    UFS1_MAGIC,
+    UFS2_MAGIC,
+    detect_fs,
+    ffs_magic,
+)
+from tasks.tools import require, run
 
 # --- ext2fs (sys/ufs/ext2fs/ext2fs.h: struct ext2fs, little-endian on disk) ---------------
 
-EXT2_SUPERBLOCK = 1024  # SBOFF
 EXT2_SBSIZE = 1024  # SBSIZE: the length fsck_ext2fs compares
-EXT2_MAGIC = 0xEF53
 EXT2_INODE_MIN = 128  # sizeof(struct ext2fs_dinode)
 ROCOMPAT_SPARSESUPER, ROCOMPAT_LARGEFILE = 0x0001, 0x0002
 INCOMPAT_FTYPE = 0x0002
@@ -161,7 +174,7 @@ def ext2_superblock_problem(primary: bytes, alternate: bytes | None) -> str | No
     `alternate` is the 1024 bytes at ext2_alternate_offset(primary), None when there is
     none (one group) or the image ends before it.
     """
-    if len(primary) < EXT2_SBSIZE or _u16(primary, 56) != EXT2_MAGIC:
+    if len(primary) < EXT2_SBSIZE or _u16(primary, EXT2_MAGIC_AT) != EXT2_MAGIC:
         return "BAD SUPER BLOCK: MAGIC NUMBER WRONG"
     log_bsize = _u32(primary, 24)
     if log_bsize > 2:
@@ -201,7 +214,7 @@ def ext2_superblock_problem(primary: bytes, alternate: bytes | None) -> str | No
 def ext2_superblocks(data: bytes | mmap.mmap) -> tuple[bytes, bytes | None]:
     """The primary superblock and the first alternate of an image's bytes."""
     primary = bytes(data[EXT2_SUPERBLOCK : EXT2_SUPERBLOCK + EXT2_SBSIZE])
-    offset = ext2_alternate_offset(primary) if _u16(primary, 56) == EXT2_MAGIC else None
+    offset = ext2_alternate_offset(primary) if _u16(primary, EXT2_MAGIC_AT) == EXT2_MAGIC else None
     if offset is None or offset + EXT2_SBSIZE > len(data):
         return primary, None
     return primary, bytes(data[offset : offset + EXT2_SBSIZE])
@@ -222,9 +235,6 @@ def without_linux_mount_marks(primary: bytes, alternate: bytes) -> bytes:
 
 # --- FFS (sys/ufs/ffs/fs.h: struct fs and struct cg) -------------------------------------
 
-SBLOCKSEARCH = (65536, 8192, 0, 262144)  # SBLOCK_UFS2, SBLOCK_UFS1, SBLOCK_FLOPPY, SBLOCK_PIGGY
-SBLOCKSIZE = 8192
-UFS1_MAGIC, UFS2_MAGIC = 0x011954, 0x19540119
 CG_MAGIC = 0x090255
 FS_FLAGS_UPDATED = 0x80
 FS_44INODEFMT = 2
@@ -262,7 +272,7 @@ FS_INT32 = {
     "fs_fpg": 188,
     "fs_maxsymlinklen": 1320,
     "fs_old_inodefmt": 1324,
-    "fs_magic": 1372,
+    "fs_magic": FS_MAGIC_AT,
 }
 FS_INT64 = {"fs_size": 1080, "fs_csaddr": 1096, "fs_maxfilesize": 1328, "fs_qbmask": 1336,
             "fs_qfmask": 1344}  # fmt: skip
@@ -320,11 +330,11 @@ def find_superblock(data: bytes | mmap.mmap) -> Superblock | None:
         raw = bytes(data[offset : offset + SBLOCKSIZE])
         if len(raw) < SBLOCKSIZE:
             continue
-        for order in ("little", "big"):
-            magic = int.from_bytes(raw[1372:1376], order)  # type: ignore[arg-type]
-            if magic == UFS1_MAGIC and offset == 65536:
+        for order in BYTE_ORDERS:
+            magic = ffs_magic(raw, 0, order)
+            if magic == UFS1_MAGIC and offset == SBLOCK_UFS2:
                 break  # detect_byteorder(): likely the first alternate of 64k blocks
-            if magic in (UFS1_MAGIC, UFS2_MAGIC):
+            if magic in FFS_MAGICS:
                 return Superblock(raw, order)
     return None
 
@@ -494,19 +504,20 @@ def tsk_read_problems(image: Path, fs: str, workers: int = 4) -> list[str]:
     """Every directory listed and every regular file read back by The Sleuth Kit; a file
     that cannot be read, or reads back shorter or longer than its inode says, is named."""
     fstype = TSK_TYPES[fs]
-    listing = subprocess.run(
+    listing = run(
         ["fls", "-f", fstype, "-r", "-p", "-l", str(image)],
-        capture_output=True,
-        text=True,
+        f"reading {image.name}",
+        check=False,
         errors="surrogateescape",
     )
+    icat = require("icat", f"reading {image.name}")
     if listing.returncode != 0:
         return [f"fls cannot list the tree: {listing.stderr.strip() or listing.returncode}"]
     found = [f"fls: {line}" for line in listing.stderr.splitlines() if line.strip()]
 
     def read(entry: tuple[int, str, int]) -> str | None:
         inode, path, size = entry
-        done = subprocess.run(["icat", "-f", fstype, str(image), str(inode)], capture_output=True)
+        done = subprocess.run([icat, "-f", fstype, str(image), str(inode)], capture_output=True)
         if done.returncode != 0 or done.stderr.strip():
             return f"/{path} (inode {inode}): {done.stderr.decode(errors='replace').strip()}"
         if len(done.stdout) != size:
@@ -519,7 +530,7 @@ def tsk_read_problems(image: Path, fs: str, workers: int = 4) -> list[str]:
 
 
 def e2fsck_problem(image: Path) -> str | None:
-    done = subprocess.run(["e2fsck", "-fn", str(image)], capture_output=True, text=True)
+    done = run(["e2fsck", "-fn", str(image)], f"checking {image.name}", check=False)
     if done.returncode == 0:
         return None
     lines = [line for line in done.stdout.splitlines() if line.strip()]
@@ -537,10 +548,10 @@ def netbsd_fsck_problem(image: Path, fs: str, blockdev: BlockdevSpec, locks: Pat
         _,
     ):
         device = Path(attachment.fs_device)
-        done = subprocess.run(
+        done = run(
             [tool, "-n", str(device.with_name("r" + device.name))],
-            capture_output=True,
-            text=True,
+            f"{tool} -n",
+            check=False,
             errors="replace",
         )
     return fsck_output_problem(done.stdout + done.stderr, done.returncode)

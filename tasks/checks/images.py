@@ -17,10 +17,10 @@ from tasks.cgd.stream import decrypt_file
 from tasks.checks import Finding
 from tasks.checks.filesystem import check_image
 from tasks.errors import DomusError
-from tasks.images.detect import detect_fs
 from tasks.keyfiles import params_path
 from tasks.keys import local_params
 from tasks.site import DomU, Layout, Site
+from tasks.superblocks import detect_fs
 
 
 def _checked(path: Path, fs: str, subject: str, site: Site, layout: Layout) -> list[Finding]:
@@ -70,7 +70,7 @@ def _encrypted_local(site: Site, domu: DomU, layout: Layout) -> list[Finding]:
 def check_images(site: Site, layout: Layout) -> Iterator[Finding]:
     yield from _checked(layout.root_image, site.root.fs, "root.img", site, layout)
     for domu in site.domus:
-        if domu.local.encrypt == "none":
+        if not domu.local_encrypted:
             image = layout.local_image(domu.name)
             yield from _checked(image, domu.local.fs, f"{domu.name}/local.img", site, layout)
         else:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import re
 import stat
-import subprocess
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,9 +21,9 @@ from tasks.converge.plan import Change, FileState, backup_name
 from tasks.errors import DomusError
 from tasks.images.ext2_marks import require_netbsd_superblock, take_back_linux_mount_marks
 from tasks.images.publish import publishing
-from tasks.images.run import INSTALL_HINT
 from tasks.images.sparse_copy import copy_sparse
 from tasks.recipes.templated import dir_mode
+from tasks.tools import run
 
 _ECHO = "debugfs: "
 _BANNER = re.compile(r"^(debugfs|e2fsck) \d")
@@ -53,18 +52,13 @@ def run_debugfs(
 ) -> tuple[dict[str, str], list[str]]:
     """Each command's output, and debugfs' error lines (a missing file is one of them)."""
     argv = ["debugfs", *(["-w"] if write else []), "-f", "-", str(image)]
-    try:
-        done = subprocess.run(
-            argv,
-            input="".join(f"{c}\n" for c in commands),
-            capture_output=True,
-            text=True,
-            errors="surrogateescape",
-        )
-    except FileNotFoundError:
-        raise DomusError(
-            f"{image.name}: `debugfs` is not installed", hint=INSTALL_HINT["debugfs"]
-        ) from None
+    done = run(
+        argv,
+        image.name,
+        check=False,
+        input="".join(f"{c}\n" for c in commands),
+        errors="surrogateescape",
+    )
     outputs: dict[str, str] = {}
     current = None
     for line in done.stdout.splitlines():
@@ -85,7 +79,7 @@ def run_debugfs(
 
 def check_clean(image: Path) -> None:
     """debugfs trusts the file system it edits: one with errors is not edited."""
-    done = subprocess.run(["e2fsck", "-fn", str(image)], capture_output=True, text=True)
+    done = run(["e2fsck", "-fn", str(image)], image.name, check=False)
     if done.returncode != 0:
         found = [line for line in done.stdout.splitlines() if line and not _BANNER.match(line)]
         raise DomusError(

@@ -26,7 +26,6 @@ from tasks.converge.debugfs import DebugfsFiles
 from tasks.converge.mounted import MountedFiles
 from tasks.converge.plan import Change, FileState, decode, plan
 from tasks.errors import DomusError
-from tasks.images.detect import detect_fs
 from tasks.keyfiles import params_path
 from tasks.keys import local_params
 from tasks.log import note
@@ -34,6 +33,7 @@ from tasks.recipes.local import RC_CONF, managed_files
 from tasks.render import Templates
 from tasks.site import DomU, Layout, Site
 from tasks.sizes import format_size
+from tasks.superblocks import detect_fs
 
 
 class ImageFiles(Protocol):
@@ -48,9 +48,9 @@ def is_root() -> bool:
 
 def cgd_params(site: Site, domu: DomU) -> Path | None:
     """The cgdconfig params an encrypted local.img is opened with on the dom0."""
-    if domu.local.encrypt == "none":
+    if not domu.local_encrypted:
         return None
-    if domu.local.encrypt == "dom0":
+    if domu.local_opened_by_dom0:
         return params_path(site.keys, domu.name)
     raise DomusError(
         "it is encrypted with a passphrase typed at the domU's console "
@@ -136,7 +136,7 @@ def check_shape(domu: DomU, image: Path) -> None:
             "not resize an image"
         )
     found = detect_fs(image)
-    if domu.local.encrypt != "none":
+    if domu.local_encrypted:
         if found is not None:
             raise DomusError(
                 f"it is a plain {found} image but local.encrypt is "
@@ -188,7 +188,7 @@ def converge(
     try:
         check_shape(domu, image)
         cgd_params(site, domu)
-        method = how(domu.local.fs, site.blockdev.backend, domu.local.encrypt != "none")
+        method = how(domu.local.fs, site.blockdev.backend, domu.local_encrypted)
     except DomusError as error:
         raise refusal(domu, image, changed, error.message) from None
     start = time.monotonic()

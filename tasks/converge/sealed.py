@@ -18,8 +18,8 @@ from tasks.cgd.stream import decrypt_file, encrypt_file
 from tasks.converge.debugfs import DebugfsFiles
 from tasks.converge.plan import Change, FileState
 from tasks.errors import DomusError
-from tasks.images.detect import detect_fs
 from tasks.images.publish import publishing
+from tasks.superblocks import detect_fs
 
 
 def plain_copy(image: Path) -> Path:

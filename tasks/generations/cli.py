@@ -21,11 +21,12 @@ from pathlib import Path
 
 from tasks.errors import DomusError
 from tasks.generations.collect import Collected, collect
-from tasks.generations.running import in_use, running_domains
+from tasks.generations.running import in_use
 from tasks.generations.slots import ROOT, Slot, parse_slots, pkg_slot, stable_links
 from tasks.generations.store import Generation, Store
 from tasks.inputs import changes, describe
 from tasks.site import Site
+from tasks.xl import running_domains
 
 
 def human_size(size: int) -> str:

@@ -11,8 +11,8 @@ import stat
 from pathlib import Path
 
 from tasks.errors import DomusError
-from tasks.images.run import run_tool
 from tasks.sizes import format_size
+from tasks.tools import run
 from tasks.tree import ROOT, Entry, Tree
 
 FEATURES = "none,filetype,sparse_super,large_file"
@@ -24,7 +24,7 @@ def write_ext2fs(tree: Tree, size: int, dest: Path) -> None:
     with open(dest, "wb") as image:
         image.truncate(size)
     try:
-        run_tool(
+        run(
             [
                 "mke2fs",
                 "-q",
@@ -54,7 +54,7 @@ def write_ext2fs(tree: Tree, size: int, dest: Path) -> None:
                 hint="raise the image's `size` in the site file",
             ) from error
         raise
-    run_tool(["debugfs", "-w", "-f", "-", str(dest)], dest.name, stdin=metadata_commands(tree))
+    run(["debugfs", "-w", "-f", "-", str(dest)], dest.name, input=metadata_commands(tree))
 
 
 def metadata_commands(tree: Tree) -> str:

@@ -10,36 +10,27 @@ import re
 from pathlib import Path
 
 from tasks.errors import DomusError
-from tasks.images.run import run_tool
 from tasks.images.sparse import punch_zeros
 from tasks.log import timed
 from tasks.mtree import write_spec
 from tasks.sizes import format_size
+from tasks.tools import run
 from tasks.tree import Tree
+
+
+def makefs_argv(spec: Path, size: int, dest: Path, staging: Path) -> list[str]:
+    """makefs writing the files of `spec` under `staging` into an FFSv1 little-endian image."""
+    return ["makefs", "-t", "ffs", "-B", "le", "-o", "version=1", "-s", str(size),
+            "-F", str(spec), "-x", str(dest), str(staging)]  # fmt: skip
 
 
 def write_ffs(tree: Tree, size: int, dest: Path) -> None:
     spec = dest.with_name(dest.name + ".spec")
     write_spec(tree.walk(), spec)
     try:
-        argv = [
-            "makefs",
-            "-t",
-            "ffs",
-            "-B",
-            "le",
-            "-o",
-            "version=1",
-            "-s",
-            str(size),
-            "-F",
-            str(spec),
-            "-x",
-            str(dest),
-            str(tree.staging),
-        ]
+        argv = makefs_argv(spec, size, dest, tree.staging)
         with timed(f"{dest.name}: makefs"):
-            run_tool(argv, f"{dest.name}")
+            run(argv, f"{dest.name}")
     except DomusError as error:
         if re.search(r"too small|exceeds|larger than the maxsize|No space", error.message, re.I):
             raise DomusError(

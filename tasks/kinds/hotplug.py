@@ -22,7 +22,7 @@ TEMPLATE = "xen/block-domus-cgd"
 
 def tasks(build: Build) -> Iterator[dict[str, object]]:
     site, layout, templates = build.site, build.layout, build.templates
-    if not any(domu.local.encrypt == "dom0" for domu in site.domus):
+    if not site.dom0_cgd_domus:
         return
     context = {"script": str(layout.hotplug_script)}
     yield {

@@ -45,7 +45,7 @@ def context(site: Site, domu: DomU) -> dict[str, object]:
             "fs": domu.local.fs,
             "size": domu.local.size,
             "encrypt": domu.local.encrypt,
-            "device": f"{LOCAL_CGD}a" if domu.local.encrypt == "domu" else LOCAL_DEVICE,
+            "device": f"{LOCAL_CGD}a" if domu.opens_local_itself else LOCAL_DEVICE,
         },
         "pkg": {"fs": domu.pkg.fs},
         "swap": {
@@ -136,7 +136,7 @@ def converge_unless_same(
 def write_local_image(site: Site, domu: DomU, tree: Tree, dest: Path) -> None:
     from tasks.images import write_image
 
-    if domu.local.encrypt == "none":
+    if not domu.local_encrypted:
         write_image(tree, domu.local.fs, domu.local.size, dest)
         return
     from tasks.images.encrypted import write_encrypted_image

@@ -36,7 +36,7 @@ def context(site: Site) -> dict[str, object]:
         "local_fs_types": sorted({domu.local.fs for domu in site.domus}),
         "local_cgd": LOCAL_CGD,
         "local_disk": LOCAL_DISK,
-        "encrypted_locals": sorted(d.name for d in site.domus if d.local.encrypt == "domu"),
+        "encrypted_locals": sorted(d.name for d in site.passphrase_domus),
         "cgd_params_dir": f"/{CGD_PARAMS_DIR}",
     }
 
@@ -56,13 +56,7 @@ def input_files(site: Site, templates: Templates) -> dict[str, Path]:
         }
     )
     # domUs that open an encrypted /local themselves find their params (no key) in root.img
-    files.update(
-        {
-            f"cgd params {d.name}": params_path(site.keys, d.name)
-            for d in site.domus
-            if d.local.encrypt == "domu"
-        }
-    )
+    files.update({f"cgd params {name}": path for name, path in domu_cgd_params(site).items()})
     return files
 
 
@@ -118,11 +112,7 @@ def load_source(site: Site, layout: Layout) -> Tree:
 
 def domu_cgd_params(site: Site) -> dict[str, Path]:
     """Params (salt, no key) of the domUs that open their encrypted /local themselves."""
-    return {
-        domu.name: params_path(site.keys, domu.name)
-        for domu in site.domus
-        if domu.local.encrypt == "domu"
-    }
+    return {domu.name: params_path(site.keys, domu.name) for domu in site.passphrase_domus}
 
 
 def build(

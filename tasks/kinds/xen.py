@@ -42,7 +42,7 @@ def context(site: Site, domu: DomU, layout: Layout) -> dict[str, object]:
             "script": str(layout.hotplug_script),
             "params": str(params_path(site.keys, domu.name)),
         }
-        if domu.local.encrypt == "dom0"
+        if domu.local_opened_by_dom0
         else None,
     }
 

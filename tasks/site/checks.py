@@ -5,7 +5,8 @@ from __future__ import annotations
 import platform
 from collections.abc import Sequence
 
-from tasks.site.netbsd import CIPHERS, DEFAULT_CIPHER, this_dom0
+from tasks.cgd.table import CIPHERS, DEFAULT_CIPHER
+from tasks.site.netbsd import allowed_keylengths, this_dom0
 from tasks.site.reader import INVALID, Context, Found, Layer
 from tasks.site.settings import DomainEntry
 from tasks.urls import Url
@@ -182,7 +183,7 @@ def _check_keylength(keylength: Found, cipher: Found | None, ctx: Context) -> No
     ctx.report(
         keylength.line,
         keylength.key,
-        f"expected {spec.allowed} for cipher {name}{origin}, got {keylength.value}",
+        f"expected {allowed_keylengths(spec)} for cipher {name}{origin}, got {keylength.value}",
     )
 
 
@@ -198,7 +199,7 @@ def _check_inherited_keylength(keylength: Found, cipher: Found, ctx: Context) ->
         cipher.line,
         cipher.key,
         f"keylength {keylength.value} inherited from {keylength.key} (line {keylength.line}) "
-        f"does not fit cipher {cipher.value}: expected {spec.allowed}; "
+        f"does not fit cipher {cipher.value}: expected {allowed_keylengths(spec)}; "
         f"set {_parent(cipher.key)}.keylength",
     )
 

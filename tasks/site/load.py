@@ -14,10 +14,11 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode
 
+from tasks.cgd.table import CIPHERS
 from tasks.errors import SiteError
 from tasks.site.checks import check_site
 from tasks.site.model import DomU, Site, fill
-from tasks.site.netbsd import CIPHERS, default_vif, this_dom0
+from tasks.site.netbsd import default_vif, this_dom0
 from tasks.site.reader import INVALID, Context, Layer, Problem, Table, read_layer, resolve
 from tasks.site.settings import DOMAIN, SITE, DomainEntry
 from tasks.urls import local_files

@@ -81,6 +81,23 @@ class DomU:
     pkg: PkgSpec
     swap: SwapSpec
 
+    @property
+    def local_encrypted(self) -> bool:
+        """Its local.img is encrypted with cgd (by domus, when it builds it)."""
+        return self.local.encrypt != "none"
+
+    @property
+    def opens_local_itself(self) -> bool:
+        """Its local.img is encrypted and the domU opens it, with a passphrase typed on its
+        console (`local.encrypt: domu`)."""
+        return self.local.encrypt == "domu"
+
+    @property
+    def local_opened_by_dom0(self) -> bool:
+        """Its local.img is encrypted and the dom0 opens it with cgd, with a key kept in the
+        key directory (`local.encrypt: dom0`)."""
+        return self.local.encrypt == "dom0"
+
 
 @dataclass(frozen=True)
 class BlockdevSpec:
@@ -113,6 +130,16 @@ class Site:
     def layout(self) -> Layout:
         """Where everything built for this site lives."""
         return Layout(self.output, self.locks)
+
+    @property
+    def passphrase_domus(self) -> tuple[DomU, ...]:
+        """The domUs that open their encrypted local.img themselves, with a passphrase."""
+        return tuple(domu for domu in self.domus if domu.opens_local_itself)
+
+    @property
+    def dom0_cgd_domus(self) -> tuple[DomU, ...]:
+        """The domUs whose encrypted local.img the dom0 opens with cgd."""
+        return tuple(domu for domu in self.domus if domu.local_opened_by_dom0)
 
 
 def plain(obj: object) -> object:

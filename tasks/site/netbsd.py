@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import platform
-from dataclasses import dataclass
 
+from tasks.cgd.table import CipherSpec
 from tasks.site.reader import or_list
 
 FILE_SYSTEMS = ("ffs", "ext2fs")
@@ -15,30 +15,14 @@ SET_SUFFIXES = (".tgz", ".tar.gz", ".tar.xz")
 PACKAGE_SUFFIXES = (".tgz", ".tbz", ".txz")
 
 
-@dataclass(frozen=True)
-class Cipher:
-    default_keylength: int
-    keylengths: tuple[int, ...]
-
-    @property
-    def allowed(self) -> str:
-        lengths = self.keylengths
-        if len(lengths) > 4:
-            return f"{lengths[0]} to {lengths[-1]} in steps of {lengths[1] - lengths[0]}"
-        return or_list(lengths)
+def allowed_keylengths(cipher: CipherSpec) -> str:
+    """The key lengths of `cipher` as a setting's message names them."""
+    lengths = cipher.keylengths
+    if len(lengths) > 4:
+        return f"{lengths[0]} to {lengths[-1]} in steps of {lengths[1] - lengths[0]}"
+    return or_list(lengths)
 
 
-# cgd(4)'s ciphers with their key lengths and cgdconfig's default length for each
-CIPHERS = {
-    "aes-xts": Cipher(256, (256, 512)),
-    "aes-cbc": Cipher(128, (128, 192, 256)),
-    "3des-cbc": Cipher(192, (192,)),
-    "blowfish-cbc": Cipher(128, tuple(range(40, 449, 8))),
-    "adiantum": Cipher(256, (256,)),
-}
-DEFAULT_CIPHER = "aes-xts"
-# Ciphers domus can write itself (it encrypts local.img at build time): not adiantum.
-LOCAL_CIPHERS = {name: c for name, c in CIPHERS.items() if name != "adiantum"}
 # The systems a dom0 runs, as the `dom0` setting names them (platform.system(), lowercased)
 DOM0_SYSTEMS = ("netbsd", "linux")
 # The bridge a domU's vif joins unless its vif spec says otherwise: NetBSD's vif-bridge

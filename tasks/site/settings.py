@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from yaml.nodes import MappingNode, Node, ScalarNode
 
+from tasks.cgd.table import CIPHERS, DEFAULT_CIPHER, SUPPORTED_CIPHERS
 from tasks.site.kinds import (
     Choice,
     FileOrUrl,
@@ -27,18 +28,16 @@ from tasks.site.kinds import (
 )
 from tasks.site.netbsd import (
     BLOCKDEV_BACKENDS,
-    CIPHERS,
     DEFAULT_BRIDGE,
-    DEFAULT_CIPHER,
     DOM0_SYSTEMS,
     FILE_SYSTEMS,
-    LOCAL_CIPHERS,
     LOCAL_ENCRYPTION,
     MAKEDEV_ADD,
     MAKEDEV_REMOVE,
     PACKAGE_SUFFIXES,
     RC_CONF_BUILTIN,
     SET_SUFFIXES,
+    allowed_keylengths,
 )
 from tasks.site.reader import (
     REQUIRED,
@@ -100,7 +99,7 @@ DOMAIN = Table(
         ),
         Setting(
             "local.cipher",
-            Choice(LOCAL_CIPHERS),
+            Choice(SUPPORTED_CIPHERS),
             DEFAULT_CIPHER,
             "cgd cipher of an encrypted local.img",
         ),
@@ -146,7 +145,7 @@ DOMAIN = Table(
             KeyLength(),
             None,
             "cgd key length in bits; allowed: "
-            + "; ".join(f"{name} {c.allowed}" for name, c in CIPHERS.items()),
+            + "; ".join(f"{name} {allowed_keylengths(c)}" for name, c in CIPHERS.items()),
             default_doc="by cipher: "
             + ", ".join(f"{name} {c.default_keylength}" for name, c in CIPHERS.items()),
         ),

@@ -1,0 +1,82 @@
+"""Running the system's external tools by name, with errors an operator can read.
+
+Tools are looked up on PATH, then in the sbin directories where the systems keep them
+(base system, pkgsrc, local), so that a test can put recording stand-ins first on PATH.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Sequence
+
+from tasks.errors import DomusError
+
+SBIN_DIRS = ("/usr/sbin", "/sbin", "/usr/pkg/sbin", "/usr/local/sbin")
+
+_E2FSPROGS = (
+    "install e2fsprogs: Debian `apt-get install e2fsprogs`, NetBSD `pkgin install e2fsprogs`"
+)
+_SLEUTHKIT = (
+    "install The Sleuth Kit: Debian `apt-get install sleuthkit`, NetBSD `pkgin install sleuthkit`"
+)
+INSTALL_HINT = {
+    "makefs": "install it: Debian `apt-get install makefs`; NetBSD has it in the base system",
+    "mke2fs": _E2FSPROGS,
+    "debugfs": _E2FSPROGS,
+    "e2fsck": _E2FSPROGS,
+    "fls": _SLEUTHKIT,
+    "icat": _SLEUTHKIT,
+}
+
+
+def search_path() -> str:
+    parts = os.environ.get("PATH", "").split(os.pathsep)
+    return os.pathsep.join([*parts, *(d for d in SBIN_DIRS if d not in parts)])
+
+
+def find(tool: str) -> str | None:
+    return shutil.which(tool, path=search_path())
+
+
+def require(tool: str, what: str) -> str:
+    """The path of `tool`, or a DomusError saying how to install it."""
+    path = find(tool)
+    if path is None:
+        raise DomusError(f"{what}: `{tool}` is not installed", hint=INSTALL_HINT.get(tool))
+    return path
+
+
+def run(
+    argv: Sequence[str],
+    what: str,
+    *,
+    check: bool = True,
+    input: str | None = None,
+    errors: str = "strict",
+) -> subprocess.CompletedProcess[str]:
+    """Run a tool; with `check`, a failure is a DomusError quoting the command and its stderr.
+
+    `input` is written to its stdin; without it, stdin is /dev/null, so no tool waits on the
+    operator's terminal.
+    """
+    path = require(argv[0], what)
+    done = subprocess.run(
+        [path, *argv[1:]],
+        input=input,
+        stdin=None if input is not None else subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        errors=errors,
+    )
+    if check and done.returncode != 0:
+        raise DomusError(
+            f"{what}: `{' '.join(argv)}` failed (exit {done.returncode}): "
+            + (done.stderr.strip() or done.stdout.strip() or "no message")
+        )
+    return done
+
+
+def output(argv: Sequence[str], what: str) -> str:
+    return run(argv, what).stdout

@@ -23,13 +23,14 @@ def encode(name: str) -> str:
         if _PLAIN.fullmatch(ch):
             out.append(ch)
         else:
-            out.extend(f"\\{byte:03o}" for byte in ch.encode())
+            # a name that is not UTF-8 keeps its own bytes (os's surrogateescape)
+            out.extend(f"\\{byte:03o}" for byte in ch.encode(errors="surrogateescape"))
     return "".join(out)
 
 
 def decode(name: str) -> str:
     raw = re.sub(rb"\\([0-7]{3})", lambda m: bytes([int(m.group(1), 8)]), name.encode())
-    return raw.decode()
+    return raw.decode(errors="surrogateescape")
 
 
 def spec_line(path: str, entry: Entry) -> str:

@@ -8,6 +8,7 @@ ordinary user belongs to root:wheel in the image, unless its METALOG says otherw
 from __future__ import annotations
 
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -62,7 +63,7 @@ def apply_metalog(entries: dict[str, Entry], top: Path, metalog: Path) -> None:
         base = current or Entry(kind, 0o755 if kind == "dir" else 0o644, link=words.get("link"))
         entries[path] = Entry(
             kind,
-            int(words["mode"], 8) if "mode" in words else base.mode,
+            _mode(words["mode"], where) if "mode" in words else base.mode,
             _id(words, "uid", "uname", users, base.uid, where),
             _id(words, "gid", "gname", groups, base.gid, where),
             base.link,
@@ -73,6 +74,11 @@ def _id(
     words: dict[str, str], number: str, name: str, table: dict[str, int], default: int, where: str
 ) -> int:
     if number in words:
+        if not words[number].isdigit() or int(words[number]) > 0xFFFFFFFE:
+            raise DomusError(
+                f"{where}: {number}={words[number]}: expected a number from 0 to 4294967294",
+                hint=f"fix the line, or give {name}= with a name from the tree's own files",
+            )
         return int(words[number])
     if name in words:
         try:
@@ -82,6 +88,16 @@ def _id(
                 f"{where}: {name}={words[name]} is not in the tree's own passwd/group files"
             ) from None
     return default
+
+
+def _mode(text: str, where: str) -> int:
+    """An mtree `mode=`: octal permission bits, as mtree(8) reads them."""
+    if not re.fullmatch(r"0*[0-7]{1,4}", text):
+        raise DomusError(
+            f"{where}: mode={text}: expected an octal mode such as 0755",
+            hint="fix the line in the METALOG",
+        )
+    return int(text, 8)
 
 
 def _names(*candidates: Path) -> dict[str, int]:

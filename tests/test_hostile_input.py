@@ -4,7 +4,12 @@ traceback, and nothing of the input in an image."""
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
+
+import pytest
+
+from tests.netbsd_rules import assert_netbsd_accepts
 
 from tests.sites import Site
 from tests.test_cli import domus
@@ -84,3 +89,47 @@ def test_a_symlink_inside_the_template_directory_is_followed(tmp_path):
     os.symlink("motd", templates / "root" / "etc" / "motd.copy")
     done = domus("build", f"config={site.path}", cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def names_in(image: Path) -> list[bytes]:
+    """Every path in `image` as The Sleuth Kit lists it: raw bytes, as NetBSD stores them."""
+    listing = subprocess.run(["fls", "-r", "-p", str(image)], capture_output=True, check=True)
+    return [line.split(b"\t", 1)[1] for line in listing.stdout.splitlines()]
+
+
+def test_a_file_name_that_is_not_utf8_keeps_its_bytes(tmp_path):
+    site = Site(tmp_path / "site")
+    tree = tmp_path / "pkgtree"
+    (tree / "share").mkdir(parents=True)
+    (Path(os.fsdecode(os.fsencode(tree / "share") + b"/caf\xe9"))).write_bytes(b"latin-1\n")
+    site.data["domains"]["www2"]["pkg"] = {"source": {"tree": str(tree)}}
+    site.data["domains"]["db1"]["pkg"] = {"fs": "ext2fs", "source": {"tree": str(tree)}}
+    site.save()
+    done = domus("build", f"config={site.path}", cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    for name, fs in (("www2", "ffs"), ("db1", "ext2fs")):
+        image = site.image(name, "pkg.img")
+        assert b"share/caf\xe9" in names_in(image)
+        assert_netbsd_accepts(image, fs)
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("./etc uid=abc", "uid=abc: expected a number from 0 to 4294967294"),
+        ("./etc mode=99", "mode=99: expected an octal mode such as 0755"),
+        ("./etc gid=-1", "gid=-1: expected a number from 0 to 4294967294"),
+    ],
+)
+def test_a_bad_metalog_value_names_its_file_and_line(tmp_path, line, message):
+    site = Site(tmp_path / "site")
+    metalog = tmp_path / "root.metalog"
+    original = Path(site.data["root"]["source"]["metalog"]).read_text()
+    metalog.write_text(original + line + "\n")
+    site.data["root"]["source"]["metalog"] = str(metalog)
+    site.save()
+    done = domus("build", f"config={site.path}", cwd=tmp_path)
+    assert done.returncode == 1
+    number = len(original.splitlines()) + 1
+    assert f"{metalog}:{number}: ./etc: {message}" in done.stdout
+    assert "Traceback" not in done.stdout + done.stderr

@@ -22,7 +22,10 @@ def run_tool(argv: Sequence[str], what: str, stdin: str | None = None) -> str:
     tool = argv[0]
     if shutil.which(tool) is None:
         raise DomusError(f"{what}: `{tool}` is not installed", hint=INSTALL_HINT.get(tool))
-    done = subprocess.run(list(argv), input=stdin, capture_output=True, text=True)
+    # surrogateescape: file names that are not UTF-8 pass through as their own bytes
+    done = subprocess.run(
+        list(argv), input=stdin, capture_output=True, encoding="utf-8", errors="surrogateescape"
+    )
     if done.returncode != 0:
         raise DomusError(
             f"{what}: `{' '.join(argv)}` failed (exit {done.returncode}):\n"

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from tests.netbsd_rules import assert_netbsd_accepts
-
 from tests.sites import Site
 from tests.test_cli import domus
 

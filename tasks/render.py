@@ -94,10 +94,9 @@ class Templates:
     def _save_references(self, known: dict[str, list]) -> None:
         if self.cache_file is None:
             return
-        self.cache_file.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.cache_file.with_name(f"{self.cache_file.name}.{os.getpid()}")
-        temporary.write_text(json.dumps(known))
-        temporary.replace(self.cache_file)
+        from tasks.images.publish import save_small
+
+        save_small(self.cache_file, json.dumps(known), "the template-reference cache")
 
     def render(self, name: str, context: Mapping[str, object]) -> str:
         from jinja2 import TemplateError

@@ -3,8 +3,11 @@ traceback, and nothing of the input in an image."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -132,3 +135,68 @@ def test_a_bad_metalog_value_names_its_file_and_line(tmp_path, line, message):
     number = len(original.splitlines()) + 1
     assert f"{metalog}:{number}: ./etc: {message}" in done.stdout
     assert "Traceback" not in done.stdout + done.stderr
+
+
+@contextmanager
+def tmpfs(directory: Path, size: str, *options: str) -> Iterator[Path]:
+    """A small tmpfs on `directory`, unmounted afterwards (the tests run as root)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", ",".join([f"size={size}", *options]), "tmpfs", directory],
+        check=True,
+    )
+    try:
+        yield directory
+    finally:
+        subprocess.run(["umount", "-l", directory], check=True)
+
+
+def fill(directory: Path) -> None:
+    with contextlib.suppress(OSError), open(directory / "filler", "wb", buffering=0) as f:
+        while True:
+            f.write(b"\0" * 4096)
+
+
+def test_a_full_disk_while_saving_the_template_cache_is_one_line(tmp_path):
+    site = Site(tmp_path / "site")
+    with tmpfs(site.output / "cache", "64k") as cache:
+        fill(cache)
+        done = domus("build", f"config={site.path}", cwd=tmp_path)
+        left = sorted(p.name for p in cache.iterdir())
+    assert done.returncode == 1
+    assert done.stderr == (
+        f"domus: {cache}/template-references.json: cannot save the template-reference "
+        "cache: No space left on device\n  hint: free space on its file system\n"
+    )
+    assert left == ["filler"]
+
+
+def test_a_lock_directory_on_a_read_only_file_system_is_one_line(tmp_path):
+    # a lock directory that is a file, or below one, is refused when the site is read
+    site = Site(tmp_path / "site")
+    locks = tmp_path / "locks"
+    site.data["locks"] = str(locks)
+    site.save()
+    with tmpfs(locks, "64k", "ro"):
+        done = domus("build", f"config={site.path}", cwd=tmp_path)
+    assert done.returncode == 78
+    assert done.stderr.splitlines()[0] == (
+        f"domus: {locks}: the lock directory (locks: in the site file) cannot be used: "
+        "Read-only file system"
+    )
+    assert "Traceback" not in done.stderr
+    assert not list(site.output.rglob("*.img"))
+
+
+def test_a_full_disk_while_saving_an_attachment_record_leaves_no_temporary(tmp_path):
+    from tasks.blockdev.records import Record, record_path, save
+    from tasks.errors import DomusError
+
+    locks = tmp_path / "locks"
+    with tmpfs(locks, "64k"):
+        record_path(locks, "x").parent.mkdir(parents=True)
+        fill(locks)
+        with pytest.raises(DomusError, match="No space left on device"):
+            save(locks, Record("vnd", 0, "vnd0", 1, "/x.img", "testing", "/mnt"))
+        left = sorted(p.name for p in record_path(locks, "x").parent.iterdir())
+    assert left == []

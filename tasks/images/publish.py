@@ -6,11 +6,13 @@ running domU keeps the inode it opened.
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from tasks.errors import DomusError
 from tasks.log import timed
 
 
@@ -55,3 +57,23 @@ def write_file(final: Path, text: str, mode: int = 0o644) -> None:
     with publishing(final) as temporary:
         temporary.write_text(text)
         os.chmod(temporary, mode)
+
+
+def save_small(final: Path, text: str, what: str) -> None:
+    """A small file that processes running at once may each save (a cache, a record):
+    written beside `final` under this process's id, fsynced and renamed; on any error the
+    temporary file is removed and the error names `final` and what it holds."""
+    temporary = final.with_name(f".{final.name}.{os.getpid()}")
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        with open(temporary, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, final)
+    except OSError as error:
+        temporary.unlink(missing_ok=True)
+        raise DomusError(
+            f"{final}: cannot save {what}: {error.strerror or error}",
+            hint="free space on its file system" if error.errno == errno.ENOSPC else None,
+        ) from None

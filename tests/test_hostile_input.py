@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -200,3 +201,25 @@ def test_a_full_disk_while_saving_an_attachment_record_leaves_no_temporary(tmp_p
             save(locks, Record("vnd", 0, "vnd0", 1, "/x.img", "testing", "/mnt"))
         left = sorted(p.name for p in record_path(locks, "x").parent.iterdir())
     assert left == []
+
+
+def test_a_full_host_disk_is_not_an_image_too_small(tmp_path):
+    site = Site(tmp_path / "site")
+    site.data["locks"] = str(tmp_path / "locks")
+    site.save()
+    with tmpfs(site.output, "8m"):
+        done = domus("build", f"config={site.path}", cwd=tmp_path)
+        images = [p.name for p in site.output.rglob("*") if p.is_file() and ".img" in p.name]
+    assert done.returncode == 1
+    assert "do not fit" not in done.stdout
+    generations = site.output / "images" / "generations"
+    assert re.search(
+        rf"^FAILED   root +{generations}/root: the disk is full: root.img needs 16.0 MiB "
+        r"while it is written and 7.\d MiB is free$",
+        done.stdout,
+        re.M,
+    ), done.stdout
+    assert "hint: free space on that disk, or set output: in the site file" in done.stdout
+    assert "Traceback" not in done.stdout + done.stderr
+    # only the sparse swap images fit; no partial image is left behind
+    assert images == ["swap.img"] * 3

@@ -11,6 +11,7 @@ import stat
 from pathlib import Path
 
 from tasks.errors import DomusError
+from tasks.images.publish import host_full
 from tasks.images.run import run_tool
 from tasks.sizes import format_size
 from tasks.tree import ROOT, Entry, Tree
@@ -48,13 +49,20 @@ def write_ext2fs(tree: Tree, size: int, dest: Path) -> None:
             dest.name,
         )
     except DomusError as error:
+        if "No space left on device" in error.message:
+            # the host's disk or the image's file system: only the host can tell
+            raise host_full(dest, size, sure=False) or _too_small(dest, size) from error
         if "No space" in error.message or "Could not allocate" in error.message:
-            raise DomusError(
-                f"{dest.name}: the files do not fit in {format_size(size)}",
-                hint="raise the image's `size` in the site file",
-            ) from error
+            raise _too_small(dest, size) from error
         raise
     run_tool(["debugfs", "-w", "-f", "-", str(dest)], dest.name, stdin=metadata_commands(tree))
+
+
+def _too_small(dest: Path, size: int) -> DomusError:
+    return DomusError(
+        f"{dest.name}: the files do not fit in {format_size(size)}",
+        hint="raise the image's `size` in the site file",
+    )
 
 
 def metadata_commands(tree: Tree) -> str:

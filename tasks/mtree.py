@@ -39,6 +39,8 @@ def spec_line(path: str, entry: Entry) -> str:
     words.append(f"mode={entry.mode:04o}")
     if entry.type == "link":
         words.append(f"link={encode(entry.link or '')}")
+    if entry.device is not None:
+        words.append(f"device=netbsd,{entry.device[0]},{entry.device[1]}")
     return " ".join(words)
 
 
@@ -95,3 +97,17 @@ def _logical_lines(text: str) -> Iterable[tuple[int, str]]:
         line, pending = (pending + line).strip(), ""
         if line and not line.startswith("#"):
             yield start, line
+
+
+def parse_device(text: str) -> tuple[int, int]:
+    """An mtree `device=`: `FORMAT,major,minor` (as mtree -c writes it) or a NetBSD dev_t.
+
+    Raises ValueError."""
+    fields = text.split(",")
+    if len(fields) == 3 and fields[1].isdigit() and fields[2].isdigit():
+        return int(fields[1]), int(fields[2])
+    if len(fields) == 1:
+        number = int(text, 0)
+        # NetBSD's makedev(): minor bits below and above the major's
+        return (number & 0x000FFF00) >> 8, ((number & 0xFFF00000) >> 12) | (number & 0xFF)
+    raise ValueError(text)

@@ -6,6 +6,9 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import socket
+import stat
+import struct
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -223,3 +226,93 @@ def test_a_full_host_disk_is_not_an_image_too_small(tmp_path):
     assert "Traceback" not in done.stdout + done.stderr
     # only the sparse swap images fit; no partial image is left behind
     assert images == ["swap.img"] * 3
+
+
+def first_block_pointer(image: Path, fs: str, inode: int) -> int:
+    """The 32-bit word where NetBSD's ffs and ext2fs keep a device node's dev_t (the first
+    block pointer), read from the image's bytes: small images have one cylinder group."""
+    data = image.read_bytes()
+
+    def u32(offset: int) -> int:
+        return struct.unpack_from("<I", data, offset)[0]
+
+    if fs == "ffs":
+        sb = 8192
+        assert u32(sb + 44) == 1 and inode < u32(sb + 184)  # fs_ncg, fs_ipg
+        table = u32(sb + 16) * u32(sb + 52)  # fs_iblkno * fs_fsize
+        return u32(table + inode * 128 + 40)  # di_db[0]
+    block = 1024 << u32(1024 + 24)  # s_log_block_size
+    assert inode <= u32(1024 + 40)  # s_inodes_per_group
+    descriptors = 2048 if block == 1024 else block
+    table = u32(descriptors + 8) * block  # bg_inode_table of group 0
+    return u32(table + (inode - 1) * 128 + 40)  # i_block[0]
+
+
+def netbsd_major_minor(dev: int) -> tuple[int, int]:
+    """NetBSD's major() and minor() of <sys/types.h>."""
+    return (dev & 0x000FFF00) >> 8, ((dev & 0xFFF00000) >> 12) | (dev & 0x000000FF)
+
+
+def test_device_nodes_and_fifos_go_into_the_image_and_sockets_are_left_out(tmp_path):
+    tree = tmp_path / "pkgtree"
+    (tree / "dev").mkdir(parents=True)
+    os.mknod(tree / "dev" / "null", 0o666 | stat.S_IFCHR, os.makedev(2, 2))
+    os.mknod(tree / "dev" / "wd0a", 0o640 | stat.S_IFBLK, os.makedev(19, 0))
+    os.mkfifo(tree / "dev" / "fifo", 0o600)
+    for node, mode in (("null", 0o666), ("wd0a", 0o640)):
+        os.chmod(tree / "dev" / node, mode)  # past the umask
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(tree / "dev" / "socket"))
+    site = Site(tmp_path / "site")
+    site.data["domains"]["www2"]["pkg"] = {"source": {"tree": str(tree)}}
+    site.data["domains"]["db1"]["pkg"] = {"fs": "ext2fs", "source": {"tree": str(tree)}}
+    site.save()
+    done = domus("build", f"config={site.path}", cwd=tmp_path)
+    listener.close()
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"warning: {tree / 'dev' / 'socket'}: a socket" in done.stderr
+    for name, fs in (("www2", "ffs"), ("db1", "ext2fs")):
+        image = site.image(name, "pkg.img")
+        listing = subprocess.run(["fls", "-r", "-p", str(image)], capture_output=True, text=True)
+        found = {}
+        for line in listing.stdout.splitlines():
+            kind, number, path = re.fullmatch(
+                r"(\S+) \**\s*(\d+)(?:\(realloc\))?:\t(.*)", line
+            ).groups()
+            found[path] = (kind, int(number))
+        assert "dev/socket" not in found
+        expected = {
+            "dev/null": ("c/c", "crw-rw-rw-", (2, 2)),
+            "dev/wd0a": ("b/b", "brw-r-----", (19, 0)),
+            "dev/fifo": ("p/p", "prw-------", None),
+        }
+        for path, (kind, mode, device) in expected.items():
+            assert found[path][0] == kind, (fs, path, found)
+            inode = found[path][1]
+            istat = subprocess.run(
+                ["istat", str(image), str(inode)], capture_output=True, text=True
+            ).stdout
+            assert f"mode: {mode}" in istat, (fs, path, istat)
+            if device is not None:
+                assert netbsd_major_minor(first_block_pointer(image, fs, inode)) == device
+        assert_netbsd_accepts(image, fs)
+
+
+def test_a_metalog_device_node_goes_into_the_image(tmp_path):
+    site = Site(tmp_path / "site")
+    metalog = tmp_path / "root.metalog"
+    original = Path(site.data["root"]["source"]["metalog"]).read_text()
+    metalog.write_text(original + "./etc/console type=char device=netbsd,4,1 mode=0600\n")
+    site.data["root"]["source"]["metalog"] = str(metalog)
+    site.save()
+    done = domus("build", f"config={site.path}", cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    image = site.output / "images" / "root.img"
+    listing = subprocess.run(["fls", "-r", "-p", str(image)], capture_output=True, text=True)
+    line = next(x for x in listing.stdout.splitlines() if x.endswith("\tetc/console"))
+    inode = int(re.search(r"(\d+):", line)[1])
+    assert line.startswith("c/c ")
+    istat = subprocess.run(["istat", str(image), str(inode)], capture_output=True, text=True)
+    assert "mode: crw-------" in istat.stdout
+    assert netbsd_major_minor(first_block_pointer(image, "ffs", inode)) == (4, 1)
+    assert_netbsd_accepts(image, "ffs")

@@ -316,3 +316,17 @@ def test_a_metalog_device_node_goes_into_the_image(tmp_path):
     assert "mode: crw-------" in istat.stdout
     assert netbsd_major_minor(first_block_pointer(image, "ffs", inode)) == (4, 1)
     assert_netbsd_accepts(image, "ffs")
+
+
+def test_a_full_disk_under_doits_database_is_one_line(tmp_path):
+    site = Site(tmp_path / "site")
+    site.data["locks"] = str(tmp_path / "locks")
+    site.save()
+    with tmpfs(site.output, "64k") as output:
+        fill(output)
+        done = domus("build", f"config={site.path}", cwd=tmp_path)
+    assert done.returncode == 1
+    assert done.stderr == (
+        f"domus: {output}/.doit.db: the disk is full: cannot record which tasks are up to "
+        "date\n  hint: free space on the disk of the output directory\n"
+    )

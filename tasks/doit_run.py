@@ -11,6 +11,7 @@ import importlib.util
 import json
 import os
 import pprint
+import re
 import sqlite3
 from collections.abc import Sequence
 from contextlib import closing
@@ -20,6 +21,7 @@ from types import ModuleType
 from doit.cmd_base import ModuleTaskLoader, get_loader
 from doit.cmd_dumpdb import DumpDB
 from doit.cmdparse import CmdParseError
+from doit.dependency import DatabaseException
 from doit.doit_cmd import DoitMain
 from doit.exceptions import InvalidCommand, InvalidDodoFile, InvalidTask
 
@@ -98,3 +100,16 @@ class _Doit(DoitMain):
             raise UsageError(message, hint=f"`{self.BIN_NAME} help {name}`") from None
         except (InvalidDodoFile, InvalidTask) as error:
             raise DomusError(f"dodo.py: {error}") from None
+        except DatabaseException as error:
+            # doit's record of what is up to date: unreadable, or the disk it is on is full
+            if "full" in str(error):
+                found = re.search(r"in '([^']+)'", str(error))
+                raise DomusError(
+                    f"{found[1] if found else 'doit.db'}: the disk is full: cannot "
+                    "record which tasks are up to date",
+                    hint="free space on the disk of the output directory",
+                ) from None
+            raise DomusError(
+                " ".join(str(error).split()),
+                hint="remove that file: the next build then rebuilds everything",
+            ) from None

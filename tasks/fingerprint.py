@@ -21,7 +21,9 @@ def tree_fingerprint(top: Path) -> str:
             items = sorted(listing, key=lambda item: item.name)
         for item in items:
             st = item.stat(follow_symlinks=False)
-            digest.update(f"{item.path}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_mode}\n".encode())
+            # a name is bytes to NetBSD, not always UTF-8: hashed as those bytes
+            digest.update(os.fsencode(item.path))
+            digest.update(f"\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_mode}\n".encode())
             if item.is_dir(follow_symlinks=False):
                 stack.append(item.path)
     return digest.hexdigest()

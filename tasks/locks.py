@@ -9,7 +9,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from tasks.errors import DomusError, LockHeld
+from tasks.errors import DomusError, LockHeld, SiteError
 
 IMAGE_LOCK_TIMEOUT = 3600.0
 
@@ -17,8 +17,19 @@ _held: list[FileLock] = []
 
 
 def lock_path(locks: Path, name: str) -> Path:
-    locks.mkdir(parents=True, exist_ok=True)
+    try:
+        locks.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise _unusable(locks, error) from None
     return locks / f"{name}.lock"
+
+
+def _unusable(locks: Path, error: OSError) -> SiteError:
+    return SiteError(
+        f"{locks}: the lock directory (locks: in the site file) cannot be used: "
+        f"{error.strerror or error}",
+        hint="set locks: to a directory this user can create files in",
+    )
 
 
 def hold_run_lock(locks: Path) -> None:
@@ -30,10 +41,12 @@ def hold_run_lock(locks: Path) -> None:
     lock = FileLock(str(path), timeout=0)
     try:
         lock.acquire()
+        _held.append(lock)
+        path.with_suffix(".pid").write_text(f"{os.getpid()}\n")
     except Timeout:
         raise _locked(path) from None
-    _held.append(lock)
-    path.with_suffix(".pid").write_text(f"{os.getpid()}\n")
+    except OSError as error:
+        raise _unusable(locks, error) from None
 
 
 def _locked(path: Path) -> LockHeld:

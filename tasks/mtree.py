@@ -23,13 +23,14 @@ def encode(name: str) -> str:
         if _PLAIN.fullmatch(ch):
             out.append(ch)
         else:
-            out.extend(f"\\{byte:03o}" for byte in ch.encode())
+            # a name that is not UTF-8 keeps its own bytes (os's surrogateescape)
+            out.extend(f"\\{byte:03o}" for byte in ch.encode(errors="surrogateescape"))
     return "".join(out)
 
 
 def decode(name: str) -> str:
     raw = re.sub(rb"\\([0-7]{3})", lambda m: bytes([int(m.group(1), 8)]), name.encode())
-    return raw.decode()
+    return raw.decode(errors="surrogateescape")
 
 
 def spec_line(path: str, entry: Entry) -> str:
@@ -38,6 +39,8 @@ def spec_line(path: str, entry: Entry) -> str:
     words.append(f"mode={entry.mode:04o}")
     if entry.type == "link":
         words.append(f"link={encode(entry.link or '')}")
+    if entry.device is not None:
+        words.append(f"device=netbsd,{entry.device[0]},{entry.device[1]}")
     return " ".join(words)
 
 
@@ -94,3 +97,17 @@ def _logical_lines(text: str) -> Iterable[tuple[int, str]]:
         line, pending = (pending + line).strip(), ""
         if line and not line.startswith("#"):
             yield start, line
+
+
+def parse_device(text: str) -> tuple[int, int]:
+    """An mtree `device=`: `FORMAT,major,minor` (as mtree -c writes it) or a NetBSD dev_t.
+
+    Raises ValueError."""
+    fields = text.split(",")
+    if len(fields) == 3 and fields[1].isdigit() and fields[2].isdigit():
+        return int(fields[1]), int(fields[2])
+    if len(fields) == 1:
+        number = int(text, 0)
+        # NetBSD's makedev(): minor bits below and above the major's
+        return (number & 0x000FFF00) >> 8, ((number & 0xFFF00000) >> 12) | (number & 0xFF)
+    raise ValueError(text)

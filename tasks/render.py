@@ -33,18 +33,22 @@ class Templates:
         found = set()
         for directory in self.search:
             top = directory / group
-            if top.is_dir():
+            if not top.is_dir():
+                continue
+            for parent, dirs, files in os.walk(top):
+                for entry in [*dirs, *files]:
+                    contained(directory, Path(parent, entry))
                 found.update(
-                    str(p.relative_to(top))
-                    for p in top.rglob("*")
-                    if p.is_file() and not p.name.startswith(".") and not p.name.endswith("~")
+                    str(Path(parent, f).relative_to(top))
+                    for f in files
+                    if Path(parent, f).is_file() and not f.startswith(".") and not f.endswith("~")
                 )
         return sorted(found)
 
     def path_of(self, name: str) -> Path:
         for directory in self.search:
             if (directory / name).is_file():
-                return directory / name
+                return contained(directory, directory / name)
         raise DomusError(f"no template {name!r} in {', '.join(map(str, self.search))}")
 
     def files(self, names: Iterable[str]) -> list[Path]:
@@ -90,23 +94,23 @@ class Templates:
     def _save_references(self, known: dict[str, list]) -> None:
         if self.cache_file is None:
             return
-        self.cache_file.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.cache_file.with_name(f"{self.cache_file.name}.{os.getpid()}")
-        temporary.write_text(json.dumps(known))
-        temporary.replace(self.cache_file)
+        from tasks.images.publish import save_small
+
+        save_small(self.cache_file, json.dumps(known), "the template-reference cache")
 
     def render(self, name: str, context: Mapping[str, object]) -> str:
         from jinja2 import TemplateError
+        from jinja2.sandbox import SecurityError
 
         try:
             return self.env.get_template(name).render(context)
         except TemplateError as error:
             where = self.path_of(name)
             line = getattr(error, "lineno", None)
-            raise DomusError(
-                f"{where}{f':{line}' if line else ''}: {error}",
-                hint="variables a template can use are listed in the README (Templates)",
-            ) from error
+            hint = "variables a template can use are listed in the README (Templates)"
+            if isinstance(error, SecurityError):
+                hint = "templates run sandboxed: no Python internals, files or commands"
+            raise DomusError(f"{where}{f':{line}' if line else ''}: {error}", hint=hint) from error
 
 
 def xl_escape(value: object) -> str:
@@ -115,12 +119,36 @@ def xl_escape(value: object) -> str:
     return re.sub(r"([\\'\"])", r"\\\1", str(value))
 
 
+def contained(directory: Path, path: Path) -> Path:
+    """`path`, refused where a symlink leads it out of the template directory `directory`:
+    a template directory must not make a host file (say /etc/shadow) part of an image.
+    Symlinks that stay inside the directory are followed."""
+    if not path.resolve().is_relative_to(directory.resolve()):
+        raise DomusError(
+            f"{path}: a symlink leads out of the template directory {directory} "
+            f"(to {path.resolve()}); refusing to read it",
+            hint="copy the file into the template directory, or remove the symlink",
+        )
+    return path
+
+
 @cache
 def _environment(search: tuple[str, ...]):
-    from jinja2 import Environment, FileSystemLoader, StrictUndefined
+    from jinja2 import FileSystemLoader, StrictUndefined
+    from jinja2.sandbox import SandboxedEnvironment
 
-    env = Environment(
-        loader=FileSystemLoader(list(search)),
+    class ContainedLoader(FileSystemLoader):
+        """Templates only from inside the search directories, even through symlinks."""
+
+        def get_source(self, environment, template):
+            source, filename, uptodate = super().get_source(environment, template)
+            directory = next(d for d in self.searchpath if Path(filename).is_relative_to(d))
+            contained(Path(directory), Path(filename))
+            return source, filename, uptodate
+
+    # Sandboxed: a template reaches no Python internals, files or processes (README, Templates).
+    env = SandboxedEnvironment(
+        loader=ContainedLoader(list(search)),
         undefined=StrictUndefined,
         keep_trailing_newline=True,
         autoescape=False,

@@ -8,18 +8,28 @@ ordinary user belongs to root:wheel in the image, unless its METALOG says otherw
 from __future__ import annotations
 
 import os
+import re
 import stat
 from pathlib import Path
 
 from tasks.errors import DomusError
-from tasks.mtree import parse_metalog
-from tasks.tree import ROOT, Entry, Tree
+from tasks.log import note
+from tasks.mtree import parse_device, parse_metalog
+from tasks.tree import ROOT, SPECIAL, Entry, Tree
 
-_TYPES = {stat.S_IFDIR: "dir", stat.S_IFREG: "file", stat.S_IFLNK: "link"}
+_TYPES = {
+    stat.S_IFDIR: "dir",
+    stat.S_IFREG: "file",
+    stat.S_IFLNK: "link",
+    stat.S_IFCHR: "char",
+    stat.S_IFBLK: "block",
+    stat.S_IFIFO: "fifo",
+}
 
 
 def scan(top: Path) -> dict[str, Entry]:
-    """Every directory, file and symlink below `top`; devices, fifos and sockets are left out."""
+    """Every directory, file, symlink, device node and FIFO below `top`; sockets are left
+    out (a file system holds none that outlive the process that made them)."""
     keep_owners = top.stat().st_uid == 0
     entries: dict[str, Entry] = {ROOT: _entry(top, top.stat(), keep_owners)}
     stack = [(top, "")]
@@ -29,6 +39,7 @@ def scan(top: Path) -> dict[str, Entry]:
             for item in listing:
                 st = item.stat(follow_symlinks=False)
                 if stat.S_IFMT(st.st_mode) not in _TYPES:
+                    note(f"warning: {item.path}: a socket (or other special file) is left out")
                     continue
                 path = prefix + item.name
                 entries[path] = _entry(Path(item.path), st, keep_owners)
@@ -42,7 +53,8 @@ def _entry(path: Path, st: os.stat_result, keep_owners: bool) -> Entry:
     uid, gid = (st.st_uid, st.st_gid) if keep_owners else (0, 0)
     link = os.readlink(path) if kind == "link" else None
     mode = 0o755 if kind == "link" else stat.S_IMODE(st.st_mode)
-    return Entry(kind, mode, uid, gid, link)
+    device = (os.major(st.st_rdev), os.minor(st.st_rdev)) if kind in ("char", "block") else None
+    return Entry(kind, mode, uid, gid, link, device)
 
 
 def apply_metalog(entries: dict[str, Entry], top: Path, metalog: Path) -> None:
@@ -59,13 +71,27 @@ def apply_metalog(entries: dict[str, Entry], top: Path, metalog: Path) -> None:
             )
         if current is not None and current.type != kind:
             raise DomusError(f"{where}: METALOG says type={kind}, the tree has a {current.type}")
+        if kind not in ("file", "dir", "link", *SPECIAL):
+            raise DomusError(f"{where}: type={kind}: expected file, dir, link, char, block or fifo")
         base = current or Entry(kind, 0o755 if kind == "dir" else 0o644, link=words.get("link"))
+        device = base.device
+        if "device" in words:
+            try:
+                device = parse_device(words["device"])
+            except ValueError:
+                raise DomusError(
+                    f"{where}: device={words['device']}: expected FORMAT,major,minor "
+                    "such as netbsd,2,2"
+                ) from None
+        if kind in ("char", "block") and device is None:
+            raise DomusError(f"{where}: type={kind} needs device=FORMAT,major,minor")
         entries[path] = Entry(
             kind,
-            int(words["mode"], 8) if "mode" in words else base.mode,
+            _mode(words["mode"], where) if "mode" in words else base.mode,
             _id(words, "uid", "uname", users, base.uid, where),
             _id(words, "gid", "gname", groups, base.gid, where),
             base.link,
+            device,
         )
 
 
@@ -73,6 +99,11 @@ def _id(
     words: dict[str, str], number: str, name: str, table: dict[str, int], default: int, where: str
 ) -> int:
     if number in words:
+        if not words[number].isdigit() or int(words[number]) > 0xFFFFFFFE:
+            raise DomusError(
+                f"{where}: {number}={words[number]}: expected a number from 0 to 4294967294",
+                hint=f"fix the line, or give {name}= with a name from the tree's own files",
+            )
         return int(words[number])
     if name in words:
         try:
@@ -82,6 +113,16 @@ def _id(
                 f"{where}: {name}={words[name]} is not in the tree's own passwd/group files"
             ) from None
     return default
+
+
+def _mode(text: str, where: str) -> int:
+    """An mtree `mode=`: octal permission bits, as mtree(8) reads them."""
+    if not re.fullmatch(r"0*[0-7]{1,4}", text):
+        raise DomusError(
+            f"{where}: mode={text}: expected an octal mode such as 0755",
+            hint="fix the line in the METALOG",
+        )
+    return int(text, 8)
 
 
 def _names(*candidates: Path) -> dict[str, int]:

@@ -54,7 +54,8 @@ def run(
     *,
     check: bool = True,
     input: str | None = None,
-    errors: str = "strict",
+    # file names that are not UTF-8 pass through as their own bytes, in and out
+    errors: str = "surrogateescape",
 ) -> subprocess.CompletedProcess[str]:
     """Run a tool; with `check`, a failure is a DomusError quoting the command and its stderr.
 
@@ -67,7 +68,7 @@ def run(
         input=input,
         stdin=None if input is not None else subprocess.DEVNULL,
         capture_output=True,
-        text=True,
+        encoding="utf-8",
         errors=errors,
     )
     if check and done.returncode != 0:

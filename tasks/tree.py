@@ -27,11 +27,17 @@ ROOT = "."
 class Entry:
     """Metadata of one path in the image; the content is the staged file of the same path."""
 
-    type: str  # "file", "dir" or "link"
+    type: str  # "file", "dir", "link", or one of SPECIAL
     mode: int  # permission bits, 0o7777
     uid: int = 0
     gid: int = 0
     link: str | None = None  # symlink target
+    device: tuple[int, int] | None = None  # major and minor of a char or block device
+
+
+# Device nodes and FIFOs: nothing is staged for them (making one on the host needs root);
+# the image writers create them from the manifest.
+SPECIAL = ("char", "block", "fifo")
 
 
 def normalize(path: str) -> str:
@@ -72,7 +78,7 @@ class Tree:
                 host.mkdir(exist_ok=True)
             elif entry.type == "link":
                 os.symlink(entry.link or "", host)
-            else:
+            elif entry.type not in SPECIAL:
                 link_or_copy(source / path, host)
         tree.entries = dict(entries)
         return tree
@@ -158,6 +164,13 @@ class Tree:
         os.symlink(target, self.host_path(path))
         self.entries[path] = Entry("link", 0o755, uid, gid, link=target)
 
+    def add_special(self, path: str, entry: Entry) -> None:
+        """A device node or FIFO, made in the image only."""
+        path = normalize(path)
+        self._require_parent(path)
+        self._clear(path)
+        self.entries[path] = entry
+
     def hardlink(self, path: str, existing: str) -> None:
         """`path` becomes another name of the file `existing` (same inode in the image)."""
         path, existing = normalize(path), normalize(existing)
@@ -182,7 +195,7 @@ class Tree:
         if host.is_dir() and not host.is_symlink():
             shutil.rmtree(host)
         else:
-            host.unlink()
+            host.unlink(missing_ok=True)  # device nodes and FIFOs have nothing staged
 
     def copy_from(self, other: Tree, top: str) -> None:
         """Copy `top` and everything below it from `other` to the same path here."""
@@ -193,6 +206,8 @@ class Tree:
                 self.mkdir(path, entry.mode, entry.uid, entry.gid)
             elif entry.type == "link":
                 self.symlink(path, entry.link or "", entry.uid, entry.gid)
+            elif entry.type in SPECIAL:
+                self.add_special(path, entry)
             else:
                 self.add_file(path, other.host_path(path), entry.mode, entry.uid, entry.gid)
 
@@ -208,7 +223,10 @@ class Tree:
     def load(cls, staging: Path, manifest: Path) -> Tree:
         tree = cls(staging)
         data = json.loads(manifest.read_text())
-        tree.entries = {p: Entry(**e) for p, e in data.items()}
+        tree.entries = {
+            p: Entry(**{**e, "device": tuple(e["device"]) if e.get("device") else None})
+            for p, e in data.items()
+        }
         return tree
 
 

@@ -316,7 +316,8 @@ def test_a_new_size_is_not_converged(site):
         "it is 16m but local.size is 24m: a converge rewrites files, it does not resize "
         "an image" in run.stdout
     )
-    assert "./domus reprovision www1" in run.stdout
+    assert "hint: set local.size back to 16m; or `./domus reprovision www1`" in run.stdout
+    assert "vnd mounts FFS" not in run.stdout
     assert site.image("www1", "local.img").stat().st_size == 16 << 20
 
 

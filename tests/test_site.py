@@ -531,6 +531,33 @@ DOMAIN_PROBLEMS = [
     ),
     ("{local: {size: 0}}", "local.size: expected a size greater than 0, got 0"),
     ("{swap: {size: 1gb}}", "swap.size: expected a size such as 256m or 1g, got '1gb'"),
+    (
+        "{pkg: {size: 99999999999999999999g}}",
+        "pkg.size: expected a size of at most 16t, got '99999999999999999999g'",
+    ),
+    ("{swap: {size: 17t}}", "swap.size: expected a size of at most 16t, got '17t'"),
+    (
+        "{local: {size: 512}}",
+        "local.size: expected at least 48k, the smallest ffs image (the default fs), got 512",
+    ),
+    (
+        "{local: {size: 40k, fs: ext2fs}}",
+        "local.size: expected at least 60k, the smallest "
+        "ext2fs image (domains.www1.local.fs, line 6), got 40k",
+    ),
+    (
+        "{local: {size: 16t, fs: ext2fs}}",
+        "local.size: expected at most 17179869180k, the "
+        "largest ext2fs image (domains.www1.local.fs, line 6), got 16t",
+    ),
+    (
+        "{pkg: {size: 2t}}",
+        "pkg.size: expected at most 2147483640k, the largest ffs image (the default fs), got 2t",
+    ),
+    (
+        "{pkg: {size: 1001k}}",
+        "pkg.size: expected a multiple of 8k, the ffs block size (the default fs), got 1001k",
+    ),
     # choices
     ("{local: {fs: zfs}}", "local.fs: expected one of ffs, ext2fs, got 'zfs'"),
     (

@@ -56,14 +56,10 @@ def mount_dir(locks: Path, unit_name: str) -> Path:
 
 
 def save(locks: Path, record: Record) -> None:
-    path = record_path(locks, record.unit_name)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}")
-    with open(temporary, "w") as f:
-        json.dump(asdict(record), f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(temporary, path)
+    from tasks.images.publish import save_small
+
+    text = json.dumps(asdict(record), indent=1)
+    save_small(record_path(locks, record.unit_name), text, "the record of an attached image")
 
 
 def remove(locks: Path, unit_name: str) -> None:

@@ -83,7 +83,9 @@ def how(fs: str, backend_setting: str, encrypted: bool = False) -> str:
     raise DomusError(why)
 
 
-def refusal(domu: DomU, image: Path, changed: Sequence[str], why: str) -> DomusError:
+def refusal(
+    domu: DomU, image: Path, changed: Sequence[str], why: str, hint: str | None = None
+) -> DomusError:
     if changed:
         what = (
             f"{image} is the state of {domu.name} and is never rebuilt over; its inputs "
@@ -93,7 +95,8 @@ def refusal(domu: DomU, image: Path, changed: Sequence[str], why: str) -> DomusE
         what = f"{image}, the state of {domu.name}, cannot be converged in place here"
     return DomusError(
         f"{what}: {why}",
-        hint=f"run `./domus build` as root on the NetBSD dom0 (vnd mounts FFS); or "
+        hint=hint
+        or f"run `./domus build` as root on the NetBSD dom0 (vnd mounts FFS); or "
         f"`./domus reprovision {domu.name}` (the old image is kept as a dated backup); "
         "local.fs: ext2fs images converge on any system, even without root; or undo the change",
     )
@@ -133,7 +136,10 @@ def check_shape(domu: DomU, image: Path) -> None:
         raise DomusError(
             f"it is {format_size(size)} but local.size is "
             f"{format_size(domu.local.size)}: a converge rewrites files, it does "
-            "not resize an image"
+            "not resize an image",
+            hint=f"set local.size back to {format_size(size)}; or "
+            f"`./domus reprovision {domu.name}` to make it at the new size (the old image is "
+            "kept as a dated backup)",
         )
     found = detect_fs(image)
     if domu.local_encrypted:
@@ -190,7 +196,7 @@ def converge(
         cgd_params(site, domu)
         method = how(domu.local.fs, site.blockdev.backend, domu.local_encrypted)
     except DomusError as error:
-        raise refusal(domu, image, changed, error.message) from None
+        raise refusal(domu, image, changed, error.message, error.hint) from None
     start = time.monotonic()
     # SIGTERM unwinds like Ctrl-C: unmount and detach, or remove debugfs' unfinished copy
     with (

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 from tasks.images.ext2fs import write_ext2fs
 from tasks.images.ffs import write_ffs
+from tasks.images.publish import host_full
 from tasks.tree import Tree
 
 WRITERS = {"ffs": write_ffs, "ext2fs": write_ext2fs}
 
 
 def write_image(tree: Tree, fs: str, size: int, dest: Path) -> None:
-    WRITERS[fs](tree, size, dest)
+    try:
+        WRITERS[fs](tree, size, dest)
+    except OSError as error:
+        if error.errno == errno.ENOSPC:
+            raise host_full(dest, size) or error from None
+        raise

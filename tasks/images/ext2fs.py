@@ -11,12 +11,20 @@ import stat
 from pathlib import Path
 
 from tasks.errors import DomusError
+from tasks.images.publish import host_full
 from tasks.sizes import format_size
 from tasks.tools import run
 from tasks.tree import ROOT, Entry, Tree
 
 FEATURES = "none,filetype,sparse_super,large_file"
-_TYPE_BITS = {"file": stat.S_IFREG, "dir": stat.S_IFDIR, "link": stat.S_IFLNK}
+_TYPE_BITS = {
+    "file": stat.S_IFREG,
+    "dir": stat.S_IFDIR,
+    "link": stat.S_IFLNK,
+    "char": stat.S_IFCHR,
+    "block": stat.S_IFBLK,
+    "fifo": stat.S_IFIFO,
+}
 
 
 def write_ext2fs(tree: Tree, size: int, dest: Path) -> None:
@@ -48,13 +56,20 @@ def write_ext2fs(tree: Tree, size: int, dest: Path) -> None:
             dest.name,
         )
     except DomusError as error:
+        if "No space left on device" in error.message:
+            # the host's disk or the image's file system: only the host can tell
+            raise host_full(dest, size, sure=False) or _too_small(dest, size) from error
         if "No space" in error.message or "Could not allocate" in error.message:
-            raise DomusError(
-                f"{dest.name}: the files do not fit in {format_size(size)}",
-                hint="raise the image's `size` in the site file",
-            ) from error
+            raise _too_small(dest, size) from error
         raise
     run(["debugfs", "-w", "-f", "-", str(dest)], dest.name, input=metadata_commands(tree))
+
+
+def _too_small(dest: Path, size: int) -> DomusError:
+    return DomusError(
+        f"{dest.name}: the files do not fit in {format_size(size)}",
+        hint="raise the image's `size` in the site file",
+    )
 
 
 def metadata_commands(tree: Tree) -> str:
@@ -66,6 +81,26 @@ def _commands(path: str, entry: Entry) -> str:
     if '"' in name or "\n" in name:
         raise DomusError(f"{name!r}: ext2fs images cannot hold this name", hint="use ffs")
     mode = _TYPE_BITS[entry.type] | entry.mode
-    return (
-        f'sif "{name}" mode 0{mode:o}\nsif "{name}" uid {entry.uid}\nsif "{name}" gid {entry.gid}\n'
-    )
+    owner = f'sif "{name}" uid {entry.uid}\nsif "{name}" gid {entry.gid}\n'
+    return _mknod(name, entry) + f'sif "{name}" mode 0{mode:o}\n' + owner
+
+
+def _mknod(name: str, entry: Entry) -> str:
+    """debugfs makes the device nodes and FIFOs that mke2fs found nothing staged for (in
+    the current directory: debugfs's mknod takes a name, not a path)."""
+    if entry.type not in ("char", "block", "fifo"):
+        return ""
+    parent, _, base = name.rpartition("/")
+    if entry.type == "fifo":
+        return f'cd "{parent or "/"}"\nmknod "{base}" p\ncd /\n'
+    assert entry.device is not None
+    major, minor = entry.device
+    # NetBSD's ext2fs reads the device from the inode's first block pointer, where
+    # debugfs puts it (major << 8 | minor) only while both fit in 8 bits
+    if major > 255 or minor > 255:
+        raise DomusError(
+            f"{name}: device {major},{minor} cannot be stored in an ext2fs image "
+            "(major and minor must be below 256)",
+            hint="use fs: ffs for this image",
+        )
+    return f'cd "{parent or "/"}"\nmknod "{base}" {entry.type[0]} {major} {minor}\ncd /\n'

@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 from tasks.errors import DomusError
+from tasks.images.publish import host_full
 from tasks.images.sparse import punch_zeros
 from tasks.log import timed
 from tasks.mtree import write_spec
@@ -32,13 +33,20 @@ def write_ffs(tree: Tree, size: int, dest: Path) -> None:
         with timed(f"{dest.name}: makefs"):
             run(argv, f"{dest.name}")
     except DomusError as error:
+        if "No space left on device" in error.message:
+            # the host's disk or the image's file system: only the host can tell
+            raise host_full(dest, size, sure=False) or _too_small(dest, size) from error
         if re.search(r"too small|exceeds|larger than the maxsize|No space", error.message, re.I):
-            raise DomusError(
-                f"{dest.name}: the files do not fit in {format_size(size)}",
-                hint="raise the image's `size` in the site file",
-            ) from error
+            raise _too_small(dest, size) from error
         raise
     finally:
         spec.unlink(missing_ok=True)
     with timed(f"{dest.name}: punch zeros"):
         punch_zeros(dest)
+
+
+def _too_small(dest: Path, size: int) -> DomusError:
+    return DomusError(
+        f"{dest.name}: the files do not fit in {format_size(size)}",
+        hint="raise the image's `size` in the site file",
+    )

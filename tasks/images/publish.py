@@ -6,12 +6,15 @@ running domU keeps the inode it opened.
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from tasks.errors import DomusError
 from tasks.log import timed
+from tasks.sizes import MiB
 
 
 def partial_name(final: Path) -> Path:
@@ -30,8 +33,30 @@ def publishing(final: Path) -> Iterator[Path]:
             fsync_file(temporary)
         os.replace(temporary, final)
         fsync_dir(final.parent)
+    except OSError as error:
+        if error.errno == errno.ENOSPC:
+            raise host_full(temporary) or error from None
+        raise
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def host_full(dest: Path, size: int | None = None, *, sure: bool = True) -> DomusError | None:
+    """The error for a host disk too full to write `dest` (of `size` bytes); unless `sure`,
+    None where the disk has room: then a "No space left on device" came from inside the
+    image. The partial `dest` is removed first, so its blocks count as free."""
+    dest.unlink(missing_ok=True)
+    st = os.statvfs(dest.parent)
+    free = st.f_bavail * st.f_frsize
+    if not sure and size is not None and free >= size:
+        return None
+    needs = "" if size is None else f" needs {size / MiB:.1f} MiB while it is written and"
+    # a generation is written in a hidden directory: name the one the operator knows
+    where = next(p for p in (dest.parent, *dest.parent.parents) if not p.name.startswith("."))
+    return DomusError(
+        f"{where}: the disk is full: {dest.name}{needs} {free / MiB:.1f} MiB is free",
+        hint="free space on that disk, or set output: in the site file to a larger one",
+    )
 
 
 def fsync_file(path: Path) -> None:
@@ -55,3 +80,23 @@ def write_file(final: Path, text: str, mode: int = 0o644) -> None:
     with publishing(final) as temporary:
         temporary.write_text(text)
         os.chmod(temporary, mode)
+
+
+def save_small(final: Path, text: str, what: str) -> None:
+    """A small file that processes running at once may each save (a cache, a record):
+    written beside `final` under this process's id, fsynced and renamed; on any error the
+    temporary file is removed and the error names `final` and what it holds."""
+    temporary = final.with_name(f".{final.name}.{os.getpid()}")
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        with open(temporary, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, final)
+    except OSError as error:
+        temporary.unlink(missing_ok=True)
+        raise DomusError(
+            f"{final}: cannot save {what}: {error.strerror or error}",
+            hint="free space on its file system" if error.errno == errno.ENOSPC else None,
+        ) from None

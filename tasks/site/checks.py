@@ -9,6 +9,7 @@ from tasks.cgd.table import CIPHERS, DEFAULT_CIPHER
 from tasks.site.netbsd import allowed_keylengths, this_dom0
 from tasks.site.reader import INVALID, Context, Found, Layer
 from tasks.site.settings import DomainEntry
+from tasks.sizes import FS_SIZES, format_size
 from tasks.urls import Url
 
 
@@ -23,6 +24,7 @@ def check_site(layer: Layer, defaults: Layer, entries: Sequence[DomainEntry], ct
     for group in ("swap", "local"):
         _check_keylengths(defaults, entries, ctx, group)
     _check_encrypted_fs(defaults, entries, ctx)
+    _check_image_sizes(layer, defaults, entries, ctx)
 
 
 def _check_dom0(layer: Layer, ctx: Context) -> None:
@@ -148,6 +150,43 @@ def _check_encrypted_fs(defaults: Layer, entries: Sequence[DomainEntry], ctx: Co
                 f"line {encrypt.line}) must be ffs, so that cgdconfig can tell a wrong "
                 "passphrase; set local.fs: ffs, or local.encrypt: dom0",
             )
+
+
+def _check_image_sizes(
+    layer: Layer, defaults: Layer, entries: Sequence[DomainEntry], ctx: Context
+) -> None:
+    """Each image size against what its file system can hold, so that makefs or mke2fs never
+    fails on it halfway through a build; reported once, where the size is written."""
+    pairs = [(layer.values.get("root.size"), layer.values.get("root.fs"))]
+    for group in ("local", "pkg"):
+        for entry in entries:
+            layers = (entry.layer, defaults)
+            size, fs = (
+                next((lay.values[key] for lay in layers if key in lay.values), None)
+                for key in (f"{group}.size", f"{group}.fs")
+            )
+            pairs.append((size, fs))
+    reported = set()
+    for size, fs in pairs:
+        name = "ffs" if fs is None else fs.value
+        if size is None or INVALID in (size.value, name) or (size.key, name) in reported:
+            continue
+        reported.add((size.key, name))
+        limits = FS_SIZES[name]
+        if size.value < limits.minimum:
+            problem = f"at least {format_size(limits.minimum)}, the smallest {name} image"
+        elif size.value > limits.maximum:
+            problem = f"at most {format_size(limits.maximum)}, the largest {name} image"
+        elif size.value % limits.block:
+            problem = f"a multiple of {format_size(limits.block)}, the {name} block size"
+        else:
+            continue
+        origin = "the default fs" if fs is None else f"{fs.key}, line {fs.line}"
+        ctx.report(
+            size.line,
+            size.key,
+            f"expected {problem} ({origin}), got {format_size(size.value)}",
+        )
 
 
 def _check_keylengths(

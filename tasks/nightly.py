@@ -30,6 +30,7 @@ from tasks.generations.cli import collect_now, generations_count, human_size
 from tasks.generations.collect import Collected
 from tasks.generations.slots import POOLS, ROOT, Slot, pkg_slot
 from tasks.generations.store import Store
+from tasks.images.leftovers import remove_half_written
 from tasks.inputs import changes, describe
 from tasks.locks import hold_run_lock
 from tasks.reporter import Reporter
@@ -247,6 +248,7 @@ def prune_logs(logs: Path) -> None:
 def nightly(config: Path) -> int:
     site = load_site(config)
     hold_run_lock(site.layout.locks)
+    remove_half_written(site.layout)
     return Nightly(site, config).run()
 
 

@@ -1,0 +1,50 @@
+"""What a killed run left half-written beside the images, removed by the next run.
+
+A run writes every image, config and record beside its final name (.NAME.partial, and
+.NAME.*.part inside that) and renames it into place; plaintext lives in private
+directories (tasks/images/plaintext.py). A SIGKILL leaves those behind: removed here by
+every run that takes the run lock, before it writes anything; the generations' own
+leftovers by their store.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+from tasks.images import plaintext
+from tasks.site import Layout
+
+# the plain files of domus versions that kept plaintext beside the image
+_SUFFIXES = (".partial", ".part", ".plain", ".partial.spec")
+
+
+def half_written(images: Path) -> list[Path]:
+    found = []
+    for directory in [images, *sorted(p for p in images.glob("*") if p.is_dir())]:
+        for path in sorted(directory.glob(".*")):
+            if path.name.endswith(_SUFFIXES) and not path.is_symlink():
+                found.append(path)
+    return found
+
+
+def remove_plaintext_left(layout: Layout) -> None:
+    """Any command, lock or not: the plaintext of processes that are gone."""
+    for path in plaintext.remove_dead(layout.images):
+        print(f"domus: removed {path}, plaintext a killed run left", file=sys.stderr)
+
+
+def remove_half_written(layout: Layout) -> None:
+    """Only under the run lock: no other run is writing any of these."""
+    from tasks.generations.store import Store
+
+    remove_plaintext_left(layout)
+    for path in half_written(layout.images):
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        print(f"domus: removed {path}, half written by a killed run", file=sys.stderr)
+    for path in Store(layout).remove_leftovers():
+        print(f"domus: removed {path}, half written by a killed run", file=sys.stderr)

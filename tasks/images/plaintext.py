@@ -1,0 +1,66 @@
+"""Where the plaintext of an encrypted image lives while domus works on it.
+
+A plaintext copy (the whole file system of a domU's encrypted local.img) is only ever
+written inside a private directory beside its image, `.plaintext.PID` (mode 0700, named
+after the process that made it), with a umask of 077 so every file in it is 0600 from its
+creation; the process removes the directory on every exit path it lives through. A
+SIGKILL skips all of that, so every command first removes the directories of processes
+that are gone (remove_dead), before it does anything else.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+PREFIX = ".plaintext."
+PRIVATE_UMASK = 0o077
+
+
+@contextmanager
+def private_dir(image: Path) -> Iterator[Path]:
+    """A directory only this user can enter, beside `image`, removed afterwards."""
+    path = image.parent / f"{PREFIX}{os.getpid()}"
+    shutil.rmtree(path, ignore_errors=True)
+    image.parent.mkdir(parents=True, exist_ok=True)
+    os.mkdir(path, 0o700)
+    old_umask = os.umask(PRIVATE_UMASK)
+    try:
+        yield path
+    finally:
+        os.umask(old_umask)
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def dead_dirs(images: Path) -> list[Path]:
+    """The private directories under `images` whose process is gone."""
+    found = []
+    for path in sorted(images.glob(f"*/{PREFIX}*")) + sorted(images.glob(f"{PREFIX}*")):
+        pid = path.name[len(PREFIX) :]
+        if pid.isdigit() and not _alive(int(pid)):
+            found.append(path)
+    return found
+
+
+def remove_dead(images: Path) -> list[Path]:
+    """Remove the plaintext a killed process left; safe without the run lock, as only
+    directories of processes that no longer exist are touched."""
+    gone = dead_dirs(images)
+    for path in gone:
+        shutil.rmtree(path, ignore_errors=True)
+    return gone

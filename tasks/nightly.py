@@ -248,7 +248,7 @@ def prune_logs(logs: Path) -> None:
 def nightly(config: Path) -> int:
     site = load_site(config)
     hold_run_lock(site.layout.locks)
-    remove_half_written(site.layout)
+    remove_half_written(site.layout, generations=False)  # reported below
     return Nightly(site, config).run()
 
 

@@ -35,8 +35,9 @@ def remove_plaintext_left(layout: Layout) -> None:
         print(f"domus: removed {path}, plaintext a killed run left", file=sys.stderr)
 
 
-def remove_half_written(layout: Layout) -> None:
-    """Only under the run lock: no other run is writing any of these."""
+def remove_half_written(layout: Layout, *, generations: bool = True) -> None:
+    """Only under the run lock: no other run is writing any of these. `generations`:
+    the generations' too (nightly removes those itself, for its report)."""
     from tasks.generations.store import Store
 
     remove_plaintext_left(layout)
@@ -46,5 +47,5 @@ def remove_half_written(layout: Layout) -> None:
         else:
             path.unlink(missing_ok=True)
         print(f"domus: removed {path}, half written by a killed run", file=sys.stderr)
-    for path in Store(layout).remove_leftovers():
+    for path in Store(layout).remove_leftovers() if generations else []:
         print(f"domus: removed {path}, half written by a killed run", file=sys.stderr)

@@ -2,9 +2,12 @@
 
 The managed files (the `local/` templates and the managed variables of /etc/rc.conf) are
 read from the image, compared with what the site makes them, and only those that differ
-are rewritten, each one first kept beside itself as NAME.domus-YYYYmmddTHHMMSS. As root
-the image is mounted through a block device (vnd on NetBSD, loop on Linux), whatever its
-file system; an ext2fs image can also be converged by any user through debugfs.
+are rewritten, each one first kept beside itself as NAME.domus-YYYYmmddTHHMMSS (the newest
+converge.keep_backups of them). The changes are made on a copy of the image that replaces
+it once converged and checked, so a full disk or a kill leaves the image as it was or
+converged whole. As root the copy is mounted through a block device (vnd on NetBSD, loop
+on Linux), whatever its file system; an ext2fs image can also be converged by any user
+through debugfs.
 """
 
 from __future__ import annotations

@@ -344,7 +344,7 @@ def _remove_plaintext_left(args: argparse.Namespace) -> None:
     config = getattr(args, "config", None)
     if config is None:
         return
-    from tasks.images.leftovers import remove_plaintext_left
+    from tasks.leftovers import remove_plaintext_left
     from tasks.site import load_site
 
     try:

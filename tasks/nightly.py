@@ -30,8 +30,8 @@ from tasks.generations.cli import collect_now, generations_count, human_size
 from tasks.generations.collect import Collected
 from tasks.generations.slots import POOLS, ROOT, Slot, pkg_slot
 from tasks.generations.store import Store
-from tasks.images.leftovers import remove_half_written
 from tasks.inputs import changes, describe
+from tasks.leftovers import remove_half_written
 from tasks.locks import hold_run_lock
 from tasks.reporter import Reporter
 from tasks.site import Site, load_site

@@ -17,10 +17,10 @@ import sys
 from tasks.converge.local import converge
 from tasks.converge.plan import unified_diff
 from tasks.errors import DomusError
-from tasks.images.leftovers import remove_half_written
 from tasks.inputs import make_record, write_record
 from tasks.kinds.local import context as local_context
 from tasks.kinds.local import template_files
+from tasks.leftovers import remove_half_written
 from tasks.locks import hold_run_lock, image_lock
 from tasks.render import Templates
 from tasks.site import DomU, Layout, Site, load_site

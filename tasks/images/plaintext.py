@@ -5,7 +5,7 @@ written inside a private directory beside its image, `.plaintext.PID` (mode 0700
 after the process that made it), with a umask of 077 so every file in it is 0600 from its
 creation; the process removes the directory on every exit path it lives through. A
 SIGKILL skips all of that, so every command first removes the directories of processes
-that are gone (remove_dead), before it does anything else.
+that are gone (tasks/leftovers.py), before it does anything else.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-PREFIX = ".plaintext."
+from tasks.leftovers import PREFIX
+
 PRIVATE_UMASK = 0o077
 
 
@@ -33,34 +34,3 @@ def private_dir(image: Path) -> Iterator[Path]:
     finally:
         os.umask(old_umask)
         shutil.rmtree(path, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def dead_dirs(images: Path) -> list[Path]:
-    """The private directories under `images` whose process is gone."""
-    found = []
-    for path in sorted(images.glob(f"*/{PREFIX}*")) + sorted(images.glob(f"{PREFIX}*")):
-        pid = path.name[len(PREFIX) :]
-        if pid.isdigit() and not _alive(int(pid)):
-            found.append(path)
-    return found
-
-
-def remove_dead(images: Path) -> list[Path]:
-    """Remove the plaintext a killed process left; safe without the run lock, as only
-    directories of processes that no longer exist are touched."""
-    gone = dead_dirs(images)
-    for path in gone:
-        shutil.rmtree(path, ignore_errors=True)
-    return gone

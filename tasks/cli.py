@@ -339,6 +339,22 @@ def _terminated(signum: int, frame: object) -> None:
     raise Terminated()
 
 
+def _remove_plaintext_left(args: argparse.Namespace) -> None:
+    """Before any command does anything: the plaintext of an encrypted image that a killed
+    run left (tasks/images/plaintext.py); the command itself reports a broken site."""
+    config = getattr(args, "config", None)
+    if config is None:
+        return
+    from tasks.leftovers import remove_plaintext_left
+    from tasks.site import load_site
+
+    try:
+        site = load_site(config)
+    except (DomusError, OSError):
+        return
+    remove_plaintext_left(site.layout)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from tasks.blockdev.signals import Terminated
 
@@ -346,6 +362,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminated)
     try:
         args = parse(list(sys.argv[1:] if argv is None else argv))
+        _remove_plaintext_left(args)
         return args.run(args)
     except DomusError as error:
         print_error(error)

@@ -89,6 +89,9 @@ class Build:
             from tasks.blockdev.recovery import recover_at_start
 
             recover_at_start(self.layout.locks)
+        from tasks.leftovers import remove_half_written
+
+        remove_half_written(self.layout)
         self.ensure_keys()
 
     def ensure_keys(self) -> None:

@@ -28,16 +28,16 @@ from tasks.site import load_site
 def main(site_path: str, name: str, log: str, mode: str, seconds: str = "0") -> None:
     original = mounted.MountedFiles.apply
 
-    def slow(self, changes, stamp):
+    def slow(self, changes, stamp, keep):
         start = time.monotonic()
         time.sleep(float(seconds))
-        backups = original(self, changes, stamp)
+        backups = original(self, changes, stamp, keep)
         with open(log, "a") as out:
             out.write(json.dumps([start, time.monotonic(), str(self.top)]) + "\n")
         return backups
 
-    def stall(self, changes, stamp):
-        original(self, changes[:1], stamp)
+    def stall(self, changes, stamp, keep):
+        original(self, changes[:1], stamp, keep)
         Path(log).write_text(str(self.top))
         time.sleep(600)
 

@@ -203,15 +203,27 @@ def test_an_ffs_local_image_converges_through_vnd_with_the_same_code(netbsd, tmp
     run = site.build()
     assert run.ran == {"local:www1"}
     top = site.output / "locks" / "mnt" / "vnd0"
+    copy = image.with_name(".local.img.partial")
+    # read from the image, read-only; written into a copy that is then renamed over it
     assert commands(netbsd) == [
         "vnconfig -l",
+        "vnconfig -l",
         "vnconfig -l vnd0",
-        f"vnconfig vnd0 {image}",
+        f"vnconfig -r vnd0 {image}",
+        f"mount -t ffs -r -o {OPTIONS} /dev/vnd0a {top}",
+        f"umount {top}",
+        "vnconfig -l vnd0",
+        "vnconfig -u vnd0",
+        "vnconfig -l",
+        "vnconfig -l",
+        "vnconfig -l vnd0",
+        f"vnconfig vnd0 {copy}",
         f"mount -t ffs -w -o {OPTIONS} /dev/vnd0a {top}",
         f"umount {top}",
         "vnconfig -l vnd0",
         "vnconfig -u vnd0",
     ]
+    assert not copy.exists()
     rc_conf = (tree / "etc" / "rc.conf").read_text()
     assert rc_conf.startswith("rc_configured=YES\nhttpd=NO\n")
     assert (tree / "etc" / "fstab").read_text().startswith("# /etc/fstab of www1")

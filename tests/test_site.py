@@ -15,6 +15,7 @@ from tasks.edits.makedev import patch_init_target
 from tasks.site import (
     BlockdevSpec,
     ConfigError,
+    ConvergeSpec,
     DomU,
     GenerationsSpec,
     ImageSpec,
@@ -220,6 +221,7 @@ def test_full_site_loads_into_the_exact_model(tmp_path: Path, inputs: Path) -> N
         ),
         blockdev=BlockdevSpec(backend="auto", units=4, wait=600),
         generations=GenerationsSpec(keep=3),
+        converge=ConvergeSpec(keep_backups=5),
         dom0="netbsd",
     )
 
@@ -823,7 +825,8 @@ def test_duplicate_keys_inside_an_entry_are_reported(tmp_path: Path, inputs: Pat
         (
             "outptu: x\ndomains: {www1: }\n",
             "5: outptu: unknown key; did you mean 'output'? "
-            "expected one of: output, templates, keys, locks, dom0, generations, blockdev, root, "
+            "expected one of: output, templates, keys, locks, dom0, generations, converge, "
+            "blockdev, root, "
             "defaults, domains",
         ),
         (

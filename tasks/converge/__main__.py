@@ -20,6 +20,7 @@ from tasks.errors import DomusError
 from tasks.inputs import make_record, write_record
 from tasks.kinds.local import context as local_context
 from tasks.kinds.local import template_files
+from tasks.leftovers import remove_half_written
 from tasks.locks import hold_run_lock, image_lock
 from tasks.render import Templates
 from tasks.site import DomU, Layout, Site, load_site
@@ -37,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.dry_run:
         layout.output.mkdir(parents=True, exist_ok=True)
         hold_run_lock(layout.locks)
+        remove_half_written(layout)
     templates = Templates(site.templates, layout.cache / "template-references.json")
     different = False
     for name in args.names:

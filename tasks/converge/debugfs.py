@@ -17,11 +17,11 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from tasks.converge.plan import Change, FileState, backup_name
+from tasks.converge.plan import Change, FileState, backup_name, pruned_backups, room_needed
 from tasks.errors import DomusError
 from tasks.images.ext2_marks import require_netbsd_superblock, take_back_linux_mount_marks
 from tasks.images.publish import publishing
-from tasks.images.sparse_copy import copy_sparse
+from tasks.images.working_copy import working_copy
 from tasks.recipes.templated import dir_mode
 from tasks.tools import run
 
@@ -105,8 +105,11 @@ def keep_owner(image: Path, copy: Path) -> None:
 
 
 class DebugfsFiles:
-    def __init__(self, image: Path) -> None:
-        self.image = image
+    def __init__(self, image: Path, in_place: bool = False) -> None:
+        """`in_place`: the image is itself a private copy (a sealed image's plaintext),
+        written directly and thrown away when anything fails."""
+        self.image, self.in_place = image, in_place
+        self.pruned: list[str] = []
         self._missing_dirs: set[str] = set()
         self._names: dict[str, set[str]] = {}  # directory -> the names in it
 
@@ -167,7 +170,21 @@ class DebugfsFiles:
     def current(self, path: str) -> FileState | None:
         return self.read_all([path])[path]
 
-    def commands(self, changes: Sequence[Change], stamp: str, tmp: Path) -> list[str]:
+    def room(self) -> tuple[int, int]:
+        """Bytes free in the file system (not counting the reserve), block size."""
+        outputs, errors = run_debugfs(self.image, ["stats"])
+        text = outputs.get("stats", "")
+        numbers = {
+            key: int(match[1])
+            for key in ("Free blocks", "Reserved block count", "Block size")
+            if (match := re.search(rf"^{key}:\s+(\d+)", text, re.MULTILINE))
+        }
+        if errors or len(numbers) < 3:
+            raise DomusError(f"{self.image}: debugfs cannot read its superblock: {errors}")
+        free = numbers["Free blocks"] - numbers["Reserved block count"]
+        return max(free, 0) * numbers["Block size"], numbers["Block size"]
+
+    def commands(self, changes: Sequence[Change], stamp: str, tmp: Path, keep: int) -> list[str]:
         commands: list[str] = []
         for index, change in enumerate(changes):
             for directory in ancestors(change.path):
@@ -189,40 +206,56 @@ class DebugfsFiles:
             commands.append(f"write {quoted(str(host))} {quoted(name)}")
             new = change.new
             commands += _set_inode(quoted(name), stat.S_IFREG, new.mode, new.uid, new.gid)
+            taken = self._names.setdefault(parent, set())
+            for old in pruned_backups(name, taken, keep):
+                # rm frees the inode with its last link: the backup is its only name
+                commands.append(f"rm {quoted(old)}")
+                taken.discard(old)
+                self.pruned.append(f"{parent}/{old}" if parent else old)
         return commands
 
-    def apply(self, changes: Sequence[Change], stamp: str) -> list[str]:
+    def apply(self, changes: Sequence[Change], stamp: str, keep: int) -> list[str]:
         """Converge a copy, check it, publish it over the image; returns the backups' paths."""
         before = {parent: set(names) for parent, names in self._names.items()}
         check_clean(self.image)
-        with (
-            tempfile.TemporaryDirectory(prefix="domus-debugfs-") as tmp,
-            publishing(self.image) as partial,
-        ):
-            commands = self.commands(changes, stamp, Path(tmp))
-            copy_sparse(self.image, partial)
-            keep_owner(self.image, partial)
-            _, errors = run_debugfs(partial, commands, write=True)
-            if errors:
-                raise DomusError(
-                    f"{self.image}: debugfs failed, the image is unchanged: " + "; ".join(errors)
-                )
-            try:
-                # an earlier mount by Linux may have left its marks: the copy is published
-                # only as NetBSD's fsck_ext2fs accepts it
-                take_back_linux_mount_marks(partial)
-                require_netbsd_superblock(partial)
-                check_clean(partial)
-            except DomusError as error:
-                raise DomusError(
-                    f"{self.image}: the converged copy failed its check, the "
-                    f"image is unchanged: {error.message}"
-                ) from error
+        with tempfile.TemporaryDirectory(prefix="domus-debugfs-") as tmp:
+            commands = self.commands(changes, stamp, Path(tmp), keep)
+            if self.in_place:
+                self._write(self.image, commands)
+            else:
+                with publishing(self.image) as partial:
+                    _, block = self.room()
+                    working_copy(
+                        self.image,
+                        partial,
+                        room_needed(changes, block),
+                        f"converging {self.image} on a copy",
+                    )
+                    keep_owner(self.image, partial)
+                    self._write(partial, commands)
         return sorted(
             f"{parent}/{name}" if parent else name
             for parent, names in self._names.items()
             for name in names - before.get(parent, set())
         )
+
+    def _write(self, image: Path, commands: Sequence[str]) -> None:
+        _, errors = run_debugfs(image, commands, write=True)
+        if errors:
+            raise DomusError(
+                f"{self.image}: debugfs failed, the image is unchanged: " + "; ".join(errors)
+            )
+        try:
+            # an earlier mount by Linux may have left its marks: the copy is published
+            # only as NetBSD's fsck_ext2fs accepts it
+            take_back_linux_mount_marks(image)
+            require_netbsd_superblock(image)
+            check_clean(image)
+        except DomusError as error:
+            raise DomusError(
+                f"{self.image}: the converged copy failed its check, the "
+                f"image is unchanged: {error.message}"
+            ) from error
 
 
 def _set_inode(name: str, kind: int, mode: int, uid: int, gid: int) -> list[str]:

@@ -2,17 +2,22 @@
 
 The managed files (the `local/` templates and the managed variables of /etc/rc.conf) are
 read from the image, compared with what the site makes them, and only those that differ
-are rewritten, each one first kept beside itself as NAME.domus-YYYYmmddTHHMMSS. As root
-the image is mounted through a block device (vnd on NetBSD, loop on Linux), whatever its
-file system; an ext2fs image can also be converged by any user through debugfs.
+are rewritten, each one first kept beside itself as NAME.domus-YYYYmmddTHHMMSS (the newest
+converge.keep_backups of them). The changes are made on a copy of the image that replaces
+it once converged and checked, so a full disk or a kill leaves the image as it was or
+converged whole. As root the copy is mounted through a block device (vnd on NetBSD, loop
+on Linux), whatever its file system; an ext2fs image can also be converged by any user
+through debugfs.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
@@ -22,10 +27,12 @@ from tasks.blockdev.backend import configured_backend
 from tasks.blockdev.holders import check_not_in_use
 from tasks.blockdev.signals import sigterm_raises
 from tasks.converge import sealed
-from tasks.converge.debugfs import DebugfsFiles
+from tasks.converge.debugfs import DebugfsFiles, check_clean, keep_owner
 from tasks.converge.mounted import MountedFiles
-from tasks.converge.plan import Change, FileState, decode, plan
+from tasks.converge.plan import Change, FileState, decode, plan, room_needed
 from tasks.errors import DomusError
+from tasks.images.publish import publishing
+from tasks.images.working_copy import working_copy
 from tasks.keyfiles import params_path
 from tasks.keys import local_params
 from tasks.log import note
@@ -39,7 +46,11 @@ from tasks.superblocks import detect_fs
 class ImageFiles(Protocol):
     def read_all(self, paths: Sequence[str]) -> dict[str, FileState | None]: ...
 
-    def apply(self, changes: Sequence[Change], stamp: str) -> list[str]: ...
+    pruned: list[str]  # the backups apply removed, beyond converge.keep_backups
+
+    def room(self) -> tuple[int, int]: ...
+
+    def apply(self, changes: Sequence[Change], stamp: str, keep: int) -> list[str]: ...
 
 
 def is_root() -> bool:
@@ -104,12 +115,33 @@ def refusal(
 
 @contextmanager
 def image_files(
-    site: Site, domu: DomU, layout: Layout, *, readonly: bool, method: str
+    site: Site, domu: DomU, layout: Layout, *, readonly: bool, method: str, extra: int = 0
 ) -> Iterator[ImageFiles]:
+    """The image's files to read (readonly) or to converge: a converge never writes into
+    the image itself, but into a copy that replaces it once converged and checked.
+    `extra`: the bytes the converge writes into the image, for the copy's room."""
     image = layout.local_image(domu.name)
+    check_not_in_use(image, domu.name, watchers(configured_backend(site.blockdev.backend)))
     if method == "mount":
-        with mounted(
-            image,
+        with _mounted_files(site, domu, layout, image, readonly, extra) as files:
+            yield files
+        return
+    if method == "sealed":
+        with sealed.opened(image, *local_params(site.keys, domu)) as files:
+            yield files
+        return
+    yield DebugfsFiles(image)
+
+
+@contextmanager
+def _mounted_files(
+    site: Site, domu: DomU, layout: Layout, image: Path, readonly: bool, extra: int
+) -> Iterator[MountedFiles]:
+    # Only a mount writes FFS (no user-space tool does) and opens a cgd image on NetBSD:
+    # so the copy is mounted, and the image itself only ever read-only.
+    def mount(path: Path) -> AbstractContextManager[Path]:
+        return mounted(
+            path,
             domu.local.fs,
             blockdev=site.blockdev,
             locks=layout.locks,
@@ -117,15 +149,49 @@ def image_files(
             readonly=readonly,
             domain=domu.name,
             cgd_params=cgd_params(site, domu),
-        ) as top:
+        )
+
+    if readonly:
+        with mount(image) as top:
             yield MountedFiles(top)
         return
-    check_not_in_use(image, domu.name, watchers(configured_backend(site.blockdev.backend)))
-    if method == "sealed":
-        with sealed.opened(image, *local_params(site.keys, domu)) as files:
-            yield files
-        return
-    yield DebugfsFiles(image)
+    with publishing(image) as copy:
+        working_copy(image, copy, extra, f"converging {image} on a copy")
+        keep_owner(image, copy)
+        with mount(copy) as top:
+            yield MountedFiles(top)
+        if cgd_params(site, domu) is None:
+            check_converged(copy, domu.local.fs)
+
+
+def check_converged(copy: Path, fs: str) -> None:
+    """The converged copy replaces the image only as a file system checker finds no error."""
+    try:
+        if fs == "ext2fs":
+            check_clean(copy)
+        elif shutil.which("fsck_ffs"):  # NetBSD's, where FFS is written
+            done = subprocess.run(["fsck_ffs", "-fn", str(copy)], capture_output=True, text=True)
+            if done.returncode != 0:
+                raise DomusError(f"`fsck_ffs -fn` exit {done.returncode}: {done.stdout[-300:]}")
+    except DomusError as error:
+        raise DomusError(
+            f"the converged copy failed its check, the image is unchanged: {error.message}"
+        ) from None
+
+
+def require_image_room(image: Path, changes: Sequence[Change], files: ImageFiles) -> int:
+    """The bytes the changes write into the image; a DomusError if it has not the room."""
+    free, block = files.room()
+    need = room_needed(changes, block)
+    if need > free:
+        raise DomusError(
+            f"converging {image} writes {format_size(need)} into it "
+            f"({', '.join('/' + change.path for change in changes)}), and its file system "
+            f"has {format_size(free)} free; nothing was changed",
+            hint="free space inside the image (its domU's /var, /tmp, or old "
+            "NAME.domus-YYYYmmddTHHMMSS backups), or `./domus reprovision` it larger",
+        )
+    return need
 
 
 def check_shape(domu: DomU, image: Path) -> None:
@@ -198,19 +264,39 @@ def converge(
     except DomusError as error:
         raise refusal(domu, image, changed, error.message, error.hint) from None
     start = time.monotonic()
-    # SIGTERM unwinds like Ctrl-C: unmount and detach, or remove debugfs' unfinished copy
-    with (
-        sigterm_raises(),
-        image_files(site, domu, layout, readonly=dry_run, method=method) as files,
-    ):
-        changes = changes_for(files, templates, context, dict(domu.rc_conf))
-        if dry_run or not changes:
-            return changes
-        stamp = datetime.now().strftime("%Y%m%dT%H%M%S")
-        backups = files.apply(changes, stamp)
+    keep = site.converge.keep_backups
+    # SIGTERM unwinds like Ctrl-C: unmount and detach, remove the unfinished copy
+    with sigterm_raises():
+        extra = 0
+        if dry_run or method != "sealed":  # a sealed image is read once, from its plaintext
+            with image_files(site, domu, layout, readonly=True, method=method) as files:
+                changes = changes_for(files, templates, context, dict(domu.rc_conf))
+                if changes and not dry_run:
+                    extra = require_image_room(image, changes, files)
+            if dry_run or not changes:
+                return changes
+        with image_files(site, domu, layout, readonly=False, method=method, extra=extra) as files:
+            changes = changes_for(files, templates, context, dict(domu.rc_conf))
+            if not changes:
+                return changes
+            require_image_room(image, changes, files)
+            stamp = datetime.now().strftime("%Y%m%dT%H%M%S")
+            try:
+                backups = files.apply(changes, stamp, keep)
+            except OSError as error:  # a full file system, in the copy or on the host
+                raise DomusError(
+                    f"converging {image} failed ({error.strerror}); the image is unchanged"
+                ) from None
+            pruned = files.pruned
     note(
         f"converged {image} ({method}) in {time.monotonic() - start:.2f} s: rewrote "
         + ", ".join(f"/{change.path}" for change in changes)
         + (f"; kept the old ones as {', '.join('/' + b for b in backups)}" if backups else "")
+        + (
+            f"; removed backups beyond converge.keep_backups ({keep}): "
+            + ", ".join("/" + p for p in pruned)
+            if pruned
+            else ""
+        )
     )
     return changes

@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from tasks.converge.plan import Change, FileState, backup_name
+from tasks.converge.plan import Change, FileState, backup_name, pruned_backups
 from tasks.errors import DomusError
 from tasks.recipes.templated import dir_mode
 
@@ -30,6 +30,12 @@ def _temporary(name: str) -> str:
 class MountedFiles:
     def __init__(self, top: Path) -> None:
         self.top = top
+        self.pruned: list[str] = []
+
+    def room(self) -> tuple[int, int]:
+        """Bytes free in the mounted file system (not counting root's reserve), block size."""
+        st = os.statvfs(self.top)
+        return st.f_bavail * st.f_frsize, st.f_frsize
 
     @contextmanager
     def _directory(self, path: str, create: bool) -> Iterator[int | None]:
@@ -89,14 +95,18 @@ class MountedFiles:
     def read_all(self, paths: Sequence[str]) -> dict[str, FileState | None]:
         return {path: self.current(path) for path in paths}
 
-    def apply(self, changes: Sequence[Change], stamp: str) -> list[str]:
-        """Make each change, backing up what it replaces; returns the backups' paths."""
+    def apply(self, changes: Sequence[Change], stamp: str, keep: int) -> list[str]:
+        """Make each change, backing up what it replaces and keeping the newest `keep`
+        backups of each file; returns the new backups' paths."""
         backups = []
         for change in changes:
             parent, _, name = change.path.rpartition("/")
             with self._directory(parent, create=True) as directory:
                 assert directory is not None
                 backup = self._replace(directory, name, change, stamp)
+                for old in pruned_backups(name, set(os.listdir(directory)), keep):
+                    os.unlink(old, dir_fd=directory)
+                    self.pruned.append(f"{parent}/{old}" if parent else old)
                 os.fsync(directory)
             if backup:
                 backups.append(f"{parent}/{backup}" if parent else backup)

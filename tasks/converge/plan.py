@@ -7,6 +7,7 @@ other file is left alone. The dry run prints the same changes as a unified diff.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -102,3 +103,22 @@ def backup_name(name: str, stamp: str, taken: set[str]) -> str:
         number += 1
         candidate = f"{name}.domus-{stamp}.{number}"
     return candidate
+
+
+def pruned_backups(name: str, names: set[str], keep: int) -> list[str]:
+    """The backups of `name` among `names` beyond the newest `keep`, oldest first."""
+    pattern = re.compile(re.escape(name) + r"\.domus-(\d{8}T\d{6})(?:\.(\d+))?")
+    found = []
+    for candidate in names:
+        match = pattern.fullmatch(candidate)
+        if match:
+            found.append((match[1], int(match[2] or 1), candidate))
+    found.sort()
+    return [candidate for *_, candidate in found[: max(len(found) - keep, 0)]]
+
+
+def room_needed(changes: Sequence[Change], block: int) -> int:
+    """Bytes a converge writes into an image: every new file whole (the old one stays as
+    its backup), in whole blocks, with one block more each for indirect blocks and the
+    directory entries."""
+    return sum((len(change.new.data) + 2 * block - 1) // block * block for change in changes)

@@ -1,14 +1,14 @@
 """Converging an encrypted ext2fs local.img without cgd(4): domus's own decrypt and seal.
 
-The image is decrypted into a private plain copy beside it (mode 0600), converged there
-through debugfs like any ext2fs image, encrypted again and renamed over the image. The
-plain copy is removed afterwards whatever happens, and a leftover of a killed run is
-removed before the next one starts.
+The image is decrypted into a private plain copy (tasks/images/plaintext.py: a 0700
+directory beside the image, the file 0600 from its creation), converged there through
+debugfs like any ext2fs image, encrypted again beside the image and renamed over it. The
+plain copy is removed afterwards whatever happens; a killed run's is removed by the next
+command of any kind.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,25 +18,31 @@ from tasks.cgd.stream import decrypt_file, encrypt_file
 from tasks.converge.debugfs import DebugfsFiles
 from tasks.converge.plan import Change, FileState
 from tasks.errors import DomusError
+from tasks.images.plaintext import private_dir
 from tasks.images.publish import publishing
+from tasks.images.working_copy import require_room
 from tasks.superblocks import detect_fs
-
-
-def plain_copy(image: Path) -> Path:
-    return image.with_name(f".{image.name}.plain")
 
 
 class SealedFiles:
     def __init__(self, image: Path, plain: Path, params: Params, passphrase: bytes | None) -> None:
         self.image, self.plain = image, plain
         self.params, self.passphrase = params, passphrase
-        self.files = DebugfsFiles(plain)
+        # the plain copy is private and thrown away on failure: debugfs writes it directly
+        self.files = DebugfsFiles(plain, in_place=True)
+
+    @property
+    def pruned(self) -> list[str]:
+        return self.files.pruned
 
     def read_all(self, paths: Sequence[str]) -> dict[str, FileState | None]:
         return self.files.read_all(paths)
 
-    def apply(self, changes: Sequence[Change], stamp: str) -> list[str]:
-        backups = self.files.apply(changes, stamp)
+    def room(self) -> tuple[int, int]:
+        return self.files.room()
+
+    def apply(self, changes: Sequence[Change], stamp: str, keep: int) -> list[str]:
+        backups = self.files.apply(changes, stamp, keep)
         with publishing(self.image) as partial:
             encrypt_file(self.params, self.plain, partial, passphrase=self.passphrase)
         return backups
@@ -44,10 +50,11 @@ class SealedFiles:
 
 @contextmanager
 def opened(image: Path, params: Params, passphrase: bytes | None) -> Iterator[SealedFiles]:
-    plain = plain_copy(image)
-    plain.unlink(missing_ok=True)
-    old_umask = os.umask(0o077)
-    try:
+    size = image.stat().st_size
+    # the plaintext and the sealed copy are written whole before the image is replaced
+    require_room(image.parent, 2 * size, f"converging the encrypted {image}")
+    with private_dir(image) as private:
+        plain = private / "plain.img"
         decrypt_file(params, image, plain, passphrase=passphrase)
         if detect_fs(plain) != "ext2fs":
             raise DomusError(
@@ -56,6 +63,3 @@ def opened(image: Path, params: Params, passphrase: bytes | None) -> Iterator[Se
                 hint="check the key directory (keys:) and local.cipher",
             )
         yield SealedFiles(image, plain, params, passphrase)
-    finally:
-        os.umask(old_umask)
-        plain.unlink(missing_ok=True)

@@ -8,10 +8,10 @@ has the rule). Both fields are informational: NetBSD reads neither, and e2fsprog
 prints them. So after domus unmounts an image it copies the two fields back from the
 backup (which mke2fs or debugfs wrote), and then holds the image to NetBSD's whole rule.
 
-Why not the alternatives: converging through debugfs as root too would copy the whole
-image (a domU's data, gigabytes) beside itself for every converge, where the mount
-rewrites a few files in place; restoring the old primary bytes instead of the backup's
-would keep the marks an earlier Linux mount left.
+Why not the alternatives: converging through debugfs as root too would leave FFS, which
+no user-space tool writes, as the only mounted case, where one mounted path serves both;
+restoring the old primary bytes instead of the backup's would keep the marks an earlier
+Linux mount left.
 """
 
 from __future__ import annotations

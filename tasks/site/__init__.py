@@ -5,6 +5,7 @@ from tasks.site.layout import Layout
 from tasks.site.load import DEFAULT_SITE, ConfigError, load_site
 from tasks.site.model import (
     BlockdevSpec,
+    ConvergeSpec,
     DomU,
     GenerationsSpec,
     ImageSpec,
@@ -23,6 +24,7 @@ __all__ = [
     "DEFAULT_SITE",
     "BlockdevSpec",
     "ConfigError",
+    "ConvergeSpec",
     "DomU",
     "GenerationsSpec",
     "ImageSpec",

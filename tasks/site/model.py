@@ -114,6 +114,11 @@ class GenerationsSpec:
 
 
 @dataclass(frozen=True)
+class ConvergeSpec:
+    keep_backups: int  # newest NAME.domus-STAMP backups of each managed file a converge keeps
+
+
+@dataclass(frozen=True)
 class Site:
     path: Path
     output: Path
@@ -124,6 +129,7 @@ class Site:
     domus: tuple[DomU, ...]  # in file order
     blockdev: BlockdevSpec
     generations: GenerationsSpec
+    converge: ConvergeSpec
     dom0: str  # the system of the dom0 the domUs run on: netbsd or linux
 
     @property

@@ -269,6 +269,14 @@ SITE = Table(
             "Generations of each image that garbage collection keeps, newest first; the "
             "active, pinned and running ones are kept as well",
         ),
+        Group("converge", "Converging a local.img in place"),
+        Setting(
+            "converge.keep_backups",
+            Integer(0, 1000),
+            5,
+            "Backups of each managed file (NAME.domus-YYYYmmddTHHMMSS beside it in the "
+            "image) a converge keeps, newest first; older ones are removed",
+        ),
         Group(
             "blockdev",
             "How images are attached when domus runs as root on the dom0 (to converge a "

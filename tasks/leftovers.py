@@ -1,0 +1,89 @@
+"""What a killed run left half-written beside the images, removed by the next run.
+
+A run writes every image, config and record beside its final name (.NAME.partial, and
+.NAME.*.part inside that) and renames it into place; plaintext lives in private
+directories (tasks/images/plaintext.py). A SIGKILL leaves those behind: removed here by
+every run that takes the run lock, before it writes anything; the generations' own
+leftovers by their store.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from tasks.site import Layout
+
+PREFIX = ".plaintext."  # a private directory of plaintext (tasks/images/plaintext.py)
+
+# the plain files of domus versions that kept plaintext beside the image
+_SUFFIXES = (".partial", ".part", ".plain", ".partial.spec")
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def dead_dirs(images: Path) -> list[Path]:
+    """The private directories under `images` whose process is gone."""
+    found = []
+    for path in sorted(images.glob(f"*/{PREFIX}*")) + sorted(images.glob(f"{PREFIX}*")):
+        pid = path.name[len(PREFIX) :]
+        if pid.isdigit() and not _alive(int(pid)):
+            found.append(path)
+    return found
+
+
+def remove_dead(images: Path) -> list[Path]:
+    """Remove the plaintext a killed process left; safe without the run lock, as only
+    directories of processes that no longer exist are touched."""
+    gone = dead_dirs(images)
+    for path in gone:
+        shutil.rmtree(path, ignore_errors=True)
+    return gone
+
+
+def half_written(images: Path) -> list[Path]:
+    found = []
+    for directory in [images, *sorted(p for p in images.glob("*") if p.is_dir())]:
+        for path in sorted(directory.glob(".*")):
+            if path.name.endswith(_SUFFIXES) and not path.is_symlink():
+                found.append(path)
+    return found
+
+
+def remove_plaintext_left(layout: Layout) -> None:
+    """Any command, lock or not: the plaintext of processes that are gone."""
+    for path in remove_dead(layout.images):
+        print(f"domus: removed {path}, plaintext a killed run left", file=sys.stderr)
+
+
+def remove_half_written(layout: Layout, *, generations: bool = True) -> None:
+    """Only under the run lock: no other run is writing any of these. `generations`:
+    the generations' too (nightly removes those itself, for its report)."""
+    remove_plaintext_left(layout)
+    for path in half_written(layout.images):
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        print(f"domus: removed {path}, half written by a killed run", file=sys.stderr)
+    pools = layout.images / "generations"
+    left = [*pools.glob("*/.*.partial"), *pools.glob("*/.*.removing")]
+    # the store brings in image code a build that does nothing never loads: only when needed
+    if not (generations and left):
+        return
+    from tasks.generations.store import Store
+
+    for path in Store(layout).remove_leftovers():
+        print(f"domus: removed {path}, half written by a killed run", file=sys.stderr)

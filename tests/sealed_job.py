@@ -1,0 +1,43 @@
+"""`./domus converge NAME` of an encrypted local image, stopped at a chosen point so a test
+can SIGKILL it there.
+
+    python -m tests.sealed_job SITE NAME MARK POINT
+        POINT decrypted: the plaintext copy is whole; converged: the plaintext is
+        converged, nothing sealed yet; sealed: the new sealed image is written beside the
+        old one, not yet renamed over it. At POINT, write MARK and wait to be killed.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from tasks.converge import sealed
+
+
+def main(site_path: str, name: str, mark: str, point: str) -> int:
+    decrypt, encrypt = sealed.decrypt_file, sealed.encrypt_file
+
+    def stop(here: str) -> None:
+        if here == point:
+            Path(mark).write_text(here)
+            time.sleep(600)
+
+    def decrypting(*args, **kwargs):
+        decrypt(*args, **kwargs)
+        stop("decrypted")
+
+    def encrypting(*args, **kwargs):
+        stop("converged")
+        encrypt(*args, **kwargs)
+        stop("sealed")
+
+    sealed.decrypt_file, sealed.encrypt_file = decrypting, encrypting
+    from tasks.cli import main as domus
+
+    return domus(["converge", name, f"config={site_path}"])
+
+
+if __name__ == "__main__":
+    sys.exit(main(*sys.argv[1:]))

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from tasks.errors import DomusError
@@ -64,11 +64,14 @@ def start(*args: str, site: Site) -> subprocess.Popen:
     )
 
 
-def kill_after(process: subprocess.Popen, delay: float) -> None:
+def kill_after(process: subprocess.Popen, delay: float) -> bool:
+    """SIGKILL `process` and its children after `delay` seconds; False if it ended first."""
     time.sleep(delay)
-    if process.poll() is None:
+    alive = process.poll() is None
+    if alive:
         os.killpg(process.pid, signal.SIGKILL)
     process.wait()
+    return alive
 
 
 def timed(*args: str, site: Site) -> float:
@@ -144,10 +147,11 @@ def test_a_kill_at_any_moment_loses_nothing(planted_site, command):
     site, before = planted_site
     change_inputs(site, "measure")
     duration = timed(command, site=site)
+    killed = 0
     for seed in seeds(4):
         change_inputs(site, f"trial {seed}")
         delay = random.Random(seed).uniform(0, duration)
-        kill_after(start(command, site=site), delay)
+        killed += kill_after(start(command, site=site), delay)
         rerun = domus("build", site=site)
         assert rerun.returncode == 0, f"seed {seed}: {rerun.stdout}{rerun.stderr}"
         assert "Traceback" not in rerun.stdout + rerun.stderr
@@ -157,6 +161,7 @@ def test_a_kill_at_any_moment_loses_nothing(planted_site, command):
             rc_conf = ImageReader(site.image(name, "local.img"), "ext2fs").text("etc/rc.conf")
             assert f'domus_trial="trial {seed}"' in rc_conf, f"seed {seed}: {name}"
         assert_nothing_left(site)
+    print(f"{command}: {len(seeds(4))} trials, {killed} killed before the end, none lost")
 
 
 def converged(image: Path, files: dict) -> bool:
@@ -196,20 +201,24 @@ def test_a_kill_mid_converge_leaves_the_image_before_or_after_never_between(tmp_
     change_site(site, "www1")
     duration = timed("converge", "www1", site=site)
     assert converged(image, files)
-    outcomes = []
+    outcomes: dict[int, str] = {}
     for seed in seeds(4):
         shutil.copyfile(pristine, image)
         kill_after(start("converge", "www1", site=site), random.Random(seed).uniform(0, duration))
         if sha(image) == old:
-            outcomes.append("before")
-        else:
-            assert converged(image, files), f"seed {seed}: a half-converged local.img"
+            outcomes[seed] = "before"
+        elif converged(image, files):
             assert_netbsd_accepts(image, "ext2fs")
-            outcomes.append("after")
+            outcomes[seed] = "after"
+        else:
+            outcomes[seed] = "between"
         rerun = domus("converge", "www1", site=site)  # cleans up what the kill left
         assert rerun.returncode == 0, f"seed {seed}: {rerun.stdout}{rerun.stderr}"
         assert converged(image, files) and fsck_clean(image)
         assert_netbsd_accepts(image, "ext2fs")
+    print(f"converge kills ({backend}): {outcomes}")
+    between = [seed for seed, outcome in outcomes.items() if outcome == "between"]
+    assert between == [], f"half-converged local.img after a kill at seeds {between}"
     print(f"converge kills ({backend}): {outcomes}")
 
 
@@ -339,8 +348,10 @@ def check_load(path: Path) -> list[Path] | None:
     must be: status 78 with the file and line of each problem."""
     try:
         site = load_site(path)
+        event("valid")
         return [site.output, site.locks, site.keys]
     except DomusError as error:
+        event("refused (78)")
         assert error.status == 78, error
         assert re.search(r"\S:\d+: ", str(error)), str(error)
         return None

@@ -31,9 +31,8 @@ from tasks.generations.collect import Collected
 from tasks.generations.slots import POOLS, ROOT, Slot, pkg_slot
 from tasks.generations.store import Store
 from tasks.inputs import changes, describe
-from tasks.leftovers import remove_half_written
-from tasks.locks import hold_run_lock
 from tasks.reporter import Reporter
+from tasks.run import start_run
 from tasks.site import Site, load_site
 
 LOGS_KEPT = 100
@@ -247,8 +246,7 @@ def prune_logs(logs: Path) -> None:
 
 def nightly(config: Path) -> int:
     site = load_site(config)
-    hold_run_lock(site.layout.locks)
-    remove_half_written(site.layout, generations=False)  # reported below
+    start_run(site.layout, generations=False)  # the generations' leftovers: reported below
     return Nightly(site, config).run()
 
 

@@ -16,12 +16,27 @@ from tasks.errors import DomusError, SiteError, print_error
 from tasks.locks import hold_run_lock
 from tasks.render import Templates
 from tasks.reporter import Reporter
-from tasks.site import DEFAULT_SITE, Site, load_site
+from tasks.site import DEFAULT_SITE, Layout, Site, load_site
 
 # doit commands that only read: they neither need nor take the run lock.
 READ_ONLY_COMMANDS = {"list", "info", "help", "dumpdb", "tabcompletion"}
 
 handed: Build | None = None  # set by tasks.doit_run for the dodo.py it loads
+
+
+def start_run(layout: Layout, *, generations: bool = True) -> None:
+    """The run lock held (LockHeld when another run has it), then what a killed run left
+    undone put right before any work: images it left attached or mounted, files it left
+    half-written (the generations' too, unless the caller reports those itself)."""
+    layout.output.mkdir(parents=True, exist_ok=True)
+    hold_run_lock(layout.locks)
+    if attachments_left(layout.locks):
+        from tasks.blockdev.recovery import recover_at_start
+
+        recover_at_start(layout.locks)
+    from tasks.leftovers import remove_half_written
+
+    remove_half_written(layout, generations=generations)
 
 
 def read_only(args: Sequence[str]) -> bool:
@@ -82,16 +97,7 @@ class Build:
         }
 
     def take_run_lock(self) -> None:
-        self.layout.output.mkdir(parents=True, exist_ok=True)
-        hold_run_lock(self.layout.locks)
-        if attachments_left(self.layout.locks):
-            # a killed run left an image attached or mounted: undo that before anything
-            from tasks.blockdev.recovery import recover_at_start
-
-            recover_at_start(self.layout.locks)
-        from tasks.leftovers import remove_half_written
-
-        remove_half_written(self.layout)
+        start_run(self.layout)
         self.ensure_keys()
 
     def ensure_keys(self) -> None:

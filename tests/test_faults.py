@@ -178,14 +178,7 @@ def converged(image: Path, files: dict) -> bool:
     "backend",
     [
         "none",
-        pytest.param(
-            "auto",
-            marks=pytest.mark.xfail(
-                strict=False,
-                reason="a mounted converge writes the published local.img in place: a kill "
-                "leaves it between the old and the converged image until a rerun",
-            ),
-        ),
+        "auto",
     ],
     ids=["debugfs", "mounted"],
 )

@@ -20,9 +20,9 @@ from tasks.errors import DomusError
 from tasks.inputs import make_record, write_record
 from tasks.kinds.local import context as local_context
 from tasks.kinds.local import template_files
-from tasks.leftovers import remove_half_written
-from tasks.locks import hold_run_lock, image_lock
+from tasks.locks import image_lock
 from tasks.render import Templates
+from tasks.run import start_run
 from tasks.site import DomU, Layout, Site, load_site
 
 EXIT_SAME, EXIT_DIFFERENT = 0, 1
@@ -36,9 +36,7 @@ def run(args: argparse.Namespace) -> int:
     if unknown:
         raise DomusError(f"no domain named {', '.join(unknown)} in {site.path}")
     if not args.dry_run:
-        layout.output.mkdir(parents=True, exist_ok=True)
-        hold_run_lock(layout.locks)
-        remove_half_written(layout)
+        start_run(layout)
     templates = Templates(site.templates, layout.cache / "template-references.json")
     different = False
     for name in args.names:

@@ -185,9 +185,9 @@ class Commands:
         return each(self.slots(names), one)
 
     def gc(self) -> int:
-        from tasks.locks import hold_run_lock
+        from tasks.run import start_run
 
-        hold_run_lock(self.layout.locks)
+        start_run(self.layout, generations=False)  # collecting removes those
         start = time.monotonic()
         collected = collect_now(self.store, self.site.generations.keep)
         print(

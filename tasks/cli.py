@@ -32,7 +32,7 @@ from tasks.errors import (
     print_error,
 )
 from tasks.log import DEBUG
-from tasks.site.load import DEFAULT_SITE
+from tasks.site import DEFAULT_SITE, Site
 
 REPO = Path(__file__).resolve().parents[1]
 BUG_HINT = "this is a bug in domus; DOMUS_DEBUG=1 shows where it happened"
@@ -63,18 +63,18 @@ class Parser(argparse.ArgumentParser):
 
 def build(args: argparse.Namespace) -> int:
     doit_args, reprovision = take_reprovision(args.rest)
-    return build_site(args.config, doit_args, reprovision)
+    return build_site(args.site, doit_args, reprovision)
 
 
-def build_site(config: Path, doit_args: Sequence[str], reprovision: set[str] | None = None) -> int:
+def build_site(site: Site, doit_args: Sequence[str], reprovision: set[str] | None = None) -> int:
     from tasks.doit_run import run_doit
     from tasks.run import prepare
 
-    return run_doit(prepare(config, reprovision or set(), doit_args), doit_args)
+    return run_doit(prepare(site, reprovision or set(), doit_args), doit_args)
 
 
 def reprovision(args: argparse.Namespace) -> int:
-    return build_site(args.config, [f"local:{name}" for name in args.names], set(args.names))
+    return build_site(args.site, [f"local:{name}" for name in args.names], set(args.names))
 
 
 def converge(args: argparse.Namespace) -> int:
@@ -105,21 +105,19 @@ def cgd(args: argparse.Namespace) -> int:
 def nightly(args: argparse.Namespace) -> int:
     from tasks.nightly import nightly
 
-    return nightly(args.config)
+    return nightly(args.site)
 
 
 def check(args: argparse.Namespace) -> int:
     from tasks.checks.run import report, run_checks, select
-    from tasks.site import load_site
 
-    return report(run_checks(select(load_site(args.config), args.names)), sys.stdout)
+    return report(run_checks(select(args.site, args.names)), sys.stdout)
 
 
 def generations(args: argparse.Namespace) -> int:
     from tasks.generations.cli import Commands
-    from tasks.site import load_site
 
-    commands = Commands(load_site(args.config))
+    commands = Commands(args.site)
     if args.command == "generations":
         return commands.list(args.images)
     if args.command == "activate":
@@ -339,20 +337,18 @@ def _terminated(signum: int, frame: object) -> None:
     raise Terminated()
 
 
-def _remove_plaintext_left(args: argparse.Namespace) -> None:
-    """Before any command does anything: the plaintext of an encrypted image that a killed
-    run left (tasks/images/plaintext.py); the command itself reports a broken site."""
-    config = getattr(args, "config", None)
-    if config is None:
-        return
+def load(args: argparse.Namespace) -> Site | None:
+    """The site of a command that has one, loaded once for the whole command; before the
+    command does anything, the plaintext a killed run left (tasks/images/plaintext.py) is
+    removed."""
+    if args.command not in SITE_COMMANDS:
+        return None
     from tasks.leftovers import remove_plaintext_left
     from tasks.site import load_site
 
-    try:
-        site = load_site(config)
-    except (DomusError, OSError):
-        return
+    site = load_site(args.config)
     remove_plaintext_left(site.layout)
+    return site
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -362,7 +358,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminated)
     try:
         args = parse(list(sys.argv[1:] if argv is None else argv))
-        _remove_plaintext_left(args)
+        args.site = load(args)
         return args.run(args)
     except DomusError as error:
         print_error(error)

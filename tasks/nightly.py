@@ -33,7 +33,7 @@ from tasks.generations.store import Store
 from tasks.inputs import changes, describe
 from tasks.reporter import Reporter
 from tasks.run import start_run
-from tasks.site import Site, load_site
+from tasks.site import Site
 
 LOGS_KEPT = 100
 
@@ -201,7 +201,7 @@ class Nightly:
         from tasks.run import prepare
 
         log.write("\n--- doit\n")
-        build = prepare(self.config, set(), [])
+        build = prepare(self.site, set(), [])
         build.reporter = Reporter(log, colour=False, tracebacks=True)
         with output_to(log):
             code = run_doit(build, [])
@@ -244,10 +244,9 @@ def prune_logs(logs: Path) -> None:
         old.unlink(missing_ok=True)
 
 
-def nightly(config: Path) -> int:
-    site = load_site(config)
+def nightly(site: Site) -> int:
     start_run(site.layout, generations=False)  # the generations' leftovers: reported below
-    return Nightly(site, config).run()
+    return Nightly(site, site.path).run()
 
 
 if __name__ == "__main__":

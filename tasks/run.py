@@ -44,10 +44,10 @@ def read_only(args: Sequence[str]) -> bool:
     return any(arg in READ_ONLY_COMMANDS for arg in args)
 
 
-def prepare(config: Path, reprovision: set[str], doit_args: Sequence[str]) -> Build:
-    """The site loaded and checked, and (unless doit only reads) the run lock taken and the
-    keys made: SiteError or LockHeld before any task starts."""
-    build = Build(load_site(config), reprovision, read_only(doit_args))
+def prepare(site: Site, reprovision: set[str], doit_args: Sequence[str]) -> Build:
+    """A doit run over `site`: (unless doit only reads) the run lock taken and the keys
+    made, SiteError or LockHeld before any task starts."""
+    build = Build(site, reprovision, read_only(doit_args))
     if not build.read_only:
         build.take_run_lock()
     return build
@@ -61,7 +61,8 @@ def build_for_dodo() -> Build:
 
     reprovision = {name for name in get_var("reprovision", "").split(",") if name}
     try:
-        return prepare(Path(get_var("config", str(DEFAULT_SITE))), reprovision, sys.argv[1:])
+        site = load_site(Path(get_var("config", str(DEFAULT_SITE))))
+        return prepare(site, reprovision, sys.argv[1:])
     except DomusError as error:
         print_error(error)
         sys.exit(error.status)

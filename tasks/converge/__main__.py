@@ -23,13 +23,13 @@ from tasks.kinds.local import template_files
 from tasks.locks import image_lock
 from tasks.render import Templates
 from tasks.run import start_run
-from tasks.site import DomU, Layout, Site, load_site
+from tasks.site import DomU, Layout, Site
 
 EXIT_SAME, EXIT_DIFFERENT = 0, 1
 
 
 def run(args: argparse.Namespace) -> int:
-    site = load_site(args.config)
+    site = args.site
     layout = site.layout
     domus = {domu.name: domu for domu in site.domus}
     unknown = [name for name in args.names if name not in domus]

@@ -49,6 +49,7 @@ SITE_COMMANDS = {
     *("build", "reprovision", "converge", "nightly", "check"),
     *("generations", "activate", "rollback", "pin", "unpin", "gc"),
 }
+SITE_COMMANDS |= {"render"}  # looking without building (tasks/inspect)
 
 
 class Parser(argparse.ArgumentParser):
@@ -127,6 +128,12 @@ def generations(args: argparse.Namespace) -> int:
     if args.command in ("pin", "unpin"):
         return commands.pin(args.images, args.command == "pin")
     return commands.gc()
+
+
+def render(args: argparse.Namespace) -> int:
+    from tasks.inspect.rendering import run
+
+    return run(args.site, args.name, args.template, args.context)
 
 
 # -- their arguments ---------------------------------------------------------------------
@@ -239,6 +246,21 @@ COMMANDS: dict[str, Command] = {
     ),
     "unpin": ("undo pin; names the newest build", generations, lambda p: images(p, "+")),
     "gc": ("remove old generations (keeps generations.keep of each)", generations, None),
+    "render": (
+        "what a template renders for a domU, without building",
+        render,
+        lambda p: (
+            p.add_argument("name", metavar="NAME", help="a domU"),
+            p.add_argument(
+                "template",
+                metavar="TEMPLATE",
+                help="local/etc/fstab, xen/domu.cfg, ... (or the path it writes: etc/fstab)",
+            ),
+            p.add_argument(
+                "--context", action="store_true", help="the values the template sees, as JSON"
+            ),
+        ),
+    ),
 }
 
 

@@ -106,11 +106,23 @@ class Templates:
             return self.env.get_template(name).render(context)
         except TemplateError as error:
             where = self.path_of(name)
-            line = getattr(error, "lineno", None)
+            line = getattr(error, "lineno", None) or _template_line(error, where)
             hint = "variables a template can use are listed in the README (Templates)"
             if isinstance(error, SecurityError):
                 hint = "templates run sandboxed: no Python internals, files or commands"
             raise DomusError(f"{where}{f':{line}' if line else ''}: {error}", hint=hint) from error
+
+
+def _template_line(error: BaseException, template: Path) -> int | None:
+    """The line of `template` an error raised while rendering came from: Jinja2 rewrites
+    the traceback so that the template's own frames carry its file name and line."""
+    line = None
+    trace = error.__traceback__
+    while trace is not None:
+        if trace.tb_frame.f_code.co_filename == str(template):
+            line = trace.tb_lineno
+        trace = trace.tb_next
+    return line
 
 
 def xl_escape(value: object) -> str:

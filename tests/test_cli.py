@@ -258,7 +258,7 @@ def test_a_failed_build_says_what_failed_and_what_it_kept_from_running(tmp_path)
     assert done.returncode == 1
     hook = templates / "rc.pre-hooks"
     assert normalised(done.stdout) == [
-        f"FAILED   root                 {hook}: 'nosuch' is undefined",
+        f"FAILED   root                 {hook}:1: 'nosuch' is undefined",
         "                                hint: variables a template can use are listed in "
         "the README (Templates)",
         "not run  local:www1           root failed",

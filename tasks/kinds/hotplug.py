@@ -11,6 +11,7 @@ from doit.tools import config_changed
 
 from tasks.actions import Deferred
 from tasks.render import Templates
+from tasks.site import Layout
 
 if TYPE_CHECKING:
     from tasks.run import Build
@@ -20,23 +21,28 @@ DOC = "xl's hotplug script for the local images the dom0 opens, when any domU ha
 TEMPLATE = "xen/block-domus-cgd"
 
 
+def context(layout: Layout) -> dict[str, object]:
+    """What the hotplug script's template sees."""
+    return {"script": str(layout.hotplug_script)}
+
+
 def tasks(build: Build) -> Iterator[dict[str, object]]:
     site, layout, templates = build.site, build.layout, build.templates
     if not site.dom0_cgd_domus:
         return
-    context = {"script": str(layout.hotplug_script)}
+    config = context(layout)
     yield {
         "name": "block-domus-cgd",
         "doc": "hotplug script that opens encrypted local images on the dom0",
         "actions": [
             (
                 Deferred("tasks.kinds.hotplug:build"),
-                [layout.hotplug_script, templates, context],
+                [layout.hotplug_script, templates, config],
             )
         ],
         "file_dep": sorted(map(str, templates.files([TEMPLATE]))),
         "targets": [str(layout.hotplug_script)],
-        "uptodate": [config_changed(context)],
+        "uptodate": [config_changed(config)],
         "clean": True,
     }
 

@@ -136,6 +136,23 @@ def render(args: argparse.Namespace) -> int:
     return run(args.site, args.name, args.template, args.context)
 
 
+def init(args: argparse.Namespace) -> int:
+    from tasks.init_site import init
+
+    return init(Path(os.path.abspath(args.directory)), args.release, args.arch, args.mirror)
+
+
+def init_arguments(parser: argparse.ArgumentParser) -> None:
+    from tasks.init_site import DEFAULT_MIRROR, KERNELS
+
+    parser.add_argument("directory", metavar="DIR", help="a new (or empty) directory")
+    parser.add_argument("--release", required=True, help="the NetBSD release, such as 10.1")
+    parser.add_argument("--arch", default="amd64", choices=list(KERNELS))
+    parser.add_argument(
+        "--mirror", default=DEFAULT_MIRROR, metavar="URL", help=f"default: {DEFAULT_MIRROR}"
+    )
+
+
 # -- their arguments ---------------------------------------------------------------------
 
 
@@ -261,6 +278,7 @@ COMMANDS: dict[str, Command] = {
             ),
         ),
     ),
+    "init": ("write a starter site for a NetBSD release into DIR", init, init_arguments),
 }
 
 

@@ -15,7 +15,6 @@ import http.client
 import os
 import re
 import shutil
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -24,6 +23,7 @@ from pathlib import Path
 from tasks.errors import DomusError
 from tasks.images.publish import fsync_dir, fsync_file, write_file
 from tasks.log import note
+from tasks.progress import Progress
 from tasks.urls import Download, looks_like_url
 
 BLOCK = 1 << 20
@@ -140,11 +140,12 @@ def _download(url: str, dest: Path) -> tuple[int, str]:
         with urllib.request.urlopen(url, timeout=TIMEOUT) as response, open(dest, "wb") as out:
             header = response.headers.get("Content-Length")
             length = int(header) if header and header.isdigit() else None
+            progress.total = length
             while block := response.read(BLOCK):
                 out.write(block)
                 digest.update(block)
                 received += len(block)
-                progress.show(received, length)
+                progress.update(received)
     except urllib.error.HTTPError as error:
         raise DomusError(
             f"{url}: the server answered {error.code} {error.reason}",
@@ -157,7 +158,7 @@ def _download(url: str, dest: Path) -> tuple[int, str]:
             hint=AGAIN,
         ) from None
     finally:
-        progress.done()
+        progress.close()
     if length is not None and received != length:
         raise DomusError(
             f"{url}: the download was interrupted after {_bytes(received, length)}", hint=AGAIN
@@ -179,28 +180,3 @@ def _gunzip(download: Download, packed: Path, unpacked: Path) -> None:
             hint="its SHA512 matched: the release itself holds a bad file",
         ) from None
     fsync_file(unpacked)
-
-
-class Progress:
-    """`name: 12.0 of 40.0 MiB` on stderr, redrawn a few times a second, only on a terminal."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.enabled = sys.stderr.isatty()
-        self.last = 0.0
-        self.shown = False
-
-    def show(self, received: int, length: int | None) -> None:
-        now = time.monotonic()
-        if not self.enabled or now - self.last < 0.25:
-            return
-        self.last = now
-        total = f" of {length / (1 << 20):.1f}" if length else ""
-        sys.stderr.write(f"\r{self.name}: {received / (1 << 20):.1f}{total} MiB")
-        sys.stderr.flush()
-        self.shown = True
-
-    def done(self) -> None:
-        if self.shown:
-            sys.stderr.write("\n")
-            sys.stderr.flush()

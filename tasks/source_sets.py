@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import tarfile
 from collections.abc import Sequence
@@ -16,6 +17,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from tasks.errors import DomusError
+from tasks.progress import Progress
 from tasks.tree import ROOT, Entry, Tree, link_or_copy, normalize
 
 
@@ -55,9 +57,14 @@ def _unpack(sets: Sequence[Path], unpacked: Path) -> None:
 
 def _extract(archive: Path, dest: Path, entries: dict[str, Entry]) -> None:
     try:
-        with tarfile.open(archive, "r:*") as tar:
+        with (
+            open(archive, "rb") as raw,
+            tarfile.open(fileobj=raw, mode="r:*") as tar,
+            Progress(f"unpacking {archive.name}", os.fstat(raw.fileno()).st_size) as progress,
+        ):
             for member in tar:
                 _extract_member(tar, member, archive, dest, entries)
+                progress.update(raw.tell())
     except (tarfile.TarError, OSError, EOFError) as error:
         raise DomusError(
             f"{archive}: cannot read this set: {error}",

@@ -9,9 +9,11 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Sequence
 
 from tasks.errors import DomusError
+from tasks.progress import on_terminal
 
 SBIN_DIRS = ("/usr/sbin", "/sbin", "/usr/pkg/sbin", "/usr/local/sbin")
 
@@ -56,27 +58,55 @@ def run(
     input: str | None = None,
     # file names that are not UTF-8 pass through as their own bytes, in and out
     errors: str = "surrogateescape",
+    reads: int | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run a tool; with `check`, a failure is a DomusError quoting the command and its stderr.
 
     `input` is written to its stdin; without it, stdin is /dev/null, so no tool waits on the
-    operator's terminal.
+    operator's terminal. `reads`: the bytes the tool reads to do its work (the files of a
+    tree makefs copies), for a progress line on a terminal while it runs.
     """
     path = require(argv[0], what)
-    done = subprocess.run(
-        [path, *argv[1:]],
-        input=input,
-        stdin=None if input is not None else subprocess.DEVNULL,
-        capture_output=True,
-        encoding="utf-8",
-        errors=errors,
-    )
+    if reads is None or not on_terminal(sys.stderr):
+        done = subprocess.run(
+            [path, *argv[1:]],
+            input=input,
+            stdin=None if input is not None else subprocess.DEVNULL,
+            capture_output=True,
+            encoding="utf-8",
+            errors=errors,
+        )
+    else:
+        done = _run_watched([path, *argv[1:]], f"{what}: {argv[0]}", input, errors, reads)
     if check and done.returncode != 0:
         raise DomusError(
             f"{what}: `{' '.join(argv)}` failed (exit {done.returncode}): "
             + (done.stderr.strip() or done.stdout.strip() or "no message")
         )
     return done
+
+
+def _run_watched(
+    argv: list[str], label: str, input: str | None, errors: str, reads: int
+) -> subprocess.CompletedProcess[str]:
+    """subprocess.run, with a progress line of what the tool has read so far."""
+    from tasks.progress import bytes_read_by, watching
+
+    with subprocess.Popen(
+        argv,
+        stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        encoding="utf-8",
+        errors=errors,
+    ) as process:
+        try:
+            with watching(label, lambda: bytes_read_by(process.pid), reads):
+                stdout, stderr = process.communicate(input)
+        except BaseException:  # Ctrl-C, SIGTERM: the tool goes too, as with subprocess.run
+            process.kill()
+            raise
+    return subprocess.CompletedProcess(argv, process.returncode, stdout, stderr)
 
 
 def output(argv: Sequence[str], what: str) -> str:

@@ -71,15 +71,19 @@ class Tree:
     @classmethod
     def stage(cls, source: Path, entries: dict[str, Entry], staging: Path) -> Tree:
         """A tree whose files are hard links to the same paths below `source`."""
+        from tasks.progress import Progress
+
         tree = cls.empty(staging, entries[ROOT].mode)
-        for path, entry in sorted(entries.items()):
-            host = tree.host_path(path)
-            if entry.type == "dir":
-                host.mkdir(exist_ok=True)
-            elif entry.type == "link":
-                os.symlink(entry.link or "", host)
-            elif entry.type not in SPECIAL:
-                link_or_copy(source / path, host)
+        with Progress(f"staging {staging.name}", len(entries), unit="files") as progress:
+            for done, (path, entry) in enumerate(sorted(entries.items()), 1):
+                host = tree.host_path(path)
+                if entry.type == "dir":
+                    host.mkdir(exist_ok=True)
+                elif entry.type == "link":
+                    os.symlink(entry.link or "", host)
+                elif entry.type not in SPECIAL:
+                    link_or_copy(source / path, host)
+                progress.update(done)
         tree.entries = dict(entries)
         return tree
 
@@ -102,6 +106,14 @@ class Tree:
         if self.entry(path).type != "file":
             raise DomusError(f"/{normalize(path)} is not a regular file")
         return self.host_path(path).read_text()
+
+    def file_bytes(self) -> int:
+        """The bytes of every regular file: what an image writer reads to copy the tree."""
+        return sum(
+            self.host_path(path).lstat().st_size
+            for path, entry in self.entries.items()
+            if entry.type == "file"
+        )
 
     def walk(self, top: str = ROOT) -> Iterator[tuple[str, Entry]]:
         """Entries at and below `top`, parents before children."""

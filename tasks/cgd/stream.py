@@ -22,6 +22,7 @@ from typing import IO, BinaryIO
 from tasks.cgd.ciphers import SECTOR_SIZE, BytesLike, SectorCipher, make_cipher
 from tasks.cgd.params import Params, derive_key
 from tasks.errors import DomusError
+from tasks.progress import Progress
 from tasks.superblocks import SBLOCKSEARCH, SBLOCKSIZE, has_ffs_superblock
 
 CHUNK_SIZE = 1 << 20
@@ -133,12 +134,24 @@ def _transform_file(
         if isinstance(source, Params) and source.verify_method == "ffs":
             _verify_head(cipher, inp, src, encrypt=encrypt)
         workers = _workers(jobs, size)
-        with atomic_output(dst) as out:
+        label = f"encrypting {_shown(dst)}" if encrypt else f"decrypting {_shown(src)}"
+        with atomic_output(dst) as out, Progress(label, size) as progress:
             if workers == 1:
-                _transform_range(cipher, inp, out, src, 0, size, chunk_size, encrypt)
+                _transform_range(cipher, inp, out, src, 0, size, chunk_size, encrypt, progress)
             else:
                 out.truncate(size)
-                _transform_parallel(cipher, src, Path(out.name), size, chunk_size, workers, encrypt)
+                _transform_parallel(
+                    cipher, src, Path(out.name), size, chunk_size, workers, encrypt, progress
+                )
+
+
+def _shown(image: Path) -> str:
+    """The image an operator knows (`www1/local.img`), for the progress line: the
+    encrypted one, though it is written as .local.img.partial."""
+    name = image.name.removesuffix(".partial")
+    if name != image.name:
+        name = name.removeprefix(".")
+    return f"{image.parent.name}/{name}"
 
 
 @contextmanager
@@ -187,6 +200,7 @@ def _transform_range(
     stop: int,
     chunk_size: int,
     encrypt: bool,
+    progress: Progress | None = None,
 ) -> None:
     """Transform bytes start..stop of inp into the same place in out, a chunk at a time."""
     run = cipher.encrypt if encrypt else cipher.decrypt
@@ -197,6 +211,8 @@ def _transform_range(
         if not data or len(data) % SECTOR_SIZE:
             raise DomusError(f"{src} changed size while being read")
         out.write(run(data, offset // SECTOR_SIZE))
+        if progress is not None:
+            progress.advance(len(data))
 
 
 def _workers(jobs: int | None, size: int) -> int:
@@ -218,6 +234,7 @@ def _transform_parallel(
     chunk_size: int,
     workers: int,
     encrypt: bool,
+    progress: Progress,
 ) -> None:
     """Let worker processes read and write their own ranges, so no data crosses a pipe."""
     # Enough ranges to keep every worker busy to the end, each still many chunks long.
@@ -230,15 +247,15 @@ def _transform_parallel(
         initargs=(cipher.algorithm, cipher.key, cipher.iv_method),
     )
     with pool:
+        ranges = [(start, min(start + task_size, size)) for start in range(0, size, task_size)]
         futures = [
-            pool.submit(
-                _worker_run, src, tmp, start, min(start + task_size, size), chunk_size, encrypt
-            )
-            for start in range(0, size, task_size)
+            pool.submit(_worker_run, src, tmp, start, stop, chunk_size, encrypt)
+            for start, stop in ranges
         ]
         try:
-            for future in futures:
+            for future, (start, stop) in zip(futures, ranges, strict=True):
                 future.result()
+                progress.advance(stop - start)
         except BrokenProcessPool:
             raise DomusError(
                 "a worker process died", hint="run with one job (--jobs 1 / jobs=1)"

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from tasks.errors import DomusError
 from tasks.images.publish import host_full
+from tasks.progress import tree_bytes
 from tasks.sizes import format_size
 from tasks.tools import run
 from tasks.tree import ROOT, Entry, Tree
@@ -54,6 +55,7 @@ def write_ext2fs(tree: Tree, size: int, dest: Path) -> None:
                 str(dest),
             ],
             dest.name,
+            reads=tree_bytes(tree),
         )
     except DomusError as error:
         if "No space left on device" in error.message:

@@ -14,6 +14,7 @@ from tasks.images.publish import host_full
 from tasks.images.sparse import punch_zeros
 from tasks.log import timed
 from tasks.mtree import write_spec
+from tasks.progress import tree_bytes
 from tasks.sizes import format_size
 from tasks.tools import run
 from tasks.tree import Tree
@@ -31,7 +32,7 @@ def write_ffs(tree: Tree, size: int, dest: Path) -> None:
     try:
         argv = makefs_argv(spec, size, dest, tree.staging)
         with timed(f"{dest.name}: makefs"):
-            run(argv, f"{dest.name}")
+            run(argv, f"{dest.name}", reads=tree_bytes(tree))
     except DomusError as error:
         if "No space left on device" in error.message:
             # the host's disk or the image's file system: only the host can tell

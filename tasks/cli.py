@@ -43,13 +43,14 @@ relative to the directory you run ./domus in.
 exit status: 0 done, 1 failed, 2 usage error, 75 another run holds the run lock,
 78 invalid site file or keys (nothing was done), 130 Ctrl-C, 143 SIGTERM"""
 IMAGE_HELP = "root, pkg:NAME, or pkg (the pkg.img of every domU)"
+TARGET_HELP = "root:/etc/rc.conf, root@GEN:/..., pkg:NAME:/bin/..., local:NAME:/etc/..."
 # Commands that take the rest of the line as it is, for the program they run.
 PASSED_ON = {"build", "test"}
 SITE_COMMANDS = {
     *("build", "reprovision", "converge", "nightly", "check"),
     *("generations", "activate", "rollback", "pin", "unpin", "gc"),
 }
-SITE_COMMANDS |= {"render"}  # looking without building (tasks/inspect)
+SITE_COMMANDS |= {"render", "show", "ls"}  # looking without building (tasks/inspect)
 
 
 class Parser(argparse.ArgumentParser):
@@ -134,6 +135,12 @@ def render(args: argparse.Namespace) -> int:
     from tasks.inspect.rendering import run
 
     return run(args.site, args.name, args.template, args.context)
+
+
+def show(args: argparse.Namespace) -> int:
+    from tasks.inspect import show
+
+    return getattr(show, args.command)(args.site, args.target)
 
 
 def init(args: argparse.Namespace) -> int:
@@ -277,6 +284,16 @@ COMMANDS: dict[str, Command] = {
                 "--context", action="store_true", help="the values the template sees, as JSON"
             ),
         ),
+    ),
+    "show": (
+        "print a file of an image, never mounting it: root, root@GEN, pkg:NAME[@GEN], local:NAME",
+        show,
+        lambda p: p.add_argument("target", metavar="IMAGE:PATH", help=TARGET_HELP),
+    ),
+    "ls": (
+        "list a directory of an image (mode, owner, size, mtime), never mounting it",
+        show,
+        lambda p: p.add_argument("target", metavar="IMAGE:PATH", help=TARGET_HELP),
     ),
     "init": ("write a starter site for a NetBSD release into DIR", init, init_arguments),
 }

@@ -1,0 +1,77 @@
+"""`./domus show IMAGE:PATH` prints a file of an image; `./domus ls IMAGE:PATH` lists a
+directory (or one entry): mode, owner and group (numeric, as the image holds them), size,
+modification time (this host's time zone) and name, as `ls -ln` would."""
+
+from __future__ import annotations
+
+import stat
+import sys
+import time
+
+from tasks.errors import DomusError
+from tasks.inspect.names import locate, parse
+from tasks.inspect.readers import TYPES, Entry, opened
+from tasks.site import Site
+
+TYPE_BITS = {kind: bits for bits, kind in TYPES.items()}
+
+
+def mode_string(entry: Entry) -> str:
+    return stat.filemode(TYPE_BITS.get(entry.type, 0) | entry.mode)
+
+
+def size_text(entry: Entry) -> str:
+    return f"{entry.device[0]}, {entry.device[1]}" if entry.device else str(entry.size)
+
+
+def ls_line(entry: Entry, widths: tuple[int, int, int]) -> str:
+    size = size_text(entry)
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(entry.mtime))
+    name = entry.name + (f" -> {entry.link}" if entry.link is not None else "")
+    uid, gid, width = widths
+    owner = f"{entry.uid:>{uid}} {entry.gid:>{gid}}"
+    return f"{mode_string(entry)}  {owner}  {size:>{width}}  {when}  {name}"
+
+
+def listing(entries: list[Entry]) -> str:
+    entries = sorted(entries, key=lambda e: e.name)
+    widths = (
+        max((len(str(e.uid)) for e in entries), default=1),
+        max((len(str(e.gid)) for e in entries), default=1),
+        max((len(size_text(e)) for e in entries), default=1),
+    )
+    return "".join(ls_line(entry, widths) + "\n" for entry in entries)
+
+
+def ls(site: Site, target: str) -> int:
+    name, path = parse(target)
+    located = locate(site, name)
+    with opened(located) as reader:
+        entry = reader.entry(path)
+        entries = reader.children(path) if entry.type == "dir" else [entry]
+    sys.stdout.write(listing(entries))
+    sys.stdout.flush()
+    return 0
+
+
+def show(site: Site, target: str) -> int:
+    name, path = parse(target)
+    located = locate(site, name)
+    with opened(located) as reader:
+        entry = reader.entry(path)
+        if entry.type == "dir":
+            raise DomusError(
+                f"{located.name}:/{path} is a directory",
+                hint=f"`./domus ls {located.name}:/{path}` lists it",
+            )
+        if entry.type == "link":
+            raise DomusError(
+                f"{located.name}:/{path} is a symbolic link to {entry.link}",
+                hint="show the file it leads to (a link is read inside the domU's own tree)",
+            )
+        if entry.type != "file":
+            raise DomusError(f"{located.name}:/{path} is a {entry.type}, which holds no content")
+        data = reader.read(path)
+    sys.stdout.buffer.write(data)
+    sys.stdout.flush()
+    return 0

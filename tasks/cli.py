@@ -50,7 +50,7 @@ SITE_COMMANDS = {
     *("build", "reprovision", "converge", "nightly", "check"),
     *("generations", "activate", "rollback", "pin", "unpin", "gc"),
 }
-SITE_COMMANDS |= {"render", "show", "ls"}  # looking without building (tasks/inspect)
+SITE_COMMANDS |= {"render", "show", "ls", "diff"}  # looking without building (tasks/inspect)
 
 
 class Parser(argparse.ArgumentParser):
@@ -141,6 +141,12 @@ def show(args: argparse.Namespace) -> int:
     from tasks.inspect import show
 
     return getattr(show, args.command)(args.site, args.target)
+
+
+def diff(args: argparse.Namespace) -> int:
+    from tasks.inspect.diff import run
+
+    return run(args.site, args.image, args.generations)
 
 
 def init(args: argparse.Namespace) -> int:
@@ -294,6 +300,17 @@ COMMANDS: dict[str, Command] = {
         "list a directory of an image (mode, owner, size, mtime), never mounting it",
         show,
         lambda p: p.add_argument("target", metavar="IMAGE:PATH", help=TARGET_HELP),
+    ),
+    "diff": (
+        "what differs between two generations of root or pkg:NAME (the active one and the "
+        "one before it by default), or between local:NAME and the site; exit 0 either way",
+        diff,
+        lambda p: (
+            p.add_argument("image", metavar="IMAGE", help="root, pkg:NAME or local:NAME"),
+            p.add_argument(
+                "generations", nargs="*", metavar="GEN", help="from and to: ids or their starts"
+            ),
+        ),
     ),
     "init": ("write a starter site for a NetBSD release into DIR", init, init_arguments),
 }

@@ -31,9 +31,10 @@ RELEASE = re.compile(r"^[0-9]+\.[0-9]+(\.[0-9]+)?(_[A-Z0-9]+)?$")
 EXAMPLE_DOMU = "example"
 
 SITE = """\
-# A domus site for NetBSD {release}/{arch}, written by `./domus init`.
-# Build it with `./domus build config={site}`. Relative paths start at this file's
-# directory; every key, its default and meaning: README.md, Reference.
+# A domus site for NetBSD {release}/{arch}, written by `./domus init`. Build it with
+#   ./domus build config={site}
+# Relative paths start at this file's directory; every key, its default and meaning:
+# README.md, Reference.
 output: build
 templates: templates  # your templates, found before the built-in ones (templates/README.md)
 keys: keys            # keys of encrypted local images (0700); back it up, keep it private

@@ -111,3 +111,18 @@ def test_bad_arguments(site, args, status, message):
     assert done.returncode == status, done.stderr
     assert message in done.stderr.splitlines()[0]
     assert "Traceback" not in done.stderr and done.stdout == ""
+
+
+def test_generations_of_an_ext2fs_root(tmp_path):
+    site = Site(tmp_path / "site")
+    site.data["root"].update({"fs": "ext2fs", "size": "32m"})
+    site.save()
+    site.build()
+    change_root_template(site, "# ext2fs too\n")
+    (site.directory / "templates" / "root" / "etc" / "banner").write_text("hi\n")
+    site.build()
+    done = run(site, "diff", "root")
+    assert done.returncode == 0, done.stderr
+    assert "added    /etc/banner (file, 0644, 0:0, 3 bytes)" in done.stdout
+    assert "+# ext2fs too" in done.stdout.splitlines()
+    assert done.stdout.endswith("1 added, 0 removed, 1 changed\n")

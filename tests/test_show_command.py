@@ -126,3 +126,26 @@ def test_an_invalid_site_exits_78(tmp_path):
     site.data["domains"]["www1"]["memory"] = "lots"
     site.save()
     assert run(site, "ls", "root:/").returncode == 78
+
+
+def test_the_decrypting_file_reads_any_range_as_the_plaintext(site, tmp_path):
+    from tasks.cgd.seekable import open_decrypted
+    from tasks.keys import local_params
+    from tasks.site import load_site
+
+    loaded = load_site(site.path)
+    www2 = next(d for d in loaded.domus if d.name == "www2")
+    params, passphrase = local_params(loaded.keys, www2)
+    plain = tmp_path / "plain.img"
+    stream.decrypt_file(params, site.image("www2", "local.img"), plain, passphrase=passphrase)
+    expected = plain.read_bytes()
+    with open_decrypted(site.image("www2", "local.img"), params, passphrase) as image:
+        for start, size in (
+            (0, 1),
+            (511, 2),
+            (8192, 8192),
+            (65537, 100_000),
+            (len(expected) - 3, 10),
+        ):
+            image.seek(start)
+            assert image.read(size) == expected[start : start + size]

@@ -302,8 +302,8 @@ COMMANDS: dict[str, Command] = {
         lambda p: p.add_argument("target", metavar="IMAGE:PATH", help=TARGET_HELP),
     ),
     "diff": (
-        "what differs between two generations of root or pkg:NAME (the active one and the "
-        "one before it by default), or between local:NAME and the site; exit 0 either way",
+        "what differs between two generations of root or pkg:NAME (by default the active "
+        "one and the one before), or between local:NAME and the site",
         diff,
         lambda p: (
             p.add_argument("image", metavar="IMAGE", help="root, pkg:NAME or local:NAME"),

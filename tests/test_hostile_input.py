@@ -43,7 +43,7 @@ def test_a_template_cannot_run_a_command(tmp_path):
     done = domus("build", f"config={site.path}", cwd=tmp_path)
     assert done.returncode == 1
     assert "Traceback" not in done.stderr + done.stdout
-    assert f"{templates / 'root' / 'etc' / 'motd'}: access to attribute '__init__'" in done.stdout
+    assert f"{templates / 'root' / 'etc' / 'motd'}:1: access to attribute '__init__'" in done.stdout
     assert "is unsafe" in done.stdout
     assert b"uid=" not in output_bytes(site)
 

@@ -16,12 +16,15 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 from tasks.converge.debugfs import absolute, quoted, run_debugfs
 from tasks.errors import DomusError
 from tasks.inspect.names import Located
 from tasks.log import note
+
+if TYPE_CHECKING:
+    from tasks.images.ffs_reader import FfsEntry
 
 TYPES = {
     stat.S_IFREG: "file",
@@ -74,7 +77,7 @@ def missing(where: str, path: str) -> DomusError:
 
 
 class FfsReader:
-    def __init__(self, image, where: str) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, image: Path | BinaryIO, where: str) -> None:
         from tasks.images.ffs_reader import FfsError, FfsImage
 
         try:
@@ -86,7 +89,7 @@ class FfsReader:
         if why is not None:
             note(f"{where}: read as it is on disk, which may not be what its domU sees: {why}")
 
-    def _entry(self, found) -> Entry:  # type: ignore[no-untyped-def]
+    def _ours(self, found: FfsEntry) -> Entry:
         return Entry(
             path=found.path.decode("utf-8", "surrogateescape"),
             type=found.type,
@@ -99,36 +102,34 @@ class FfsReader:
             device=found.device,
         )
 
-    def _find(self, path: str):  # type: ignore[no-untyped-def]
+    def _find(self, path: str) -> FfsEntry:
         try:
             return self.image.entry(path.encode("utf-8", "surrogateescape"))
         except KeyError:
             raise missing(self.where, path) from None
 
     def entry(self, path: str) -> Entry:
-        return self._entry(self._find(path))
+        return self._ours(self._find(path))
 
     def children(self, path: str) -> list[Entry]:
         top = self._find(path)
+        if top.type != "dir":
+            return [self._ours(top)]
         prefix = top.path + b"/" if top.path else b""
-        # the reader walks depth first from a directory it is asked about: its own
-        # entries are those one level below
-        from tasks.images.ffs_reader import FfsImage
-
-        assert isinstance(self.image, FfsImage)
-        found = []
-        for name, number in self.image._directory(self.image.stat_inode(top.inode)):
-            found.append(
-                self._entry(self.image._entry(prefix + name, self.image.stat_inode(number)))
-            )
-        return found
+        # one directory's entries, not a walk of the whole image: the reader's directory
+        # parsing (its public API walks everything or looks up one path)
+        directory = self.image.stat_inode(top.inode)
+        return [
+            self._ours(self.image._entry(prefix + name, self.image.stat_inode(number)))
+            for name, number in self.image._directory(directory)
+        ]
 
     def read(self, path: str) -> bytes:
         return self.image.read(self._find(path))
 
     def walk(self) -> Iterator[Entry]:
         for found in self.image.entries():
-            yield self._entry(found)
+            yield self._ours(found)
 
     def digests(self, paths: Sequence[str]) -> dict[str, str]:
         result = {}
@@ -163,8 +164,10 @@ _LS_LINE = re.compile(r"^/(\d+)/(\d+)/(\d+)/(\d+)/(.*)/(\d*)/$")
 
 
 class DebugfsReader:
-    def __init__(self, image: Path, where: str) -> None:
-        self.image, self.where = image, where
+    def __init__(self, image: Path, where: str, private: Path | None = None) -> None:
+        """`private`: the directory of a decrypted image, where what debugfs dumps of it
+        stays; elsewhere a temporary directory of this user's."""
+        self.image, self.where, self.private = image, where, private
 
     def _debugfs(self, commands: Sequence[str]) -> dict[str, str]:
         outputs, errors = run_debugfs(self.image, commands)
@@ -232,8 +235,8 @@ class DebugfsReader:
         return self._dump([path])[path]
 
     def _dump(self, paths: Sequence[str]) -> dict[str, bytes]:
-        # beside the image: the plaintext of an encrypted one stays in its private directory
-        with tempfile.TemporaryDirectory(prefix=".dump.", dir=self.image.parent) as tmp:
+        # a decrypted image's files stay in its private directory
+        with tempfile.TemporaryDirectory(prefix="domus-dump-", dir=self.private) as tmp:
             self._debugfs(
                 [f"dump {absolute(p)} {quoted(f'{tmp}/{i}')}" for i, p in enumerate(paths)]
             )
@@ -312,4 +315,4 @@ def opened(located: Located) -> Iterator[Reader]:
         decrypt_file(located.key[0], located.image, plain, passphrase=located.key[1])
         if detect_fs(plain) != "ext2fs":
             raise wrong_key(located, "ext2fs")
-        yield DebugfsReader(plain, located.name)
+        yield DebugfsReader(plain, located.name, private)

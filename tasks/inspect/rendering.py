@@ -8,20 +8,13 @@ import sys
 from collections.abc import Mapping
 
 from tasks.errors import DomusError, UsageError
+from tasks.inspect.names import find_domu
 from tasks.kinds import hotplug, local, root, xen
 from tasks.render import Templates
 from tasks.site import DomU, Site
 
 # The template groups, each rendered from its kind's context.
 GROUPS = ("root", "local", "xen")
-
-
-def find_domu(site: Site, name: str) -> DomU:
-    for domu in site.domus:
-        if domu.name == name:
-            return domu
-    known = ", ".join(domu.name for domu in site.domus) or "none"
-    raise UsageError(f"no domain named {name!r} in {site.path}", hint=f"the domains are: {known}")
 
 
 def every_template(templates: Templates) -> list[str]:

@@ -22,6 +22,7 @@ from tasks.converge.debugfs import absolute, quoted, run_debugfs
 from tasks.errors import DomusError
 from tasks.inspect.names import Located
 from tasks.log import note
+from tasks.progress import Progress
 
 if TYPE_CHECKING:
     from tasks.images.ffs_reader import FfsEntry
@@ -85,6 +86,7 @@ class FfsReader:
         except FfsError as error:
             raise DomusError(str(error)) from None
         self.where = where
+        self.walked: dict[str, FfsEntry] = {}  # what walk() saw, so a path is not looked up
         why = self.image.refusal()
         if why is not None:
             note(f"{where}: read as it is on disk, which may not be what its domU sees: {why}")
@@ -103,6 +105,8 @@ class FfsReader:
         )
 
     def _find(self, path: str) -> FfsEntry:
+        if path in self.walked:
+            return self.walked[path]
         try:
             return self.image.entry(path.encode("utf-8", "surrogateescape"))
         except KeyError:
@@ -129,15 +133,19 @@ class FfsReader:
 
     def walk(self) -> Iterator[Entry]:
         for found in self.image.entries():
-            yield self._ours(found)
+            entry = self._ours(found)
+            self.walked[entry.path] = found
+            yield entry
 
     def digests(self, paths: Sequence[str]) -> dict[str, str]:
         result = {}
-        for path in paths:
-            digest = hashlib.sha256()
-            for chunk in self.image.chunks(self._find(path)):
-                digest.update(chunk)
-            result[path] = digest.hexdigest()
+        with Progress(f"reading {self.where}", len(paths), unit="files") as progress:
+            for path in paths:
+                digest = hashlib.sha256()
+                for chunk in self.image.chunks(self._find(path)):
+                    digest.update(chunk)
+                result[path] = digest.hexdigest()
+                progress.advance(1)
         return result
 
     def close(self) -> None:
@@ -260,9 +268,11 @@ class DebugfsReader:
 
     def digests(self, paths: Sequence[str]) -> dict[str, str]:
         result = {}
-        for start in range(0, len(paths), 200):  # a bounded plaintext at a time
-            for path, data in self._dump(paths[start : start + 200]).items():
-                result[path] = hashlib.sha256(data).hexdigest()
+        with Progress(f"reading {self.where}", len(paths), unit="files") as progress:
+            for start in range(0, len(paths), 200):  # a bounded plaintext at a time
+                for path, data in self._dump(paths[start : start + 200]).items():
+                    result[path] = hashlib.sha256(data).hexdigest()
+                progress.update(min(start + 200, len(paths)))
         return result
 
     def close(self) -> None:

@@ -21,6 +21,7 @@ from tasks.errors import DomusError, UsageError
 from tasks.fetch import parse_listing, read_listing
 from tasks.images.publish import fsync_dir, fsync_file
 from tasks.log import note
+from tasks.render import BUILTIN
 
 DEFAULT_MIRROR = "https://cdn.netbsd.org/pub/NetBSD"
 # The NetBSD ports that run as a Xen PV domU, and the kernel each one boots.
@@ -78,7 +79,7 @@ written into the image at that path as well.
 To override the xl config of every domU, for example:
 
     mkdir -p xen
-    cp /path/to/domus/templates/xen/domu.cfg xen/domu.cfg
+    cp {builtin}/xen/domu.cfg xen/domu.cfg
     $EDITOR xen/domu.cfg
 
 and see what it renders for a domU before building:
@@ -160,7 +161,7 @@ def init(directory: Path, release: str, arch: str, mirror: str) -> int:
         write(partial / "site.yaml", text)
         write(
             partial / "templates" / "README.md",
-            TEMPLATES_README.format(domu=EXAMPLE_DOMU, site=site),
+            TEMPLATES_README.format(domu=EXAMPLE_DOMU, site=site, builtin=BUILTIN),
         )
         os.mkdir(partial / "keys", 0o700)
         os.chmod(partial / "keys", 0o700)  # whatever the umask

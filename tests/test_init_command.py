@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import stat
+from pathlib import Path
 
 import pytest
 import yaml
@@ -31,7 +32,9 @@ def test_init_writes_a_site_that_validates_and_builds(tmp_path, mirror):
     assert stat.S_IMODE((directory / "keys").stat().st_mode) == 0o700
     assert list((directory / "keys").iterdir()) == []
     readme = (directory / "templates" / "README.md").read_text()
-    assert "templates/xen/domu.cfg xen/domu.cfg" in readme and "./domus render" in readme
+    copy = next(line.split() for line in readme.splitlines() if line.strip().startswith("cp "))
+    assert Path(copy[1]).is_file() and copy[2] == "xen/domu.cfg"  # the built-in template
+    assert "./domus render example xen/domu.cfg" in readme
 
     data = yaml.safe_load((directory / "site.yaml").read_text())
     assert data["root"]["source"] == {

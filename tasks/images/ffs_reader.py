@@ -20,6 +20,8 @@ API (stable; other modules and `./domus show/ls/diff` build on it):
         image.chunks(entry, size=1 MiB) -> Iterator[bytes]: a regular file's content
         image.read(entry)    -> bytes: the whole content
         image.stat_inode(n)  -> FfsInode (the raw metadata of inode n)
+        image.inode_offset(n) -> int: where inode n's struct ufs1_dinode lies in the image
+        image.free_bytes()   -> int: bytes free beyond the minfree reserve (as df counts)
 
 FfsEntry: path (bytes, relative, no leading slash; any byte but NUL and "/" in a name),
 type ("file", "dir", "link", "char", "block", "fifo", "socket"), mode (the permission
@@ -53,7 +55,8 @@ FS_POSIX1EACLS, FS_MULTILABEL, FS_GJOURNAL = 0x010, 0x020, 0x040
 FS_DOWAPBL, FS_DOQUOTA2, FS_NFS4ACLS = 0x100, 0x200, 0x800
 FS_CLEAN_AT, FS_FLAGS_AT = 209, 1312  # int8 fs_clean; uint32 fs_flags
 FS_MAXCONTIG_AT, FS_MAXBPG_AT, FS_AVGFILESIZE_AT, FS_AVGFPDIR_AT = 88, 92, 1196, 1200
-FS_ID_AT, FS_VOLNAME_AT, FS_FSMNT_AT = 144, 680, 212
+FS_VOLNAME_AT = 680
+FS_OLD_DSIZE_AT, FS_OLD_CSTOTAL_AT = 40, 192  # int32 fs_old_dsize; struct csum (4 int32)
 # dinode.h
 UFS_ROOTINO = 2
 UFS_NDADDR, UFS_NIADDR = 12, 3
@@ -184,7 +187,6 @@ class FfsImage:
         self._end = "<" if sb.order == "little" else ">"
         self._dinode = struct.Struct(self._end + _DINODE1)
         self._direct = struct.Struct(self._end + _DIRECT)
-        self._paths: dict[bytes, FfsEntry] | None = None
 
     # --- the superblock ------------------------------------------------------------
 
@@ -258,13 +260,26 @@ class FfsImage:
             raise FfsError(f"{self.name}: fragment {address} lies beyond the image")
         return data
 
-    def stat_inode(self, number: int) -> FfsInode:
+    def inode_offset(self, number: int) -> int:
+        """The byte offset of inode `number`'s struct ufs1_dinode in the image."""
         sb = self.sb
         if not 0 < number < sb.fs_ipg * sb.fs_ncg:
             raise FfsError(f"{self.name}: inode {number} is out of range")
         cg, index = divmod(number, sb.fs_ipg)
         block = sb.cgstart(cg) + sb.fs_iblkno + (index // sb.fs_inopb) * sb.fs_frag
-        offset = block * sb.fs_fsize + (index % sb.fs_inopb) * DINODE1_SIZE
+        return block * sb.fs_fsize + (index % sb.fs_inopb) * DINODE1_SIZE
+
+    def free_bytes(self) -> int:
+        """Bytes free to ordinary users: free blocks and fragments (the superblock's
+        summary) less the minfree reserve, as df(1) counts them."""
+        sb = self.sb
+        _, nbfree, _, nffree = struct.unpack_from(self._end + "4i", sb.raw, FS_OLD_CSTOTAL_AT)
+        dsize = self._field(FS_OLD_DSIZE_AT, 4)
+        free = nbfree * sb.fs_frag + nffree - dsize * sb.fs_minfree // 100
+        return max(free, 0) * sb.fs_fsize
+
+    def stat_inode(self, number: int) -> FfsInode:
+        offset = self.inode_offset(number)
         raw = self._pread(offset, DINODE1_SIZE)
         if len(raw) < DINODE1_SIZE:
             raise FfsError(f"{self.name}: inode {number} lies beyond the image")
@@ -370,6 +385,11 @@ class FfsImage:
             if reclen < DIRECT_HEAD or at + reclen > len(data):
                 raise FfsError(f"{self.name}: directory inode {inode.inode} is damaged")
             name = data[at + DIRECT_HEAD : at + DIRECT_HEAD + namlen]
+            if number and (not name or b"/" in name or b"\0" in name):
+                # no kernel writes such a name: a crafted image would lead a path astray
+                raise FfsError(
+                    f"{self.name}: directory inode {inode.inode} holds the name {name!r}"
+                )
             if number and name not in (b".", b".."):
                 yield name, number
             at += reclen

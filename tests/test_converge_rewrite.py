@@ -19,15 +19,22 @@ from pathlib import Path
 
 import pytest
 
+from tasks.cgd.params import parse
+from tasks.cgd.stream import decrypt_file
 from tasks.checks.filesystem import ffs_problems
 from tasks.converge.plan import Change, FileState
 from tasks.converge.rewrite import kept_images, opened
 from tasks.errors import DomusError
 from tasks.images.ffs_reader import FS_DOSOFTDEP, FS_DOWAPBL, FS_FLAGS_AT, FfsImage
 from tasks.mtree import encode
-from tasks.superblocks import SBLOCK_UFS1
-from tests.mounting import sha
+from tasks.superblocks import SBLOCK_UFS1, has_ffs_superblock
+from tests.conftest import REPO
+from tests.mounting import needs_root, sha
 from tests.netbsd_rules import assert_netbsd_accepts
+from tests.sites import Site
+from tests.test_converge import SITE_LINE, change_site
+from tests.test_faults import LEFTOVER, domus, kill_after, seeds, start, timed
+from tests.unprivileged import NOBODY
 
 MiB = 1 << 20
 STAMP = "20261202T101010"
@@ -371,3 +378,149 @@ def test_a_big_endian_image_stays_big_endian(tmp_path):
         assert ffs.params.order == "big"
         assert ffs.read(ffs.entry(b"etc/rc.conf")) == b"httpd=NO\n"
     assert_netbsd_accepts(image, "ffs")
+
+
+# -- through ./domus, on the example site ----------------------------------------------------
+
+
+def reader_of(image: Path) -> dict[bytes, tuple[object, ...]]:
+    return described(image)[0]
+
+
+def check_site_converged(
+    image: Path, before: dict[bytes, tuple[object, ...]], rc_conf: bool = True
+) -> None:
+    """change_site() made: the site's fstab template and motd.domus for every domU, and
+    (`rc_conf`) an rc.conf variable of this one."""
+    after = reader_of(image)
+    managed = {b"etc/fstab", *([b"etc/rc.conf"] if rc_conf else [])}
+    backups = {p for p in after if b".domus-" in p}
+    assert {p.split(b".domus-")[0] for p in backups} == managed
+    for backup in backups:
+        assert after[backup] == before[backup.split(b".domus-")[0]], backup
+    for path, meta in before.items():
+        if path not in managed and path != b"etc":
+            assert after[path] == meta, path
+    assert set(after) == set(before) | backups | {b"etc/motd.domus"}
+    with FfsImage(image) as ffs:
+        assert ffs.read(ffs.entry(b"etc/fstab")).decode().endswith(SITE_LINE)
+    assert_netbsd_accepts(image, "ffs")
+
+
+@needs_root
+def test_the_example_sites_ffs_domus_converge_on_linux_after_a_local_template_change(tmp_path):
+    site = Site(tmp_path / "site")
+    site.build()
+    ffs = [
+        name
+        for name, entry in site.data["domains"].items()
+        if ((entry or {}).get("local") or {}).get("fs", "ffs") == "ffs"
+    ]
+    assert len(ffs) >= 2
+    images = {name: site.image(name, "local.img") for name in ffs}
+    before = {name: reader_of(image) for name, image in images.items()}
+    olds = {name: sha(image) for name, image in images.items()}
+    change_site(site, "www1")
+    run = site.build()
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.ran >= {f"local:{name}" for name in images}
+    assert run.stderr.count("(rewrite)") == len(images)
+    for name, image in images.items():
+        check_site_converged(image, before[name], rc_conf=name == "www1")
+        assert [sha(p) for p in kept_images(image)] == [olds[name]]
+    with FfsImage(images["www1"]) as ffs:
+        assert b"httpd=NO\n" in ffs.read(ffs.entry(b"etc/rc.conf"))
+    assert site.build().ran == set()
+    assert not list(site.output.rglob(".plaintext.*"))
+
+
+@needs_root
+def test_dry_run_reads_an_ffs_image_on_linux_and_touches_nothing(tmp_path):
+    site = Site(tmp_path / "site")
+    site.build()
+    image = site.image("www2", "local.img")
+    site.data["domains"]["www2"]["rc_conf"]["httpd"] = "NO"
+    site.save()
+    before = (sha(image), image.stat().st_mtime_ns)
+    done = subprocess.run(
+        [str(REPO / "domus"), "converge", "--dry-run", "www2", f"config={site.path}"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "-httpd=YES\n+httpd=NO\n" in done.stdout
+    assert "www2:/etc/rc.conf" in done.stdout
+    assert (sha(image), image.stat().st_mtime_ns) == before
+    assert kept_images(image) == []
+
+
+@needs_root
+def test_an_ffs_image_converges_without_root(public_tmp, nobody):
+    site = Site(public_tmp / "site", nobody.example_site())
+    site.build()
+    image = site.image("www1", "local.img")
+    before = reader_of(image)
+    change_site(site, "www1")
+    subprocess.run(["chown", "-R", f"{NOBODY}:{NOBODY}", str(public_tmp)], check=True)
+    done = nobody.doit(f"config={site.path}", home=public_tmp)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "(rewrite)" in done.stderr
+    assert (image.stat().st_uid, image.stat().st_mode & 0o777) == (NOBODY, 0o644)
+    check_site_converged(image, before)
+
+
+@needs_root
+def test_an_encrypted_ffs_image_converges_through_domus_decrypt_and_seal(tmp_path):
+    site = Site(tmp_path / "site")
+    site.data["domains"]["www1"]["local"] = {"encrypt": "dom0"}
+    site.save()
+    site.build()
+    image = site.image("www1", "local.img")
+    params = parse((site.directory / "keys" / "www1-local.params").read_text())
+    plain = tmp_path / "plain.img"
+    decrypt_file(params, image, plain)
+    before = reader_of(plain)
+    old = sha(image)
+    change_site(site, "www1")
+    run = site.build()
+    assert "local:www1" in run.ran and "(sealed)" in run.stderr, run.stdout + run.stderr
+    with open(image, "rb") as f:
+        assert not has_ffs_superblock(f.read(1 << 20))  # still sealed
+    decrypt_file(params, image, plain)
+    check_site_converged(plain, before)
+    assert [sha(p) for p in kept_images(image)] == [old]
+    assert not list(site.output.rglob(".plaintext.*"))
+
+
+# -- a kill at any moment ------------------------------------------------------------------
+
+
+@needs_root
+def test_a_kill_mid_rewrite_leaves_the_old_image_in_place_or_the_converged_one(tmp_path):
+    site = Site(tmp_path / "site")
+    site.build()
+    image = site.image("www1", "local.img")
+    before = reader_of(image)
+    pristine = tmp_path / "pristine.img"
+    shutil.copyfile(image, pristine)
+    old = sha(image)
+    change_site(site, "www1")
+    duration = timed("converge", "www1", site=site)
+    check_site_converged(image, before)
+    outcomes: dict[int, str] = {}
+    for seed in seeds(4):
+        for kept in kept_images(image):
+            kept.unlink()
+        shutil.copyfile(pristine, image)
+        kill_after(start("converge", "www1", site=site), random.Random(seed).uniform(0, duration))
+        if sha(image) == old:
+            outcomes[seed] = "before"
+        else:
+            check_site_converged(image, before)
+            outcomes[seed] = "after"
+        rerun = domus("converge", "www1", site=site)  # cleans up what the kill left
+        assert rerun.returncode == 0, f"seed {seed}: {rerun.stdout}{rerun.stderr}"
+        check_site_converged(image, before)
+        assert not [p for p in site.output.rglob("*") if LEFTOVER.search(p.name)]
+        assert not list(site.output.rglob(".plaintext.*"))
+    print(f"rewrite converge kills: {outcomes}")

@@ -84,6 +84,19 @@ class FfsError(Exception):
 
 
 @dataclass(frozen=True)
+class _Geometry:
+    bsize: int
+    fsize: int
+    frag: int
+    ipg: int
+    inopb: int
+    nindir: int
+    maxsymlinklen: int
+    inodes: int
+    itables: tuple[int, ...]  # the byte offset of each cylinder group's inode table
+
+
+@dataclass(frozen=True)
 class FfsParams:
     """The superblock's parameters that shape an image (what makefs is given again)."""
 
@@ -184,6 +197,21 @@ class FfsImage:
         if sb is None:
             raise FfsError(f"{self.name}: no FFS superblock")
         self.sb: Superblock = sb
+        # the fields every inode and block read needs, read once (Superblock's are parsed
+        # on each access)
+        self._g = _Geometry(
+            bsize=sb.fs_bsize,
+            fsize=sb.fs_fsize,
+            frag=sb.fs_frag,
+            ipg=sb.fs_ipg,
+            inopb=sb.fs_inopb,
+            nindir=sb.fs_nindir,
+            maxsymlinklen=sb.fs_maxsymlinklen,
+            inodes=sb.fs_ipg * sb.fs_ncg,
+            itables=tuple(
+                (sb.cgstart(cg) + sb.fs_iblkno) * sb.fs_fsize for cg in range(max(sb.fs_ncg, 0))
+            ),
+        )
         self._end = "<" if sb.order == "little" else ">"
         self._dinode = struct.Struct(self._end + _DINODE1)
         self._direct = struct.Struct(self._end + _DIRECT)
@@ -255,19 +283,19 @@ class FfsImage:
         return self._file.read(size)
 
     def _frag(self, address: int, size: int) -> bytes:
-        data = self._pread(address * self.sb.fs_fsize, size)
+        data = self._pread(address * self._g.fsize, size)
         if len(data) < size:
             raise FfsError(f"{self.name}: fragment {address} lies beyond the image")
         return data
 
     def inode_offset(self, number: int) -> int:
         """The byte offset of inode `number`'s struct ufs1_dinode in the image."""
-        sb = self.sb
-        if not 0 < number < sb.fs_ipg * sb.fs_ncg:
+        g = self._g
+        if not 0 < number < g.inodes:
             raise FfsError(f"{self.name}: inode {number} is out of range")
-        cg, index = divmod(number, sb.fs_ipg)
-        block = sb.cgstart(cg) + sb.fs_iblkno + (index // sb.fs_inopb) * sb.fs_frag
-        return block * sb.fs_fsize + (index % sb.fs_inopb) * DINODE1_SIZE
+        cg, index = divmod(number, g.ipg)
+        block, slot = divmod(index, g.inopb)
+        return g.itables[cg] + block * g.bsize + slot * DINODE1_SIZE
 
     def free_bytes(self) -> int:
         """Bytes free to ordinary users: free blocks and fragments (the superblock's
@@ -306,18 +334,18 @@ class FfsImage:
         )
 
     def _pointers(self, address: int) -> tuple[int, ...]:
-        data = self._frag(address, self.sb.fs_bsize)
-        return struct.unpack(f"{self._end}{self.sb.fs_nindir}i", data)
+        data = self._frag(address, self._g.bsize)
+        return struct.unpack(f"{self._end}{self._g.nindir}i", data)
 
     def _blocks(self, inode: FfsInode) -> Iterator[int]:
         """The fragment address of every logical block of the file, 0 for a hole."""
-        count = -(-inode.size // self.sb.fs_bsize)
+        count = -(-inode.size // self._g.bsize)
         yield from inode.db[: min(count, UFS_NDADDR)]
         left = count - UFS_NDADDR
         for level, top in enumerate(inode.ib):
             if left <= 0:
                 return
-            span = self.sb.fs_nindir ** (level + 1)
+            span = self._g.nindir ** (level + 1)
             take = min(left, span)
             yield from self._indirect(top, level, take)
             left -= take
@@ -330,7 +358,7 @@ class FfsImage:
         if level == 0:
             yield from pointers[:count]
             return
-        span = self.sb.fs_nindir**level
+        span = self._g.nindir**level
         for pointer in pointers:
             if count <= 0:
                 return
@@ -341,7 +369,7 @@ class FfsImage:
     def _extents(self, inode: FfsInode) -> Iterator[tuple[int, int]]:
         """(fragment address or 0 for a hole, bytes) runs of the file, contiguous ones
         merged so that a large file is read in few large reads."""
-        bsize, left = self.sb.fs_bsize, inode.size
+        bsize, left = self._g.bsize, inode.size
         start, length = -1, 0
         for address in self._blocks(inode):
             size = min(bsize, left)
@@ -351,7 +379,7 @@ class FfsImage:
                 and length + size <= CHUNK
                 and (
                     (address == 0 and start == 0)
-                    or (address and start and address == start + length // self.sb.fs_fsize)
+                    or (address and start and address == start + length // self._g.fsize)
                 )
             )
             if follows and length % bsize == 0:
@@ -395,9 +423,7 @@ class FfsImage:
             at += reclen
 
     def _link_target(self, inode: FfsInode) -> bytes:
-        if inode.size < self.sb.fs_maxsymlinklen or (
-            self.sb.fs_maxsymlinklen == 0 and inode.blocks == 0
-        ):
+        if inode.size < self._g.maxsymlinklen or (self._g.maxsymlinklen == 0 and inode.blocks == 0):
             return inode.raw[40 : 40 + inode.size]  # kept in di_db and di_ib
         return b"".join(self._content(inode))
 

@@ -304,6 +304,11 @@ REFUSALS = {
         lambda img: _patched_superblock(img, FS_FLAGS_AT, (0x10).to_bytes(4, "little")),
         "ACLs",
     ),
+    "quota2": (
+        lambda img: _patched_superblock(img, FS_FLAGS_AT, (0x200).to_bytes(4, "little")),
+        "quotas",
+    ),
+    "label": (lambda img: _patched_superblock(img, 680, b"data\0"), "volume label"),
     "socket": (_make_socket, "is a socket, which makefs cannot make"),
 }
 
@@ -431,6 +436,24 @@ def test_the_example_sites_ffs_domus_converge_on_linux_after_a_local_template_ch
     with FfsImage(images["www1"]) as ffs:
         assert b"httpd=NO\n" in ffs.read(ffs.entry(b"etc/rc.conf"))
     assert site.build().ran == set()
+    assert not list(site.output.rglob(".plaintext.*"))
+
+
+@needs_root
+def test_a_refusal_through_domus_build_names_the_image_and_changes_nothing(tmp_path):
+    site = Site(tmp_path / "site")
+    site.build()
+    image = site.image("www1", "local.img")
+    _patched_superblock(image, 209, b"\0")  # as a domU that did not shut down leaves it
+    before = sha(image)
+    change_site(site, "www1")
+    run = site.doit()
+    assert run.returncode != 0
+    assert f"{image} cannot be rewritten exactly without mounting it" in run.stdout
+    assert "not marked clean" in run.stdout and "shut it down cleanly" in run.stdout
+    assert "Traceback" not in run.stdout + run.stderr
+    assert sha(image) == before
+    assert kept_images(image) == []
     assert not list(site.output.rglob(".plaintext.*"))
 
 

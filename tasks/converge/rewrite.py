@@ -122,6 +122,8 @@ def rewrite_problem(reader: FfsImage) -> str | None:
     reason = reader.refusal()
     if reason is not None:
         return reason
+    if reader.params.volname:  # domus's images have none; makefs cannot write one
+        return f"it has a volume label ({reader.params.volname!r}), which makefs cannot write"
     directories: set[int] = set()
     for entry in reader.entries():
         shown = "/" + entry.path.decode(errors="backslashreplace")
@@ -360,10 +362,6 @@ def makefs(
         f"avgfilesize={params.avgfilesize}",
         f"avgfpdir={params.avgfpdir}",
     ]
-    if params.volname:
-        if not re.fullmatch(rb"[A-Za-z0-9._-]+", params.volname):
-            raise DomusError(f"its volume label {params.volname!r} cannot be given to makefs")
-        options.append(f"label={params.volname.decode()}")
     dest.unlink(missing_ok=True)
     argv = makefs_argv(spec, size, dest, staging, ORDERS[params.order], options)
     run(argv, dest.name)

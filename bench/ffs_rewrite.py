@@ -78,11 +78,13 @@ def make_tree(top: Path, size: int) -> Path:
 def makefs(spec: Path, size: int, image: Path, tree: Path) -> float:
     image.unlink(missing_ok=True)
     start = time.monotonic()
-    subprocess.run(
+    done = subprocess.run(
         ["makefs", "-t", "ffs", "-B", "le", "-o", "version=1", "-s", str(size), "-F", str(spec),
          "-x", str(image), str(tree)],
-        check=True, capture_output=True,
+        capture_output=True, text=True,
     )  # fmt: skip
+    if done.returncode != 0:
+        sys.exit(f"makefs failed: {done.stdout[-500:]}{done.stderr[-500:]}")
     return time.monotonic() - start
 
 

@@ -129,7 +129,8 @@ def image_files(
         return
     keep_images = site.converge.keep_images
     if method == "sealed":
-        with sealed.opened(image, *local_params(site.keys, domu), keep_images) as files:
+        params, passphrase = local_params(site.keys, domu)
+        with sealed.opened(image, params, passphrase, domu.local.fs, keep_images) as files:
             yield files
         return
     if method == "rewrite":

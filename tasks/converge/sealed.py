@@ -53,24 +53,24 @@ class SealedFiles:
 
 @contextmanager
 def opened(
-    image: Path, params: Params, passphrase: bytes | None, keep_images: int = 1
+    image: Path, params: Params, passphrase: bytes | None, fs: str, keep_images: int = 1
 ) -> Iterator[SealedFiles | RewriteFiles]:
+    """The files of the encrypted `image`, whose file system is `fs` (local.fs)."""
     size = image.stat().st_size
     # the plaintext and the sealed copy are written whole before the image is replaced
     require_room(image.parent, 2 * size, f"converging the encrypted {image}")
     with private_dir(image) as private:
         plain = private / "plain.img"
         decrypt_file(params, image, plain, passphrase=passphrase)
-        found = detect_fs(plain)
-        if found == "ext2fs":
-            yield SealedFiles(image, plain, params, passphrase)
-            return
-        if found != "ffs":
+        if detect_fs(plain) != fs:
             raise DomusError(
-                f"{image} does not decrypt to an ext2fs or FFS file system with its key: "
+                f"{image} does not decrypt to an {fs} file system with its key: "
                 "wrong key, or not the image the key was made for",
                 hint="check the key directory (keys:) and local.cipher",
             )
+        if fs == "ext2fs":
+            yield SealedFiles(image, plain, params, passphrase)
+            return
 
         def seal(new: Path, partial: Path) -> None:
             encrypt_file(params, new, partial, passphrase=passphrase)

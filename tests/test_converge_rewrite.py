@@ -12,9 +12,12 @@ import mmap
 import os
 import random
 import shutil
+import signal
 import stat
 import struct
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -547,3 +550,45 @@ def test_a_kill_mid_rewrite_leaves_the_old_image_in_place_or_the_converged_one(t
         assert not [p for p in site.output.rglob("*") if LEFTOVER.search(p.name)]
         assert not list(site.output.rglob(".plaintext.*"))
     print(f"rewrite converge kills: {outcomes}")
+
+
+@needs_root
+@pytest.mark.parametrize("point", ["decrypted", "converged", "sealed"])
+def test_a_kill_mid_encrypted_rewrite_keeps_the_image_and_the_plaintext_private(tmp_path, point):
+    site = Site(tmp_path / "site")
+    site.data["domains"]["www1"]["local"] = {"encrypt": "dom0"}
+    site.save()
+    site.build()
+    image = site.image("www1", "local.img")
+    before = sha(image)
+    change_site(site, "www1")
+    mark = tmp_path / "mark"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.sealed_job", str(site.path), "www1", str(mark), point],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not mark.exists():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    plain = next(image.parent.glob(".plaintext.*"))
+    private = [plain, *plain.rglob("*")]
+    assert stat.S_IMODE(plain.stat().st_mode) == 0o700
+    for path in private:  # the staged tree too: every entry only root's
+        if not path.is_symlink():
+            assert path.stat().st_mode & 0o077 == 0, path
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert sha(image) == before
+    run = site.build()
+    assert f"removed {plain}, plaintext a killed run left" in run.stderr
+    assert not list(site.output.rglob(".plaintext.*"))
+    params = parse((site.directory / "keys" / "www1-local.params").read_text())
+    decrypt_file(params, image, tmp_path / "plain.img")
+    with FfsImage(tmp_path / "plain.img") as ffs:
+        assert ffs.read(ffs.entry(b"etc/fstab")).decode().endswith(SITE_LINE)
+    assert_netbsd_accepts(tmp_path / "plain.img", "ffs")

@@ -266,10 +266,14 @@ class RewriteFiles:
                 with timed(f"{self.image.name}: makefs"):
                     makefs(params, fragments, size, spec, staging, dest)
             except DomusError as error:
+                said = error.message.strip()[-300:]
+                full = re.search(r"too small|exceeds|larger than|No space", said, re.I)
                 raise DomusError(
-                    f"{self.image} cannot be rewritten in its own size: makefs failed "
-                    f"({error.message.strip()[-300:]}); nothing was changed",
-                    hint=refusal_hint("") + "; or free space inside the image and converge again",
+                    f"{self.image} cannot be rewritten"
+                    + (" in its own size" if full else "")
+                    + f": makefs failed ({said}); nothing was changed",
+                    hint=refusal_hint("")
+                    + ("; or free space inside the image and converge again" if full else ""),
                 ) from None
             with FfsImage(dest) as built:
                 got = built.params

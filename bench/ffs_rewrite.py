@@ -9,7 +9,7 @@ makefs, the inode fields, the verification, punching zeros, fsync and rename; an
 alone on the original tree with its spec. Prints a Markdown table of medians, with the
 rewrite's own phases (DOMUS_DEBUG timings) for the last run.
 
-    .venv/bin/python bench/ffs_rewrite.py [--sizes 64m,1g,4g] [--runs 3] [--dir DIR]
+    .venv/bin/python bench/ffs_rewrite.py [--sizes 64m,1g,2g] [--runs 3] [--dir DIR]
 """
 
 from __future__ import annotations
@@ -136,7 +136,7 @@ def bench(size: int, runs: int, where: Path) -> dict[str, object]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="64m,1g,4g")
+    parser.add_argument("--sizes", default="64m,1g,2g")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--dir", type=Path, default=REPO / "bench" / "out")
     args = parser.parse_args()

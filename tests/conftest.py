@@ -1,4 +1,6 @@
+import shutil
 import stat
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -53,3 +55,15 @@ def nobody():
         if isinstance(how, str):
             pytest.skip(how)
         yield how
+
+
+@pytest.fixture
+def public_tmp():
+    """A directory another user can reach (pytest's own are root's alone)."""
+    from tests.mounting import release_everything_under
+
+    directory = Path(tempfile.mkdtemp(prefix="domus-test-"))
+    directory.chmod(0o755)
+    yield directory
+    release_everything_under(directory)
+    shutil.rmtree(directory)

@@ -9,11 +9,9 @@ from __future__ import annotations
 import difflib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -189,16 +187,6 @@ def test_an_image_left_unbootable_by_an_earlier_linux_mount_is_repaired_by_debug
     assert_netbsd_accepts(image, "ext2fs")
 
 
-@pytest.fixture
-def public_tmp():
-    """A directory another user can reach (pytest's own are root's alone)."""
-    directory = Path(tempfile.mkdtemp(prefix="domus-test-"))
-    directory.chmod(0o755)
-    yield directory
-    release_everything_under(directory)
-    shutil.rmtree(directory)
-
-
 def test_an_ext2fs_image_converges_without_root_through_debugfs(public_tmp, nobody):
     site = ext2_site(public_tmp / "site", data=nobody.example_site())
     image = site.image("www1", "local.img")
@@ -288,23 +276,6 @@ def test_an_image_attached_by_someone_else_is_refused_by_name(site):
         subprocess.run(["losetup", "-d", device], check=True)
     assert_nothing_attached(site)
     assert site.build().ran == {"local:www1"}
-
-
-def test_ffs_on_linux_is_refused_with_what_would_work(tmp_path):
-    site = Site(tmp_path / "site")
-    site.build()
-    site.data["domains"]["www1"]["rc_conf"]["httpd"] = "NO"
-    site.save()
-    run = site.doit()
-    assert run.returncode != 0
-    assert "cannot mount ffs (Linux cannot write FFS)" in run.stdout
-    for way in (
-        "as root on the NetBSD dom0",
-        "./domus reprovision www1",
-        "local.fs: ext2fs",
-        "config rc_conf.httpd",
-    ):
-        assert way in run.stdout
 
 
 def test_a_new_size_is_not_converged(site):

@@ -26,7 +26,7 @@ from tasks.blockdev.attach import mounted, watchers
 from tasks.blockdev.backend import configured_backend
 from tasks.blockdev.holders import check_not_in_use
 from tasks.blockdev.signals import sigterm_raises
-from tasks.converge import sealed
+from tasks.converge import rewrite, sealed
 from tasks.converge.debugfs import DebugfsFiles, check_clean, keep_owner
 from tasks.converge.mounted import MountedFiles
 from tasks.converge.plan import Change, FileState, decode, plan, room_needed
@@ -70,27 +70,28 @@ def cgd_params(site: Site, domu: DomU) -> Path | None:
 
 
 def how(fs: str, backend_setting: str, encrypted: bool = False) -> str:
-    """'mount', 'debugfs' or 'sealed'; a DomusError saying why when none works here."""
+    """'mount', 'debugfs', 'rewrite' or 'sealed'; a DomusError saying why when none works.
+
+    An FFS image no mount here can write (Linux; NetBSD without root) is rewritten whole
+    through makefs (tasks/converge/rewrite.py); an encrypted one without cgd(4) is
+    decrypted, converged (debugfs or rewrite) and sealed again by domus itself."""
     backend = configured_backend(backend_setting)
     if encrypted and (backend is None or backend.planned_cgd(0) is None or not is_root()):
-        if fs == "ext2fs":
-            return "sealed"  # domus decrypts, converges through debugfs, and seals again
-        raise DomusError(
-            "an encrypted FFS image is opened through cgd(4), as root on the "
-            "NetBSD dom0 (blockdev.backend vnd)"
-        )
+        return "sealed"
     if backend is not None and is_root() and backend.can_mount(fs):
         return "mount"
     if fs == "ext2fs" and not encrypted:
         return "debugfs"
+    if fs == "ffs":
+        return "rewrite"
     if backend_setting == "none":
         why = "blockdev.backend is none, and only ext2fs images converge without mounting"
     elif not is_root():
-        why = "an FFS image is converged by mounting it, which needs root"
+        why = f"a {fs} image is converged by mounting it, which needs root"
     elif backend is None:
         why = "this system has no block-device backend to mount it with"
     else:
-        why = f"{backend.name} devices on this system cannot mount {fs} (Linux cannot write FFS)"
+        why = f"{backend.name} devices on this system cannot mount {fs}"
     raise DomusError(why)
 
 
@@ -126,8 +127,14 @@ def image_files(
         with _mounted_files(site, domu, layout, image, readonly, extra) as files:
             yield files
         return
+    keep_images = site.converge.keep_images
     if method == "sealed":
-        with sealed.opened(image, *local_params(site.keys, domu)) as files:
+        params, passphrase = local_params(site.keys, domu)
+        with sealed.opened(image, params, passphrase, domu.local.fs, keep_images) as files:
+            yield files
+        return
+    if method == "rewrite":
+        with rewrite.opened(image, keep_images) as files:
             yield files
         return
     yield DebugfsFiles(image)
@@ -288,6 +295,7 @@ def converge(
                     f"converging {image} failed ({error.strerror}); the image is unchanged"
                 ) from None
             pruned = files.pruned
+            kept = getattr(files, "kept_note", "")  # the old image a rewrite kept
     note(
         f"converged {image} ({method}) in {time.monotonic() - start:.2f} s: rewrote "
         + ", ".join(f"/{change.path}" for change in changes)
@@ -298,5 +306,6 @@ def converge(
             if pruned
             else ""
         )
+        + (f"; {kept}" if kept else "")
     )
     return changes

@@ -1,10 +1,11 @@
-"""Converging an encrypted ext2fs local.img without cgd(4): domus's own decrypt and seal.
+"""Converging an encrypted local.img without cgd(4): domus's own decrypt and seal.
 
 The image is decrypted into a private plain copy (tasks/images/plaintext.py: a 0700
-directory beside the image, the file 0600 from its creation), converged there through
-debugfs like any ext2fs image, encrypted again beside the image and renamed over it. The
-plain copy is removed afterwards whatever happens; a killed run's is removed by the next
-command of any kind.
+directory beside the image, the file 0600 from its creation) and converged there: an
+ext2fs one through debugfs, an FFS one rewritten through makefs (tasks/converge/rewrite.py,
+staged in the same private directory). The result is encrypted again beside the image and
+renamed over it. The plain copies are removed afterwards whatever happens; a killed run's
+are removed by the next command of any kind.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from tasks.cgd.params import Params
 from tasks.cgd.stream import decrypt_file, encrypt_file
 from tasks.converge.debugfs import DebugfsFiles
 from tasks.converge.plan import Change, FileState
+from tasks.converge.rewrite import RewriteFiles, check_rewritable
 from tasks.errors import DomusError
+from tasks.images.ffs_reader import FfsImage
 from tasks.images.plaintext import private_dir
 from tasks.images.publish import publishing
 from tasks.images.working_copy import require_room
@@ -49,17 +52,29 @@ class SealedFiles:
 
 
 @contextmanager
-def opened(image: Path, params: Params, passphrase: bytes | None) -> Iterator[SealedFiles]:
+def opened(
+    image: Path, params: Params, passphrase: bytes | None, fs: str, keep_images: int = 1
+) -> Iterator[SealedFiles | RewriteFiles]:
+    """The files of the encrypted `image`, whose file system is `fs` (local.fs)."""
     size = image.stat().st_size
     # the plaintext and the sealed copy are written whole before the image is replaced
     require_room(image.parent, 2 * size, f"converging the encrypted {image}")
     with private_dir(image) as private:
         plain = private / "plain.img"
         decrypt_file(params, image, plain, passphrase=passphrase)
-        if detect_fs(plain) != "ext2fs":
+        if detect_fs(plain) != fs:
             raise DomusError(
-                f"{image} does not decrypt to an ext2fs file system with its key: "
+                f"{image} does not decrypt to an {fs} file system with its key: "
                 "wrong key, or not the image the key was made for",
                 hint="check the key directory (keys:) and local.cipher",
             )
-        yield SealedFiles(image, plain, params, passphrase)
+        if fs == "ext2fs":
+            yield SealedFiles(image, plain, params, passphrase)
+            return
+
+        def seal(new: Path, partial: Path) -> None:
+            encrypt_file(params, new, partial, passphrase=passphrase)
+
+        with FfsImage(plain) as reader:
+            check_rewritable(image, reader)
+            yield RewriteFiles(image, reader, keep_images=keep_images, private=private, seal=seal)

@@ -7,6 +7,7 @@ every NetBSD/Xen kernel mounts. `-x` keeps anything not in the manifest out of t
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 from tasks.errors import DomusError
@@ -20,10 +21,13 @@ from tasks.tools import run
 from tasks.tree import Tree
 
 
-def makefs_argv(spec: Path, size: int, dest: Path, staging: Path) -> list[str]:
-    """makefs writing the files of `spec` under `staging` into an FFSv1 little-endian image."""
-    return ["makefs", "-t", "ffs", "-B", "le", "-o", "version=1", "-s", str(size),
-            "-F", str(spec), "-x", str(dest), str(staging)]  # fmt: skip
+def makefs_argv(
+    spec: Path, size: int, dest: Path, staging: Path, order: str = "le", options: Sequence[str] = ()
+) -> list[str]:
+    """makefs writing the files of `spec` under `staging` into an FFSv1 image, little-endian
+    unless `order` says "be"; `options`: more of makefs's FFS options (bsize=8192, ...)."""
+    return ["makefs", "-t", "ffs", "-B", order, "-o", ",".join(["version=1", *options]),
+            "-s", str(size), "-F", str(spec), "-x", str(dest), str(staging)]  # fmt: skip
 
 
 def write_ffs(tree: Tree, size: int, dest: Path) -> None:

@@ -20,6 +20,8 @@ API (stable; other modules and `./domus show/ls/diff` build on it):
         image.chunks(entry, size=1 MiB) -> Iterator[bytes]: a regular file's content
         image.read(entry)    -> bytes: the whole content
         image.stat_inode(n)  -> FfsInode (the raw metadata of inode n)
+        image.inode_offset(n) -> int: where inode n's struct ufs1_dinode lies in the image
+        image.free_bytes()   -> int: bytes free beyond the minfree reserve (as df counts)
 
 FfsEntry: path (bytes, relative, no leading slash; any byte but NUL and "/" in a name),
 type ("file", "dir", "link", "char", "block", "fifo", "socket"), mode (the permission
@@ -53,7 +55,8 @@ FS_POSIX1EACLS, FS_MULTILABEL, FS_GJOURNAL = 0x010, 0x020, 0x040
 FS_DOWAPBL, FS_DOQUOTA2, FS_NFS4ACLS = 0x100, 0x200, 0x800
 FS_CLEAN_AT, FS_FLAGS_AT = 209, 1312  # int8 fs_clean; uint32 fs_flags
 FS_MAXCONTIG_AT, FS_MAXBPG_AT, FS_AVGFILESIZE_AT, FS_AVGFPDIR_AT = 88, 92, 1196, 1200
-FS_ID_AT, FS_VOLNAME_AT, FS_FSMNT_AT = 144, 680, 212
+FS_VOLNAME_AT = 680
+FS_OLD_DSIZE_AT, FS_OLD_CSTOTAL_AT = 40, 192  # int32 fs_old_dsize; struct csum (4 int32)
 # dinode.h
 UFS_ROOTINO = 2
 UFS_NDADDR, UFS_NIADDR = 12, 3
@@ -78,6 +81,19 @@ TYPES = {
 
 class FfsError(Exception):
     """The image is not an FFSv1 file system this reader can follow."""
+
+
+@dataclass(frozen=True)
+class _Geometry:
+    bsize: int
+    fsize: int
+    frag: int
+    ipg: int
+    inopb: int
+    nindir: int
+    maxsymlinklen: int
+    inodes: int
+    itables: tuple[int, ...]  # the byte offset of each cylinder group's inode table
 
 
 @dataclass(frozen=True)
@@ -181,10 +197,24 @@ class FfsImage:
         if sb is None:
             raise FfsError(f"{self.name}: no FFS superblock")
         self.sb: Superblock = sb
+        # the fields every inode and block read needs, read once (Superblock's are parsed
+        # on each access)
+        self._g = _Geometry(
+            bsize=sb.fs_bsize,
+            fsize=sb.fs_fsize,
+            frag=sb.fs_frag,
+            ipg=sb.fs_ipg,
+            inopb=sb.fs_inopb,
+            nindir=sb.fs_nindir,
+            maxsymlinklen=sb.fs_maxsymlinklen,
+            inodes=sb.fs_ipg * sb.fs_ncg,
+            itables=tuple(
+                (sb.cgstart(cg) + sb.fs_iblkno) * sb.fs_fsize for cg in range(max(sb.fs_ncg, 0))
+            ),
+        )
         self._end = "<" if sb.order == "little" else ">"
         self._dinode = struct.Struct(self._end + _DINODE1)
         self._direct = struct.Struct(self._end + _DIRECT)
-        self._paths: dict[bytes, FfsEntry] | None = None
 
     # --- the superblock ------------------------------------------------------------
 
@@ -253,18 +283,31 @@ class FfsImage:
         return self._file.read(size)
 
     def _frag(self, address: int, size: int) -> bytes:
-        data = self._pread(address * self.sb.fs_fsize, size)
+        data = self._pread(address * self._g.fsize, size)
         if len(data) < size:
             raise FfsError(f"{self.name}: fragment {address} lies beyond the image")
         return data
 
-    def stat_inode(self, number: int) -> FfsInode:
-        sb = self.sb
-        if not 0 < number < sb.fs_ipg * sb.fs_ncg:
+    def inode_offset(self, number: int) -> int:
+        """The byte offset of inode `number`'s struct ufs1_dinode in the image."""
+        g = self._g
+        if not 0 < number < g.inodes:
             raise FfsError(f"{self.name}: inode {number} is out of range")
-        cg, index = divmod(number, sb.fs_ipg)
-        block = sb.cgstart(cg) + sb.fs_iblkno + (index // sb.fs_inopb) * sb.fs_frag
-        offset = block * sb.fs_fsize + (index % sb.fs_inopb) * DINODE1_SIZE
+        cg, index = divmod(number, g.ipg)
+        block, slot = divmod(index, g.inopb)
+        return g.itables[cg] + block * g.bsize + slot * DINODE1_SIZE
+
+    def free_bytes(self) -> int:
+        """Bytes free to ordinary users: free blocks and fragments (the superblock's
+        summary) less the minfree reserve, as df(1) counts them."""
+        sb = self.sb
+        _, nbfree, _, nffree = struct.unpack_from(self._end + "4i", sb.raw, FS_OLD_CSTOTAL_AT)
+        dsize = self._field(FS_OLD_DSIZE_AT, 4)
+        free = nbfree * sb.fs_frag + nffree - dsize * sb.fs_minfree // 100
+        return max(free, 0) * sb.fs_fsize
+
+    def stat_inode(self, number: int) -> FfsInode:
+        offset = self.inode_offset(number)
         raw = self._pread(offset, DINODE1_SIZE)
         if len(raw) < DINODE1_SIZE:
             raise FfsError(f"{self.name}: inode {number} lies beyond the image")
@@ -291,18 +334,18 @@ class FfsImage:
         )
 
     def _pointers(self, address: int) -> tuple[int, ...]:
-        data = self._frag(address, self.sb.fs_bsize)
-        return struct.unpack(f"{self._end}{self.sb.fs_nindir}i", data)
+        data = self._frag(address, self._g.bsize)
+        return struct.unpack(f"{self._end}{self._g.nindir}i", data)
 
     def _blocks(self, inode: FfsInode) -> Iterator[int]:
         """The fragment address of every logical block of the file, 0 for a hole."""
-        count = -(-inode.size // self.sb.fs_bsize)
+        count = -(-inode.size // self._g.bsize)
         yield from inode.db[: min(count, UFS_NDADDR)]
         left = count - UFS_NDADDR
         for level, top in enumerate(inode.ib):
             if left <= 0:
                 return
-            span = self.sb.fs_nindir ** (level + 1)
+            span = self._g.nindir ** (level + 1)
             take = min(left, span)
             yield from self._indirect(top, level, take)
             left -= take
@@ -315,7 +358,7 @@ class FfsImage:
         if level == 0:
             yield from pointers[:count]
             return
-        span = self.sb.fs_nindir**level
+        span = self._g.nindir**level
         for pointer in pointers:
             if count <= 0:
                 return
@@ -326,7 +369,7 @@ class FfsImage:
     def _extents(self, inode: FfsInode) -> Iterator[tuple[int, int]]:
         """(fragment address or 0 for a hole, bytes) runs of the file, contiguous ones
         merged so that a large file is read in few large reads."""
-        bsize, left = self.sb.fs_bsize, inode.size
+        bsize, left = self._g.bsize, inode.size
         start, length = -1, 0
         for address in self._blocks(inode):
             size = min(bsize, left)
@@ -336,7 +379,7 @@ class FfsImage:
                 and length + size <= CHUNK
                 and (
                     (address == 0 and start == 0)
-                    or (address and start and address == start + length // self.sb.fs_fsize)
+                    or (address and start and address == start + length // self._g.fsize)
                 )
             )
             if follows and length % bsize == 0:
@@ -370,14 +413,17 @@ class FfsImage:
             if reclen < DIRECT_HEAD or at + reclen > len(data):
                 raise FfsError(f"{self.name}: directory inode {inode.inode} is damaged")
             name = data[at + DIRECT_HEAD : at + DIRECT_HEAD + namlen]
+            if number and (not name or b"/" in name or b"\0" in name):
+                # no kernel writes such a name: a crafted image would lead a path astray
+                raise FfsError(
+                    f"{self.name}: directory inode {inode.inode} holds the name {name!r}"
+                )
             if number and name not in (b".", b".."):
                 yield name, number
             at += reclen
 
     def _link_target(self, inode: FfsInode) -> bytes:
-        if inode.size < self.sb.fs_maxsymlinklen or (
-            self.sb.fs_maxsymlinklen == 0 and inode.blocks == 0
-        ):
+        if inode.size < self._g.maxsymlinklen or (self._g.maxsymlinklen == 0 and inode.blocks == 0):
             return inode.raw[40 : 40 + inode.size]  # kept in di_db and di_ib
         return b"".join(self._content(inode))
 

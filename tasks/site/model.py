@@ -116,6 +116,7 @@ class GenerationsSpec:
 @dataclass(frozen=True)
 class ConvergeSpec:
     keep_backups: int  # newest NAME.domus-STAMP backups of each managed file a converge keeps
+    keep_images: int  # newest local-converge-STAMP.img a rewriting converge keeps beside it
 
 
 @dataclass(frozen=True)

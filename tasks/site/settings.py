@@ -277,6 +277,14 @@ SITE = Table(
             "Backups of each managed file (NAME.domus-YYYYmmddTHHMMSS beside it in the "
             "image) a converge keeps, newest first; older ones are removed",
         ),
+        Setting(
+            "converge.keep_images",
+            Integer(0, 1000),
+            1,
+            "Old local.img files a converge that rewrites the image (FFS where it cannot be "
+            "mounted read-write) keeps beside it as local-converge-YYYYmmddTHHMMSS.img, "
+            "newest first; 0 keeps none",
+        ),
         Group(
             "blockdev",
             "How images are attached when domus runs as root on the dom0 (to converge a "

@@ -17,6 +17,7 @@ API (stable; other modules and `./domus show/ls/diff` build on it):
         image.entries()      -> Iterator[FfsEntry], the root (path b"") first, then each
                                 directory's entries (depth first, in directory order)
         image.entry(b"etc/rc.conf") -> FfsEntry (KeyError when absent)
+        image.children(entry) -> Iterator[FfsEntry]: one directory's entries
         image.chunks(entry, size=1 MiB) -> Iterator[bytes]: a regular file's content
         image.read(entry)    -> bytes: the whole content
         image.stat_inode(n)  -> FfsInode (the raw metadata of inode n)
@@ -480,6 +481,12 @@ class FfsImage:
                 raise KeyError(path)
             inode = self.stat_inode(found)
         return self._entry(path.strip(b"/"), inode)
+
+    def children(self, directory: FfsEntry) -> Iterator[FfsEntry]:
+        """The entries of one directory ("." and ".." left out), without walking the image."""
+        prefix = directory.path + b"/" if directory.path else b""
+        for name, number in self._directory(self.stat_inode(directory.inode)):
+            yield self._entry(prefix + name, self.stat_inode(number))
 
     def chunks(self, entry: FfsEntry, size: int = CHUNK) -> Iterator[bytes]:
         if entry.type != "file":

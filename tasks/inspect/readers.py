@@ -119,14 +119,7 @@ class FfsReader:
         top = self._find(path)
         if top.type != "dir":
             return [self._ours(top)]
-        prefix = top.path + b"/" if top.path else b""
-        # one directory's entries, not a walk of the whole image: the reader's directory
-        # parsing (its public API walks everything or looks up one path)
-        directory = self.image.stat_inode(top.inode)
-        return [
-            self._ours(self.image._entry(prefix + name, self.image.stat_inode(number)))
-            for name, number in self.image._directory(directory)
-        ]
+        return [self._ours(found) for found in self.image.children(top)]
 
     def read(self, path: str) -> bytes:
         return self.image.read(self._find(path))

@@ -96,9 +96,30 @@ def digest(paths: Iterable[str], trees: dict[str, str]) -> str:
     return h.hexdigest()
 
 
+def lock_free(lock: str) -> bool:
+    """Whether no run holds the run lock (tasks.locks: flock(2) through filelock); a run
+    that does makes this one run doit, which says so (exit 75) as every run does."""
+    import fcntl
+
+    try:
+        fd = os.open(lock, os.O_RDONLY)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)  # and with it the shared lock
+    return True
+
+
 def write(
     site_path: Path,
     output: Path,
+    lock: Path,
     paths: Iterable[str],
     trees: dict[str, str],
     items: list[list[str | None]],
@@ -113,6 +134,7 @@ def write(
         "site": str(site_path),
         "site_sha256": hashlib.sha256(site_path.read_bytes()).hexdigest(),
         "output": str(output),
+        "lock": str(lock),
         "paths": watched,
         "trees": trees,
         "digest": digest(watched, trees),
@@ -151,6 +173,7 @@ def unchanged(site_path: Path) -> dict | None:
             and record["output"] == str(output)
             and record["site_sha256"] == hashlib.sha256(text).hexdigest()
             and record["digest"] == digest(record["paths"], record["trees"])
+            and lock_free(record["lock"])
         )
     except (KeyError, TypeError, OSError):
         return None

@@ -80,12 +80,13 @@ def file_changes(old: Mapping[str, list], new: Mapping[str, Path]) -> list[str]:
             why.append(f"{label} no longer used")
         else:
             now = file_state(new[label], old[label])
-            if now[0] != old[label][0]:
-                why.append(f"{label}: now {now[0]} (was {old[label][0]})")
-            elif now[3] is None:
+            moved = f" (now {now[0]}, was {old[label][0]})" if now[0] != old[label][0] else ""
+            if now[3] is None:
                 why.append(f"{label} missing: {now[0]}")
             elif now[3] != old[label][3]:
-                why.append(f"{label} changed")
+                why.append(f"{label} changed{moved}")
+            elif moved:
+                why.append(f"{label}: the same content elsewhere{moved}")
     return why
 
 

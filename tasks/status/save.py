@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tasks import noop
+from tasks.locks import lock_path
 from tasks.render import BUILTIN
 from tasks.reporter import Reporter
 from tasks.run import Build
@@ -25,6 +26,7 @@ def record_run(build: Build, reporter: Reporter, complete: bool) -> None:
         noop.write(
             build.site.path,
             build.layout.output,
+            lock_path(build.layout.locks, "run"),
             watched(build, found),
             {str(top): trees.fingerprint(top) for item in found for top in item.trees.values()},
             [[i.task, i.domain, i.image, str(i.path)] for i in found],

@@ -305,3 +305,22 @@ def test_a_package_added_beside_the_named_ones_gets_past_the_record(tmp_path):
     (site.directory / "packages" / "other-2.0.tgz").write_bytes(b"")
     domus(site, "build")
     assert record_inode(site) != record
+
+
+def test_a_changed_kernel_is_a_new_root_generation_and_rewrites_every_xl_config(tmp_path):
+    kernel = tmp_path / "netbsd-XEN3_DOMU"
+    shutil.copyfile(EXAMPLE / "netbsd-XEN3_DOMU", kernel)
+    site = Site(tmp_path / "site")
+    site.data["root"]["kernel"] = str(kernel)
+    site.save()
+    assert domus(site, "build").returncode == 0
+    with open(kernel, "ab") as f:
+        f.write(b"\0")
+    items = status(site)
+    assert changed(items) == {
+        (None, "root"): "new generation",
+        **{(name, "xl"): "build" for name in ("www1", "www2", "db1")},
+    }
+    assert items[(None, "root")]["why"] == ["kernel changed"]
+    run = domus(site, "build")
+    assert run.ran == {"root", "xen:www1", "xen:www2", "xen:db1"}, run.stdout + run.stderr

@@ -55,6 +55,18 @@ def judge(item: Item, old: Record | None, site: Site, layout: Layout, trees: Tre
     return Verdict(item, action, why)
 
 
+def after_root(verdicts: list[Verdict]) -> None:
+    """The xl configs depend on the kernel root.img's build publishes: a changed kernel
+    rewrites them all, once root.img is built."""
+    root = next((v for v in verdicts if v.item.image == "root"), None)
+    if root is None or not any(why.startswith("kernel ") for why in root.why):
+        return
+    for verdict in verdicts:
+        if verdict.item.image == "xl" and verdict.action == UP_TO_DATE:
+            verdict.action = BUILD
+            verdict.why = ["the kernel changed: root.img's build publishes it beside root.img"]
+
+
 def shown(value: str | None) -> str:
     """A recorded JSON value as the site file would say it."""
     if value is None:

@@ -39,7 +39,7 @@ def rows_judged(config: Path) -> tuple[str, list[Row]]:
     from tasks.run import Build
     from tasks.site import load_site
     from tasks.status.items import items
-    from tasks.status.judge import judge
+    from tasks.status.judge import after_root, judge
     from tasks.status.record import Trees, load_records
 
     site = load_site(config)
@@ -47,9 +47,13 @@ def rows_judged(config: Path) -> tuple[str, list[Row]]:
     build.templates = Templates(site.templates, build.templates.cache_file, save=False)
     records = load_records(build.layout)
     trees = Trees()
+    verdicts = [
+        judge(item, records.get(item.task), site, build.layout, trees) for item in items(build)
+    ]
+    after_root(verdicts)
     rows = []
-    for item in items(build):
-        verdict = judge(item, records.get(item.task), site, build.layout, trees)
+    for verdict in verdicts:
+        item = verdict.item
         rows.append(
             {
                 "domain": item.domain,

@@ -324,3 +324,22 @@ def test_a_changed_kernel_is_a_new_root_generation_and_rewrites_every_xl_config(
     assert items[(None, "root")]["why"] == ["kernel changed"]
     run = domus(site, "build")
     assert run.ran == {"root", "xen:www1", "xen:www2", "xen:db1"}, run.stdout + run.stderr
+
+
+def test_an_encrypted_local_image_converges_and_its_hotplug_script_is_shown(tmp_path):
+    site = Site(tmp_path / "site")
+    site.data["domains"]["db1"]["local"]["encrypt"] = "dom0"  # ext2fs, sealed by domus's cgd
+    site.save()
+    assert domus(site, "build").returncode == 0
+    assert domus(site, "build").stdout == "0 built, 14 up to date in 0.0 s\n"
+    items = status(site)
+    assert changed(items) == {}
+    assert items[(None, "hotplug")]["path"] == str(site.output / "xen" / "block-domus-cgd")
+    site.data["domains"]["db1"]["rc_conf"]["sshd"] = "NO"
+    site.save()
+    items = status(site)
+    assert changed(items) == {("db1", "local"): "converge"}
+    assert items[("db1", "local")]["why"] == ["rc_conf.sshd: YES -> NO"]
+    run = domus(site, "build")
+    assert run.ran == {"local:db1"}, run.stdout + run.stderr
+    assert changed(status(site)) == {}

@@ -16,7 +16,6 @@ from collections.abc import Collection, Mapping
 from pathlib import Path
 
 from tasks.fingerprint import Entry, fingerprint_of, tree_entries
-from tasks.images.publish import save_small
 from tasks.inputs import file_hash
 from tasks.site import Layout
 from tasks.status.items import Item
@@ -99,17 +98,23 @@ def record_of(item: Item, old: Mapping[str, object] | None, trees: Trees) -> Rec
 
 
 def save(layout: Layout, items: list[Item], done: Collection[str], trees: Trees) -> None:
-    """Record the inputs of the tasks in `done` (built or up to date in this run)."""
+    """Record the inputs of the tasks in `done` (built or up to date in this run); a run
+    that changed none of them writes nothing."""
+    from tasks.images.publish import save_small
+
     records = load_records(layout)
+    before = json.dumps(records, sort_keys=True)
     for item in items:
         if item.task in done:
             records[item.task] = record_of(item, records.get(item.task), trees)
-    layout.output.mkdir(parents=True, exist_ok=True)
-    save_small(records_path(layout), json.dumps(records, sort_keys=True), "what status compares")
+    text = json.dumps(records, sort_keys=True)
+    if text != before:
+        layout.output.mkdir(parents=True, exist_ok=True)
+        save_small(records_path(layout), text, "what status compares")
     for top, (fingerprint, _) in trees.walked.items():
         path = listing_path(layout, top)
         kept = load_listing(layout, top)
         if kept is None or kept[0] != fingerprint:
-            path.parent.mkdir(exist_ok=True)
+            path.parent.mkdir(parents=True, exist_ok=True)
             listing = {"top": str(top), "fingerprint": fingerprint, "entries": trees.listing(top)}
             save_small(path, json.dumps(listing), "a source tree's listing, for status")

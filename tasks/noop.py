@@ -25,9 +25,10 @@ import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from tasks import REPO
+
 NAME = ".domus-unchanged.json"
 VERSION = 1
-REPO = Path(__file__).resolve().parents[1]
 # domus itself: a change to its code or its Python packages can change what it builds
 CODE = [
     REPO / "tasks",
@@ -146,8 +147,9 @@ def write(
 
 def output_of(site_path: Path, text: bytes) -> Path | None:
     """The output directory as the site file's top-level `output:` line says it."""
+    lines = re.findall(rb"^output:", text, re.M)
     found = OUTPUT_LINE.findall(text)
-    if len(found) > 1:
+    if len(lines) > 1 or len(found) != len(lines):
         return None
     written = os.fsdecode(found[0]) if found else DEFAULT_OUTPUT
     return Path(os.path.abspath(site_path.parent / os.path.expanduser(written)))

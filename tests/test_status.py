@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from tasks import noop
 from tasks.noop import NAME as NOOP_RECORD
+from tasks.site.settings import SITE
 from tests.sites import REPO, Run, Site
 
 EXAMPLE = REPO / "config" / "example"
@@ -343,3 +345,15 @@ def test_an_encrypted_local_image_converges_and_its_hotplug_script_is_shown(tmp_
     run = domus(site, "build")
     assert run.ran == {"local:db1"}, run.stdout + run.stderr
     assert changed(status(site)) == {}
+
+
+def test_the_record_is_found_from_the_output_line_alone(tmp_path):
+    site = tmp_path / "site.yaml"
+    assert SITE.settings["output"].default == noop.DEFAULT_OUTPUT
+    assert noop.output_of(site, b"root: {}\n") == tmp_path / "build"
+    assert noop.output_of(site, b"a: 1\noutput: ../out  # here\n") == tmp_path.parent / "out"
+    assert noop.output_of(site, b"output: /srv/domus\n") == Path("/srv/domus")
+    # anything else is left to the site's reader, and the run to doit
+    assert noop.output_of(site, b"output: 'quoted'\n") is None
+    assert noop.output_of(site, b"output: *alias\n") is None
+    assert noop.output_of(site, b"output: a\noutput: b\n") is None

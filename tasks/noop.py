@@ -67,7 +67,7 @@ def signature(path: str) -> str:
 
 
 def described(st: os.stat_result) -> str:
-    return f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}:{st.st_mode:o}"
+    return f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}:{st.st_mode}"
 
 
 def walk(top: Path) -> Iterator[str]:

@@ -22,6 +22,7 @@ import os
 import re
 import stat
 import sys
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -40,6 +41,9 @@ CODE = [
 # aliased or merged value) the record is not found and doit decides
 OUTPUT_LINE = re.compile(rb"^output:[ \t]*([^\s'\"#&*!|>{}\[\]][^\s#]*)[ \t]*(?:#.*)?$", re.M)
 DEFAULT_OUTPUT = "build"  # tasks.site.settings: output
+# File times advance by the system clock's tick (1 to 10 ms on Linux and NetBSD): a file
+# written within this long of the record may have changed again without a new mtime.
+RACY_NS = 50_000_000
 
 
 def record_path(output: Path) -> Path:
@@ -51,19 +55,21 @@ def forget(output: Path) -> None:
     record_path(output).unlink(missing_ok=True)
 
 
-def signature(path: str) -> str:
-    """Size, mtime, inode and mode; for a symlink, where it points and what it leads to."""
+def signature(path: str) -> tuple[str, int]:
+    """Size, mtime, inode and mode (for a symlink, where it points and what it leads to),
+    and the newest mtime among them."""
     try:
         st = os.lstat(path)
         if not stat.S_ISLNK(st.st_mode):
-            return described(st)
+            return described(st), st.st_mtime_ns
         link = os.readlink(path)
     except OSError as error:
-        return f"!{error.errno}"
+        return f"!{error.errno}", 0
     try:
-        return f"{link}>{described(os.stat(path))}"
+        target = os.stat(path)
     except OSError as error:  # a link that leads nowhere
-        return f"{link}>!{error.errno}"
+        return f"{link}>!{error.errno}", st.st_mtime_ns
+    return f"{link}>{described(target)}", max(st.st_mtime_ns, target.st_mtime_ns)
 
 
 def described(st: os.stat_result) -> str:
@@ -85,16 +91,22 @@ def environment() -> str:
     return f"{sys.version} {os.uname().sysname} {os.geteuid()}"
 
 
-def digest(paths: Iterable[str], trees: dict[str, str]) -> str:
-    """One hash over the signature of every path, domus's code and the source trees."""
-    from tasks.fingerprint import tree_fingerprint
+def digest(paths: Iterable[str], trees: dict[str, str]) -> tuple[str, int]:
+    """One hash over the signature of every path, domus's code and the source trees, and
+    the newest mtime among them."""
+    from tasks.fingerprint import fingerprint_of, tree_entries
 
     h = hashlib.sha256(environment().encode())
+    newest = 0
     for path in [*paths, *(p for top in CODE for p in walk(top))]:
-        h.update(f"{path}\0{signature(path)}\n".encode(errors="surrogateescape"))
+        text, mtime = signature(path)
+        newest = max(newest, mtime)
+        h.update(f"{path}\0{text}\n".encode(errors="surrogateescape"))
     for top in sorted(trees):
-        h.update(f"{top}\0{tree_fingerprint(Path(top))}\n".encode(errors="surrogateescape"))
-    return h.hexdigest()
+        entries = list(tree_entries(Path(top)))
+        newest = max([newest, *(mtime for _, _, mtime, _ in entries)])
+        h.update(f"{top}\0{fingerprint_of(Path(top), entries)}\n".encode(errors="surrogateescape"))
+    return h.hexdigest(), newest
 
 
 def lock_free(lock: str) -> bool:
@@ -130,6 +142,7 @@ def write(
     from tasks.images.publish import save_small
 
     watched = sorted(set(paths))
+    taken = time.time_ns()
     record = {
         "version": VERSION,
         "site": str(site_path),
@@ -138,7 +151,8 @@ def write(
         "lock": str(lock),
         "paths": watched,
         "trees": trees,
-        "digest": digest(watched, trees),
+        "digest": digest(watched, trees)[0],
+        "taken_ns": taken,
         "items": items,
         "tasks": tasks,
     }
@@ -169,12 +183,19 @@ def unchanged(site_path: Path) -> dict | None:
     except (OSError, ValueError):
         return None
     try:
-        same = (
+        if not (
             record["version"] == VERSION
             and record["site"] == str(site_path)
             and record["output"] == str(output)
             and record["site_sha256"] == hashlib.sha256(text).hexdigest()
-            and record["digest"] == digest(record["paths"], record["trees"])
+        ):
+            return None
+        found, newest = digest(record["paths"], record["trees"])
+        same = (
+            found == record["digest"]
+            # a file changed just before or after the record was taken may keep its mtime
+            # (file times move in clock ticks): only doit can say whether it changed
+            and newest < record["taken_ns"] - RACY_NS
             and lock_free(record["lock"])
         )
     except (KeyError, TypeError, OSError):

@@ -37,7 +37,9 @@ def record_run(build: Build, reporter: Reporter, complete: bool) -> None:
 def watched(build: Build, found: list[Item]) -> list[str]:
     """Every path whose change the next no-op build must notice."""
     layout, site = build.layout, build.site
-    paths = {str(layout.db)}
+    # not doit's database: every doit run writes it, and any that could change it (forget,
+    # clean, ignore) takes the run lock, which removes the record (tasks.run.start_run)
+    paths: set[str] = set()
     for item in found:
         paths.update(map(str, item.targets))
         paths.update(map(str, item.files.values()))

@@ -27,7 +27,7 @@ def tree_entries(top: Path) -> Iterator[Entry]:
             st = item.stat(follow_symlinks=False)
             yield (
                 os.fsencode(item.path)[prefix:].decode(errors="surrogateescape"),
-                (st.st_size),
+                st.st_size,
                 st.st_mtime_ns,
                 st.st_mode,
             )

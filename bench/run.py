@@ -5,8 +5,12 @@ one domU change, makefs alone on the same staged root tree (our overhead as a ra
 nightly run with nothing to do, one after a package change, and rollbacks.
 `--builds-only` stops after the full build and the no-op runs: the nightly runs check
 every image, which takes minutes for 100 domUs on a busy machine.
+`--instant 100,1000` instead builds a site of each size with `./domus build` and times, through
+the `./domus` script as cron runs it, a no-op build and `./domus status` (table and JSON), plain
+doit's no-op run for comparison, and status after one domU's key changed.
 
     .venv/bin/python bench/run.py [--domus 100] [--gigabytes 1.0] [--runs 3] [--builds-only]
+    .venv/bin/python bench/run.py --instant 100,1000 [--gigabytes 0] [--runs 9]
 """
 
 from __future__ import annotations
@@ -122,6 +126,57 @@ def command(site: Path, module: str, *args: str, quiet: bool = False) -> float:
     return elapsed
 
 
+def script(site: Path, *args: str) -> float:
+    """`./domus args config=site`, the script included, timed; it must succeed."""
+    start = time.monotonic()
+    done = subprocess.run(
+        [str(REPO / "domus"), *args, f"config={site}"], capture_output=True, text=True
+    )
+    elapsed = time.monotonic() - start
+    if done.returncode != 0:
+        sys.exit(f"./domus {' '.join(args)} (exit {done.returncode}):\n{done.stderr}")
+    return elapsed
+
+
+def instant(sizes: list[int], gigabytes: float, runs: int) -> None:
+    """No-op build and status times of sites of each size, medians of `runs`."""
+    root = OUT / "root"
+    generate_root(root, gigabytes)
+    rows: dict[str, list[str]] = {
+        "`./domus build`, nothing to do": [],
+        "`./domus status` (table)": [],
+        "`./domus status --json`": [],
+        "plain `doit`, nothing to do (declares and checks every task)": [],
+        "`./domus status` after one domU's key changed": [],
+    }
+    for count in sizes:
+        work = OUT / f"instant-{count}"
+        if work.exists():
+            shutil.rmtree(work)
+        work.mkdir(parents=True)
+        site = write_site(work, root, count, gigabytes)
+        script(site, "build")
+        script(site, "build")  # recorded: the first run after the build made every image
+        times = [
+            [script(site, "build") for _ in range(runs)],
+            [script(site, "status") for _ in range(runs)],
+            [script(site, "status", "--json") for _ in range(runs)],
+            [doit(site) for _ in range(runs)],
+        ]
+        script(site, "build")  # plain doit does not record the run: the record again
+        data = yaml.safe_load(site.read_text())
+        data["domains"]["vm007"]["memory"] = "512m"
+        site.write_text(yaml.safe_dump(data, sort_keys=False))
+        times.append([script(site, "status") for _ in range(runs)])
+        for row, samples in zip(rows.values(), times, strict=True):
+            row.append(f"{median(samples):.3f}")
+    print(f"root tree {gigabytes:g} GB, median of {runs} runs, seconds\n")
+    print("| | " + " | ".join(f"{count} domUs" for count in sizes) + " |")
+    print("|---|" + "---:|" * len(sizes))
+    for label, values in rows.items():
+        print(f"| {label} | " + " | ".join(values) + " |")
+
+
 def makefs_alone(build: Path, size: str, durable: bool) -> float:
     """makefs on the staged root tree with the same spec, writing the same kind of image;
     with `durable`, followed by what every published image gets: holes punched, fsync."""
@@ -165,7 +220,15 @@ def main() -> None:
     parser.add_argument(
         "--builds-only", action="store_true", help="only the full build and the no-op runs"
     )
+    parser.add_argument(
+        "--instant",
+        metavar="N,N",
+        help="only no-op build and status times, for sites of these many domUs",
+    )
     args = parser.parse_args()
+    if args.instant:
+        instant([int(n) for n in args.instant.split(",")], args.gigabytes, args.runs)
+        return
 
     OUT.mkdir(parents=True, exist_ok=True)
     root = OUT / "root"

@@ -19,8 +19,9 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
+from tasks import DEFAULT_SITE
 from tasks.errors import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -32,7 +33,9 @@ from tasks.errors import (
     print_error,
 )
 from tasks.log import DEBUG
-from tasks.site import DEFAULT_SITE, Site
+
+if TYPE_CHECKING:  # the site package is loaded only by the commands that need it
+    from tasks.site import Site
 
 REPO = Path(__file__).resolve().parents[1]
 BUG_HINT = "this is a bug in domus; DOMUS_DEBUG=1 shows where it happened"
@@ -47,7 +50,7 @@ TARGET_HELP = "root:/etc/rc.conf, root@GEN:/..., pkg:NAME:/bin/..., local:NAME:/
 # Commands that take the rest of the line as it is, for the program they run.
 PASSED_ON = {"build", "test"}
 SITE_COMMANDS = {
-    *("build", "reprovision", "converge", "nightly", "check"),
+    *("build", "reprovision", "converge", "nightly", "check", "status"),
     *("generations", "activate", "rollback", "pin", "unpin", "gc"),
 }
 SITE_COMMANDS |= {"render", "show", "ls", "diff"}  # looking without building (tasks/inspect)
@@ -73,6 +76,33 @@ def build_site(site: Site, doit_args: Sequence[str], reprovision: set[str] | Non
     from tasks.run import prepare
 
     return run_doit(prepare(site, reprovision or set(), doit_args), doit_args)
+
+
+def unchanged_build(args: argparse.Namespace) -> bool:
+    """A whole-site build with nothing to do, answered from the record of the last one
+    (tasks.noop) without loading the site or doit."""
+    from tasks.noop import unchanged
+
+    if args.command != "build" or args.rest:
+        return False
+    record = unchanged(args.config)
+    if record is None:
+        return False
+    print(f"0 built, {record['tasks']} up to date in 0.0 s")
+    return True
+
+
+def status(args: argparse.Namespace) -> int:
+    from tasks.status.show import status
+
+    return status(args.config, args.names, args.json)
+
+
+def status_arguments(parser: Parser) -> None:
+    parser.add_argument("--json", action="store_true", help="JSON for scripts, not a table")
+    parser.add_argument(
+        "names", nargs="*", metavar="NAME", help="domUs to show (default: all) beside root"
+    )
 
 
 def reprovision(args: argparse.Namespace) -> int:
@@ -235,6 +265,12 @@ COMMANDS: dict[str, Command] = {
         "rewrite only the managed files of each NAME's local.img",
         converge,
         converge_arguments,
+    ),
+    "status": (
+        "what the next build would do to every image and xl config, and why; "
+        "takes no lock, writes nothing",
+        status,
+        status_arguments,
     ),
     "test": ("run the tests: `./domus test [pytest arguments]`", test, None),
     "cgd": ("cgd(4) images: encrypt, decrypt, genparams", cgd, cgd_arguments),
@@ -415,8 +451,8 @@ def load(args: argparse.Namespace) -> Site | None:
     """The site of a command that has one, loaded once for the whole command; before the
     command does anything, the plaintext a killed run left (tasks/images/plaintext.py) is
     removed."""
-    if args.command not in SITE_COMMANDS:
-        return None
+    if args.command not in SITE_COMMANDS or args.command == "status":
+        return None  # status loads the site itself, only when it must, and removes nothing
     from tasks.leftovers import remove_plaintext_left
     from tasks.site import load_site
 
@@ -432,6 +468,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminated)
     try:
         args = parse(list(sys.argv[1:] if argv is None else argv))
+        if unchanged_build(args):
+            return EXIT_OK
         args.site = load(args)
         return args.run(args)
     except DomusError as error:

@@ -13,6 +13,7 @@ import os
 import pprint
 import re
 import sqlite3
+import sys
 from collections.abc import Sequence
 from contextlib import closing
 from pathlib import Path
@@ -27,6 +28,7 @@ from doit.exceptions import InvalidCommand, InvalidDodoFile, InvalidTask
 
 from tasks import run as doit_build
 from tasks.errors import EXIT_FAILED, EXIT_OK, DomusError, UsageError
+from tasks.reporter import Reporter
 from tasks.run import Build
 
 DODO = Path(__file__).resolve().parents[1] / "dodo.py"
@@ -46,11 +48,20 @@ def load_dodo(build: Build) -> ModuleType:
 
 
 def run_doit(build: Build, args: Sequence[str]) -> int:
-    """doit's command line `args` (a command, options, tasks) on `build`: 0 done, 1 failed."""
+    """doit's command line `args` (a command, options, tasks) on `build`: 0 done, 1 failed.
+
+    After a run of tasks, what they were built from is recorded for `./domus status`."""
+    if build.reporter is None and not build.read_only:
+        build.reporter = Reporter(sys.stdout)
     # dumpdb reads no DOIT_CONFIG: it is told the database here
     database = {"dumpdb": {"dep_file": build.doit_config()["dep_file"]}}
     main = _Doit(ModuleTaskLoader(load_dodo(build)), config_filenames=(), extra_config=database)
-    return EXIT_OK if main.run(list(args)) == 0 else EXIT_FAILED
+    code = EXIT_OK if main.run(list(args)) == 0 else EXIT_FAILED
+    if build.reporter is not None and not build.read_only and main.command == "run":
+        from tasks.status.save import record_run
+
+        record_run(build, build.reporter, complete=not args and code == EXIT_OK)
+    return code
 
 
 class _DumpDB(DumpDB):
@@ -73,6 +84,7 @@ class _Doit(DoitMain):
     """doit's entry point with its errors raised as ours instead of printed as tracebacks."""
 
     BIN_NAME = "./domus build"
+    command = ""  # the doit command run: "run", "list", "forget", ...
     DOIT_CMDS = tuple(_DumpDB if command is DumpDB else command for command in DoitMain.DOIT_CMDS)
 
     def run(self, all_args: list[str]) -> int:
@@ -80,7 +92,7 @@ class _Doit(DoitMain):
         loader = get_loader(self.config, self.task_loader, commands)
         args = self.process_args(["help" if a == "--help" else a for a in all_args])
         named = bool(args) and args[0] in commands
-        name = args.pop(0) if named else "run"
+        name = self.command = args.pop(0) if named else "run"
         command = commands.get_plugin(name)(
             task_loader=loader, config=self.config, bin_name=self.BIN_NAME, cmds=commands
         )

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+Entry = tuple[str, int, int, int]  # path below the top, size, mtime_ns, mode
 
-def tree_fingerprint(top: Path) -> str:
-    digest = hashlib.sha256()
+
+def tree_entries(top: Path) -> Iterator[Entry]:
+    """Every entry below `top`, in the order the fingerprint hashes them."""
+    prefix = len(os.fsencode(top)) + 1
     stack = [str(top)]
     while stack:
         directory = stack.pop()
@@ -21,12 +25,28 @@ def tree_fingerprint(top: Path) -> str:
             items = sorted(listing, key=lambda item: item.name)
         for item in items:
             st = item.stat(follow_symlinks=False)
-            # a name is bytes to NetBSD, not always UTF-8: hashed as those bytes
-            digest.update(os.fsencode(item.path))
-            digest.update(f"\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_mode}\n".encode())
+            yield (
+                os.fsencode(item.path)[prefix:].decode(errors="surrogateescape"),
+                st.st_size,
+                st.st_mtime_ns,
+                st.st_mode,
+            )
             if item.is_dir(follow_symlinks=False):
                 stack.append(item.path)
+
+
+def fingerprint_of(top: Path, entries: Iterable[Entry]) -> str:
+    digest = hashlib.sha256()
+    head = os.fsencode(top) + b"/"
+    for path, size, mtime_ns, mode in entries:
+        # a name is bytes to NetBSD, not always UTF-8: hashed as those bytes
+        digest.update(head + path.encode(errors="surrogateescape"))
+        digest.update(f"\0{size}\0{mtime_ns}\0{mode}\n".encode())
     return digest.hexdigest()
+
+
+def tree_fingerprint(top: Path) -> str:
+    return fingerprint_of(top, tree_entries(top))
 
 
 class TreeUnchanged:

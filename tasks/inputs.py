@@ -12,7 +12,6 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from tasks.fingerprint import tree_fingerprint
-from tasks.images.publish import write_file
 
 
 def file_hash(path: Path) -> str:
@@ -23,13 +22,17 @@ def file_hash(path: Path) -> str:
     return digest.hexdigest()[:16]
 
 
+# json.dumps(value, sort_keys=True), without making an encoder for each of 40,000 values
+_ENCODE = json.JSONEncoder(sort_keys=True).encode
+
+
 def flatten(value: object, prefix: str = "") -> dict[str, str]:
     if isinstance(value, Mapping):
         out: dict[str, str] = {}
         for key, sub in value.items():
             out.update(flatten(sub, f"{prefix}.{key}" if prefix else str(key)))
         return out
-    return {prefix: json.dumps(value, sort_keys=True)}
+    return {prefix: _ENCODE(value)}
 
 
 def make_record(
@@ -57,6 +60,8 @@ def read_record(image: Path) -> dict[str, str] | None:
 
 
 def write_record(image: Path, record: Mapping[str, str]) -> None:
+    from tasks.images.publish import write_file  # the image writers: only when one is built
+
     write_file(record_path(image), json.dumps(record, indent=1, sort_keys=True) + "\n")
 
 

@@ -20,9 +20,12 @@ BUILTIN = Path(__file__).resolve().parent.parent / "templates"
 
 
 class Templates:
-    def __init__(self, site_dir: Path | None, cache_file: Path | None = None) -> None:
+    def __init__(
+        self, site_dir: Path | None, cache_file: Path | None = None, *, save: bool = True
+    ) -> None:
         self.search = [d for d in (site_dir, BUILTIN) if d is not None]
         self.cache_file = cache_file
+        self.save = save  # False: the cache is read but never written (`./domus status`)
 
     @property
     def env(self):
@@ -92,7 +95,7 @@ class Templates:
             return {}
 
     def _save_references(self, known: dict[str, list]) -> None:
-        if self.cache_file is None:
+        if self.cache_file is None or not self.save:
             return
         from tasks.images.publish import save_small
 

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from tasks import noop
 from tasks.blockdev.records import any_left as attachments_left
 from tasks.errors import DomusError, SiteError, print_error
 from tasks.locks import hold_run_lock
@@ -30,6 +31,7 @@ def start_run(layout: Layout, *, generations: bool = True) -> None:
     half-written (the generations' too, unless the caller reports those itself)."""
     layout.output.mkdir(parents=True, exist_ok=True)
     hold_run_lock(layout.locks)
+    noop.forget(layout.output)  # this run may change what the record of the last one says
     if attachments_left(layout.locks):
         from tasks.blockdev.recovery import recover_at_start
 

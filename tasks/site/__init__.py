@@ -1,8 +1,9 @@
 """Reading and validating the site file: the reader, the settings table, the model, the
 checks across keys, and the Layout of everything built for a site."""
 
+from tasks import DEFAULT_SITE
 from tasks.site.layout import Layout
-from tasks.site.load import DEFAULT_SITE, ConfigError, load_site
+from tasks.site.load import ConfigError, load_site
 from tasks.site.model import (
     BlockdevSpec,
     ConvergeSpec,

@@ -23,8 +23,6 @@ from tasks.site.reader import INVALID, Context, Layer, Problem, Table, read_laye
 from tasks.site.settings import DOMAIN, SITE, DomainEntry
 from tasks.urls import local_files
 
-# the example site of the repository, whatever directory domus is run from
-DEFAULT_SITE = Path(__file__).resolve().parents[2] / "config" / "site.yaml"
 # libyaml composes a 100-domain site several times faster than the pure-Python parser
 LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 

@@ -1,0 +1,155 @@
+"""What the next build would do to one item, and why: its inputs now against the record of
+the build that made it (tasks.status.record), by the rules doit and the kinds' actions
+follow: a missing output is built; root.img and pkg.img with changed inputs get a new
+generation; a changed local.img is converged in place, or refused where it cannot be."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tasks.errors import DomusError
+from tasks.site import Layout, Site
+from tasks.status.items import Item
+from tasks.status.record import Listing, Record, Trees, file_state, load_listing
+
+UP_TO_DATE = "up to date"
+BUILD = "build"
+NEW_GENERATION = "new generation"
+CONVERGE = "converge"
+REFUSE = "refuse"
+# what a build does to an existing output whose inputs changed
+WHEN_CHANGED = {"root": NEW_GENERATION, "pkg": NEW_GENERATION, "local": CONVERGE}
+NAMED = 3  # entries of a source tree named, of those added, removed or changed
+
+
+@dataclass
+class Verdict:
+    item: Item
+    action: str
+    why: list[str] = field(default_factory=list)
+
+
+def judge(item: Item, old: Record | None, site: Site, layout: Layout, trees: Trees) -> Verdict:
+    missing = [path for path in item.targets if not path.exists()]
+    if item.path in missing:
+        return Verdict(item, BUILD, [f"{item.path} does not exist"])
+    if old is None:
+        why = ["no record of the inputs it was built from: the next `./domus build` records them"]
+    else:
+        why = [
+            *config_changes(old.get("config") or {}, item.config),
+            *file_changes(old.get("files") or {}, item.files),
+            *tree_changes(old.get("trees") or {}, item.trees, layout, trees),
+            *(f"{path} does not exist" for path in missing),
+        ]
+    if not why:
+        return Verdict(item, UP_TO_DATE)
+    action = WHEN_CHANGED.get(item.image, BUILD)
+    if action == CONVERGE:
+        refused = refusal(site, item)
+        if refused:
+            return Verdict(item, REFUSE, [*why, refused])
+    return Verdict(item, action, why)
+
+
+def after_root(verdicts: list[Verdict]) -> None:
+    """The xl configs depend on the kernel root.img's build publishes: a changed kernel
+    rewrites them all, once root.img is built."""
+    root = next((v for v in verdicts if v.item.image == "root"), None)
+    if root is None or not any(why.startswith("kernel ") for why in root.why):
+        return
+    for verdict in verdicts:
+        if verdict.item.image == "xl" and verdict.action == UP_TO_DATE:
+            verdict.action = BUILD
+            verdict.why = ["the kernel changed: root.img's build publishes it beside root.img"]
+
+
+def shown(value: str | None) -> str:
+    """A recorded JSON value as the site file would say it."""
+    if value is None:
+        return "(unset)"
+    decoded = json.loads(value)
+    return decoded if isinstance(decoded, str) else json.dumps(decoded)
+
+
+def config_changes(old: Mapping[str, str], new: Mapping[str, str]) -> list[str]:
+    return [
+        f"{key}: {shown(old.get(key))} -> {shown(new.get(key))}"
+        for key in sorted(old.keys() | new.keys())
+        if old.get(key) != new.get(key)
+    ]
+
+
+def file_changes(old: Mapping[str, list], new: Mapping[str, Path]) -> list[str]:
+    why = []
+    for label in sorted(old.keys() | new.keys()):
+        if label not in old:
+            why.append(f"{label} added")
+        elif label not in new:
+            why.append(f"{label} no longer used")
+        else:
+            now = file_state(new[label], old[label])
+            moved = f" (now {now[0]}, was {old[label][0]})" if now[0] != old[label][0] else ""
+            if now[3] is None:
+                why.append(f"{label} missing: {now[0]}")
+            elif now[3] != old[label][3]:
+                why.append(f"{label} changed{moved}")
+            elif moved:
+                why.append(f"{label}: the same content elsewhere{moved}")
+    return why
+
+
+def tree_changes(
+    old: Mapping[str, list], new: Mapping[str, Path], layout: Layout, trees: Trees
+) -> list[str]:
+    why = []
+    for label in sorted(old.keys() | new.keys()):
+        if label not in new or label not in old:
+            why.append(f"{label} {'added' if label in new else 'no longer used'}")
+            continue
+        top, fingerprint = Path(old[label][0]), old[label][1]
+        if top != new[label]:
+            why.append(f"{label}: now {new[label]} (was {top})")
+        elif trees.fingerprint(top) != fingerprint:
+            kept = load_listing(layout, top)
+            if kept is None or kept[0] != fingerprint:
+                why.append(f"{label} {top} changed (no listing of it was kept to compare)")
+            else:
+                why.append(f"{label} {top}: {listing_changes(kept[1], trees.listing(top))}")
+    return why
+
+
+def listing_changes(old: Listing, new: Listing) -> str:
+    added = sorted(new.keys() - old.keys())
+    removed = sorted(old.keys() - new.keys())
+    changed = sorted(path for path in new.keys() & old.keys() if new[path] != old[path])
+    parts = [
+        f"{len(paths)} {what} ({named(paths)})"
+        for what, paths in (("added", added), ("removed", removed), ("changed", changed))
+        if paths
+    ]
+    return ", ".join(parts) or "its entries' order changed"
+
+
+def named(paths: Sequence[str]) -> str:
+    more = f", and {len(paths) - NAMED} more" if len(paths) > NAMED else ""
+    return ", ".join(paths[:NAMED]) + more
+
+
+def refusal(site: Site, item: Item) -> str | None:
+    """Why a converge of this local.img would be refused here (the build's own checks)."""
+    from tasks.converge.local import cgd_params, check_shape, how
+
+    domu = next(d for d in site.domus if d.name == item.domain)
+    try:
+        check_shape(domu, item.path)
+        cgd_params(site, domu)
+        how(domu.local.fs, site.blockdev.backend, domu.local_encrypted)
+    except DomusError as error:
+        return f"cannot be converged here: {error.message}" + (
+            f" ({error.hint})" if error.hint else ""
+        )
+    return None

@@ -80,6 +80,7 @@ class DomU:
     local: ImageSpec
     pkg: PkgSpec
     swap: SwapSpec
+    host: str | None = None  # the name of its dom0 in Site.hosts; None: this machine
 
     @property
     def local_encrypted(self) -> bool:
@@ -119,6 +120,21 @@ class ConvergeSpec:
 
 
 @dataclass(frozen=True)
+class Host:
+    """A dom0 `./domus deploy` puts domUs on, reached with ssh."""
+
+    name: str
+    address: str
+    user: str
+    port: int
+    identity: Path | None  # ssh private key on this machine; None: ssh's own choice
+    dom0: str  # netbsd or linux
+    output: str  # absolute path on the dom0, not on this machine
+    units: int  # blockdev.units there
+    python: str  # the interpreter domus's venv there is made from
+
+
+@dataclass(frozen=True)
 class Site:
     path: Path
     output: Path
@@ -131,11 +147,19 @@ class Site:
     generations: GenerationsSpec
     converge: ConvergeSpec
     dom0: str  # the system of the dom0 the domUs run on: netbsd or linux
+    hosts: tuple[Host, ...] = ()  # in file order; none: everything is for this machine
 
     @property
     def layout(self) -> Layout:
         """Where everything built for this site lives."""
         return Layout(self.output, self.locks)
+
+    def host(self, name: str) -> Host:
+        return next(host for host in self.hosts if host.name == name)
+
+    def domus_on(self, host: str) -> tuple[DomU, ...]:
+        """The domUs placed on `host`, in file order."""
+        return tuple(domu for domu in self.domus if domu.host == host)
 
     @property
     def passphrase_domus(self) -> tuple[DomU, ...]:

@@ -13,7 +13,11 @@ from pathlib import Path
 
 
 def tree_fingerprint(top: Path) -> str:
+    """The same for a copy that keeps sizes, mtimes and modes, wherever it is: entries are
+    hashed by their path below `top`, so a generation built from a tree copied to a dom0 is
+    the one built from the tree here."""
     digest = hashlib.sha256()
+    start = len(os.fsencode(top))
     stack = [str(top)]
     while stack:
         directory = stack.pop()
@@ -22,11 +26,18 @@ def tree_fingerprint(top: Path) -> str:
         for item in items:
             st = item.stat(follow_symlinks=False)
             # a name is bytes to NetBSD, not always UTF-8: hashed as those bytes
-            digest.update(os.fsencode(item.path))
+            digest.update(os.fsencode(item.path)[start:])
             digest.update(f"\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_mode}\n".encode())
             if item.is_dir(follow_symlinks=False):
                 stack.append(item.path)
     return digest.hexdigest()
+
+
+def located_anywhere(path: Path) -> str:
+    """An input path as a record holds it: by name only. Where an input lives is not an
+    input (its content is, hashed), so a dom0 that builds from copies of the inputs at its
+    own paths finds the generation built here (tasks/deploy) instead of building another."""
+    return path.name
 
 
 class TreeUnchanged:

@@ -172,14 +172,15 @@ class Site:
         return tuple(domu for domu in self.domus if domu.local_opened_by_dom0)
 
 
-def plain(obj: object) -> object:
-    """`obj` (any model object) as JSON-able dicts, lists and strings, for hashing."""
+def plain(obj: object, path: typing.Callable[[Path], str] = str) -> object:
+    """`obj` (any model object) as JSON-able dicts, lists and strings, for hashing; each
+    path as `path` writes it."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        return {f.name: plain(getattr(obj, f.name), path) for f in dataclasses.fields(obj)}
     if isinstance(obj, tuple | list):
-        return [plain(item) for item in obj]
+        return [plain(item, path) for item in obj]
     if isinstance(obj, Path):
-        return str(obj)
+        return path(obj)
     if obj is None or isinstance(obj, str | int | float | bool):
         return obj
     raise TypeError(f"cannot turn a {type(obj).__name__} into plain data")

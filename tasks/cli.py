@@ -48,6 +48,7 @@ PASSED_ON = {"build", "test"}
 SITE_COMMANDS = {
     *("build", "reprovision", "converge", "nightly", "check"),
     *("generations", "activate", "rollback", "pin", "unpin", "gc"),
+    "deploy",
 }
 
 
@@ -127,6 +128,12 @@ def generations(args: argparse.Namespace) -> int:
     if args.command in ("pin", "unpin"):
         return commands.pin(args.images, args.command == "pin")
     return commands.gc()
+
+
+def deploy(args: argparse.Namespace) -> int:
+    from tasks.deploy.run import deploy
+
+    return deploy(args.site, args.hosts)
 
 
 # -- their arguments ---------------------------------------------------------------------
@@ -239,6 +246,13 @@ COMMANDS: dict[str, Command] = {
     ),
     "unpin": ("undo pin; names the newest build", generations, lambda p: images(p, "+")),
     "gc": ("remove old generations (keeps generations.keep of each)", generations, None),
+    "deploy": (
+        "put each domU on its dom0 of `hosts` with Ansible: ship, build there, activate",
+        deploy,
+        lambda p: p.add_argument(
+            "hosts", nargs="*", metavar="HOST", help="hosts to deploy (default: all)"
+        ),
+    ),
 }
 
 

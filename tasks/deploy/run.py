@@ -1,0 +1,170 @@
+"""`./domus deploy [HOST...]`: prepare here, run the playbook, say what each host did.
+
+ansible-core runs through its own CLI, `ansible-playbook` from the venv domus runs in: the
+playbook and role stay plain Ansible that an operator can read and run by hand against the
+inventory written beside them, and domus needs no second API to keep up with. Its output
+goes to <output>/deploy/ansible.log; the summary comes from a small callback plugin
+(ansible/callback_plugins/domus_summary.py) that writes what each host did as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from tasks.deploy.stage import Prepared, deploy_dir, inventory, prepare
+from tasks.errors import EXIT_FAILED, EXIT_OK, DomusError, UsageError
+from tasks.locks import hold_run_lock
+from tasks.site import Host, Site
+
+ANSIBLE = Path(__file__).resolve().parent / "ansible"
+
+
+def select_hosts(site: Site, names: Sequence[str]) -> list[Host]:
+    if not site.hosts:
+        raise UsageError(
+            f"{site.path} has no hosts to deploy to",
+            hint="add `hosts:` (each with its address) and `host:` to the domains; "
+            "`./domus build` builds for this machine",
+        )
+    known = {host.name for host in site.hosts}
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise UsageError(
+            f"no host named {', '.join(unknown)} in {site.path}",
+            hint=f"the hosts are {', '.join(sorted(known))}",
+        )
+    return [host for host in site.hosts if not names or host.name in names]
+
+
+def ansible_playbook() -> Path:
+    program = Path(sys.executable).parent / "ansible-playbook"
+    if not program.exists():
+        raise DomusError(
+            f"no ansible-playbook beside {sys.executable}",
+            hint="ansible-core is a dependency of domus: `./domus` installs it into its venv",
+        )
+    if shutil.which("rsync") is None:
+        raise DomusError(
+            "deploy needs rsync here and on every dom0",
+            hint="apt-get install rsync (pkgin install rsync on NetBSD)",
+        )
+    return program
+
+
+def run_playbook(site: Site, prepared: list[Prepared]) -> dict[str, dict]:
+    """Run the role on every prepared host at once; what each did, by host name."""
+    top = deploy_dir(site)
+    path = top / "inventory.json"
+    path.write_text(json.dumps(inventory(site, prepared), indent=1))
+    results = top / "results.json"
+    results.unlink(missing_ok=True)
+    env = {
+        **os.environ,
+        "ANSIBLE_CALLBACK_PLUGINS": str(ANSIBLE / "callback_plugins"),
+        "ANSIBLE_CALLBACKS_ENABLED": "domus_summary",
+        "ANSIBLE_ROLES_PATH": str(ANSIBLE / "roles"),
+        "ANSIBLE_FORKS": str(max(5, len(prepared))),
+        "ANSIBLE_RETRY_FILES_ENABLED": "false",
+        "ANSIBLE_NOCOLOR": "1",
+        # a module runs through the open ssh connection instead of being copied first
+        "ANSIBLE_PIPELINING": "true",
+        "ANSIBLE_LOCAL_TEMP": str(top / "ansible-tmp"),
+        "DOMUS_DEPLOY_RESULTS": str(results),
+    }
+    with open(top / "ansible.log", "w") as log:
+        subprocess.run(
+            [str(ansible_playbook()), "-i", str(path), str(ANSIBLE / "deploy.yml")],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            check=False,
+        )
+    try:
+        return json.loads(results.read_text())
+    except (OSError, ValueError):
+        raise DomusError(
+            "ansible-playbook ended without saying what the hosts did",
+            hint=f"its output is in {top / 'ansible.log'}",
+        ) from None
+
+
+def built_line(output: str) -> str:
+    """`3 built, 9 up to date in 1.2 s`: the build's closing line there."""
+    found = re.findall(r"^\d+ built, \d+ up to date\b.*$", output, re.M)
+    return found[-1] if found else ""
+
+
+def human_bytes(count: int) -> str:
+    from tasks.generations.cli import human_size
+
+    return human_size(count)
+
+
+def summary(prepared: list[Prepared], results: dict[str, dict]) -> tuple[list[str], list[str]]:
+    """A line per host, and the names of the hosts that failed."""
+    lines, failed = [], []
+    width = max(len(each.host.name) for each in prepared)
+    for each in prepared:
+        name = each.host.name
+        result = results.get(name, {})
+        domus = ", ".join(each.domus) or "no domUs"
+        if each.error is not None:
+            problem = each.error
+        elif result.get("unreachable"):
+            problem = f"unreachable: {result['unreachable']}"
+        elif result.get("failed"):
+            problem = f"{result['failed']['task']} failed: {result['failed']['message']}"
+        elif "Build" not in result.get("output", {}):
+            problem = "did not finish (see ansible.log)"
+        else:
+            problem = None
+        if problem is not None:
+            failed.append(name)
+            first, *rest = problem.strip().splitlines() or [""]
+            lines.append(f"{name:<{width}}  FAILED  {first}")
+            lines.extend(f"{'':<{width}}          {line}" for line in rest[-6:])
+            continue
+        sent = result.get("sent", 0)
+        files = result.get("files", 0)
+        build = built_line(result["output"]["Build"])
+        lines.append(
+            f"{name:<{width}}  ok      {domus}: sent {human_bytes(sent)} "
+            f"({files} file{'' if files == 1 else 's'}); there: {build}"
+        )
+    return lines, failed
+
+
+def deploy(site: Site, names: Sequence[str]) -> int:
+    hosts = select_hosts(site, names)
+    ansible_playbook()
+    top = deploy_dir(site)
+    top.mkdir(parents=True, exist_ok=True)
+    # one deploy of a site at a time, and no build of it here meanwhile
+    hold_run_lock(site.layout.locks)
+    start = time.monotonic()
+    prepared = [prepare(site, host) for host in hosts]
+    ready = [each for each in prepared if each.error is None]
+    built = time.monotonic()
+    results = run_playbook(site, ready) if ready else {}
+    lines, failed = summary(prepared, results)
+    print("\n".join(lines))
+    seconds = time.monotonic() - start
+    timing = f"{built - start:.1f} s building here, {seconds - built + start:.1f} s Ansible"
+    if failed:
+        print(
+            f"domus: deploy failed on {', '.join(failed)} ({len(prepared) - len(failed)} of "
+            f"{len(prepared)} hosts done in {seconds:.1f} s: {timing}); Ansible's output: {top}/ansible.log",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    hosts_done = f"{len(prepared)} host{'' if len(prepared) == 1 else 's'}"
+    print(f"deployed {hosts_done} in {seconds:.1f} s ({timing})")
+    return EXIT_OK

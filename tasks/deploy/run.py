@@ -161,7 +161,8 @@ def deploy(site: Site, names: Sequence[str]) -> int:
     if failed:
         print(
             f"domus: deploy failed on {', '.join(failed)} ({len(prepared) - len(failed)} of "
-            f"{len(prepared)} hosts done in {seconds:.1f} s: {timing}); Ansible's output: {top}/ansible.log",
+            f"{len(prepared)} hosts done in {seconds:.1f} s: {timing}); "
+            f"Ansible's output: {top}/ansible.log",
             file=sys.stderr,
         )
         return EXIT_FAILED

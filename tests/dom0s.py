@@ -7,6 +7,7 @@ own, which is what a dom0 is to domus: an ssh login and an output directory.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -100,9 +101,17 @@ class Dom0:
         wait_listening(self.port)
 
     def stop(self) -> None:
+        """Down as a powered-off dom0 is: the listener and every connection it accepted
+        (ssh clients keep a master connection open for later logins)."""
         if self.process is not None and self.process.poll() is None:
+            sessions = subprocess.run(
+                ["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True
+            ).stdout.split()
             self.process.send_signal(signal.SIGTERM)
             self.process.wait(timeout=10)
+            for pid in map(int, sessions):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGTERM)
         self.process = None
 
 

@@ -50,6 +50,11 @@ class Dom0:
         return self.directory / "dom0"
 
     @property
+    def bin(self) -> Path:
+        """First on the PATH of every login: where a test puts a stand-in `xl`."""
+        return self.directory / "bin"
+
+    @property
     def identity(self) -> Path:
         return self.directory / "id_ed25519"
 
@@ -88,7 +93,9 @@ class Dom0:
             "MaxStartups 100\n"
             "MaxSessions 100\n"
             "Subsystem sftp internal-sftp\n"
+            f"SetEnv PATH={self.bin}:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin\n"
         )
+        self.bin.mkdir(exist_ok=True)
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege separation
 
     def start(self) -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.commands import fake_xl, xl_domain
 from tests.dom0s import SSHD, Dom0, start_dom0s
 from tests.image_reader import ImageReader
 from tests.netbsd_rules import assert_netbsd_accepts
@@ -220,3 +221,46 @@ def test_a_host_that_is_down_fails_alone(cluster: Cluster) -> None:
     assert "domus: deploy failed on beta (2 of 3 hosts done" in down.stderr
     assert "alpha  ok      www1" in down.stdout and "gamma  ok      db1" in down.stdout
     assert ImageReader(cluster.local("www1"), "ext2fs").text("etc/domus-role") == "web 3\n"
+
+
+def test_a_running_domu_is_not_moved(cluster: Cluster) -> None:
+    local = cluster.local("www2")
+    before = digests(local.parent)
+    fake_xl(cluster.dom0s["beta"].bin, [xl_domain("www2", local)], {"www2": 60})
+    cluster.site.data["domains"]["www2"]["host"] = "alpha"
+    cluster.site.save()
+    try:
+        refused = cluster.deploy()
+    finally:
+        (cluster.dom0s["beta"].bin / "xl").unlink()
+    assert refused.returncode == 1
+    assert "beta   ok      no domUs\n" in refused.stdout, refused.stdout
+    assert "refused: www2 runs on beta: shut it down there before it moves to alpha" in (
+        refused.stdout
+    )
+    assert "alpha  FAILED  www2 moves here from beta, but its local.img could not be taken" in (
+        refused.stdout
+    )
+    assert "gamma  ok" in refused.stdout
+    assert digests(local.parent) == before
+    assert not cluster.local("www2", "alpha").exists()
+
+
+def test_a_domu_moves_with_its_state(cluster: Cluster) -> None:
+    old = cluster.local("www2", "beta")
+    state = hashlib.sha256(old.read_bytes()).hexdigest()
+    moved = cluster.deploy()
+    assert moved.returncode == 0, moved.stdout + moved.stderr
+    new = cluster.local("www2", "alpha")
+    assert hashlib.sha256(new.read_bytes()).hexdigest() == state
+    assert "0 built" not in moved.results["alpha"]["output"]["Build"]
+    config = (cluster.output("alpha") / "xen" / "www2.cfg").read_text()
+    assert f"target={cluster.output('alpha')}/images/www2/local.img" in config
+    # the old host keeps it as a dated backup, and no longer starts it
+    assert not old.exists()
+    assert not (cluster.output("beta") / "xen" / "www2.cfg").exists()
+    (backup,) = (cluster.output("beta") / "images").glob("www2.moved-*")
+    assert hashlib.sha256((backup / "local.img").read_bytes()).hexdigest() == state
+    placement = json.loads((cluster.site.output / "deploy" / "placement.json").read_text())
+    assert placement == {"www1": "alpha", "www2": "alpha", "db1": "gamma"}
+    assert_netbsd_accepts(new, "ext2fs")

@@ -19,6 +19,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from tasks.deploy.moves import incoming, moves, outgoing, record_placement, stamp
 from tasks.deploy.stage import Prepared, deploy_dir, inventory, prepare
 from tasks.errors import EXIT_FAILED, EXIT_OK, DomusError, UsageError
 from tasks.locks import hold_run_lock
@@ -59,11 +60,13 @@ def ansible_playbook() -> Path:
     return program
 
 
-def run_playbook(site: Site, prepared: list[Prepared]) -> dict[str, dict]:
+def run_playbook(
+    site: Site, prepared: list[Prepared], moving_out: dict[str, list[dict[str, str]]]
+) -> dict[str, dict]:
     """Run the role on every prepared host at once; what each did, by host name."""
     top = deploy_dir(site)
     path = top / "inventory.json"
-    path.write_text(json.dumps(inventory(site, prepared), indent=1))
+    path.write_text(json.dumps(inventory(site, prepared, moving_out), indent=1))
     results = top / "results.json"
     results.unlink(missing_ok=True)
     env = {
@@ -108,38 +111,51 @@ def human_bytes(count: int) -> str:
     return human_size(count)
 
 
-def summary(prepared: list[Prepared], results: dict[str, dict]) -> tuple[list[str], list[str]]:
-    """A line per host, and the names of the hosts that failed."""
+def summary(
+    prepared: list[Prepared],
+    results: dict[str, dict],
+    moving_out: dict[str, list[dict[str, str]]] | None = None,
+) -> tuple[list[str], list[str]]:
+    """A line per host (with the moves it refused below it), and the hosts that failed."""
     lines, failed = [], []
-    width = max(len(each.host.name) for each in prepared)
-    for each in prepared:
-        name = each.host.name
+    names = [each.host.name for each in prepared]
+    # a host domUs move away from is named too where it is not deployed
+    others = [name for name in (moving_out or {}) if name not in names]
+    width = max(len(name) for name in [*names, *others])
+    for name in [*names, *others]:
+        each = next((p for p in prepared if p.host.name == name), None)
         result = results.get(name, {})
-        domus = ", ".join(each.domus) or "no domUs"
-        if each.error is not None:
-            problem = each.error
-        elif result.get("unreachable"):
-            problem = f"unreachable: {result['unreachable']}"
-        elif result.get("failed"):
-            problem = f"{result['failed']['task']} failed: {result['failed']['message']}"
-        elif "Build" not in result.get("output", {}):
-            problem = "did not finish (see ansible.log)"
-        else:
-            problem = None
+        problem = _problem(each, result)
         if problem is not None:
             failed.append(name)
             first, *rest = problem.strip().splitlines() or [""]
             lines.append(f"{name:<{width}}  FAILED  {first}")
             lines.extend(f"{'':<{width}}          {line}" for line in rest[-6:])
-            continue
-        sent = result.get("sent", 0)
-        files = result.get("files", 0)
-        build = built_line(result["output"]["Build"])
-        lines.append(
-            f"{name:<{width}}  ok      {domus}: sent {human_bytes(sent)} "
-            f"({files} file{'' if files == 1 else 's'}); there: {build}"
-        )
+        elif each is None or not each.domus:
+            lines.append(f"{name:<{width}}  ok      no domUs")
+        else:
+            sent, files = result.get("sent", 0), result.get("files", 0)
+            lines.append(
+                f"{name:<{width}}  ok      {', '.join(each.domus)}: sent {human_bytes(sent)} "
+                f"({files} file{'' if files == 1 else 's'}); "
+                f"there: {built_line(result['output']['Build'])}"
+            )
+        for refused in result.get("refused", []):
+            lines.append(f"{'':<{width}}          refused: {refused.splitlines()[0]}")
     return lines, failed
+
+
+def _problem(each: Prepared | None, result: dict) -> str | None:
+    if each is not None and each.error is not None:
+        return each.error
+    if result.get("unreachable"):
+        return f"unreachable: {result['unreachable']}"
+    if result.get("failed"):
+        task, message = result["failed"]["task"], result["failed"]["message"]
+        return f"{task} failed: {message}" if task else message
+    if each is not None and each.domus and "Build" not in result.get("output", {}):
+        return "did not finish (see ansible.log)"
+    return None
 
 
 def deploy(site: Site, names: Sequence[str]) -> int:
@@ -150,11 +166,21 @@ def deploy(site: Site, names: Sequence[str]) -> int:
     # one deploy of a site at a time, and no build of it here meanwhile
     hold_run_lock(site.layout.locks)
     start = time.monotonic()
-    prepared = [prepare(site, host) for host in hosts]
-    ready = [each for each in prepared if each.error is None]
+    moving = moves(site, [host.name for host in hosts])
+    prepared = [
+        prepare(site, host, [incoming(site, move) for move in moving if move.new == host.name])
+        for host in hosts
+    ]
+    ready = [each for each in prepared if each.error is None and each.domus]
+    when = stamp()
+    moving_out: dict[str, list[dict[str, str]]] = {}
+    for move in moving:
+        if any(each.host.name == move.new for each in ready):
+            moving_out.setdefault(move.old, []).append(outgoing(site, move, when))
     built = time.monotonic()
-    results = run_playbook(site, ready) if ready else {}
-    lines, failed = summary(prepared, results)
+    results = run_playbook(site, ready, moving_out) if ready else {}
+    lines, failed = summary(prepared, results, moving_out)
+    record_placement(site, [each.host.name for each in prepared if each.host.name not in failed])
     print("\n".join(lines))
     seconds = time.monotonic() - start
     timing = f"{built - start:.1f} s building here, {seconds - built + start:.1f} s Ansible"

@@ -37,7 +37,8 @@ CONTROLLER_ONLY = {"ansible-core"}
 class Prepared:
     host: Host
     domus: list[str]
-    error: str | None = None
+    error: str | None = None  # why it cannot be deployed
+
     role: dict[str, object] = field(default_factory=dict)  # the role's variables
 
 
@@ -116,7 +117,7 @@ def requirements() -> str:
     )
 
 
-def prepare(site: Site, host: Host) -> Prepared:
+def prepare(site: Site, host: Host, moves_in: list[dict[str, str]]) -> Prepared:
     """Build what `host` needs here and describe what goes there; a failure is kept with
     the host, so the other hosts are still deployed."""
     domus = site.domus_on(host.name)
@@ -138,8 +139,7 @@ def prepare(site: Site, host: Host) -> Prepared:
     data = restricted_site(site, host, str(layout.output), str(site.keys), str)
     config.write_text(site_text(data))
     if not domus:
-        prepared.error = "no domU is placed on it"
-        return prepared
+        return prepared  # nothing to deploy there (domUs may move away from it)
     done = subprocess.run(
         [
             sys.executable,
@@ -208,6 +208,7 @@ def prepare(site: Site, host: Host) -> Prepared:
             if generation is not None
         ],
         "keys": [{"src": str(path), "name": path.name} for path in host_keys(site, host)],
+        "moves_in": moves_in,
     }
     return prepared
 
@@ -221,18 +222,39 @@ def _slash(path: Path) -> str:
     return "/" if path.is_dir() else ""
 
 
-def inventory(site: Site, prepared: list[Prepared]) -> dict[str, object]:
-    """Ansible's inventory of the hosts to deploy, with the role's variables of each."""
-    hosts = {}
+def connection(site: Site, host: Host) -> dict[str, object]:
+    return {
+        "ansible_host": host.address,
+        "ansible_port": host.port,
+        "ansible_user": host.user,
+        "ansible_python_interpreter": host.python,
+        "ansible_ssh_common_args": shlex.join(ssh_options(site, host)),
+    }
+
+
+def inventory(
+    site: Site, prepared: list[Prepared], moving_out: dict[str, list[dict[str, str]]]
+) -> dict[str, object]:
+    """Ansible's inventory: the hosts to deploy (group `deploy`) with the role's variables,
+    and the hosts domUs move away from (group `moving_out`), which may be others."""
+    hosts: dict[str, dict[str, object]] = {}
     for each in prepared:
-        host = each.host
-        options = ssh_options(site, host)
-        hosts[host.name] = {
-            "ansible_host": host.address,
-            "ansible_port": host.port,
-            "ansible_user": host.user,
-            "ansible_python_interpreter": host.python,
-            "ansible_ssh_common_args": shlex.join(options),
-            "domus": each.role,
+        hosts[each.host.name] = {**connection(site, each.host), "domus": each.role}
+    for name, moves in moving_out.items():
+        host = site.host(name)
+        deploy = PurePosixPath(host.output) / "deploy"
+        variables = hosts.setdefault(name, connection(site, host))
+        variables["domus_out"] = {
+            "venv_python": str(deploy / "venv" / "bin" / "python"),
+            "source": str(deploy / "domus"),
+            "moves": moves,
         }
-    return {"all": {"hosts": hosts}}
+    return {
+        "all": {
+            "hosts": hosts,
+            "children": {
+                "deploy": {"hosts": {each.host.name: {} for each in prepared}},
+                "moving_out": {"hosts": {name: {} for name in moving_out}},
+            },
+        }
+    }

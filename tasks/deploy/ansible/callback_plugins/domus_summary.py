@@ -48,6 +48,7 @@ class CallbackModule(CallbackBase):
                 "output": {},
                 "failed": None,
                 "unreachable": None,
+                "refused": [],
             },
         )
 
@@ -74,20 +75,23 @@ class CallbackModule(CallbackBase):
             host["output"][task] = result._result.get("stdout", "")
 
     def v2_runner_on_failed(self, result, ignore_errors: bool = False) -> None:
-        if ignore_errors:
-            return
         host = self._host(result)
         outcome = result._result
-        lines = [
-            outcome.get("msg") or "",
-            outcome.get("stderr") or "",
-            outcome.get("stdout") or "",
-        ]
-        for each in outcome.get("results") or []:
-            if isinstance(each, dict) and each.get("failed"):
-                lines += [each.get("msg") or "", each.get("stderr") or "", each.get("stdout") or ""]
+        items = [each for each in outcome.get("results") or [] if isinstance(each, dict)]
+        failed_items = [each for each in items if each.get("failed")]
+        lines = []
+        # a loop's own msg only says that an item failed: the items' say what
+        for each in failed_items or [outcome]:
+            lines += [each.get("msg") or "", each.get("stderr") or "", each.get("stdout") or ""]
         message = "\n".join(line.strip() for line in lines if line and line.strip())
-        host["failed"] = {"task": _name(result), "message": message[-2000:]}
+        if ignore_errors:  # a move refused: this host goes on
+            host["refused"].append(message[-2000:])
+        else:
+            # a refusal (the fail module) says all there is to say; another task's
+            # failure is named with the task
+            deliberate = result._task.action in ("fail", "ansible.builtin.fail")
+            task = "" if deliberate else _name(result)
+            host["failed"] = {"task": task, "message": message[-2000:]}
 
     def v2_runner_on_unreachable(self, result) -> None:
         self._host(result)["unreachable"] = result._result.get("msg", "unreachable")

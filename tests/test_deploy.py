@@ -264,3 +264,48 @@ def test_a_domu_moves_with_its_state(cluster: Cluster) -> None:
     placement = json.loads((cluster.site.output / "deploy" / "placement.json").read_text())
     assert placement == {"www1": "alpha", "www2": "alpha", "db1": "gamma"}
     assert_netbsd_accepts(new, "ext2fs")
+
+
+def domus_command(cluster: Cluster, *words: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "tasks.cli", *words, f"config={cluster.site.path}"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+
+
+def test_check_says_what_a_deploy_would_do_and_changes_nothing(cluster: Cluster) -> None:
+    before = host_images(cluster)
+    sites = {h: (cluster.output(h) / "deploy" / "site.yaml").read_text() for h in cluster.dom0s}
+    cluster.set_role("4")
+    checked = domus_command(cluster, "deploy", "--check")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    lines = checked.stdout.splitlines()
+    alpha = lines[lines.index("alpha:") + 1 : lines.index("beta:")]
+    assert alpha[:2] == ["  send 1 file of domus and the inputs", "  generations: all there"]
+    assert lines[lines.index("beta:") + 1] == "  no domUs"
+    # `./domus status` there says the rest, or that the domus there cannot yet
+    assert any(line.startswith("  status there") for line in alpha), alpha
+    assert host_images(cluster) == before
+    assert sites == {
+        h: (cluster.output(h) / "deploy" / "site.yaml").read_text() for h in cluster.dom0s
+    }
+
+
+def test_generations_and_rollback_on_one_host(cluster: Cluster) -> None:
+    output = cluster.output("gamma")
+    active = active_root(output)
+    (older,) = {p.name for p in (output / "images" / "generations" / "root").iterdir()} - {active}
+    listed = domus_command(cluster, "generations", "root", "--host", "gamma")
+    assert listed.returncode == 0, listed.stdout + listed.stderr
+    assert listed.stdout.splitlines()[0] == "root:"
+    assert f"* {active}" in listed.stdout and f"  {older}" in listed.stdout
+    others = {host: active_root(cluster.output(host)) for host in ("alpha", "beta")}
+    rolled = domus_command(cluster, "rollback", "root", "--host", "gamma")
+    assert rolled.returncode == 0, rolled.stdout + rolled.stderr
+    assert active_root(output) == older
+    assert {host: active_root(cluster.output(host)) for host in ("alpha", "beta")} == others
+    unknown = domus_command(cluster, "rollback", "root", "--host", "delta")
+    assert unknown.returncode == 2
+    assert "no host named delta" in unknown.stderr

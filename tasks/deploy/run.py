@@ -61,7 +61,10 @@ def ansible_playbook() -> Path:
 
 
 def run_playbook(
-    site: Site, prepared: list[Prepared], moving_out: dict[str, list[dict[str, str]]]
+    site: Site,
+    prepared: list[Prepared],
+    moving_out: dict[str, list[dict[str, str]]],
+    playbook: str = "deploy.yml",
 ) -> dict[str, dict]:
     """Run the role on every prepared host at once; what each did, by host name."""
     top = deploy_dir(site)
@@ -84,7 +87,7 @@ def run_playbook(
     }
     with open(top / "ansible.log", "w") as log:
         subprocess.run(
-            [str(ansible_playbook()), "-i", str(path), str(ANSIBLE / "deploy.yml")],
+            [str(ansible_playbook()), "-i", str(path), str(ANSIBLE / playbook)],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -158,8 +161,10 @@ def _problem(each: Prepared | None, result: dict) -> str | None:
     return None
 
 
-def deploy(site: Site, names: Sequence[str]) -> int:
+def deploy(site: Site, names: Sequence[str], check: bool = False) -> int:
     hosts = select_hosts(site, names)
+    if check:
+        return check_hosts(site, hosts)
     ansible_playbook()
     top = deploy_dir(site)
     top.mkdir(parents=True, exist_ok=True)
@@ -195,3 +200,88 @@ def deploy(site: Site, names: Sequence[str]) -> int:
     hosts_done = f"{len(prepared)} host{'' if len(prepared) == 1 else 's'}"
     print(f"deployed {hosts_done} in {seconds:.1f} s ({timing})")
     return EXIT_OK
+
+
+# -- deploy --check --------------------------------------------------------------------------
+
+
+def check_hosts(site: Site, hosts: list[Host]) -> int:
+    """What a deploy would do on each host: what it would send, whether the site there
+    changes, and `./domus status` there. Nothing there changes; here, the root and pkg
+    images the hosts need are built (as a deploy would), so their ids can be compared."""
+    ansible_playbook()
+    deploy_dir(site).mkdir(parents=True, exist_ok=True)
+    hold_run_lock(site.layout.locks)
+    moving = moves(site, [host.name for host in hosts])
+    prepared = [prepare(site, host, []) for host in hosts]
+    ready = [each for each in prepared if each.error is None and each.domus]
+    results = run_playbook(site, ready, {}, "check.yml") if ready else {}
+    failed = []
+    for each in prepared:
+        name = each.host.name
+        result = results.get(name, {})
+        problem = _problem(each, result)
+        if problem is None and each.domus and "Status there" not in result.get("output", {}):
+            problem = "did not finish (see ansible.log)"
+        if problem is not None:
+            failed.append(name)
+            print(f"{name}: cannot tell: {problem.strip().splitlines()[0]}")
+            continue
+        print(f"{name}:")
+        for line in would_do(each, result, [m for m in moving if name in (m.old, m.new)]):
+            print(f"  {line}")
+    if failed:
+        print(f"domus: could not check {', '.join(failed)}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def would_do(each: Prepared, result: dict, moving: list) -> list[str]:
+    if not each.domus:
+        return ["no domUs"]
+    output = result["output"]
+    lines = []
+    files = result.get("files", 0)
+    lines.append(
+        f"send {files} file{'' if files == 1 else 's'} of domus and the inputs"
+        if files
+        else "domus and the inputs there are current"
+    )
+    there = set(output.get("Generations there", "").splitlines())
+    missing = [
+        g["final"].rsplit("/", 2)[-2] + " " + g["final"].rsplit("/", 1)[-1]
+        for g in each.role["generations"]
+        if g["final"] not in there
+    ]
+    lines.append(f"send generation {', '.join(missing)}" if missing else "generations: all there")
+    if output.get("Site there", "") != each.role["site"].rstrip("\n"):
+        lines.append("write its new site file")
+    for move in moving:
+        if move.new == each.host.name:
+            lines.append(f"take {move.name} from {move.old} (refused if it runs there)")
+        else:
+            lines.append(f"hand {move.name} over to {move.new}")
+    lines.extend(status_lines(result))
+    return lines
+
+
+def status_lines(result: dict) -> list[str]:
+    """What `./domus status --json` there says would happen, item by item."""
+    text = result["output"].get("Status there", "")
+    if result["rc"].get("Status there") != 0:
+        error = (result["stderr"].get("Status there") or text).strip()
+        if "unknown command 'status'" in error or "venv/bin/python" in error:
+            return ["status there: the domus there has no `status` yet (a deploy installs one)"]
+        return [f"status there failed: {error.splitlines()[0] if error else 'no output'}"]
+    try:
+        items = json.loads(text)["items"]
+    except (ValueError, KeyError, TypeError):
+        return ["status there: not the JSON expected"]
+    pending = [item for item in items if item.get("action") != "up to date"]
+    if not pending:
+        return ["status there: everything up to date (with the site there now)"]
+    return [
+        f"status there: {item.get('domain') or '-'} {item.get('image')}: {item.get('action')}"
+        + (f" ({'; '.join(map(str, item['why']))})" if item.get("why") else "")
+        for item in pending
+    ]

@@ -184,6 +184,10 @@ def prepare(site: Site, host: Host, moves_in: list[dict[str, str]]) -> Prepared:
         "requirements": requirements(),
         # one shell line each: a task is a module run there, the slow part of a deploy
         "ship": " && ".join(map(shlex.join, shipments)),
+        # what `deploy --check` asks rsync: what it would send, sending nothing
+        "would_ship": " && ".join(
+            shlex.join([*argv[:2], "--dry-run", *argv[2:]]) for argv in shipments
+        ),
         "generations": [
             {
                 "final": str(generations / pool / generation),

@@ -15,7 +15,7 @@ from ansible.plugins.callback import CallbackBase
 
 SENT = re.compile(r"^Total bytes sent: ([\d,.]+)", re.M)
 FILES = re.compile(r"^Number of regular files transferred: ([\d,.]+)", re.M)
-KEPT = ("Build", "Collect garbage")
+KEPT = ("Build", "Collect garbage", "Site there", "Generations there", "Status there")
 
 
 def _number(text: str) -> int:
@@ -46,6 +46,8 @@ class CallbackModule(CallbackBase):
                 "files": 0,
                 "shipped": [],
                 "output": {},
+                "rc": {},
+                "stderr": {},
                 "failed": None,
                 "unreachable": None,
                 "refused": [],
@@ -73,6 +75,8 @@ class CallbackModule(CallbackBase):
             host["changed"].append(task)
         if task in KEPT:
             host["output"][task] = result._result.get("stdout", "")
+            host["rc"][task] = result._result.get("rc")
+            host["stderr"][task] = result._result.get("stderr", "")
 
     def v2_runner_on_failed(self, result, ignore_errors: bool = False) -> None:
         host = self._host(result)

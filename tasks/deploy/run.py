@@ -148,7 +148,8 @@ def summary(
     return lines, failed
 
 
-def _problem(each: Prepared | None, result: dict) -> str | None:
+def _problem(each: Prepared | None, result: dict, last: str = "Build") -> str | None:
+    """Why a host failed, if it did; `last` is the task every host that finished ran."""
     if each is not None and each.error is not None:
         return each.error
     if result.get("unreachable"):
@@ -156,7 +157,7 @@ def _problem(each: Prepared | None, result: dict) -> str | None:
     if result.get("failed"):
         task, message = result["failed"]["task"], result["failed"]["message"]
         return f"{task} failed: {message}" if task else message
-    if each is not None and each.domus and "Build" not in result.get("output", {}):
+    if each is not None and each.domus and last not in result.get("output", {}):
         return "did not finish (see ansible.log)"
     return None
 
@@ -220,9 +221,7 @@ def check_hosts(site: Site, hosts: list[Host]) -> int:
     for each in prepared:
         name = each.host.name
         result = results.get(name, {})
-        problem = _problem(each, result)
-        if problem is None and each.domus and "Status there" not in result.get("output", {}):
-            problem = "did not finish (see ansible.log)"
+        problem = _problem(each, result, last="Status there")
         if problem is not None:
             failed.append(name)
             print(f"{name}: cannot tell: {problem.strip().splitlines()[0]}")

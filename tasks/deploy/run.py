@@ -162,11 +162,33 @@ def _problem(each: Prepared | None, result: dict, last: str = "Build") -> str | 
     return None
 
 
+def fetch_downloads(site: Site) -> None:
+    """Sets and a kernel given as URLs are downloaded and checked here, once: each host's
+    site names the verified copies, which go to the host like any input file."""
+    if not site.root.downloads:
+        return
+    from tasks.deploy.stage import REPO
+
+    done = subprocess.run(
+        [sys.executable, "-P", "-m", "tasks.cli", "build", f"config={site.path}", "fetch"],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        lines = (done.stdout + done.stderr).strip().splitlines()
+        raise DomusError("downloading the root's sets and kernel failed: " + " / ".join(lines[-3:]))
+
+
 def deploy(site: Site, names: Sequence[str], check: bool = False) -> int:
     hosts = select_hosts(site, names)
+    ansible_playbook()
+    # before this run holds the run lock, which the download's own build takes
+    fetch_downloads(site)
     if check:
         return check_hosts(site, hosts)
-    ansible_playbook()
     top = deploy_dir(site)
     top.mkdir(parents=True, exist_ok=True)
     # one deploy of a site at a time, and no build of it here meanwhile

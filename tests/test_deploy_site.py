@@ -107,3 +107,29 @@ def test_deploy_needs_hosts_and_names_only_known_ones(tmp_path: Path) -> None:
     done = deploy(f"config={site.path}", "gamma")
     assert done.returncode == 2
     assert "no host named gamma" in done.stderr and "the hosts are alpha, beta" in done.stderr
+
+
+def test_downloaded_sets_go_to_a_host_as_its_inputs(tmp_path: Path) -> None:
+    from tasks.deploy.run import fetch_downloads
+    from tasks.deploy.stage import prepare
+    from tests.release_server import KERNELS, SETS, Release, serving
+
+    with serving(Release()) as url:
+        site_file = hosts_site(tmp_path)
+        site_file.data["root"]["source"] = {"sets": [f"{url}{SETS}base.tgz", f"{url}{SETS}etc.tgz"]}
+        site_file.data["root"]["kernel"] = f"{url}{KERNELS}netbsd-XEN3_DOMU.gz"
+        site_file.save()
+        site = load_site(site_file.path)
+        fetch_downloads(site)
+    prepared = prepare(site, site.host("beta"), [])
+    assert prepared.error is None, prepared.error
+    there = yaml.safe_load(prepared.role["site"])
+    # the verified copies, under their own names, below the host's deploy/inputs
+    sets = there["root"]["source"]["sets"]
+    assert [PurePosixPath(path).name for path in sets] == ["base.tgz", "etc.tgz"]
+    assert all(path.startswith("/srv/domus/deploy/inputs/") for path in sets)
+    assert PurePosixPath(there["root"]["kernel"]).name == "netbsd-XEN3_DOMU"
+    assert [g["final"].rsplit("/", 2)[-2] for g in prepared.role["generations"]] == [
+        "pkg",
+        "root",
+    ]

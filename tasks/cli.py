@@ -52,6 +52,7 @@ PASSED_ON = {"build", "test"}
 SITE_COMMANDS = {
     *("build", "reprovision", "converge", "nightly", "check", "status"),
     *("generations", "activate", "rollback", "pin", "unpin", "gc"),
+    "deploy",
 }
 SITE_COMMANDS |= {"render", "show", "ls", "diff"}  # looking without building (tasks/inspect)
 
@@ -149,6 +150,10 @@ def check(args: argparse.Namespace) -> int:
 def generations(args: argparse.Namespace) -> int:
     from tasks.generations.cli import Commands
 
+    if getattr(args, "host", None):
+        from tasks.deploy.remote import on_host
+
+        return on_host(args.site, args.host, [args.command, *args.images])
     commands = Commands(args.site)
     if args.command == "generations":
         return commands.list(args.images)
@@ -196,11 +201,25 @@ def init_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def deploy(args: argparse.Namespace) -> int:
+    from tasks.deploy.run import deploy
+
+    return deploy(args.site, args.hosts, check=args.check)
+
+
 # -- their arguments ---------------------------------------------------------------------
 
 
 def images(parser: argparse.ArgumentParser, nargs: str) -> None:
     parser.add_argument("images", nargs=nargs, metavar="IMAGE", help=IMAGE_HELP)
+
+
+def host_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--host",
+        metavar="NAME",
+        help="on that dom0 of `hosts`, with the site deployed there (through Ansible)",
+    )
 
 
 def cgd_arguments(parser: argparse.ArgumentParser) -> None:
@@ -290,7 +309,7 @@ COMMANDS: dict[str, Command] = {
     "generations": (
         "list the generations of root.img and pkg.img (* marks the active one)",
         generations,
-        lambda p: images(p, "*"),
+        lambda p: (images(p, "*"), host_option(p)),
     ),
     "activate": (
         "make one generation of an image active",
@@ -303,7 +322,7 @@ COMMANDS: dict[str, Command] = {
     "rollback": (
         "back to the generation active before this one",
         generations,
-        lambda p: images(p, "+"),
+        lambda p: (images(p, "+"), host_option(p)),
     ),
     "pin": (
         "builds and nightly runs leave a pinned image alone",
@@ -349,6 +368,19 @@ COMMANDS: dict[str, Command] = {
         ),
     ),
     "init": ("write a starter site for a NetBSD release into DIR", init, init_arguments),
+    "deploy": (
+        "put each domU on its dom0 of `hosts` with Ansible: ship, build there, activate",
+        deploy,
+        lambda p: (
+            p.add_argument("hosts", nargs="*", metavar="HOST", help="hosts (default: all)"),
+            p.add_argument(
+                "--check",
+                action="store_true",
+                help="say what a deploy would do on each host (from `./domus status` there), "
+                "changing nothing there",
+            ),
+        ),
+    ),
 }
 
 

@@ -35,18 +35,27 @@ def tree_entries(top: Path) -> Iterator[Entry]:
                 stack.append(item.path)
 
 
-def fingerprint_of(top: Path, entries: Iterable[Entry]) -> str:
+def fingerprint_of(entries: Iterable[Entry]) -> str:
+    """The same for a copy that keeps sizes, mtimes and modes, wherever it is: entries are
+    hashed by their path below the top, so a generation built from a tree copied to a dom0
+    is the one built from the tree here."""
     digest = hashlib.sha256()
-    head = os.fsencode(top) + b"/"
     for path, size, mtime_ns, mode in entries:
         # a name is bytes to NetBSD, not always UTF-8: hashed as those bytes
-        digest.update(head + path.encode(errors="surrogateescape"))
+        digest.update(b"/" + path.encode(errors="surrogateescape"))
         digest.update(f"\0{size}\0{mtime_ns}\0{mode}\n".encode())
     return digest.hexdigest()
 
 
 def tree_fingerprint(top: Path) -> str:
-    return fingerprint_of(top, tree_entries(top))
+    return fingerprint_of(tree_entries(top))
+
+
+def located_anywhere(path: Path) -> str:
+    """An input path as a record holds it: by name only. Where an input lives is not an
+    input (its content is, hashed), so a dom0 that builds from copies of the inputs at its
+    own paths finds the generation built here (tasks/deploy) instead of building another."""
+    return path.name
 
 
 class TreeUnchanged:

@@ -105,7 +105,7 @@ def digest(paths: Iterable[str], trees: dict[str, str]) -> tuple[str, int]:
     for top in sorted(trees):
         entries = list(tree_entries(Path(top)))
         newest = max([newest, *(mtime for _, _, mtime, _ in entries)])
-        h.update(f"{top}\0{fingerprint_of(Path(top), entries)}\n".encode(errors="surrogateescape"))
+        h.update(f"{top}\0{fingerprint_of(entries)}\n".encode(errors="surrogateescape"))
     return h.hexdigest(), newest
 
 

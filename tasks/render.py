@@ -54,6 +54,14 @@ class Templates:
                 return contained(directory, directory / name)
         raise DomusError(f"no template {name!r} in {', '.join(map(str, self.search))}")
 
+    def relative(self, path: Path) -> str:
+        """A template file as its search directory sees it, such as root/etc/rc.local: the
+        same wherever domus and the site's templates are installed."""
+        for directory in self.search:
+            if path.is_relative_to(directory):
+                return str(path.relative_to(directory))
+        return str(path)
+
     def files(self, names: Iterable[str]) -> list[Path]:
         """The files behind `names` and every template they include, import or extend."""
         known = self._known_references

@@ -33,7 +33,7 @@ from tasks.site import (
 )
 from tasks.site.netbsd import MAKEDEV_ADD, MAKEDEV_REMOVE
 from tasks.site.reader import Table
-from tasks.site.settings import DOMAIN, SITE
+from tasks.site.settings import DOMAIN, HOST, SITE
 from tests.conftest import NETBSD
 from tests.makedev_compose import compose_makedev
 
@@ -647,12 +647,12 @@ DOMAIN_PROBLEMS = [
     (
         "{memroy: 1g}",
         "memroy: unknown key; did you mean 'memory'? "
-        "expected one of: memory, vcpus, vif, rc_conf, local, pkg, swap",
+        "expected one of: memory, vcpus, vif, rc_conf, local, pkg, swap, host",
     ),
     (
         "{Memory: 1g}",
         "Memory: unknown key; did you mean 'memory'? "
-        "expected one of: memory, vcpus, vif, rc_conf, local, pkg, swap",
+        "expected one of: memory, vcpus, vif, rc_conf, local, pkg, swap, host",
     ),
     (
         "{swap: {ciper: aes-cbc}}",
@@ -664,7 +664,7 @@ DOMAIN_PROBLEMS = [
     ),
     (
         "{colour: blue}",
-        "colour: unknown key; expected one of: memory, vcpus, vif, rc_conf, local, pkg, swap",
+        "colour: unknown key; expected one of: memory, vcpus, vif, rc_conf, local, pkg, swap, host",
     ),
     # key lengths checked where both are written
     (
@@ -820,14 +820,14 @@ def test_duplicate_keys_inside_an_entry_are_reported(tmp_path: Path, inputs: Pat
             "defaults: {memroy: 1g}\ndomains: {www1: }\n",
             "5: defaults.memroy: unknown key; "
             "did you mean 'memory'? expected one of: memory, vcpus, vif, rc_conf, local, pkg, "
-            "swap",
+            "swap, host",
         ),
         (
             "outptu: x\ndomains: {www1: }\n",
             "5: outptu: unknown key; did you mean 'output'? "
             "expected one of: output, templates, keys, locks, dom0, generations, converge, "
             "blockdev, root, "
-            "defaults, domains",
+            "hosts, defaults, domains",
         ),
         (
             "templates: ../inputs/nothing\ndomains: {www1: }\n",
@@ -1055,7 +1055,7 @@ def test_several_problems_are_reported_together_in_file_order(tmp_path: Path, in
         f"{path}:2: root.source.tree: no such directory: {inputs}/nothing",
         f"{path}:4: root.size: expected a size such as 256m or 1g, got 'lots'",
         f"{path}:6: domains.www1.memroy: unknown key; did you mean 'memory'? "
-        "expected one of: memory, vcpus, vif, rc_conf, local, pkg, swap",
+        "expected one of: memory, vcpus, vif, rc_conf, local, pkg, swap, host",
         f"{path}:6: domains.www1.swap.keylength: expected 128, 192 or 256 for cipher aes-cbc, "
         "got 512",
         f"{path}:7: domains.www1: duplicate key; first set on line 6 "
@@ -1162,7 +1162,7 @@ def model_fields(model: type, prefix: str = "") -> set[str]:
 @pytest.mark.parametrize(
     ("table", "model", "not_settings"),
     [
-        (SITE, Site, {"path", "root.downloads", "domus"}),
+        (SITE, Site, {"path", "root.downloads", "domus", "hosts"}),
         (DOMAIN, DomU, {"name"}),
     ],
     ids=["site", "domain"],
@@ -1204,7 +1204,7 @@ def test_table_defaults_are_consistent() -> None:
 def test_reference_has_a_row_for_every_setting() -> None:
     text = reference_markdown()
     rows = [line for line in text.splitlines() if line.startswith("| `")]
-    assert len(rows) == len(SITE.entries) + len(DOMAIN.entries)
+    assert len(rows) == len(SITE.entries) + len(HOST.entries) + len(DOMAIN.entries)
     for entry in SITE.entries:
         assert f"| `{entry.key}` |" in text
     for entry in DOMAIN.entries:

@@ -56,12 +56,13 @@ def task(domu: DomU, layout: Layout) -> dict[str, object]:
 
 
 def pkg_record(domu: DomU) -> dict[str, str]:
+    from tasks.fingerprint import located_anywhere
     from tasks.inputs import make_record
 
     source = domu.pkg.source
     files = {f"package {path.name}": path for path in package_files(source.packages)}
     trees = {"source": source.tree} if source.tree is not None else {}
-    return make_record(files, {"pkg": plain(domu.pkg)}, trees)
+    return make_record(files, {"pkg": plain(domu.pkg, path=located_anywhere)}, trees)
 
 
 def build(domu: DomU, layout: Layout) -> None:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from doit.tools import config_changed
 
 from tasks.actions import Deferred
-from tasks.fingerprint import TreeUnchanged
+from tasks.fingerprint import TreeUnchanged, located_anywhere
 from tasks.keyfiles import params_path
 from tasks.kinds.local import LOCAL_CGD, LOCAL_DEVICE, LOCAL_DISK
 from tasks.locks import image_lock
@@ -51,7 +51,7 @@ def input_files(site: Site, templates: Templates) -> dict[str, Path]:
         files["source image"] = source.image
     files.update(
         {
-            f"template {path}": path
+            f"template {templates.relative(path)}": path
             for path in templates.files(f"root/{name}" for name in templates.names("root"))
         }
     )
@@ -61,7 +61,7 @@ def input_files(site: Site, templates: Templates) -> dict[str, Path]:
 
 
 def config_slice(site: Site) -> dict[str, object]:
-    root = plain(site.root)
+    root = plain(site.root, path=located_anywhere)
     assert isinstance(root, dict)
     # where a set or the kernel is downloaded from is not an input: its checksum is (the
     # cached copy's hash), so moving to another mirror rebuilds nothing

@@ -8,13 +8,20 @@ from collections.abc import Sequence
 from tasks.cgd.table import CIPHERS, DEFAULT_CIPHER
 from tasks.site.netbsd import allowed_keylengths, this_dom0
 from tasks.site.reader import INVALID, Context, Found, Layer
-from tasks.site.settings import DomainEntry
+from tasks.site.settings import DomainEntry, HostEntry
 from tasks.sizes import FS_SIZES, format_size
 from tasks.urls import Url
 
 
-def check_site(layer: Layer, defaults: Layer, entries: Sequence[DomainEntry], ctx: Context) -> None:
+def check_site(
+    layer: Layer,
+    defaults: Layer,
+    entries: Sequence[DomainEntry],
+    ctx: Context,
+    hosts: Sequence[HostEntry] = (),
+) -> None:
     """Report what no single key shows: keys that exclude or depend on each other."""
+    _check_hosts(layer, defaults, entries, hosts, ctx)
     _check_root_source(layer, ctx)
     _check_dom0(layer, ctx)
     _check_downloads(layer, ctx)
@@ -25,6 +32,68 @@ def check_site(layer: Layer, defaults: Layer, entries: Sequence[DomainEntry], ct
         _check_keylengths(defaults, entries, ctx, group)
     _check_encrypted_fs(defaults, entries, ctx)
     _check_image_sizes(layer, defaults, entries, ctx)
+
+
+def _check_hosts(
+    layer: Layer,
+    defaults: Layer,
+    entries: Sequence[DomainEntry],
+    hosts: Sequence[HostEntry],
+    ctx: Context,
+) -> None:
+    """With `hosts`, every domU names one of them; without, none names any. Two hosts never
+    share one output directory on one machine: each would collect the other's images."""
+    given = layer.values.get("hosts")
+    if given is not None and given.value is INVALID:
+        return
+    names = {host.name for host in hosts}
+    default = defaults.values.get("host")
+    for found in (default, *(entry.layer.values.get("host") for entry in entries)):
+        if found is None or found.value is INVALID or found.value in names:
+            continue
+        if given is None:
+            ctx.report(
+                found.line,
+                found.key,
+                f"names host '{found.value}', but the site has no `hosts`; add it under "
+                "hosts: (with its address), or remove the key to build for this machine",
+            )
+        else:
+            ctx.report(
+                found.line,
+                found.key,
+                f"expected one of the hosts {', '.join(sorted(names))} (hosts, line "
+                f"{given.line}), got '{found.value}'",
+            )
+    if given is not None and default is None:
+        for entry in entries:
+            if "host" not in entry.layer.values:
+                ctx.report(
+                    entry.line,
+                    f"domains.{entry.name}",
+                    f"no host: with `hosts` (line {given.line}) every domain names the dom0 "
+                    "it runs on; set domains." + entry.name + ".host or defaults.host",
+                )
+    seen: dict[tuple[object, ...], HostEntry] = {}
+    for host in hosts:
+        place = tuple(_host_value(host, key) for key in ("address", "port", "output"))
+        if INVALID in place:
+            continue
+        other = seen.setdefault(place, host)
+        if other is not host:
+            ctx.report(
+                host.line,
+                f"hosts.{host.name}",
+                f"same address, port and output as hosts.{other.name} (line {other.line}); "
+                "expected each host to have its own output directory",
+            )
+
+
+def _host_value(host: HostEntry, key: str) -> object:
+    from tasks.site.settings import HOST
+
+    found = host.layer.values.get(key)
+    return HOST.settings[key].default if found is None else found.value
 
 
 def _check_dom0(layer: Layer, ctx: Context) -> None:

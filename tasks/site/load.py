@@ -17,10 +17,10 @@ from yaml.nodes import MappingNode
 from tasks.cgd.table import CIPHERS
 from tasks.errors import SiteError
 from tasks.site.checks import check_site
-from tasks.site.model import DomU, Site, fill
+from tasks.site.model import DomU, Host, Site, fill
 from tasks.site.netbsd import default_vif, this_dom0
 from tasks.site.reader import INVALID, Context, Layer, Problem, Table, read_layer, resolve
-from tasks.site.settings import DOMAIN, SITE, DomainEntry
+from tasks.site.settings import DOMAIN, HOST, SITE, DomainEntry, HostEntry
 from tasks.urls import local_files
 
 # libyaml composes a 100-domain site several times faster than the pure-Python parser
@@ -112,10 +112,11 @@ def _read_site(top: MappingNode, absolute: Path, ctx: Context) -> Site | None:
     layer = read_layer(top, "", SITE, ctx)
     defaults = _value(layer, "defaults") or Layer()
     entries: tuple[DomainEntry, ...] = _value(layer, "domains") or ()
-    check_site(layer, defaults, entries, ctx)
+    hosts: tuple[HostEntry, ...] = _value(layer, "hosts") or ()
+    check_site(layer, defaults, entries, ctx, hosts)
     if ctx.problems:
         return None
-    return _build_site(absolute, layer, defaults, entries, ctx)
+    return _build_site(absolute, layer, defaults, entries, ctx, hosts)
 
 
 def _value(layer: Layer, key: str) -> object:
@@ -129,7 +130,12 @@ def _value(layer: Layer, key: str) -> object:
 
 
 def _build_site(
-    absolute: Path, layer: Layer, defaults: Layer, entries: Sequence[DomainEntry], ctx: Context
+    absolute: Path,
+    layer: Layer,
+    defaults: Layer,
+    entries: Sequence[DomainEntry],
+    ctx: Context,
+    host_entries: Sequence[HostEntry] = (),
 ) -> Site:
     values = _values(SITE, (layer,))
     values["path"] = absolute
@@ -152,8 +158,24 @@ def _build_site(
         )
     dom0 = values["dom0"] = values["dom0"] or this_dom0()
     assert isinstance(dom0, str)  # checks.py reported a host that is neither
-    values["domus"] = tuple(_build_domu(entry, defaults, dom0) for entry in entries)
+    hosts = values["hosts"] = tuple(_build_host(entry) for entry in host_entries)
+    # a domU's default bridge is the one of the dom0 it runs on
+    dom0_of = {host.name: host.dom0 for host in hosts}
+    values["domus"] = tuple(
+        _build_domu(entry, defaults, dom0_of.get(_host_of(entry, defaults), dom0))
+        for entry in entries
+    )
     return fill(Site, values)
+
+
+def _host_of(entry: DomainEntry, defaults: Layer) -> str | None:
+    return resolve(DOMAIN, "host", (entry.layer, defaults))
+
+
+def _build_host(entry: HostEntry) -> Host:
+    values = _values(HOST, (entry.layer,))
+    values["name"] = entry.name
+    return fill(Host, values)
 
 
 def _build_domu(entry: DomainEntry, defaults: Layer, dom0: str) -> DomU:

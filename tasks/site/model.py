@@ -80,6 +80,7 @@ class DomU:
     local: ImageSpec
     pkg: PkgSpec
     swap: SwapSpec
+    host: str | None = None  # the name of its dom0 in Site.hosts; None: this machine
 
     @property
     def local_encrypted(self) -> bool:
@@ -120,6 +121,21 @@ class ConvergeSpec:
 
 
 @dataclass(frozen=True)
+class Host:
+    """A dom0 `./domus deploy` puts domUs on, reached with ssh."""
+
+    name: str
+    address: str
+    user: str
+    port: int
+    identity: Path | None  # ssh private key on this machine; None: ssh's own choice
+    dom0: str  # netbsd or linux
+    output: str  # absolute path on the dom0, not on this machine
+    units: int  # blockdev.units there
+    python: str  # the interpreter domus's venv there is made from
+
+
+@dataclass(frozen=True)
 class Site:
     path: Path
     output: Path
@@ -132,11 +148,19 @@ class Site:
     generations: GenerationsSpec
     converge: ConvergeSpec
     dom0: str  # the system of the dom0 the domUs run on: netbsd or linux
+    hosts: tuple[Host, ...] = ()  # in file order; none: everything is for this machine
 
     @property
     def layout(self) -> Layout:
         """Where everything built for this site lives."""
         return Layout(self.output, self.locks)
+
+    def host(self, name: str) -> Host:
+        return next(host for host in self.hosts if host.name == name)
+
+    def domus_on(self, host: str) -> tuple[DomU, ...]:
+        """The domUs placed on `host`, in file order."""
+        return tuple(domu for domu in self.domus if domu.host == host)
 
     @property
     def passphrase_domus(self) -> tuple[DomU, ...]:
@@ -149,14 +173,15 @@ class Site:
         return tuple(domu for domu in self.domus if domu.local_opened_by_dom0)
 
 
-def plain(obj: object) -> object:
-    """`obj` (any model object) as JSON-able dicts, lists and strings, for hashing."""
+def plain(obj: object, path: typing.Callable[[Path], str] = str) -> object:
+    """`obj` (any model object) as JSON-able dicts, lists and strings, for hashing; each
+    path as `path` writes it."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        return {f.name: plain(getattr(obj, f.name), path) for f in dataclasses.fields(obj)}
     if isinstance(obj, tuple | list):
-        return [plain(item) for item in obj]
+        return [plain(item, path) for item in obj]
     if isinstance(obj, Path):
-        return str(obj)
+        return path(obj)
     if obj is None or isinstance(obj, str | int | float | bool):
         return obj
     raise TypeError(f"cannot turn a {type(obj).__name__} into plain data")

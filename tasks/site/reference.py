@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tasks.site.reader import REQUIRED, Group, Kind, Setting, Table
-from tasks.site.settings import DOMAIN, SITE
+from tasks.site.settings import DOMAIN, HOST, SITE
 
 REFERENCE_INTRO = """\
 Settings of a site file. Sizes are written like `512k`, `400m`, `2g` (powers of 1024; a
@@ -40,6 +40,7 @@ def _rows(table: Table, prefix: str) -> list[tuple[str, str, str, str]]:
 def reference_markdown() -> str:
     """The settings reference for the README: one markdown table, made from the tables."""
     lines = ["| key | type | default | meaning |", "|---|---|---|---|"]
-    for row in [*_rows(SITE, ""), *_rows(DOMAIN, "domains.<name>.")]:
+    rows = [*_rows(SITE, ""), *_rows(HOST, "hosts.<name>."), *_rows(DOMAIN, "domains.<name>.")]
+    for row in rows:
         lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |")
     return REFERENCE_INTRO + "\n".join(lines) + "\n"

@@ -66,6 +66,12 @@ VIF = Word(
     "xl vif spec",
 )
 
+HOST_NAME = Word(
+    r"[A-Za-z0-9]([A-Za-z0-9_.-]{0,62})",
+    "a host name of `hosts`: letters, digits, '.', '_' and '-'",
+    "host name",
+)
+
 DOMAIN = Table(
     [
         Setting("memory", Memory(), 256, "Memory of the domU; at least 32m, whole MiB"),
@@ -149,6 +155,13 @@ DOMAIN = Table(
             default_doc="by cipher: "
             + ", ".join(f"{name} {c.default_keylength}" for name, c in CIPHERS.items()),
         ),
+        Setting(
+            "host",
+            HOST_NAME,
+            None,
+            "The dom0 of `hosts` the domU runs on (required when `hosts` is set); "
+            "`./domus deploy` puts it there",
+        ),
     ]
 )
 
@@ -217,6 +230,92 @@ class Domains(Kind):
             )
             return Layer()
         return read_layer(node, f"{key}.{name}", DOMAIN, ctx)
+
+
+# --- hosts: the dom0s `./domus deploy` puts domUs on -------------------------------------
+
+HOST = Table(
+    [
+        Setting(
+            "address",
+            Word(
+                r"[A-Za-z0-9_.:%-]+",
+                "a host name or IP address to reach the dom0 at with ssh",
+                "host name or address",
+            ),
+            REQUIRED,
+            "Where ssh reaches the dom0",
+        ),
+        Setting(
+            "user",
+            Word(r"[A-Za-z_][A-Za-z0-9_.-]*", "a user name", "user name"),
+            "root",
+            "The ssh user; root, or one that may run xl and attach images",
+        ),
+        Setting("port", Integer(1, 65535), 22, "The ssh port"),
+        Setting(
+            "identity",
+            PathKind("file"),
+            None,
+            "ssh private key file on this machine",
+            default_doc="ssh's own choice",
+        ),
+        Setting("dom0", Choice(DOM0_SYSTEMS), "netbsd", "The system the dom0 runs"),
+        Setting(
+            "output",
+            Word(
+                r"/[^,\n\r\0]*",
+                "an absolute path on the dom0, without a comma (xl ends a disk spec at one)",
+                "absolute path on the dom0",
+            ),
+            "/var/domus",
+            "Output directory on the dom0: its images, xl configs and domus itself (below deploy/)",
+        ),
+        Setting(
+            "units",
+            Integer(1, 64),
+            4,
+            "blockdev.units of the dom0: the vnd (or loop) units domus may use there",
+        ),
+        Setting(
+            "python",
+            Word(r"/?[A-Za-z0-9_./-]+", "a program name or absolute path", "program"),
+            "python3",
+            "The Python 3.11 or newer on the dom0 that domus's venv is made from",
+        ),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class HostEntry:
+    name: str
+    line: int
+    layer: Layer
+
+
+class Hosts(Kind):
+    type_doc = "mapping: name → host settings"
+    expected = "a mapping of host name to host settings, with at least one host"
+
+    def parse(self, node: Node, key: str, ctx: Context) -> tuple[HostEntry, ...]:
+        if not isinstance(node, MappingNode) or not node.value:
+            raise self.fail(node)
+        entries = []
+        for knode, vnode in ctx.pairs(node, key):
+            name = knode.value
+            if not HOST_NAME.pattern.fullmatch(name):
+                ctx.report(knode, f"{key}.{name}", f"expected {HOST_NAME.expected}")
+            if not isinstance(vnode, MappingNode):
+                ctx.report(
+                    vnode,
+                    f"{key}.{name}",
+                    f"expected a mapping of host settings (at least address), got {got(vnode)}",
+                )
+                continue
+            layer = read_layer(vnode, f"{key}.{name}", HOST, ctx)
+            entries.append(HostEntry(name, line_of(knode), layer))
+        return tuple(entries)
 
 
 SITE = Table(
@@ -381,6 +480,14 @@ SITE = Table(
             "nothing; a plain name must be one the init target makes (a typo is an error). "
             "The default leaves out any device listed in `add`",
             dest="root.makedev_remove",
+        ),
+        Setting(
+            "hosts",
+            Hosts(),
+            None,
+            "The dom0s `./domus deploy` puts the domUs on, by name (see `hosts.<name>.` "
+            "below); without it everything is built for this machine",
+            dest=None,
         ),
         Setting(
             "defaults",

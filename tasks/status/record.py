@@ -75,7 +75,7 @@ class Trees:
     def walk(self, top: Path) -> tuple[str, list[Entry]]:
         if top not in self.walked:
             entries = list(tree_entries(top))
-            self.walked[top] = fingerprint_of(top, entries), entries
+            self.walked[top] = fingerprint_of(entries), entries
         return self.walked[top]
 
     def fingerprint(self, top: Path) -> str:

@@ -1,0 +1,308 @@
+"""`./domus deploy [HOST...]`: prepare here, run the playbook, say what each host did.
+
+ansible-core runs through its own CLI, `ansible-playbook` from the venv domus runs in: the
+playbook and role stay plain Ansible that an operator can read and run by hand against the
+inventory written beside them, and domus needs no second API to keep up with. Its output
+goes to <output>/deploy/ansible.log; the summary comes from a small callback plugin
+(ansible/callback_plugins/domus_summary.py) that writes what each host did as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from tasks.deploy.moves import incoming, moves, outgoing, record_placement, stamp
+from tasks.deploy.stage import Prepared, deploy_dir, inventory, prepare
+from tasks.errors import EXIT_FAILED, EXIT_OK, DomusError, UsageError
+from tasks.locks import hold_run_lock
+from tasks.site import Host, Site
+
+ANSIBLE = Path(__file__).resolve().parent / "ansible"
+
+
+def select_hosts(site: Site, names: Sequence[str]) -> list[Host]:
+    if not site.hosts:
+        raise UsageError(
+            f"{site.path} has no hosts to deploy to",
+            hint="add `hosts:` (each with its address) and `host:` to the domains; "
+            "`./domus build` builds for this machine",
+        )
+    known = {host.name for host in site.hosts}
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise UsageError(
+            f"no host named {', '.join(unknown)} in {site.path}",
+            hint=f"the hosts are {', '.join(sorted(known))}",
+        )
+    return [host for host in site.hosts if not names or host.name in names]
+
+
+def ansible_playbook() -> Path:
+    program = Path(sys.executable).parent / "ansible-playbook"
+    if not program.exists():
+        raise DomusError(
+            f"no ansible-playbook beside {sys.executable}",
+            hint="ansible-core is a dependency of domus: `./domus` installs it into its venv",
+        )
+    if shutil.which("rsync") is None:
+        raise DomusError(
+            "deploy needs rsync here and on every dom0",
+            hint="apt-get install rsync (pkgin install rsync on NetBSD)",
+        )
+    return program
+
+
+def run_playbook(
+    site: Site,
+    prepared: list[Prepared],
+    moving_out: dict[str, list[dict[str, str]]],
+    playbook: str = "deploy.yml",
+) -> dict[str, dict]:
+    """Run the role on every prepared host at once; what each did, by host name."""
+    top = deploy_dir(site)
+    path = top / "inventory.json"
+    path.write_text(json.dumps(inventory(site, prepared, moving_out), indent=1))
+    results = top / "results.json"
+    results.unlink(missing_ok=True)
+    env = {
+        **os.environ,
+        "ANSIBLE_CALLBACK_PLUGINS": str(ANSIBLE / "callback_plugins"),
+        "ANSIBLE_CALLBACKS_ENABLED": "domus_summary",
+        "ANSIBLE_ROLES_PATH": str(ANSIBLE / "roles"),
+        "ANSIBLE_FORKS": str(max(5, len(prepared))),
+        "ANSIBLE_RETRY_FILES_ENABLED": "false",
+        "ANSIBLE_NOCOLOR": "1",
+        # a module runs through the open ssh connection instead of being copied first
+        "ANSIBLE_PIPELINING": "true",
+        "ANSIBLE_LOCAL_TEMP": str(top / "ansible-tmp"),
+        "DOMUS_DEPLOY_RESULTS": str(results),
+    }
+    with open(top / "ansible.log", "w") as log:
+        subprocess.run(
+            [str(ansible_playbook()), "-i", str(path), str(ANSIBLE / playbook)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            check=False,
+        )
+    try:
+        return json.loads(results.read_text())
+    except (OSError, ValueError):
+        raise DomusError(
+            "ansible-playbook ended without saying what the hosts did",
+            hint=f"its output is in {top / 'ansible.log'}",
+        ) from None
+
+
+def built_line(output: str) -> str:
+    """`3 built, 9 up to date in 1.2 s`: the build's closing line there."""
+    found = re.findall(r"^\d+ built, \d+ up to date\b.*$", output, re.M)
+    return found[-1] if found else ""
+
+
+def human_bytes(count: int) -> str:
+    from tasks.generations.cli import human_size
+
+    return human_size(count)
+
+
+def summary(
+    prepared: list[Prepared],
+    results: dict[str, dict],
+    moving_out: dict[str, list[dict[str, str]]] | None = None,
+) -> tuple[list[str], list[str]]:
+    """A line per host (with the moves it refused below it), and the hosts that failed."""
+    lines, failed = [], []
+    names = [each.host.name for each in prepared]
+    # a host domUs move away from is named too where it is not deployed
+    others = [name for name in (moving_out or {}) if name not in names]
+    width = max(len(name) for name in [*names, *others])
+    for name in [*names, *others]:
+        each = next((p for p in prepared if p.host.name == name), None)
+        result = results.get(name, {})
+        problem = _problem(each, result)
+        if problem is not None:
+            failed.append(name)
+            first, *rest = problem.strip().splitlines() or [""]
+            lines.append(f"{name:<{width}}  FAILED  {first}")
+            lines.extend(f"{'':<{width}}          {line}" for line in rest[-6:])
+        elif each is None or not each.domus:
+            lines.append(f"{name:<{width}}  ok      no domUs")
+        else:
+            sent, files = result.get("sent", 0), result.get("files", 0)
+            lines.append(
+                f"{name:<{width}}  ok      {', '.join(each.domus)}: sent {human_bytes(sent)} "
+                f"({files} file{'' if files == 1 else 's'}); "
+                f"there: {built_line(result['output']['Build'])}"
+            )
+        for refused in result.get("refused", []):
+            lines.append(f"{'':<{width}}          refused: {refused.splitlines()[0]}")
+    return lines, failed
+
+
+def _problem(each: Prepared | None, result: dict, last: str = "Build") -> str | None:
+    """Why a host failed, if it did; `last` is the task every host that finished ran."""
+    if each is not None and each.error is not None:
+        return each.error
+    if result.get("unreachable"):
+        return f"unreachable: {result['unreachable']}"
+    if result.get("failed"):
+        task, message = result["failed"]["task"], result["failed"]["message"]
+        return f"{task} failed: {message}" if task else message
+    if each is not None and each.domus and last not in result.get("output", {}):
+        return "did not finish (see ansible.log)"
+    return None
+
+
+def fetch_downloads(site: Site) -> None:
+    """Sets and a kernel given as URLs are downloaded and checked here, once: each host's
+    site names the verified copies, which go to the host like any input file."""
+    if not site.root.downloads:
+        return
+    from tasks.deploy.stage import REPO
+
+    done = subprocess.run(
+        [sys.executable, "-P", "-m", "tasks.cli", "build", f"config={site.path}", "fetch"],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        lines = (done.stdout + done.stderr).strip().splitlines()
+        raise DomusError("downloading the root's sets and kernel failed: " + " / ".join(lines[-3:]))
+
+
+def deploy(site: Site, names: Sequence[str], check: bool = False) -> int:
+    hosts = select_hosts(site, names)
+    ansible_playbook()
+    # before this run holds the run lock, which the download's own build takes
+    fetch_downloads(site)
+    if check:
+        return check_hosts(site, hosts)
+    top = deploy_dir(site)
+    top.mkdir(parents=True, exist_ok=True)
+    # one deploy of a site at a time, and no build of it here meanwhile
+    hold_run_lock(site.layout.locks)
+    start = time.monotonic()
+    moving = moves(site, [host.name for host in hosts])
+    prepared = [
+        prepare(site, host, [incoming(site, move) for move in moving if move.new == host.name])
+        for host in hosts
+    ]
+    ready = [each for each in prepared if each.error is None and each.domus]
+    when = stamp()
+    moving_out: dict[str, list[dict[str, str]]] = {}
+    for move in moving:
+        if any(each.host.name == move.new for each in ready):
+            moving_out.setdefault(move.old, []).append(outgoing(site, move, when))
+    built = time.monotonic()
+    results = run_playbook(site, ready, moving_out) if ready else {}
+    lines, failed = summary(prepared, results, moving_out)
+    record_placement(site, [each.host.name for each in prepared if each.host.name not in failed])
+    print("\n".join(lines))
+    seconds = time.monotonic() - start
+    timing = f"{built - start:.1f} s building here, {seconds - built + start:.1f} s Ansible"
+    if failed:
+        print(
+            f"domus: deploy failed on {', '.join(failed)} ({len(prepared) - len(failed)} of "
+            f"{len(prepared)} hosts done in {seconds:.1f} s: {timing}); "
+            f"Ansible's output: {top}/ansible.log",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    hosts_done = f"{len(prepared)} host{'' if len(prepared) == 1 else 's'}"
+    print(f"deployed {hosts_done} in {seconds:.1f} s ({timing})")
+    return EXIT_OK
+
+
+# -- deploy --check --------------------------------------------------------------------------
+
+
+def check_hosts(site: Site, hosts: list[Host]) -> int:
+    """What a deploy would do on each host: what it would send, whether the site there
+    changes, and `./domus status` there. Nothing there changes; here, the root and pkg
+    images the hosts need are built (as a deploy would), so their ids can be compared."""
+    ansible_playbook()
+    deploy_dir(site).mkdir(parents=True, exist_ok=True)
+    hold_run_lock(site.layout.locks)
+    moving = moves(site, [host.name for host in hosts])
+    prepared = [prepare(site, host, []) for host in hosts]
+    ready = [each for each in prepared if each.error is None and each.domus]
+    results = run_playbook(site, ready, {}, "check.yml") if ready else {}
+    failed = []
+    for each in prepared:
+        name = each.host.name
+        result = results.get(name, {})
+        problem = _problem(each, result, last="Status there")
+        if problem is not None:
+            failed.append(name)
+            print(f"{name}: cannot tell: {problem.strip().splitlines()[0]}")
+            continue
+        print(f"{name}:")
+        for line in would_do(each, result, [m for m in moving if name in (m.old, m.new)]):
+            print(f"  {line}")
+    if failed:
+        print(f"domus: could not check {', '.join(failed)}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def would_do(each: Prepared, result: dict, moving: list) -> list[str]:
+    if not each.domus:
+        return ["no domUs"]
+    output = result["output"]
+    lines = []
+    files = result.get("files", 0)
+    lines.append(
+        f"send {files} file{'' if files == 1 else 's'} of domus and the inputs"
+        if files
+        else "domus and the inputs there are current"
+    )
+    there = set(output.get("Generations there", "").splitlines())
+    missing = [
+        g["final"].rsplit("/", 2)[-2] + " " + g["final"].rsplit("/", 1)[-1]
+        for g in each.role["generations"]
+        if g["final"] not in there
+    ]
+    lines.append(f"send generation {', '.join(missing)}" if missing else "generations: all there")
+    if output.get("Site there", "") != each.role["site"].rstrip("\n"):
+        lines.append("write its new site file")
+    for move in moving:
+        if move.new == each.host.name:
+            lines.append(f"take {move.name} from {move.old} (refused if it runs there)")
+        else:
+            lines.append(f"hand {move.name} over to {move.new}")
+    lines.extend(status_lines(result))
+    return lines
+
+
+def status_lines(result: dict) -> list[str]:
+    """What `./domus status --json` there says would happen, item by item."""
+    text = result["output"].get("Status there", "")
+    if result["rc"].get("Status there") != 0:
+        error = (result["stderr"].get("Status there") or text).strip()
+        if "unknown command 'status'" in error or "venv/bin/python" in error:
+            return ["status there: the domus there has no `status` yet (a deploy installs one)"]
+        return [f"status there failed: {error.splitlines()[0] if error else 'no output'}"]
+    try:
+        items = json.loads(text)["items"]
+    except (ValueError, KeyError, TypeError):
+        return ["status there: not the JSON expected"]
+    pending = [item for item in items if item.get("action") != "up to date"]
+    if not pending:
+        return ["status there: everything up to date (with the site there now)"]
+    return [
+        f"status there: {item.get('domain') or '-'} {item.get('image')}: {item.get('action')}"
+        + (f" ({'; '.join(map(str, item['why']))})" if item.get("why") else "")
+        for item in pending
+    ]

@@ -1,0 +1,264 @@
+"""What this machine prepares for each host before Ansible runs: the restricted sites, the
+root and pkg generations they use, and every transfer as an rsync command line.
+
+    <output>/deploy/generations/{root,pkg}/<id>   the generations built for any host
+    <output>/deploy/<host>/site.yaml              that host's site, with the paths here
+    <output>/deploy/<host>/build/                 its build here (root and pkg only); its
+                                                  generation pools lead to the shared ones
+    <output>/deploy/known_hosts                   the dom0s' ssh host keys, first seen
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+import tempfile
+import tomllib
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path, PurePosixPath
+
+from tasks.deploy.restrict import host_inputs, host_keys, restricted_site, site_text
+from tasks.generations.slots import POOLS, ROOT, pkg_slot
+from tasks.generations.store import Store
+from tasks.site import Host, Layout, Site
+
+REPO = Path(__file__).resolve().parents[2]
+# the domus tree a dom0 runs: what `./domus` needs, not the tests or the example site
+SHIPPED = ("domus", "dodo.py", "pyproject.toml", "tasks", "templates")
+# not sent, as ansible-core runs only here
+CONTROLLER_ONLY = {"ansible-core"}
+
+
+@dataclass
+class Prepared:
+    host: Host
+    domus: list[str]
+    error: str | None = None  # why it cannot be deployed
+
+    role: dict[str, object] = field(default_factory=dict)  # the role's variables
+
+
+def deploy_dir(site: Site) -> Path:
+    return site.output / "deploy"
+
+
+def known_hosts(site: Site) -> Path:
+    return deploy_dir(site) / "known_hosts"
+
+
+def ssh_options(site: Site, host: Host) -> list[str]:
+    """Options of every ssh connection to `host`, Ansible's and rsync's: its host key is
+    recorded on first contact and checked ever after; never a password prompt."""
+    options = [
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        f"UserKnownHostsFile={known_hosts(site)}",
+        "-o",
+        "StrictHostKeyChecking=accept-new",
+        "-o",
+        "ConnectTimeout=10",
+    ]
+    if host.identity is not None:
+        options += ["-o", "IdentitiesOnly=yes", "-i", str(host.identity)]
+    return options
+
+
+def rsh(site: Site, host: Host) -> str:
+    """rsync's ssh command: one shared connection per host (a short socket path)."""
+    control = Path(tempfile.gettempdir()) / "domus-ssh-%C"
+    return shlex.join(
+        [
+            "ssh",
+            "-p",
+            str(host.port),
+            *ssh_options(site, host),
+            "-o",
+            "ControlMaster=auto",
+            "-o",
+            "ControlPersist=60",
+            "-o",
+            f"ControlPath={control}",
+        ]
+    )
+
+
+def rsync(site: Site, host: Host, sources: list[str], dest: str) -> list[str]:
+    # -a keeps mtimes, which a tree's fingerprint holds; -H hard links; -S writes holes
+    # as holes (images are sparse), -z sends them as next to nothing; --stats says what
+    # was sent
+    return [
+        "rsync",
+        "-aHSz",
+        "--numeric-ids",
+        "--delete",
+        "--mkpath",
+        "--stats",
+        "--exclude=__pycache__",
+        "-e",
+        rsh(site, host),
+        *sources,
+        f"{host.user}@{host.address}:{dest}",
+    ]
+
+
+def requirements() -> str:
+    """The runtime dependencies at the versions this machine runs: the dom0 runs the same."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    names = [re.split(r"[<>=!~ ;\[]", spec, maxsplit=1)[0] for spec in project["dependencies"]]
+    return "".join(
+        f"{name}=={metadata.version(name)}\n"
+        for name in names
+        if name.lower() not in CONTROLLER_ONLY
+    )
+
+
+def prepare(site: Site, host: Host, moves_in: list[dict[str, str]]) -> Prepared:
+    """Build what `host` needs here and describe what goes there; a failure is kept with
+    the host, so the other hosts are still deployed."""
+    domus = site.domus_on(host.name)
+    prepared = Prepared(host, [domu.name for domu in domus])
+    top = deploy_dir(site)
+    here = top / host.name
+    here.mkdir(parents=True, exist_ok=True)
+    layout = Layout(here / "build", here / "build" / "locks")
+    # every host's build here shares the generation pools: a root two hosts use alike
+    # (the same inputs) is built once
+    for pool in POOLS:
+        shared = top / "generations" / pool
+        shared.mkdir(parents=True, exist_ok=True)
+        link = layout.images / "generations" / pool
+        if not link.is_symlink():
+            link.parent.mkdir(parents=True, exist_ok=True)
+            os.symlink(os.path.relpath(shared, link.parent), link)
+    config = here / "site.yaml"
+    data = restricted_site(site, host, str(layout.output), str(site.keys), str)
+    config.write_text(site_text(data))
+    if not domus:
+        return prepared  # nothing to deploy there (domUs may move away from it)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-P",
+            "-m",
+            "tasks.cli",
+            "build",
+            f"config={config}",
+            "root",
+            *(f"pkg:{domu.name}" for domu in domus),
+        ],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        lines = (done.stdout + done.stderr).strip().splitlines()
+        prepared.error = "building its root and pkg images here failed: " + " / ".join(lines[-3:])
+        return prepared
+    store = Store(layout)
+    used = {(ROOT.pool, store.active(ROOT))}
+    used |= {("pkg", store.active(pkg_slot(domu.name))) for domu in domus}
+    remote = PurePosixPath(host.output)
+    deploy = remote / "deploy"
+    inputs = host_inputs(site, domus)
+    host_site = restricted_site(
+        site, host, host.output, str(deploy / "keys"), inputs.to(deploy / "inputs")
+    )
+    generations = remote / "images" / "generations"
+    shipments = [rsync(site, host, [str(REPO / name) for name in SHIPPED], f"{deploy}/domus/")]
+    shipments += [
+        rsync(site, host, [_source(path)], f"{deploy / 'inputs' / name}{_slash(path)}")
+        for name, path in inputs.paths.items()
+    ]
+    prepared.role = {
+        "output": host.output,
+        "python": host.python,
+        "domus": prepared.domus,
+        "site": site_text(host_site),
+        "requirements": requirements(),
+        # one shell line each: a task is a module run there, the slow part of a deploy
+        "ship": " && ".join(map(shlex.join, shipments)),
+        # what `deploy --check` asks rsync: what it would send, sending nothing
+        "would_ship": " && ".join(
+            shlex.join([*argv[:2], "--dry-run", *argv[2:]]) for argv in shipments
+        ),
+        "generations": [
+            {
+                "final": str(generations / pool / generation),
+                "ship": shlex.join(
+                    rsync(
+                        site,
+                        host,
+                        [f"{store.path(pool, generation)}/"],
+                        f"{generations / pool / f'.{generation}.partial'}/",
+                    )
+                ),
+                # renamed into place once whole, as the store itself does
+                "place": shlex.join(
+                    [
+                        "mv",
+                        str(generations / pool / f".{generation}.partial"),
+                        str(generations / pool / generation),
+                    ]
+                ),
+            }
+            for pool, generation in sorted(used)
+            if generation is not None
+        ],
+        "keys": [{"src": str(path), "name": path.name} for path in host_keys(site, host)],
+        "moves_in": moves_in,
+    }
+    return prepared
+
+
+def _source(path: Path) -> str:
+    # a directory's contents, not the directory inside itself
+    return f"{path}/" if path.is_dir() else str(path)
+
+
+def _slash(path: Path) -> str:
+    return "/" if path.is_dir() else ""
+
+
+def connection(site: Site, host: Host) -> dict[str, object]:
+    return {
+        "ansible_host": host.address,
+        "ansible_port": host.port,
+        "ansible_user": host.user,
+        "ansible_python_interpreter": host.python,
+        "ansible_ssh_common_args": shlex.join(ssh_options(site, host)),
+    }
+
+
+def inventory(
+    site: Site, prepared: list[Prepared], moving_out: dict[str, list[dict[str, str]]]
+) -> dict[str, object]:
+    """Ansible's inventory: the hosts to deploy (group `deploy`) with the role's variables,
+    and the hosts domUs move away from (group `moving_out`), which may be others."""
+    hosts: dict[str, dict[str, object]] = {}
+    for each in prepared:
+        hosts[each.host.name] = {**connection(site, each.host), "domus": each.role}
+    for name, moves in moving_out.items():
+        host = site.host(name)
+        deploy = PurePosixPath(host.output) / "deploy"
+        variables = hosts.setdefault(name, connection(site, host))
+        variables["domus_out"] = {
+            "venv_python": str(deploy / "venv" / "bin" / "python"),
+            "source": str(deploy / "domus"),
+            "moves": moves,
+        }
+    return {
+        "all": {
+            "hosts": hosts,
+            "children": {
+                "deploy": {"hosts": {each.host.name: {} for each in prepared}},
+                "moving_out": {"hosts": {name: {} for name in moving_out}},
+            },
+        }
+    }

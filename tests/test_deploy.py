@@ -1,0 +1,311 @@
+"""`./domus deploy` with real ssh and real Ansible: three dom0s on this machine (an sshd
+each on a loopback port, its own keys and directory), the example site spread across
+them. One deployed site is shared by the tests below, which run in file order, each one
+starting from what the one before left.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.commands import fake_xl, xl_domain
+from tests.dom0s import SSHD, Dom0, start_dom0s
+from tests.image_reader import ImageReader
+from tests.netbsd_rules import assert_netbsd_accepts
+from tests.sites import REPO, Site, example_site
+
+ANSIBLE = Path(sys.executable).parent / "ansible-playbook"
+pytestmark = pytest.mark.skipif(
+    SSHD is None or shutil.which("rsync") is None or not ANSIBLE.exists(),
+    reason="needs sshd (openssh-server), rsync and ansible-core (./domus test installs them)",
+)
+
+PLACES = {"www1": "alpha", "www2": "beta", "db1": "gamma"}
+ROLE = "{% if name == 'www1' %}web {{ version }}{% else %}other{% endif %}\n"
+
+
+@dataclass
+class Deployed:
+    returncode: int
+    stdout: str
+    stderr: str
+    results: dict[str, dict]
+
+
+class Cluster:
+    def __init__(self, top: Path, dom0s: list[Dom0]) -> None:
+        self.dom0s = {dom0.name: dom0 for dom0 in dom0s}
+        data = example_site()
+        # the root tree is a copy (its mtimes kept) that a test may change
+        for name in ("tree", "metalog"):
+            original = Path(data["root"]["source"][name])
+            copy = top / "inputs" / original.name
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            if original.is_dir():
+                shutil.copytree(original, copy, symlinks=True)
+            else:
+                shutil.copy2(original, copy)
+            data["root"]["source"][name] = str(copy)
+        self.templates = top / "templates"
+        self.set_role("1")
+        data["templates"] = str(self.templates)
+        data["dom0"] = "linux"
+        # local images converge through debugfs: no loop device, any Linux
+        data["blockdev"] = {"backend": "none"}
+        data["defaults"]["local"]["fs"] = "ext2fs"
+        data["domains"]["db1"]["local"]["encrypt"] = "dom0"
+        data["hosts"] = {dom0.name: dom0.site_entry() for dom0 in dom0s}
+        for name, host in PLACES.items():
+            data["domains"][name]["host"] = host
+        self.site = Site(top / "site", data)
+
+    def set_role(self, version: str) -> None:
+        path = self.templates / "local" / "etc" / "domus-role"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(ROLE.replace("{{ version }}", version))
+
+    def deploy(self, *hosts: str) -> Deployed:
+        done = subprocess.run(
+            [sys.executable, "-m", "tasks.cli", "deploy", f"config={self.site.path}", *hosts],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+        )
+        results_file = self.site.output / "deploy" / "results.json"
+        results = json.loads(results_file.read_text()) if results_file.exists() else {}
+        return Deployed(done.returncode, done.stdout, done.stderr, results)
+
+    def output(self, host: str) -> Path:
+        return self.dom0s[host].output
+
+    def local(self, name: str, host: str | None = None) -> Path:
+        return self.output(host or PLACES[name]) / "images" / name / "local.img"
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    top = tmp_path_factory.mktemp("deploy")
+    dom0s = start_dom0s(top / "dom0s", ["alpha", "beta", "gamma"])
+    try:
+        cluster = Cluster(top, dom0s)
+        first = cluster.deploy()
+        assert first.returncode == 0, first.stdout + first.stderr
+        cluster.first = first  # type: ignore[attr-defined]
+        yield cluster
+    finally:
+        for dom0 in dom0s:
+            dom0.stop()
+
+
+def digests(top: Path) -> dict[str, str]:
+    """Every regular file below `top` by its content (symlinks by their target)."""
+    found = {}
+    for path in sorted(top.rglob("*")):
+        mode = path.lstat().st_mode
+        if stat.S_ISLNK(mode):
+            found[str(path.relative_to(top))] = "-> " + os.readlink(path)
+        elif stat.S_ISREG(mode):
+            found[str(path.relative_to(top))] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return found
+
+
+def host_images(cluster: Cluster) -> dict[str, dict[str, str]]:
+    return {host: digests(cluster.output(host) / "images") for host in cluster.dom0s}
+
+
+def active_root(output: Path) -> str:
+    return os.readlink(output / "images" / "generations" / "active" / "root").rsplit("/", 1)[-1]
+
+
+def test_each_domu_is_built_on_its_host_with_its_paths_and_keys(cluster: Cluster) -> None:
+    first = cluster.first  # type: ignore[attr-defined]
+    for name, host in PLACES.items():
+        assert f"{host:<5}  ok      {name}: sent " in first.stdout, first.stdout
+    controller = cluster.site.output / "deploy"
+    for host, output in ((host, cluster.output(host)) for host in cluster.dom0s):
+        names = {name for name, place in PLACES.items() if place == host}
+        domus = {p.name for p in (output / "images").iterdir() if p.is_dir()} - {"generations"}
+        assert domus == names
+        assert {p.stem for p in (output / "xen").glob("*.cfg")} == names
+        for name in names:
+            config = (output / "xen" / f"{name}.cfg").read_text()
+            assert f"target={output}/images/{name}/local.img" in config
+            assert f'kernel = "{output}/images/netbsd-XEN3_DOMU"' in config
+        # the root generation is the one built here, shipped: not built again there
+        here = controller / host / "build"
+        assert active_root(output) == active_root(here)
+        generation = Path("images/generations/active/root/generation.json")
+        assert (output / generation).read_bytes() == (here / generation).read_bytes()
+    # db1's key goes to gamma, private, and to no other host
+    keys = {
+        host: sorted(os.listdir(cluster.output(host) / "deploy" / "keys"))
+        for host in PLACES.values()
+    }
+    assert keys == {"alpha": [], "beta": [], "gamma": ["db1-local.params"]}
+    key = cluster.output("gamma") / "deploy" / "keys" / "db1-local.params"
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    assert key.read_bytes() == (cluster.site.directory / "keys" / "db1-local.params").read_bytes()
+    local = cluster.local("www1")
+    assert ImageReader(local, "ext2fs").text("etc/domus-role") == "web 1\n"
+    assert_netbsd_accepts(local, "ext2fs")
+    assert_netbsd_accepts(cluster.output("alpha") / "images" / "root.img", "ffs")
+
+
+def test_a_second_deploy_sends_nothing(cluster: Cluster) -> None:
+    before = host_images(cluster)
+    again = cluster.deploy()
+    assert again.returncode == 0, again.stdout + again.stderr
+    for host in cluster.dom0s:
+        result = again.results[host]
+        assert result["files"] == 0, result
+        assert result["changed"] == [], result
+        assert "0 built" in result["output"]["Build"]
+    assert host_images(cluster) == before
+
+
+def test_a_template_change_converges_only_the_domus_it_changes(cluster: Cluster) -> None:
+    before = host_images(cluster)
+    cluster.set_role("2")
+    changed = cluster.deploy()
+    assert changed.returncode == 0, changed.stdout + changed.stderr
+    assert ImageReader(cluster.local("www1"), "ext2fs").text("etc/domus-role") == "web 2\n"
+    assert_netbsd_accepts(cluster.local("www1"), "ext2fs")
+    after = host_images(cluster)
+    for name in ("www2", "db1"):
+        key = f"{name}/local.img"
+        assert after[PLACES[name]][key] == before[PLACES[name]][key], name
+    assert after["alpha"]["www1/local.img"] != before["alpha"]["www1/local.img"]
+    # the template is an input there: shipped once, to every host
+    for host in cluster.dom0s:
+        assert changed.results[host]["files"] == 1, changed.results[host]
+
+
+def test_a_root_change_ships_one_new_generation_to_each_host(cluster: Cluster) -> None:
+    readme = Path(cluster.site.data["root"]["source"]["tree"]) / "usr" / "bin" / "README"
+    readme.write_text(readme.read_text() + "changed for a deploy test\n")
+    old = {host: active_root(cluster.output(host)) for host in cluster.dom0s}
+    changed = cluster.deploy()
+    assert changed.returncode == 0, changed.stdout + changed.stderr
+    for host in cluster.dom0s:
+        output = cluster.output(host)
+        new = active_root(output)
+        assert new != old[host]
+        roots = sorted(p.name for p in (output / "images" / "generations" / "root").iterdir())
+        assert roots == sorted({old[host], new})
+        # the tree and the generation: the README and nothing but the new root.img
+        assert changed.results[host]["files"] == 4, changed.results[host]
+        reader = ImageReader(output / "images" / "root.img", "ffs")
+        assert reader.text("usr/bin/README").endswith("changed for a deploy test\n")
+
+
+def test_a_host_that_is_down_fails_alone(cluster: Cluster) -> None:
+    cluster.dom0s["beta"].stop()
+    try:
+        cluster.set_role("3")
+        down = cluster.deploy()
+    finally:
+        cluster.dom0s["beta"].start()
+    assert down.returncode == 1
+    assert "beta   FAILED  unreachable" in down.stdout, down.stdout
+    assert "domus: deploy failed on beta (2 of 3 hosts done" in down.stderr
+    assert "alpha  ok      www1" in down.stdout and "gamma  ok      db1" in down.stdout
+    assert ImageReader(cluster.local("www1"), "ext2fs").text("etc/domus-role") == "web 3\n"
+
+
+def test_a_running_domu_is_not_moved(cluster: Cluster) -> None:
+    local = cluster.local("www2")
+    before = digests(local.parent)
+    fake_xl(cluster.dom0s["beta"].bin, [xl_domain("www2", local)], {"www2": 60})
+    cluster.site.data["domains"]["www2"]["host"] = "alpha"
+    cluster.site.save()
+    try:
+        refused = cluster.deploy()
+    finally:
+        (cluster.dom0s["beta"].bin / "xl").unlink()
+    assert refused.returncode == 1
+    assert "beta   ok      no domUs\n" in refused.stdout, refused.stdout
+    assert "refused: www2 runs on beta: shut it down there before it moves to alpha" in (
+        refused.stdout
+    )
+    assert "alpha  FAILED  www2 moves here from beta, but its local.img could not be taken" in (
+        refused.stdout
+    )
+    assert "gamma  ok" in refused.stdout
+    assert digests(local.parent) == before
+    assert not cluster.local("www2", "alpha").exists()
+
+
+def test_a_domu_moves_with_its_state(cluster: Cluster) -> None:
+    old = cluster.local("www2", "beta")
+    state = hashlib.sha256(old.read_bytes()).hexdigest()
+    moved = cluster.deploy()
+    assert moved.returncode == 0, moved.stdout + moved.stderr
+    new = cluster.local("www2", "alpha")
+    assert hashlib.sha256(new.read_bytes()).hexdigest() == state
+    assert "0 built" not in moved.results["alpha"]["output"]["Build"]
+    config = (cluster.output("alpha") / "xen" / "www2.cfg").read_text()
+    assert f"target={cluster.output('alpha')}/images/www2/local.img" in config
+    # the old host keeps it as a dated backup, and no longer starts it
+    assert not old.exists()
+    assert not (cluster.output("beta") / "xen" / "www2.cfg").exists()
+    (backup,) = (cluster.output("beta") / "images").glob("www2.moved-*")
+    assert hashlib.sha256((backup / "local.img").read_bytes()).hexdigest() == state
+    placement = json.loads((cluster.site.output / "deploy" / "placement.json").read_text())
+    assert placement == {"www1": "alpha", "www2": "alpha", "db1": "gamma"}
+    assert_netbsd_accepts(new, "ext2fs")
+
+
+def domus_command(cluster: Cluster, *words: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "tasks.cli", *words, f"config={cluster.site.path}"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+
+
+def test_check_says_what_a_deploy_would_do_and_changes_nothing(cluster: Cluster) -> None:
+    before = host_images(cluster)
+    sites = {h: (cluster.output(h) / "deploy" / "site.yaml").read_text() for h in cluster.dom0s}
+    cluster.set_role("4")
+    checked = domus_command(cluster, "deploy", "--check")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    lines = checked.stdout.splitlines()
+    alpha = lines[lines.index("alpha:") + 1 : lines.index("beta:")]
+    assert alpha[:2] == ["  send 1 file of domus and the inputs", "  generations: all there"]
+    assert lines[lines.index("beta:") + 1] == "  no domUs"
+    # `./domus status` there says the rest, or that the domus there cannot yet
+    assert any(line.startswith("  status there") for line in alpha), alpha
+    assert host_images(cluster) == before
+    assert sites == {
+        h: (cluster.output(h) / "deploy" / "site.yaml").read_text() for h in cluster.dom0s
+    }
+
+
+def test_generations_and_rollback_on_one_host(cluster: Cluster) -> None:
+    output = cluster.output("gamma")
+    active = active_root(output)
+    (older,) = {p.name for p in (output / "images" / "generations" / "root").iterdir()} - {active}
+    listed = domus_command(cluster, "generations", "root", "--host", "gamma")
+    assert listed.returncode == 0, listed.stdout + listed.stderr
+    assert listed.stdout.splitlines()[0] == "root:"
+    assert f"* {active}" in listed.stdout and f"  {older}" in listed.stdout
+    others = {host: active_root(cluster.output(host)) for host in ("alpha", "beta")}
+    rolled = domus_command(cluster, "rollback", "root", "--host", "gamma")
+    assert rolled.returncode == 0, rolled.stdout + rolled.stderr
+    assert active_root(output) == older
+    assert {host: active_root(cluster.output(host)) for host in ("alpha", "beta")} == others
+    unknown = domus_command(cluster, "rollback", "root", "--host", "delta")
+    assert unknown.returncode == 2
+    assert "no host named delta" in unknown.stderr

@@ -109,6 +109,21 @@ def test_deploy_needs_hosts_and_names_only_known_ones(tmp_path: Path) -> None:
     assert "no host named gamma" in done.stderr and "the hosts are alpha, beta" in done.stderr
 
 
+def test_a_domu_whose_old_host_left_the_site_is_not_built_afresh(tmp_path: Path) -> None:
+    site = hosts_site(tmp_path)
+    for host in site.data["hosts"].values():  # were the check gone, ssh would reach nothing
+        host.update(address="127.0.0.1", port=9)
+    site.save()
+    record = site.output / "deploy" / "placement.json"
+    record.parent.mkdir(parents=True)
+    record.write_text('{"db1": "omega", "www1": "alpha"}\n')
+    done = deploy(f"config={site.path}")
+    assert done.returncode == 1, done.stderr
+    assert "db1 on omega: last deployed to a host that is no longer in hosts" in done.stderr
+    assert f"remove its entry from {record}" in done.stderr
+    assert sorted(p.name for p in record.parent.iterdir()) == ["placement.json"]
+
+
 def test_downloaded_sets_go_to_a_host_as_its_inputs(tmp_path: Path) -> None:
     from tasks.deploy.run import fetch_downloads
     from tasks.deploy.stage import prepare

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from tasks.deploy.stage import deploy_dir, rsh
+from tasks.errors import DomusError
 from tasks.images.publish import write_file
 from tasks.site import Site
 
@@ -45,6 +46,28 @@ def record_placement(site: Site, deployed: list[str]) -> None:
     placed = placement(site)
     placed.update({domu.name: domu.host for domu in site.domus if domu.host in deployed})
     write_file(placement_file(site), json.dumps(placed, indent=1, sort_keys=True) + "\n")
+
+
+def check_no_state_left_behind(site: Site) -> None:
+    """A domU last deployed to a host the site no longer names cannot be moved from there:
+    its local.img, its state, is on that host. Built afresh elsewhere it would be lost
+    without a word, so the deploy stops before it sends anything."""
+    known = {host.name for host in site.hosts}
+    placed = placement(site)
+    stranded = sorted(
+        (domu.name, placed[domu.name])
+        for domu in site.domus
+        if placed.get(domu.name) not in (None, domu.host) and placed[domu.name] not in known
+    )
+    if stranded:
+        where = ", ".join(f"{name} on {host}" for name, host in stranded)
+        raise DomusError(
+            f"{where}: last deployed to a host that is no longer in hosts, where its "
+            "local.img (its state) still is; nothing was deployed",
+            hint="put the host back in hosts for one deploy, so the domU moves with its "
+            f"local.img; or, to start the domU afresh on its new host, remove its entry from "
+            f"{placement_file(site)}",
+        )
 
 
 def moves(site: Site, hosts: list[str]) -> list[Move]:

@@ -19,7 +19,14 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from tasks.deploy.moves import incoming, moves, outgoing, record_placement, stamp
+from tasks.deploy.moves import (
+    check_no_state_left_behind,
+    incoming,
+    moves,
+    outgoing,
+    record_placement,
+    stamp,
+)
 from tasks.deploy.stage import Prepared, deploy_dir, inventory, prepare
 from tasks.errors import EXIT_FAILED, EXIT_OK, DomusError, UsageError
 from tasks.locks import hold_run_lock
@@ -184,6 +191,7 @@ def fetch_downloads(site: Site) -> None:
 
 def deploy(site: Site, names: Sequence[str], check: bool = False) -> int:
     hosts = select_hosts(site, names)
+    check_no_state_left_behind(site)
     ansible_playbook()
     # before this run holds the run lock, which the download's own build takes
     fetch_downloads(site)

@@ -1,3 +1,4 @@
+import os
 import shutil
 import stat
 import tempfile
@@ -67,3 +68,15 @@ def public_tmp():
     yield directory
     release_everything_under(directory)
     shutil.rmtree(directory)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Under CI (CI=true, as `.ci/run` is run) a skip fails: `./domus test` installs every
+    tool a test needs, so a test that skips there names an install step that is missing."""
+    outcome = yield
+    report = outcome.get_result()
+    if os.environ.get("CI") == "true" and report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.outcome = "failed"
+        report.longrepr = f"skipped under CI, where nothing may skip: {reason}"

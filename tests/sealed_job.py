@@ -9,11 +9,29 @@ can SIGKILL it there.
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 from tasks.converge import sealed
+
+
+def stopped_at(site_path: Path, name: str, mark: Path, point: str) -> subprocess.Popen:
+    """The job started, once it has reached POINT (and waits there to be killed)."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.sealed_job", str(site_path), name, str(mark), point],
+        cwd=Path(__file__).resolve().parents[1],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not mark.exists():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    return process
 
 
 def main(site_path: str, name: str, mark: str, point: str) -> int:

@@ -16,8 +16,6 @@ import signal
 import stat
 import struct
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -34,6 +32,7 @@ from tasks.superblocks import SBLOCK_UFS1, has_ffs_superblock
 from tests.conftest import REPO
 from tests.mounting import needs_root, sha
 from tests.netbsd_rules import assert_netbsd_accepts
+from tests.sealed_job import stopped_at
 from tests.sites import Site
 from tests.test_converge import SITE_LINE, change_site
 from tests.test_faults import LEFTOVER, domus, kill_after, seeds, start, timed
@@ -563,18 +562,7 @@ def test_a_kill_mid_encrypted_rewrite_keeps_the_image_and_the_plaintext_private(
     before = sha(image)
     change_site(site, "www1")
     mark = tmp_path / "mark"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tests.sealed_job", str(site.path), "www1", str(mark), point],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 120
-    while not mark.exists():
-        assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+    process = stopped_at(site.path, "www1", mark, point)
     plain = next(image.parent.glob(".plaintext.*"))
     private = [plain, *plain.rglob("*")]
     assert stat.S_IMODE(plain.stat().st_mode) == 0o700

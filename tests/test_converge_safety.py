@@ -29,6 +29,7 @@ from tests.mounting import (
     sha,
 )
 from tests.netbsd_rules import assert_netbsd_accepts
+from tests.sealed_job import stopped_at
 from tests.sites import Run, Site
 from tests.test_converge import assert_nothing_attached, ext2_site
 
@@ -211,18 +212,7 @@ def test_sigkill_mid_sealed_converge_keeps_the_image_and_the_next_build_removes_
     wanted = f"domus_round={site.data['domains']['db1']['rc_conf']['domus_round']}"
     before = sha(image)
     mark = tmp_path / "mark"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tests.sealed_job", str(site.path), "db1", str(mark), point],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 120
-    while not mark.exists():
-        assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+    process = stopped_at(site.path, "db1", mark, point)
     plain = next(image.parent.glob(".plaintext.*"))
     assert stat.S_IMODE(plain.stat().st_mode) == 0o700
     assert stat.S_IMODE((plain / "plain.img").stat().st_mode) == 0o600

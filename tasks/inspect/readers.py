@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import stat
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -26,16 +25,6 @@ from tasks.progress import Progress
 
 if TYPE_CHECKING:
     from tasks.images.ffs_reader import FfsEntry
-
-TYPES = {
-    stat.S_IFREG: "file",
-    stat.S_IFDIR: "dir",
-    stat.S_IFLNK: "link",
-    stat.S_IFCHR: "char",
-    stat.S_IFBLK: "block",
-    stat.S_IFIFO: "fifo",
-    stat.S_IFSOCK: "socket",
-}
 
 
 @dataclass(frozen=True)

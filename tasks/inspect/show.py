@@ -9,8 +9,9 @@ import sys
 import time
 
 from tasks.errors import DomusError
+from tasks.images.ffs_reader import TYPES
 from tasks.inspect.names import locate, parse
-from tasks.inspect.readers import TYPES, Entry, opened
+from tasks.inspect.readers import Entry, opened
 from tasks.site import Site
 
 TYPE_BITS = {kind: bits for bits, kind in TYPES.items()}

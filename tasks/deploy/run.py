@@ -27,7 +27,7 @@ from tasks.deploy.moves import (
     record_placement,
     stamp,
 )
-from tasks.deploy.stage import Prepared, deploy_dir, inventory, prepare
+from tasks.deploy.stage import Prepared, build_here, deploy_dir, inventory, prepare
 from tasks.errors import EXIT_FAILED, EXIT_OK, DomusError, UsageError
 from tasks.locks import hold_run_lock
 from tasks.site import Host, Site
@@ -174,19 +174,9 @@ def fetch_downloads(site: Site) -> None:
     site names the verified copies, which go to the host like any input file."""
     if not site.root.downloads:
         return
-    from tasks.deploy.stage import REPO
-
-    done = subprocess.run(
-        [sys.executable, "-P", "-m", "tasks.cli", "build", f"config={site.path}", "fetch"],
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        lines = (done.stdout + done.stderr).strip().splitlines()
-        raise DomusError("downloading the root's sets and kernel failed: " + " / ".join(lines[-3:]))
+    failure = build_here(site.path, ["fetch"])
+    if failure is not None:
+        raise DomusError(f"downloading the root's sets and kernel failed: {failure}")
 
 
 def deploy(site: Site, names: Sequence[str], check: bool = False) -> int:

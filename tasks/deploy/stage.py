@@ -117,6 +117,22 @@ def requirements() -> str:
     )
 
 
+def build_here(config: Path, targets: list[str]) -> str | None:
+    """`./domus build TARGET...` of the site file `config` on this machine, in a process of
+    its own (it takes that site's run lock); the last lines it printed when it failed."""
+    done = subprocess.run(
+        [sys.executable, "-P", "-m", "tasks.cli", "build", f"config={config}", *targets],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode == 0:
+        return None
+    return " / ".join((done.stdout + done.stderr).strip().splitlines()[-3:])
+
+
 def prepare(site: Site, host: Host, moves_in: list[dict[str, str]]) -> Prepared:
     """Build what `host` needs here and describe what goes there; a failure is kept with
     the host, so the other hosts are still deployed."""
@@ -140,26 +156,9 @@ def prepare(site: Site, host: Host, moves_in: list[dict[str, str]]) -> Prepared:
     config.write_text(site_text(data))
     if not domus:
         return prepared  # nothing to deploy there (domUs may move away from it)
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-P",
-            "-m",
-            "tasks.cli",
-            "build",
-            f"config={config}",
-            "root",
-            *(f"pkg:{domu.name}" for domu in domus),
-        ],
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        lines = (done.stdout + done.stderr).strip().splitlines()
-        prepared.error = "building its root and pkg images here failed: " + " / ".join(lines[-3:])
+    failure = build_here(config, ["root", *(f"pkg:{domu.name}" for domu in domus)])
+    if failure is not None:
+        prepared.error = f"building its root and pkg images here failed: {failure}"
         return prepared
     store = Store(layout)
     used = {(ROOT.pool, store.active(ROOT))}

@@ -19,7 +19,7 @@ from pathlib import Path, PurePosixPath
 from tasks.deploy.stage import deploy_dir, rsh
 from tasks.errors import DomusError
 from tasks.images.publish import write_file
-from tasks.site import Site
+from tasks.site import Host, Site
 
 
 @dataclass(frozen=True)
@@ -91,23 +91,19 @@ def _images(site: Site, host: str) -> PurePosixPath:
     return PurePosixPath(site.host(host).output) / "images"
 
 
+def _copy(site: Site, host: Host, sources: list[str], dest: str) -> list[str]:
+    """rsync of a domU's local.img between `host` and here, sparse, in either direction;
+    unlike a shipment (tasks.deploy.stage.rsync) it deletes nothing where it writes."""
+    return ["rsync", "-aSz", "--stats", "--mkpath", "-e", rsh(site, host), *sources, dest]
+
+
 def outgoing(site: Site, move: Move, stamp: str) -> dict[str, str]:
     """What the old host's plays need to hand the domU over."""
     host = site.host(move.old)
     images = _images(site, move.old)
     copy = copy_dir(site, move)
     remote = f"{host.user}@{host.address}:{images / move.name}"
-    pull = [
-        "rsync",
-        "-aSz",
-        "--stats",
-        "--mkpath",
-        "-e",
-        rsh(site, host),
-        f"{remote}/local.img",
-        f"{remote}/local.img.inputs.json",
-        f"{copy}/",
-    ]
+    pull = _copy(site, host, [f"{remote}/local.img", f"{remote}/local.img.inputs.json"], f"{copy}/")
     return {
         "name": move.name,
         "to": move.new,
@@ -128,17 +124,12 @@ def incoming(site: Site, move: Move) -> dict[str, str]:
     host = site.host(move.new)
     images = _images(site, move.new)
     copy = copy_dir(site, move)
-    ship = [
-        "rsync",
-        "-aSz",
-        "--stats",
-        "--mkpath",
-        "-e",
-        rsh(site, host),
-        f"{copy}/local.img",
-        f"{copy}/local.img.inputs.json",
+    ship = _copy(
+        site,
+        host,
+        [f"{copy}/local.img", f"{copy}/local.img.inputs.json"],
         f"{host.user}@{host.address}:{images / move.name}/",
-    ]
+    )
     return {
         "name": move.name,
         "from": move.old,

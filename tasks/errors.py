@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import sys
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:  # kept off the no-op path's imports
+    from collections.abc import Collection, Iterable
 
 # The exit status of every ./domus command (sysexits.h where it has one, 128+N for signal N).
 EXIT_OK = 0
@@ -41,6 +44,20 @@ class UsageError(DomusError):
     """The command line asks for something that is not there."""
 
     status = EXIT_USAGE
+
+
+def require_known(
+    names: Iterable[str], known: Collection[str | None], what: str, where: object, hint: str = ""
+) -> None:
+    """A UsageError naming each of `names` that is not among the `known` (domains, hosts...)
+    of the site file `where`."""
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        listed = ", ".join(sorted(name for name in known if name is not None))
+        raise UsageError(
+            f"no {what} named {', '.join(unknown)} in {where}",
+            hint=hint or f"the {what}s are {listed}",
+        )
 
 
 class LockHeld(DomusError):

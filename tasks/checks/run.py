@@ -15,7 +15,7 @@ from tasks.checks import Finding
 from tasks.checks.dom0 import check_dom0
 from tasks.checks.images import check_images
 from tasks.checks.xl import check_xl_configs
-from tasks.errors import UsageError
+from tasks.errors import require_known
 from tasks.site import Layout, Site
 
 Check = Callable[[Site, Layout], Iterable[Finding]]
@@ -31,13 +31,7 @@ def select(site: Site, names: Sequence[str]) -> Site:
     """The site with only the named domUs (all of them when none is named)."""
     if not names:
         return site
-    known = {domu.name for domu in site.domus}
-    unknown = [name for name in names if name not in known]
-    if unknown:
-        raise UsageError(
-            f"no domain named {', '.join(unknown)} in {site.path}",
-            hint=f"the domains are {', '.join(sorted(known))}",
-        )
+    require_known(names, {domu.name for domu in site.domus}, "domain", site.path)
     return dataclasses.replace(site, domus=tuple(d for d in site.domus if d.name in names))
 
 

@@ -28,7 +28,7 @@ from tasks.deploy.moves import (
     stamp,
 )
 from tasks.deploy.stage import Prepared, build_here, deploy_dir, inventory, prepare
-from tasks.errors import EXIT_FAILED, EXIT_OK, DomusError, UsageError
+from tasks.errors import EXIT_FAILED, EXIT_OK, DomusError, UsageError, require_known
 from tasks.locks import hold_run_lock
 from tasks.site import Host, Site
 
@@ -42,13 +42,7 @@ def select_hosts(site: Site, names: Sequence[str]) -> list[Host]:
             hint="add `hosts:` (each with its address) and `host:` to the domains; "
             "`./domus build` builds for this machine",
         )
-    known = {host.name for host in site.hosts}
-    unknown = [name for name in names if name not in known]
-    if unknown:
-        raise UsageError(
-            f"no host named {', '.join(unknown)} in {site.path}",
-            hint=f"the hosts are {', '.join(sorted(known))}",
-        )
+    require_known(names, {host.name for host in site.hosts}, "host", site.path)
     return [host for host in site.hosts if not names or host.name in names]
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TextIO
 
 from tasks import noop
-from tasks.errors import EXIT_OK, UsageError
+from tasks.errors import EXIT_OK, require_known
 
 Row = dict[str, object]  # domain, image, path, action, why, task
 
@@ -74,13 +74,13 @@ def status(config: Path, names: list[str], as_json: bool, out: TextIO = sys.stdo
     else:
         site, rows = rows_judged(config)
     if names:
-        known = {row["domain"] for row in rows}
-        unknown = [name for name in names if name not in known]
-        if unknown:
-            raise UsageError(
-                f"no domain named {', '.join(unknown)} in {site}",
-                hint="`./domus status` without names shows every one",
-            )
+        require_known(
+            names,
+            {row["domain"] for row in rows},
+            "domain",
+            site,
+            hint="`./domus status` without names shows every one",
+        )
         # the shared images (root.img, the hotplug script) are part of every domU
         rows = [row for row in rows if row["domain"] is None or row["domain"] in names]
     rows = by_domain(rows)

@@ -204,6 +204,12 @@ def init_arguments(parser: argparse.ArgumentParser) -> None:
 def deploy(args: argparse.Namespace) -> int:
     from tasks.deploy.run import deploy
 
+    if args.trust:
+        from tasks.deploy.run import select_hosts
+        from tasks.deploy.ssh import trust
+
+        trust(args.site, select_hosts(args.site, args.hosts), sys.stdout)
+        return EXIT_OK
     return deploy(args.site, args.hosts, check=args.check)
 
 
@@ -378,6 +384,13 @@ COMMANDS: dict[str, Command] = {
                 action="store_true",
                 help="say what a deploy would do on each host (from `./domus status` there), "
                 "changing nothing there",
+            ),
+            p.add_argument(
+                "--trust",
+                action="store_true",
+                help="read the ssh host key each host offers now, show its fingerprint and "
+                "trust it from then on (a host pinned with hosts.NAME.host_key keeps its pin); "
+                "deploys nothing",
             ),
         ),
     ),

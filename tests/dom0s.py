@@ -58,12 +58,18 @@ class Dom0:
     def identity(self) -> Path:
         return self.directory / "id_ed25519"
 
+    @property
+    def host_key(self) -> str:
+        """Its public host key as the site pins it: type and base64, no comment."""
+        return " ".join((self.directory / "host_key.pub").read_text().split()[:2])
+
     def site_entry(self) -> dict[str, object]:
         return {
             "address": "127.0.0.1",
             "user": os.environ.get("USER") or "root",
             "port": self.port,
             "identity": str(self.identity),
+            "host_key": self.host_key,
             "dom0": "linux",
             "output": str(self.output),
             "python": shutil.which("python3") or "python3",

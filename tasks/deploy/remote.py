@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import PurePosixPath
 
 from tasks.deploy.run import ansible_playbook, select_hosts
+from tasks.deploy.ssh import write_known_hosts
 from tasks.deploy.stage import connection, deploy_dir
 from tasks.errors import EXIT_FAILED, DomusError
 from tasks.site import Site
@@ -23,6 +24,7 @@ HEAD = re.compile(r"^\S+ \| (?:CHANGED|SUCCESS|FAILED)(?: \| rc=(-?\d+))? >>$")
 
 def on_host(site: Site, name: str, words: Sequence[str]) -> int:
     (host,) = select_hosts(site, [name])
+    write_known_hosts(site, [host])
     deploy = PurePosixPath(host.output) / "deploy"
     argv = [
         "env",

@@ -27,6 +27,7 @@ from tasks.deploy.moves import (
     record_placement,
     stamp,
 )
+from tasks.deploy.ssh import write_known_hosts
 from tasks.deploy.stage import Prepared, build_here, deploy_dir, inventory, prepare
 from tasks.errors import EXIT_FAILED, EXIT_OK, DomusError, UsageError, require_known
 from tasks.locks import hold_run_lock
@@ -177,6 +178,8 @@ def deploy(site: Site, names: Sequence[str], check: bool = False) -> int:
     hosts = select_hosts(site, names)
     check_no_state_left_behind(site)
     ansible_playbook()
+    old = {move.old for move in moves(site, [host.name for host in hosts])}
+    write_known_hosts(site, [*hosts, *(h for h in site.hosts if h.name in old and h not in hosts)])
     # before this run holds the run lock, which the download's own build takes
     fetch_downloads(site)
     if check:

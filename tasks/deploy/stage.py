@@ -5,7 +5,7 @@ root and pkg generations they use, and every transfer as an rsync command line.
     <output>/deploy/<host>/site.yaml              that host's site, with the paths here
     <output>/deploy/<host>/build/                 its build here (root and pkg only); its
                                                   generation pools lead to the shared ones
-    <output>/deploy/known_hosts                   the dom0s' ssh host keys, first seen
+    <output>/deploy/known_hosts                   the dom0s' ssh host keys (tasks/deploy/ssh.py)
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ import re
 import shlex
 import subprocess
 import sys
-import tempfile
 import tomllib
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path, PurePosixPath
 
 from tasks.deploy.restrict import host_inputs, host_keys, restricted_site, site_text
+from tasks.deploy.ssh import rsh, ssh_options
 from tasks.generations.slots import POOLS, ROOT, pkg_slot
 from tasks.generations.store import Store
 from tasks.site import Host, Layout, Site
@@ -44,47 +44,6 @@ class Prepared:
 
 def deploy_dir(site: Site) -> Path:
     return site.output / "deploy"
-
-
-def known_hosts(site: Site) -> Path:
-    return deploy_dir(site) / "known_hosts"
-
-
-def ssh_options(site: Site, host: Host) -> list[str]:
-    """Options of every ssh connection to `host`, Ansible's and rsync's: its host key is
-    recorded on first contact and checked ever after; never a password prompt."""
-    options = [
-        "-o",
-        "BatchMode=yes",
-        "-o",
-        f"UserKnownHostsFile={known_hosts(site)}",
-        "-o",
-        "StrictHostKeyChecking=accept-new",
-        "-o",
-        "ConnectTimeout=10",
-    ]
-    if host.identity is not None:
-        options += ["-o", "IdentitiesOnly=yes", "-i", str(host.identity)]
-    return options
-
-
-def rsh(site: Site, host: Host) -> str:
-    """rsync's ssh command: one shared connection per host (a short socket path)."""
-    control = Path(tempfile.gettempdir()) / "domus-ssh-%C"
-    return shlex.join(
-        [
-            "ssh",
-            "-p",
-            str(host.port),
-            *ssh_options(site, host),
-            "-o",
-            "ControlMaster=auto",
-            "-o",
-            "ControlPersist=60",
-            "-o",
-            f"ControlPath={control}",
-        ]
-    )
 
 
 def rsync(site: Site, host: Host, sources: list[str], dest: str) -> list[str]:

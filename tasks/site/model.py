@@ -129,6 +129,7 @@ class Host:
     user: str
     port: int
     identity: Path | None  # ssh private key on this machine; None: ssh's own choice
+    host_key: str | None  # its ssh public host key, pinned; None: trusted with --trust
     dom0: str  # netbsd or linux
     output: str  # absolute path on the dom0, not on this machine
     units: int  # blockdev.units there

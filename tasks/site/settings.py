@@ -260,6 +260,18 @@ HOST = Table(
             "ssh private key file on this machine",
             default_doc="ssh's own choice",
         ),
+        Setting(
+            "host_key",
+            Word(
+                r"(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/]+={0,2}",
+                "an ssh public host key: its type and base64, as one line of the dom0's "
+                "/etc/ssh/ssh_host_ed25519_key.pub without the comment",
+                "ssh public key",
+            ),
+            None,
+            "The dom0's ssh host key, pinned: deploy talks to no other",
+            default_doc="none: accepted by deploy --trust",
+        ),
         Setting("dom0", Choice(DOM0_SYSTEMS), "netbsd", "The system the dom0 runs"),
         Setting(
             "output",

@@ -59,25 +59,37 @@ def run(
     # file names that are not UTF-8 pass through as their own bytes, in and out
     errors: str = "surrogateescape",
     reads: int | None = None,
+    timeout: float | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run a tool; with `check`, a failure is a DomusError quoting the command and its stderr.
 
     `input` is written to its stdin; without it, stdin is /dev/null, so no tool waits on the
     operator's terminal. `reads`: the bytes the tool reads to do its work (the files of a
-    tree makefs copies), for a progress line on a terminal while it runs.
+    tree makefs copies), for a progress line on a terminal while it runs. `timeout`:
+    seconds it may run (a tool reading a guest's disk may be led into a loop), then it is
+    killed and that is the DomusError.
     """
     path = require(argv[0], what)
-    if reads is None or not on_terminal(sys.stderr):
-        done = subprocess.run(
-            [path, *argv[1:]],
-            input=input,
-            stdin=None if input is not None else subprocess.DEVNULL,
-            capture_output=True,
-            encoding="utf-8",
-            errors=errors,
-        )
-    else:
-        done = _run_watched([path, *argv[1:]], f"{what}: {argv[0]}", input, errors, reads)
+    try:
+        if reads is None or not on_terminal(sys.stderr):
+            done = subprocess.run(
+                [path, *argv[1:]],
+                input=input,
+                stdin=None if input is not None else subprocess.DEVNULL,
+                capture_output=True,
+                encoding="utf-8",
+                errors=errors,
+                timeout=timeout,
+            )
+        else:
+            label = f"{what}: {argv[0]}"
+            done = _run_watched([path, *argv[1:]], label, input, errors, reads, timeout)
+    except subprocess.TimeoutExpired:
+        raise DomusError(
+            f"{what}: `{argv[0]}` did not finish in {timeout:g} s and was stopped",
+            hint="an image whose structures lead a reader in circles (a guest's own disk "
+            "can be crafted so) is refused this way; `./domus check` says more",
+        ) from None
     if check and done.returncode != 0:
         raise DomusError(
             f"{what}: `{' '.join(argv)}` failed (exit {done.returncode}): "
@@ -87,7 +99,7 @@ def run(
 
 
 def _run_watched(
-    argv: list[str], label: str, input: str | None, errors: str, reads: int
+    argv: list[str], label: str, input: str | None, errors: str, reads: int, timeout: float | None
 ) -> subprocess.CompletedProcess[str]:
     """subprocess.run, with a progress line of what the tool has read so far."""
     from tasks.progress import bytes_read_by, watching
@@ -102,7 +114,7 @@ def _run_watched(
     ) as process:
         try:
             with watching(label, lambda: bytes_read_by(process.pid), reads):
-                stdout, stderr = process.communicate(input)
+                stdout, stderr = process.communicate(input, timeout=timeout)
         except BaseException:  # Ctrl-C, SIGTERM: the tool goes too, as with subprocess.run
             process.kill()
             raise

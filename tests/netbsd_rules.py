@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tasks.checks.filesystem import check_image
+from tasks.checks.images import check_image
 
 
 def netbsd_problems(image: Path, fs: str) -> list[str]:

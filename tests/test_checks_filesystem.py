@@ -10,17 +10,16 @@ import pytest
 
 from tasks.checks.filesystem import (
     EXT2_SUPERBLOCK,
-    check_image,
     ext2_alternate_offset,
     ext2_problem,
     ext2_superblocks,
     ffs_problems,
     find_superblock,
     fsck_output_problem,
-    tsk_files,
-    tsk_read_problems,
     without_linux_mount_marks,
 )
+from tasks.checks.images import check_image
+from tasks.checks.readback import ffs_read_problems, tsk_files, tsk_read_problems
 from tasks.images.ext2fs import FEATURES
 from tests.netbsd_rules import assert_netbsd_accepts, netbsd_problems
 
@@ -45,12 +44,12 @@ def ext2_image(tmp_path: Path, size: str = "16m", block: int = 1024) -> Path:
     return image
 
 
-def ffs_image(tmp_path: Path, size: str = "128m") -> Path:
-    """An image as domus makes one (tasks/images/ffs.py)."""
+def ffs_image(tmp_path: Path, size: str = "128m", top: Path | None = None) -> Path:
+    """An image as domus makes one (tasks/images/ffs.py), of `top` or a small tree."""
     image = tmp_path / "ffs.img"
     subprocess.run(
         ["makefs", "-t", "ffs", "-B", "le", "-o", "version=1", "-s", size, str(image),
-         str(tree(tmp_path))],
+         str(top or tree(tmp_path))],
         check=True, capture_output=True,
     )  # fmt: skip
     return image
@@ -263,3 +262,60 @@ def test_an_image_of_another_file_system_is_named(tmp_path):
     image = ext2_image(tmp_path)
     (finding,) = check_image(image, "ffs")
     assert finding.problem == "holds ext2fs, not ffs"
+
+
+def test_an_ffs_image_cut_short_is_found_by_reading_every_file(tmp_path):
+    image = ffs_image(tmp_path, "8m")
+    assert ffs_read_problems(image) == []
+    from tasks.images.ffs_reader import FfsImage
+
+    with FfsImage(image) as reader:
+        ((offset, _), *_) = reader.data_extents(reader.entry(b"data"))
+    with open(image, "r+b") as f:
+        f.truncate(offset)
+    problems = ffs_read_problems(image)
+    assert len(problems) == 1 and "larger than the image" in problems[0]
+
+
+def test_a_link_count_that_disagrees_with_the_names_is_found(tmp_path):
+    import struct
+
+    from tasks.images.ffs_reader import FfsImage
+
+    top = tree(tmp_path)
+    (top / "etc" / "rc.conf.link").hardlink_to(top / "etc" / "rc.conf")
+    image = ffs_image(tmp_path, "8m", top)
+    assert ffs_read_problems(image) == []
+    with FfsImage(image) as reader:
+        inode = reader.entry(b"etc/rc.conf").inode
+        at = reader.inode_offset(inode) + 2  # di_nlink
+        etc = reader.inode_offset(reader.entry(b"etc").inode) + 2
+    with open(image, "r+b") as f:
+        f.seek(at)
+        f.write(struct.pack("<h", 1))
+        f.seek(etc)
+        f.write(struct.pack("<h", 5))
+    problems = ffs_read_problems(image)
+    assert any(f"(inode {inode}): link count 1, 2 names found" in p for p in problems)
+    assert any(p.startswith("/etc (inode") and "link count 5, 2 names" in p for p in problems)
+
+
+def test_a_file_with_many_names_is_read_once(tmp_path, monkeypatch):
+    from tasks.images.ffs_reader import FfsImage
+
+    top = tmp_path / "tree"
+    top.mkdir()
+    (top / "data").write_bytes(b"d" * 200_000)
+    for index in range(300):
+        (top / f"name{index}").hardlink_to(top / "data")
+    image = ffs_image(tmp_path, "8m", top)
+    read: list[int] = []
+    original = FfsImage.read_at
+
+    def counting(self, offset, size):
+        read.append(size)
+        return original(self, offset, size)
+
+    monkeypatch.setattr(FfsImage, "read_at", counting)
+    assert ffs_read_problems(image) == []
+    assert sum(read) == 200_000  # one inode, not one a name

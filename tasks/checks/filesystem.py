@@ -23,14 +23,11 @@ from __future__ import annotations
 import mmap
 import os
 import re
-import subprocess
 import sys
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
-from tasks.checks import Finding
 from tasks.site import BlockdevSpec
 from tasks.superblocks import (
     BYTE_ORDERS,
@@ -44,10 +41,9 @@ from tasks.superblocks import (
     SBLOCKSIZE,
     UFS1_MAGIC,
     UFS2_MAGIC,
-    detect_fs,
     ffs_magic,
 )
-from tasks.tools import require, run
+from tasks.tools import run
 
 # --- ext2fs (sys/ufs/ext2fs/ext2fs.h: struct ext2fs, little-endian on disk) ---------------
 
@@ -481,52 +477,7 @@ def image_bytes(image: Path) -> Iterator[bytes | mmap.mmap]:
             yield mapped
 
 
-TSK_TYPES = {"ffs": "ufs", "ext2fs": "ext2"}
 FSCK = {"ffs": "fsck_ffs", "ext2fs": "fsck_ext2fs"}
-# fls -r -p -l: "r/r 13:\tetc/x\tmtime\tatime\tctime\tcrtime\tsize\tuid\tgid"
-_FLS_LINE = re.compile(r"^(\S)/(\S) (\*?)\s*(\d+)(?:\(realloc\))?:\t(.*)$")
-
-
-def tsk_files(listing: str) -> list[tuple[int, str, int]]:
-    """(inode, path, size) of every allocated regular file in `fls -r -p -l` output."""
-    files = []
-    for line in listing.splitlines():
-        match = _FLS_LINE.match(line)
-        if not match or match[3] or match[1] != "r":
-            continue
-        fields = match[5].split("\t")
-        if len(fields) >= 6 and fields[5].isdigit():
-            files.append((int(match[4]), fields[0], int(fields[5])))
-    return files
-
-
-def tsk_read_problems(image: Path, fs: str, workers: int = 4) -> list[str]:
-    """Every directory listed and every regular file read back by The Sleuth Kit; a file
-    that cannot be read, or reads back shorter or longer than its inode says, is named."""
-    fstype = TSK_TYPES[fs]
-    listing = run(
-        ["fls", "-f", fstype, "-r", "-p", "-l", str(image)],
-        f"reading {image.name}",
-        check=False,
-        errors="surrogateescape",
-    )
-    icat = require("icat", f"reading {image.name}")
-    if listing.returncode != 0:
-        return [f"fls cannot list the tree: {listing.stderr.strip() or listing.returncode}"]
-    found = [f"fls: {line}" for line in listing.stderr.splitlines() if line.strip()]
-
-    def read(entry: tuple[int, str, int]) -> str | None:
-        inode, path, size = entry
-        done = subprocess.run([icat, "-f", fstype, str(image), str(inode)], capture_output=True)
-        if done.returncode != 0 or done.stderr.strip():
-            return f"/{path} (inode {inode}): {done.stderr.decode(errors='replace').strip()}"
-        if len(done.stdout) != size:
-            return f"/{path} (inode {inode}): read {len(done.stdout)} bytes, its inode says {size}"
-        return None
-
-    with ThreadPoolExecutor(workers) as pool:
-        found += [problem for problem in pool.map(read, tsk_files(listing.stdout)) if problem]
-    return found
 
 
 def e2fsck_problem(image: Path) -> str | None:
@@ -559,50 +510,3 @@ def netbsd_fsck_problem(image: Path, fs: str, blockdev: BlockdevSpec, locks: Pat
 
 def on_netbsd() -> bool:
     return sys.platform.startswith("netbsd")
-
-
-def check_image(
-    path: Path,
-    fs: str,
-    subject: str | None = None,
-    *,
-    blockdev: BlockdevSpec | None = None,
-    locks: Path | None = None,
-) -> list[Finding]:
-    """Every file-system check of one plain (unencrypted) image; on a NetBSD host, as root
-    and given the site's blockdev settings and lock directory, NetBSD's own fsck too."""
-    subject = subject or str(path)
-    found = detect_fs(path)
-    if found != fs:
-        return [
-            Finding(
-                subject,
-                "file system",
-                f"holds {found or 'no ffs or ext2fs file system'}, not {fs}",
-            )
-        ]
-    findings = []
-    with image_bytes(path) as data:
-        if fs == "ext2fs":
-            problem = ext2_problem(data)
-            if problem and any(name in problem for _, _, name in LINUX_MOUNT_MARKS):
-                problem += (
-                    "; Linux writes these on every mount: mount it only through domus, "
-                    "which takes them back"
-                )
-            findings.append(Finding(subject, "ext2fs superblock (fsck_ext2fs readsb)", problem))
-        else:
-            problems = ffs_problems(data)
-            findings.append(
-                Finding(subject, "ffs superblock and cylinder groups", "; ".join(problems) or None)
-            )
-    if on_netbsd() and os.geteuid() == 0 and blockdev is not None and locks is not None:
-        problem = netbsd_fsck_problem(path, fs, blockdev, locks)
-        findings.append(Finding(subject, f"{FSCK[fs]} -n", problem))
-    elif fs == "ext2fs":
-        findings.append(Finding(subject, "e2fsck -fn", e2fsck_problem(path)))
-    problems = tsk_read_problems(path, fs)
-    findings.append(
-        Finding(subject, "every file read back (sleuthkit)", "; ".join(problems[:5]) or None)
-    )
-    return findings

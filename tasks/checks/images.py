@@ -15,12 +15,70 @@ from pathlib import Path
 from tasks.blockdev.signals import sigterm_raises
 from tasks.cgd.stream import decrypt_file
 from tasks.checks import Finding
-from tasks.checks.filesystem import check_image
+from tasks.checks.filesystem import (
+    FSCK,
+    LINUX_MOUNT_MARKS,
+    e2fsck_problem,
+    ext2_problem,
+    ffs_problems,
+    image_bytes,
+    netbsd_fsck_problem,
+    on_netbsd,
+)
+from tasks.checks.readback import read_back_problems
 from tasks.errors import DomusError
 from tasks.keyfiles import params_path
 from tasks.keys import local_params
-from tasks.site import DomU, Layout, Site
+from tasks.site import BlockdevSpec, DomU, Layout, Site
 from tasks.superblocks import detect_fs
+
+
+def check_image(
+    path: Path,
+    fs: str,
+    subject: str | None = None,
+    *,
+    blockdev: BlockdevSpec | None = None,
+    locks: Path | None = None,
+) -> list[Finding]:
+    """Every file-system check of one plain (unencrypted) image; on a NetBSD host, as root
+    and given the site's blockdev settings and lock directory, NetBSD's own fsck too."""
+    subject = subject or str(path)
+    found = detect_fs(path)
+    if found != fs:
+        return [
+            Finding(
+                subject,
+                "file system",
+                f"holds {found or 'no ffs or ext2fs file system'}, not {fs}",
+            )
+        ]
+    findings = []
+    with image_bytes(path) as data:
+        if fs == "ext2fs":
+            problem = ext2_problem(data)
+            if problem and any(name in problem for _, _, name in LINUX_MOUNT_MARKS):
+                problem += (
+                    "; Linux writes these on every mount: mount it only through domus, "
+                    "which takes them back"
+                )
+            findings.append(Finding(subject, "ext2fs superblock (fsck_ext2fs readsb)", problem))
+        else:
+            problems = ffs_problems(data)
+            findings.append(
+                Finding(subject, "ffs superblock and cylinder groups", "; ".join(problems) or None)
+            )
+    if on_netbsd() and os.geteuid() == 0 and blockdev is not None and locks is not None:
+        problem = netbsd_fsck_problem(path, fs, blockdev, locks)
+        findings.append(Finding(subject, f"{FSCK[fs]} -n", problem))
+    elif fs == "ext2fs":
+        findings.append(Finding(subject, "e2fsck -fn", e2fsck_problem(path)))
+    problems = read_back_problems(path, fs)
+    reader = "domus's FFS reader" if fs == "ffs" else "sleuthkit"
+    findings.append(
+        Finding(subject, f"every file read back ({reader})", "; ".join(problems[:5]) or None)
+    )
+    return findings
 
 
 def _checked(path: Path, fs: str, subject: str, site: Site, layout: Layout) -> list[Finding]:

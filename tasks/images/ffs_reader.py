@@ -20,6 +20,9 @@ API (stable; other modules and `./domus show/ls/diff` build on it):
         image.children(entry) -> Iterator[FfsEntry]: one directory's entries
         image.chunks(entry, size=1 MiB) -> Iterator[bytes]: a regular file's content
         image.read(entry)    -> bytes: the whole content
+        image.data_extents(entry) -> Iterator[(offset, bytes)]: a file's allocated data,
+                                holes left out (checked to lie inside the file system)
+        image.read_at(offset, size) -> bytes: of an extent
         image.stat_inode(n)  -> FfsInode (the raw metadata of inode n)
         image.inode_offset(n) -> int: where inode n's struct ufs1_dinode lies in the image
         image.free_bytes()   -> int: bytes free beyond the minfree reserve (as df counts)
@@ -46,7 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from tasks.checks.filesystem import Superblock, find_superblock
+from tasks.checks.filesystem import Superblock, ffs_sizes_problems, find_superblock
 from tasks.superblocks import SBLOCK_PIGGY, SBLOCKSIZE, UFS2_MAGIC
 
 # fs.h: fs_clean and fs_flags
@@ -61,7 +64,7 @@ FS_OLD_DSIZE_AT, FS_OLD_CSTOTAL_AT = 40, 192  # int32 fs_old_dsize; struct csum 
 # dinode.h
 UFS_ROOTINO = 2
 UFS_NDADDR, UFS_NIADDR = 12, 3
-DINODE1_SIZE = 128
+DINODE1_SIZE, DINODE2_SIZE = 128, 256
 _DINODE1 = "HhIQiiiiii12i3iIIiIIQ"  # struct ufs1_dinode, 128 bytes
 # dir.h: struct direct's fixed part (d_ino, d_reclen, d_type, d_namlen)
 _DIRECT = "IHBB"
@@ -94,6 +97,8 @@ class _Geometry:
     nindir: int
     maxsymlinklen: int
     inodes: int
+    frags: int  # fs_size: the fragments the file system spans
+    maxfilesize: int
     itables: tuple[int, ...]  # the byte offset of each cylinder group's inode table
 
 
@@ -184,6 +189,25 @@ class FfsEntry:
         return (number & 0x000FFF00) >> 8, ((number & 0xFFF00000) >> 12) | (number & 0xFF)
 
 
+def _geometry_problem(sb: Superblock, image_size: int) -> str | None:
+    """Why the superblock's geometry cannot be followed within an image of `image_size`
+    bytes; None when every loop over it is bounded by the image. A guest writes its own
+    superblock: nothing of it is believed before this."""
+    problems = ffs_sizes_problems(sb, image_size)
+    if problems:
+        return problems[0]
+    dinode, pointer = (DINODE2_SIZE, 8) if sb.ufs2 else (DINODE1_SIZE, 4)
+    if sb.fs_inopb != sb.fs_bsize // dinode or sb.fs_nindir != sb.fs_bsize // pointer:
+        return f"fs_inopb {sb.fs_inopb} or fs_nindir {sb.fs_nindir} does not fit fs_bsize"
+    if sb.size < 1 or sb.fs_ncg > -(-sb.size // sb.fs_fpg):
+        return f"fs_ncg {sb.fs_ncg} cylinder groups of {sb.fs_fpg} do not fit {sb.size} fragments"
+    itable = -(-sb.fs_ipg // sb.fs_inopb) * sb.fs_frag
+    last = sb.cgstart(sb.fs_ncg - 1) + sb.fs_iblkno + itable
+    if sb.fs_ipg > sb.fs_fpg * sb.fs_inopb or not 0 <= sb.fs_iblkno < sb.fs_fpg or last > sb.size:
+        return f"the inode tables ({sb.fs_ipg} inodes a group) lie beyond the file system"
+    return None
+
+
 class FfsImage:
     def __init__(self, source: Path | str | BinaryIO) -> None:
         if isinstance(source, (str, os.PathLike)):
@@ -198,6 +222,10 @@ class FfsImage:
         if sb is None:
             raise FfsError(f"{self.name}: no FFS superblock")
         self.sb: Superblock = sb
+        self._size = self._file.seek(0, os.SEEK_END)
+        problem = _geometry_problem(sb, self._size)
+        if problem is not None:
+            raise FfsError(f"{self.name}: {problem}")
         # the fields every inode and block read needs, read once (Superblock's are parsed
         # on each access)
         self._g = _Geometry(
@@ -209,6 +237,8 @@ class FfsImage:
             nindir=sb.fs_nindir,
             maxsymlinklen=sb.fs_maxsymlinklen,
             inodes=sb.fs_ipg * sb.fs_ncg,
+            frags=sb.size,
+            maxfilesize=sb.fs_maxfilesize,
             itables=tuple(
                 (sb.cgstart(cg) + sb.fs_iblkno) * sb.fs_fsize for cg in range(max(sb.fs_ncg, 0))
             ),
@@ -283,8 +313,15 @@ class FfsImage:
         self._file.seek(offset)
         return self._file.read(size)
 
+    def _inside(self, address: int, size: int) -> int:
+        """The byte offset of `size` bytes at fragment `address`, which lie inside the
+        file system (a guest's block pointer may point anywhere)."""
+        if address <= 0 or address * self._g.fsize + size > self._g.frags * self._g.fsize:
+            raise FfsError(f"{self.name}: fragment {address} lies beyond the file system")
+        return address * self._g.fsize
+
     def _frag(self, address: int, size: int) -> bytes:
-        data = self._pread(address * self._g.fsize, size)
+        data = self._pread(self._inside(address, size), size)
         if len(data) < size:
             raise FfsError(f"{self.name}: fragment {address} lies beyond the image")
         return data
@@ -338,52 +375,64 @@ class FfsImage:
         data = self._frag(address, self._g.bsize)
         return struct.unpack(f"{self._end}{self._g.nindir}i", data)
 
-    def _blocks(self, inode: FfsInode) -> Iterator[int]:
-        """The fragment address of every logical block of the file, 0 for a hole."""
+    def _runs(self, inode: FfsInode) -> Iterator[tuple[int, int]]:
+        """(fragment address or 0 for a hole, logical blocks) of the whole file: one run a
+        block where there is data, one run for a whole hole, so a sparse file of any size
+        costs the blocks it has, not the bytes it claims."""
+        if not 0 <= inode.size <= self._g.maxfilesize:
+            raise FfsError(f"{self.name}: inode {inode.inode} claims {inode.size} bytes")
         count = -(-inode.size // self._g.bsize)
-        yield from inode.db[: min(count, UFS_NDADDR)]
+        for address in inode.db[: min(count, UFS_NDADDR)]:
+            yield address, 1
         left = count - UFS_NDADDR
+        met: set[int] = set()  # an indirect block pointed to twice would be read forever
         for level, top in enumerate(inode.ib):
             if left <= 0:
                 return
-            span = self._g.nindir ** (level + 1)
-            take = min(left, span)
-            yield from self._indirect(top, level, take)
+            take = min(left, self._g.nindir ** (level + 1))
+            yield from self._indirect(inode, top, level, take, met)
             left -= take
 
-    def _indirect(self, address: int, level: int, count: int) -> Iterator[int]:
+    def _indirect(
+        self, inode: FfsInode, address: int, level: int, count: int, met: set[int]
+    ) -> Iterator[tuple[int, int]]:
         if address == 0:
-            yield from (0 for _ in range(count))
+            yield 0, count
             return
+        if address in met:
+            raise FfsError(f"{self.name}: inode {inode.inode} meets indirect block {address} twice")
+        met.add(address)
         pointers = self._pointers(address)
-        if level == 0:
-            yield from pointers[:count]
-            return
         span = self._g.nindir**level
         for pointer in pointers:
             if count <= 0:
                 return
             take = min(count, span)
-            yield from self._indirect(pointer, level - 1, take)
+            if level == 0:
+                yield pointer, 1
+            else:
+                yield from self._indirect(inode, pointer, level - 1, take, met)
             count -= take
 
     def _extents(self, inode: FfsInode) -> Iterator[tuple[int, int]]:
         """(fragment address or 0 for a hole, bytes) runs of the file, contiguous ones
-        merged so that a large file is read in few large reads."""
-        bsize, left = self._g.bsize, inode.size
+        merged up to CHUNK bytes, so that a large file is read in few large reads."""
+        bsize, fsize, left = self._g.bsize, self._g.fsize, inode.size
         start, length = -1, 0
-        for address in self._blocks(inode):
-            size = min(bsize, left)
+        for address, blocks in self._runs(inode):
+            size = min(bsize * blocks, left)
             left -= size
-            follows = (
+            if address == 0:
+                if length and start == 0:
+                    length += size
+                    continue
+            elif (
                 length
+                and start
+                and length % bsize == 0
                 and length + size <= CHUNK
-                and (
-                    (address == 0 and start == 0)
-                    or (address and start and address == start + length // self._g.fsize)
-                )
-            )
-            if follows and length % bsize == 0:
+                and address == start + length // fsize
+            ):
                 length += size
                 continue
             if length:
@@ -392,21 +441,45 @@ class FfsImage:
         if length:
             yield start, length
 
+    def data_extents(self, entry: FfsEntry) -> Iterator[tuple[int, int]]:
+        """(byte offset in the image, bytes) of a regular file's or directory's allocated
+        data, holes left out: what reading it back costs, whatever size it claims."""
+        for address, length in self._extents(self.stat_inode(entry.inode)):
+            if address:
+                yield self._inside(address, length), length
+
+    def read_at(self, offset: int, size: int) -> bytes:
+        """`size` bytes of the image at `offset` (of a data extent), or FfsError."""
+        data = self._pread(offset, size)
+        if len(data) < size:
+            raise FfsError(f"{self.name}: byte {offset} lies beyond the image")
+        return data
+
     # --- files and directories -----------------------------------------------------
 
     def _content(self, inode: FfsInode, size: int = CHUNK) -> Iterator[bytes]:
         pending = b""
         for address, length in self._extents(inode):
-            data = bytes(length) if address == 0 else self._frag(address, length)
-            pending += data
-            while len(pending) >= size:
-                yield pending[:size]
-                pending = pending[size:]
+            while length:
+                # a hole is made of zeros a chunk at a time, never at once
+                step = min(length, size) if address == 0 else length
+                pending += bytes(step) if address == 0 else self._frag(address, step)
+                length -= step
+                while len(pending) >= size:
+                    yield pending[:size]
+                    pending = pending[size:]
         if pending:
             yield pending
 
     def _directory(self, inode: FfsInode) -> Iterator[tuple[bytes, int]]:
         """(name, inode number) of a directory's live entries, "." and ".." left out."""
+        # a directory has no holes (fsck_ffs: "DIRECTORY ... HAS A HOLE"): its size is
+        # backed by its blocks, so reading it whole costs what the image holds, no more
+        if inode.size > inode.blocks * 512:
+            raise FfsError(
+                f"{self.name}: directory inode {inode.inode} claims {inode.size} bytes in "
+                f"{inode.blocks * 512} allocated"
+            )
         data = b"".join(self._content(inode))
         at = 0
         while at + DIRECT_HEAD <= len(data):
@@ -456,18 +529,25 @@ class FfsImage:
         """Every entry: the root (path b"") first, each directory before what it holds."""
         root = self.stat_inode(UFS_ROOTINO)
         yield self._entry(b"", root)
-        stack: list[tuple[bytes, FfsInode, set[int]]] = [(b"", root, {UFS_ROOTINO})]
+        # a directory has one name (fsck_ffs finds a second one, or a loop, in pass 2/3):
+        # reached twice, it would be walked again for each name, a loop forever
+        seen = {UFS_ROOTINO}
+        stack: list[tuple[bytes, FfsInode]] = [(b"", root)]
         while stack:
-            top, directory, seen = stack.pop()
-            below: list[tuple[bytes, FfsInode, set[int]]] = []
+            top, directory = stack.pop()
+            below: list[tuple[bytes, FfsInode]] = []
             for name, number in self._directory(directory):
                 path = top + b"/" + name if top else name
                 inode = self.stat_inode(number)
                 yield self._entry(path, inode)
                 if inode.type == "dir":
                     if number in seen:
-                        raise FfsError(f"{self.name}: directory loop at /{path!r}")
-                    below.append((path, inode, seen | {number}))
+                        raise FfsError(
+                            f"{self.name}: directory inode {number} is reached again at "
+                            f"/{path.decode(errors='backslashreplace')}: a loop or a second name"
+                        )
+                    seen.add(number)
+                    below.append((path, inode))
             stack.extend(reversed(below))
 
     def entry(self, path: bytes) -> FfsEntry:

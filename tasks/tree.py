@@ -52,6 +52,25 @@ def parent_of(path: str) -> str:
     return path.rpartition("/")[0] or ROOT
 
 
+def blocked_by(entries: dict[str, Entry], path: str) -> str | None:
+    """The first path above `path` that `entries` holds as something other than a directory
+    (a symbolic link above all), or None: a write beneath it would go through the link,
+    to wherever on the host it leads."""
+    parts = path.split("/")
+    for depth in range(1, len(parts)):
+        above = "/".join(parts[:depth])
+        entry = entries.get(above)
+        if entry is not None and entry.type != "dir":
+            return above
+    return None
+
+
+def beneath_what(entries: dict[str, Entry], above: str) -> str:
+    """'the symbolic link ./x', for a refusal naming what `blocked_by` found."""
+    kind = entries[above].type
+    return f"the {'symbolic link' if kind == 'link' else kind} ./{above}"
+
+
 class Tree:
     """A staging directory and its manifest, edited by the recipes' steps."""
 
@@ -73,6 +92,13 @@ class Tree:
         """A tree whose files are hard links to the same paths below `source`."""
         from tasks.progress import Progress
 
+        for path in entries:
+            above = blocked_by(entries, path)
+            if above is not None:
+                raise DomusError(
+                    f"cannot stage ./{path}: it lies beneath {beneath_what(entries, above)}; "
+                    "nothing is created through a link"
+                )
         tree = cls.empty(staging, entries[ROOT].mode)
         with Progress(f"staging {staging.name}", len(entries), unit="files") as progress:
             for done, (path, entry) in enumerate(sorted(entries.items()), 1):
@@ -127,8 +153,11 @@ class Tree:
 
     def _require_parent(self, path: str) -> None:
         parent = parent_of(path)
-        if self.entries.get(parent, Entry("file", 0)).type != "dir":
-            raise DomusError(f"cannot create /{path}: /{parent} is not a directory in the tree")
+        above = blocked_by(self.entries, path)
+        if above is not None or self.entries.get(parent, Entry("file", 0)).type != "dir":
+            raise DomusError(
+                f"cannot create /{path}: /{above or parent} is not a directory in the tree"
+            )
 
     def _clear(self, path: str) -> None:
         host = self.host_path(path)

@@ -13,6 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from tasks.errors import DomusError
+from tasks.pkgsrc.install import install_packages
+from tasks.tree import Tree
+from tests.pkgsrc_fixture import Symlink, make_package
 from tests.release_server import SETS, Release, serving, sha512_listing
 from tests.sites import Site
 from tests.test_cli import domus
@@ -140,3 +144,13 @@ def test_a_hostile_set_from_a_mirror_with_its_sha512_is_refused(tmp_path, host, 
         site.save()
         done = domus("build", f"config={site.path}", cwd=tmp_path)
     assert_refused(done, site, "base.tgz", member, says, *host)
+
+
+def test_a_package_member_beneath_its_own_symlink_is_refused(tmp_path, host):
+    """pkgsrc packages go through the staged tree, which refuses the same."""
+    package = tmp_path / "evil-1.0.tgz"
+    make_package(package, "evil-1.0", {"lib": Symlink(str(host[0])), "lib/owned": b"owned\n"})
+    tree = Tree.empty(tmp_path / "stage")
+    with pytest.raises(DomusError, match=r"cannot create /lib/owned: /lib is not a directory"):
+        install_packages(tree, [package], tmp_path / "cache")
+    assert os.listdir(host[0]) == []

@@ -56,12 +56,12 @@ def blocked_by(entries: dict[str, Entry], path: str) -> str | None:
     """The first path above `path` that `entries` holds as something other than a directory
     (a symbolic link above all), or None: a write beneath it would go through the link,
     to wherever on the host it leads."""
-    parts = path.split("/")
-    for depth in range(1, len(parts)):
-        above = "/".join(parts[:depth])
-        entry = entries.get(above)
+    at = path.find("/")
+    while at != -1:
+        entry = entries.get(path[:at])
         if entry is not None and entry.type != "dir":
-            return above
+            return path[:at]
+        at = path.find("/", at + 1)
     return None
 
 
@@ -117,6 +117,9 @@ class Tree:
 
     def host_path(self, path: str) -> Path:
         path = normalize(path)
+        above = blocked_by(self.entries, path)
+        if above is not None:  # every read and write of the staging goes through here
+            raise DomusError(f"/{path} lies beneath {beneath_what(self.entries, above)}")
         return self.staging if path == ROOT else self.staging / path
 
     def __contains__(self, path: str) -> bool:
@@ -230,9 +233,9 @@ class Tree:
         """Remove a path and everything below it."""
         path = normalize(path)
         self.entry(path)
+        host = self.host_path(path)
         for sub in [p for p, _ in self.walk(path)]:
             del self.entries[sub]
-        host = self.host_path(path)
         if host.is_dir() and not host.is_symlink():
             shutil.rmtree(host)
         else:

@@ -148,3 +148,22 @@ def test_nothing_is_staged_or_written_beneath_a_symlink(tmp_path):
         with pytest.raises(DomusError, match=r"cannot create /x/d/\w+: /x is not a directory"):
             write()
     assert list(host.iterdir()) == []
+
+
+def test_nothing_is_read_or_removed_beneath_a_symlink(tmp_path):
+    host = tmp_path / "host"
+    host.mkdir()
+    (host / "secret").write_text("hunter2\n")
+    tree = Tree.empty(tmp_path / "t")
+    tree.symlink("x", str(host))
+    tree.entries["x/secret"] = Entry("file", 0o644)
+    for use in (
+        lambda: tree.read_text("x/secret"),
+        lambda: tree.remove("x/secret"),
+        lambda: tree.hardlink("stolen", "x/secret"),
+        tree.file_bytes,
+    ):
+        with pytest.raises(DomusError, match=r"/x/secret lies beneath the symbolic link \./x"):
+            use()
+    assert (host / "secret").read_text() == "hunter2\n"
+    assert "stolen" not in tree

@@ -99,9 +99,16 @@ def _extract_member(
     host = dest / path
     if not (member.isdir() or member.isfile() or member.issym() or member.islnk()):
         return  # device nodes: init(8) makes /dev at boot
+    earlier = entries.get(path)
+    if earlier is not None and earlier.type == "dir" and not member.isdir():
+        raise DomusError(
+            f"{archive}: member {member.name!r} would replace the directory ./{path} of the "
+            "sets before it"
+        )
     if member.islnk():
         target = _member_path(member.linkname, archive, member.name)
-        if entries.get(target, Entry("link", 0)).type != "file":
+        linked = entries.get(target)
+        if linked is None or linked.type != "file":
             raise DomusError(
                 f"{archive}: member {member.name!r} is a hard link to {member.linkname!r}, "
                 "which is no regular file of the sets before it"

@@ -61,6 +61,11 @@ def cases(host: Path, secret: Path) -> dict[str, tuple[list, str, str]]:
             "./x/d",
             "lies beneath the symbolic link ./x",
         ),
+        "a symlink over a directory": (
+            [link("./d", "", tarfile.DIRTYPE), ("./d/f", b"f\n"), link("./d", str(host))],
+            "./d",
+            "would replace the directory ./d",
+        ),
         "absolute": ([(f"{host}/owned", b"owned\n")], f"{host}/owned", "is an absolute path"),
         "dot-dot": (
             [(f"./{UP}{inside}/owned", b"owned\n")],

@@ -84,8 +84,9 @@ def _extract_member(
     entries: dict[str, Entry],
 ) -> None:
     """One member below `dest`, checked against what the sets made before it (`entries`)
-    before anything is written: `dest` is domus's own, so a path none of them made a
-    symbolic link is a directory this extraction made."""
+    before anything is written. `dest` is domus's own and starts empty, so each path on the
+    way to a member is one of `entries` or a directory this extraction made: no symbolic
+    link can be in the way but one that `entries` names."""
     path = _member_path(member.name, archive, member.name)
     if path == ROOT:
         entries[ROOT] = Entry("dir", member.mode & 0o7777, member.uid, member.gid)

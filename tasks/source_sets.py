@@ -18,7 +18,7 @@ from pathlib import Path
 
 from tasks.errors import DomusError
 from tasks.progress import Progress
-from tasks.tree import ROOT, Entry, Tree, link_or_copy, normalize
+from tasks.tree import ROOT, Entry, Tree, beneath_what, blocked_by, normalize
 
 
 def cache_key(sets: Sequence[Path]) -> str:
@@ -45,8 +45,12 @@ def _unpack(sets: Sequence[Path], unpacked: Path) -> None:
         shutil.rmtree(work)
     (work / "tree").mkdir(parents=True)
     entries: dict[str, Entry] = {ROOT: Entry("dir", 0o755)}
-    for archive in sets:
-        _extract(archive, work / "tree", entries)
+    try:
+        for archive in sets:
+            _extract(archive, work / "tree", entries)
+    except DomusError:
+        shutil.rmtree(work)
+        raise
     (work / "manifest.json").write_text(
         json.dumps({p: asdict(e) for p, e in sorted(entries.items())}, separators=(",", ":"))
     )
@@ -79,37 +83,63 @@ def _extract_member(
     dest: Path,
     entries: dict[str, Entry],
 ) -> None:
-    try:
-        path = normalize(member.name)
-    except DomusError:
-        raise DomusError(f"{archive}: member {member.name!r} leaves the tree") from None
-    if member.name.startswith("/"):
-        raise DomusError(f"{archive}: member {member.name!r} is an absolute path")
+    """One member below `dest`, checked against what the sets made before it (`entries`)
+    before anything is written. `dest` is domus's own and starts empty, so each path on the
+    way to a member is one of `entries` or a directory this extraction made: no symbolic
+    link can be in the way but one that `entries` names."""
+    path = _member_path(member.name, archive, member.name)
     if path == ROOT:
         entries[ROOT] = Entry("dir", member.mode & 0o7777, member.uid, member.gid)
         return
+    above = blocked_by(entries, path)
+    if above is not None:
+        raise DomusError(
+            f"{archive}: member {member.name!r} lies beneath {beneath_what(entries, above)}; "
+            "a set is never extracted through a link"
+        )
     host = dest / path
     if not (member.isdir() or member.isfile() or member.issym() or member.islnk()):
         return  # device nodes: init(8) makes /dev at boot
+    earlier = entries.get(path)
+    if earlier is not None and earlier.type == "dir" and not member.isdir():
+        raise DomusError(
+            f"{archive}: member {member.name!r} would replace the directory ./{path} of the "
+            "sets before it"
+        )
+    if member.islnk():
+        target = _member_path(member.linkname, archive, member.name)
+        linked = entries.get(target)
+        if linked is None or linked.type != "file":
+            raise DomusError(
+                f"{archive}: member {member.name!r} is a hard link to {member.linkname!r}, "
+                "which is no regular file of the sets before it"
+            )
     host.parent.mkdir(parents=True, exist_ok=True)
+    if host.is_symlink() or host.is_file():
+        host.unlink()  # a later set overrides an earlier one
     if member.isdir():
         host.mkdir(exist_ok=True)
         entries[path] = Entry("dir", member.mode & 0o7777, member.uid, member.gid)
-        return
-    if host.is_symlink() or host.is_file():
-        host.unlink()
-    if member.issym():
+    elif member.issym():
         host.symlink_to(member.linkname)
         entries[path] = Entry("link", 0o755, member.uid, member.gid, member.linkname)
     elif member.islnk():
-        target = normalize(member.linkname)
-        if target not in entries:
-            raise DomusError(f"{archive}: hard link {member.name} to missing {member.linkname}")
-        link_or_copy(dest / target, host)
+        os.link(dest / target, host, follow_symlinks=False)
         entries[path] = entries[target]
     else:
         source = tar.extractfile(member)
         assert source is not None
-        with source, open(host, "wb") as out:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+        with source, open(os.open(host, flags, 0o644), "wb") as out:
             shutil.copyfileobj(source, out, 1 << 20)
         entries[path] = Entry("file", member.mode & 0o7777, member.uid, member.gid)
+
+
+def _member_path(name: str, archive: Path, member: str) -> str:
+    """A member's name (or a hard link's target) as a path in the tree; never outside it."""
+    if name.startswith("/"):
+        raise DomusError(f"{archive}: member {member!r}: {name!r} is an absolute path")
+    try:
+        return normalize(name)
+    except DomusError:
+        raise DomusError(f"{archive}: member {member!r}: {name!r} leaves the tree") from None

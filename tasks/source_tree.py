@@ -15,7 +15,7 @@ from pathlib import Path
 from tasks.errors import DomusError
 from tasks.log import note
 from tasks.mtree import parse_device, parse_metalog
-from tasks.tree import ROOT, SPECIAL, Entry, Tree
+from tasks.tree import ROOT, SPECIAL, Entry, Tree, beneath_what, blocked_by
 
 _TYPES = {
     stat.S_IFDIR: "dir",
@@ -61,7 +61,8 @@ def apply_metalog(entries: dict[str, Entry], top: Path, metalog: Path) -> None:
     """Owners and modes from the METALOG; directories and links it names are created."""
     users = _names(top / "etc" / "master.passwd", top / "etc" / "passwd")
     groups = _names(top / "etc" / "group")
-    for path, (line, words) in parse_metalog(metalog.read_text(), metalog).items():
+    lines = parse_metalog(metalog.read_text(), metalog)
+    for path, (line, words) in lines.items():
         where = f"{metalog}:{line}: ./{path}"
         current = entries.get(path)
         kind = words.get("type", current.type if current else "file")
@@ -93,6 +94,14 @@ def apply_metalog(entries: dict[str, Entry], top: Path, metalog: Path) -> None:
             base.link,
             device,
         )
+    for path, (line, _) in lines.items():
+        above = blocked_by(entries, path)
+        if above is not None:
+            raise DomusError(
+                f"{metalog}:{line}: ./{path} lies beneath {beneath_what(entries, above)} "
+                f"in {top}; nothing is created through a link",
+                hint="make it a directory in the tree, or remove the line",
+            )
 
 
 def _id(

@@ -52,6 +52,25 @@ def parent_of(path: str) -> str:
     return path.rpartition("/")[0] or ROOT
 
 
+def blocked_by(entries: dict[str, Entry], path: str) -> str | None:
+    """The first path above `path` that `entries` holds as something other than a directory
+    (a symbolic link above all), or None: a write beneath it would go through the link,
+    to wherever on the host it leads."""
+    at = path.find("/")
+    while at != -1:
+        entry = entries.get(path[:at])
+        if entry is not None and entry.type != "dir":
+            return path[:at]
+        at = path.find("/", at + 1)
+    return None
+
+
+def beneath_what(entries: dict[str, Entry], above: str) -> str:
+    """'the symbolic link ./x', for a refusal naming what `blocked_by` found."""
+    kind = entries[above].type
+    return f"the {'symbolic link' if kind == 'link' else kind} ./{above}"
+
+
 class Tree:
     """A staging directory and its manifest, edited by the recipes' steps."""
 
@@ -73,6 +92,13 @@ class Tree:
         """A tree whose files are hard links to the same paths below `source`."""
         from tasks.progress import Progress
 
+        for path in entries:
+            above = blocked_by(entries, path)
+            if above is not None:
+                raise DomusError(
+                    f"cannot stage ./{path}: it lies beneath {beneath_what(entries, above)}; "
+                    "nothing is created through a link"
+                )
         tree = cls.empty(staging, entries[ROOT].mode)
         with Progress(f"staging {staging.name}", len(entries), unit="files") as progress:
             for done, (path, entry) in enumerate(sorted(entries.items()), 1):
@@ -91,6 +117,9 @@ class Tree:
 
     def host_path(self, path: str) -> Path:
         path = normalize(path)
+        above = blocked_by(self.entries, path)
+        if above is not None:  # every read and write of the staging goes through here
+            raise DomusError(f"/{path} lies beneath {beneath_what(self.entries, above)}")
         return self.staging if path == ROOT else self.staging / path
 
     def __contains__(self, path: str) -> bool:
@@ -127,8 +156,11 @@ class Tree:
 
     def _require_parent(self, path: str) -> None:
         parent = parent_of(path)
-        if self.entries.get(parent, Entry("file", 0)).type != "dir":
-            raise DomusError(f"cannot create /{path}: /{parent} is not a directory in the tree")
+        above = blocked_by(self.entries, path)
+        if above is not None or self.entries.get(parent, Entry("file", 0)).type != "dir":
+            raise DomusError(
+                f"cannot create /{path}: /{above or parent} is not a directory in the tree"
+            )
 
     def _clear(self, path: str) -> None:
         host = self.host_path(path)
@@ -201,9 +233,9 @@ class Tree:
         """Remove a path and everything below it."""
         path = normalize(path)
         self.entry(path)
+        host = self.host_path(path)
         for sub in [p for p, _ in self.walk(path)]:
             del self.entries[sub]
-        host = self.host_path(path)
         if host.is_dir() and not host.is_symlink():
             shutil.rmtree(host)
         else:

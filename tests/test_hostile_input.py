@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from tasks.errors import DomusError
+from tests.mounting import sha
 from tests.netbsd_rules import assert_netbsd_accepts
 from tests.sites import Site
 from tests.test_cli import domus
@@ -330,3 +332,22 @@ def test_a_full_disk_under_doits_database_is_one_line(tmp_path):
         f"domus: {output}/.doit.db: the disk is full: cannot record which tasks are up to "
         "date\n  hint: free space on the disk of the output directory\n"
     )
+
+
+def test_an_ffs_image_naming_one_path_twice_is_refused_before_it_is_staged(tmp_path):
+    """A crafted local.img whose /var holds a symlink and a directory of one name: staged
+    as it is, the directory's entries would be made through the link."""
+    from tests.test_converge_rewrite import converge, managed_changes, small_image
+
+    image = small_image(tmp_path)
+    data = image.read_bytes()
+    entry = b"\x04\x04many\0"  # d_type DT_DIR, d_namlen 4: /var/many, renamed /var/fast
+    assert data.count(entry) == 1
+    image.write_bytes(data.replace(entry, b"\x04\x04fast\0"))
+    before = sha(image)
+    with pytest.raises(DomusError) as caught:
+        converge(image, managed_changes)
+    assert f"{image} cannot be rewritten" in caught.value.message
+    assert "/var/fast is named twice in its directory" in caught.value.message
+    assert sha(image) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["local.img", "spec"]

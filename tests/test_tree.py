@@ -106,3 +106,64 @@ def test_manifest_round_trip(tmp_path):
     again = Tree.load(tmp_path / "t", tmp_path / "m.json")
     assert again.entries == tree.entries
     assert_staged(again)
+
+
+def test_metalog_entries_beneath_a_symlink_of_the_tree_are_refused(tmp_path):
+    src = make_source(tmp_path)
+    host = tmp_path / "host"
+    host.mkdir()
+    (src / "etc" / "out").symlink_to(host)
+    for line in ("./etc/out/d type=dir mode=0755", "./etc/out/l type=link link=/x"):
+        metalog = tmp_path / "METALOG"
+        metalog.write_text(f"./etc type=dir mode=0755\n{line}\n")
+        with pytest.raises(DomusError, match=r"METALOG:2: \./etc/out/. lies beneath the symbol"):
+            load_tree(src, metalog, tmp_path / "stage")
+        assert list(host.iterdir()) == []
+
+
+def test_nothing_is_staged_or_written_beneath_a_symlink(tmp_path):
+    """A manifest holding a path beneath a link (an older cache, a hand-edited file) is
+    never staged or written through the link."""
+    host = tmp_path / "host"
+    host.mkdir()
+    source = tmp_path / "src"
+    (source / "x").mkdir(parents=True)
+    (source / "x" / "owned").write_text("owned\n")
+    entries = {
+        ".": Entry("dir", 0o755),
+        "x": Entry("link", 0o755, link=str(host)),
+        "x/owned": Entry("file", 0o644),
+    }
+    with pytest.raises(DomusError, match=r"\./x/owned: it lies beneath the symbolic link \./x"):
+        Tree.stage(source, entries, tmp_path / "stage")
+    tree = Tree.empty(tmp_path / "t")
+    tree.symlink("x", str(host))
+    tree.entries["x/d"] = Entry("dir", 0o755)
+    for write in (
+        lambda: tree.write_text("x/d/owned", "owned\n"),
+        lambda: tree.mkdir("x/d/e"),
+        lambda: tree.symlink("x/d/l", "/"),
+        lambda: tree.add_file("x/d/f", source / "x" / "owned", 0o644),
+    ):
+        with pytest.raises(DomusError, match=r"cannot create /x/d/\w+: /x is not a directory"):
+            write()
+    assert list(host.iterdir()) == []
+
+
+def test_nothing_is_read_or_removed_beneath_a_symlink(tmp_path):
+    host = tmp_path / "host"
+    host.mkdir()
+    (host / "secret").write_text("hunter2\n")
+    tree = Tree.empty(tmp_path / "t")
+    tree.symlink("x", str(host))
+    tree.entries["x/secret"] = Entry("file", 0o644)
+    for use in (
+        lambda: tree.read_text("x/secret"),
+        lambda: tree.remove("x/secret"),
+        lambda: tree.hardlink("stolen", "x/secret"),
+        tree.file_bytes,
+    ):
+        with pytest.raises(DomusError, match=r"/x/secret lies beneath the symbolic link \./x"):
+            use()
+    assert (host / "secret").read_text() == "hunter2\n"
+    assert "stolen" not in tree

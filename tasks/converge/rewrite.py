@@ -125,8 +125,12 @@ def rewrite_problem(reader: FfsImage) -> str | None:
     if reader.params.volname:  # domus's images have none; makefs cannot write one
         return f"it has a volume label ({reader.params.volname!r}), which makefs cannot write"
     directories: set[int] = set()
+    seen: set[bytes] = set()
     for entry in reader.entries():
         shown = "/" + entry.path.decode(errors="backslashreplace")
+        if entry.path in seen:  # staged, the second would be made through the first
+            return f"{shown} is named twice in its directory, which no kernel writes"
+        seen.add(entry.path)
         if entry.type in UNSUPPORTED_TYPES:
             return f"{shown} is a {entry.type}, which makefs cannot make"
         if entry.type == "dir" and entry.inode in directories:

@@ -10,10 +10,12 @@ far a local.img has drifted from what the site makes its managed files.
 
 Between generations every entry is compared by type, mode, owner, size, content (by
 SHA-256), symlink target and device number; modification times are not (every build
-stamps its own). Each added, removed or changed entry is one line, then a unified diff of
-each changed text file, then a count. The exit status is 0 whether or not anything
-differs (1 is for a diff that could not be made), so a script tells "different" from
-"failed"; the output is empty when nothing differs.
+stamps its own). Names and link targets are escaped as `ls` escapes them, and the files'
+lines too when they go to a terminal (tasks/inspect/escaping.py). Each added, removed or
+changed entry is one line, then a unified diff of each changed text file, then a count.
+The exit status is 0 whether or not anything differs (1 is for a diff that could not be
+made), so a script tells "different" from "failed"; the output is empty when nothing
+differs.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from dataclasses import dataclass
 
 from tasks.errors import DomusError, UsageError
 from tasks.generations.store import Store
+from tasks.inspect.escaping import escaped, escaped_content
 from tasks.inspect.names import ImageName, Located, find_domu, locate, parse_image, slot_of
 from tasks.inspect.readers import Entry, Reader, opened
 from tasks.site import Site
@@ -43,7 +46,7 @@ class Difference:
 
 def describe(entry: Entry) -> str:
     if entry.type == "link":
-        return f"link -> {entry.link}"
+        return f"link -> {escaped(entry.link or '')}"
     what = f"{entry.type}, {entry.mode:04o}, {entry.uid}:{entry.gid}"
     if entry.type == "file":
         what += f", {entry.size} bytes"
@@ -56,10 +59,10 @@ def line(difference: Difference) -> str:
     old, new = difference.old, difference.new
     if difference.kind == "added":
         assert new is not None
-        return f"added    /{difference.path} ({describe(new)})"
+        return f"added    /{escaped(difference.path)} ({describe(new)})"
     if difference.kind == "removed":
         assert old is not None
-        return f"removed  /{difference.path} ({describe(old)})"
+        return f"removed  /{escaped(difference.path)} ({describe(old)})"
     assert old is not None and new is not None
     notes = []
     for what in difference.what:
@@ -72,12 +75,12 @@ def line(difference: Difference) -> str:
         elif what == "size":
             notes.append(f"size {old.size} -> {new.size}")
         elif what == "target":
-            notes.append(f"target {old.link} -> {new.link}")
+            notes.append(f"target {escaped(old.link or '')} -> {escaped(new.link or '')}")
         elif what == "device":
             notes.append(f"device {old.device} -> {new.device}")
         else:
             notes.append(what)
-    return f"changed  /{difference.path}: {', '.join(notes)}"
+    return f"changed  /{escaped(difference.path)}: {', '.join(notes)}"
 
 
 def compare(old: Entry, new: Entry) -> list[str]:
@@ -146,19 +149,15 @@ def unified(
     a, b = difference.old, difference.new
     if "content" not in difference.what or a is None or b is None:
         return
+    shown = escaped(difference.path)
     if max(a.size, b.size) > TEXT_LIMIT:
-        yield f"(/{difference.path}: over {TEXT_LIMIT >> 20} MiB, not shown)\n"
+        yield f"(/{shown}: over {TEXT_LIMIT >> 20} MiB, not shown)\n"
         return
     before, after = text_of(old.read(difference.path)), text_of(new.read(difference.path))
     if before is None or after is None:
-        yield f"(/{difference.path}: binary content differs)\n"
+        yield f"(/{shown}: binary content differs)\n"
         return
-    yield from difflib.unified_diff(
-        before,
-        after,
-        f"{names[0]}:/{difference.path}",
-        f"{names[1]}:/{difference.path}",
-    )
+    yield from difflib.unified_diff(before, after, f"{names[0]}:/{shown}", f"{names[1]}:/{shown}")
 
 
 def summary(found: list[Difference]) -> str:
@@ -241,7 +240,9 @@ def run(site: Site, image: str, generations: list[str]) -> int:
         a = locate(site, ImageName(name.kind, name.domu, old))
         b = locate(site, ImageName(name.kind, name.domu, new))
         output = between(a, b)
+    # the files' lines as `show` writes them: escaped on a terminal, as they are elsewhere
+    terminal = sys.stdout.isatty()
     for text in output:
-        sys.stdout.write(text)
+        sys.stdout.write(escaped_content(text) if terminal else text)
     sys.stdout.flush()
     return 0

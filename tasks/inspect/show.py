@@ -1,6 +1,8 @@
 """`./domus show IMAGE:PATH` prints a file of an image; `./domus ls IMAGE:PATH` lists a
 directory (or one entry): mode, owner and group (numeric, as the image holds them), size,
-modification time (this host's time zone) and name, as `ls -ln` would."""
+modification time (this host's time zone) and name, as `ls -lnb` would: what the domU
+chose (names, link targets; `show`'s bytes when they go to a terminal) is escaped
+(tasks/inspect/escaping.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import time
 
 from tasks.errors import DomusError
 from tasks.images.ffs_reader import TYPES
+from tasks.inspect.escaping import escaped, for_terminal
 from tasks.inspect.names import locate, parse
 from tasks.inspect.readers import Entry, opened
 from tasks.site import Site
@@ -28,7 +31,7 @@ def size_text(entry: Entry) -> str:
 def ls_line(entry: Entry, widths: tuple[int, int, int]) -> str:
     size = size_text(entry)
     when = time.strftime("%Y-%m-%d %H:%M", time.localtime(entry.mtime))
-    name = entry.name + (f" -> {entry.link}" if entry.link is not None else "")
+    name = escaped(entry.name) + (f" -> {escaped(entry.link)}" if entry.link is not None else "")
     uid, gid, width = widths
     owner = f"{entry.uid:>{uid}} {entry.gid:>{gid}}"
     return f"{mode_string(entry)}  {owner}  {size:>{width}}  {when}  {name}"
@@ -67,12 +70,13 @@ def show(site: Site, target: str) -> int:
             )
         if entry.type == "link":
             raise DomusError(
-                f"{located.name}:/{path} is a symbolic link to {entry.link}",
+                f"{located.name}:/{path} is a symbolic link to {escaped(entry.link or '')}",
                 hint="show the file it leads to (a link is read inside the domU's own tree)",
             )
         if entry.type != "file":
             raise DomusError(f"{located.name}:/{path} is a {entry.type}, which holds no content")
         data = reader.read(path)
-    sys.stdout.buffer.write(data)
+    # raw into a pipe or a file, which get the file as it is
+    sys.stdout.buffer.write(for_terminal(data) if sys.stdout.isatty() else data)
     sys.stdout.flush()
     return 0

@@ -577,6 +577,26 @@ def test_newest_matching_package_is_registered_as_dependency(tmp_path, tree, cac
     assert "pkgdb/lib-1.0/+REQUIRED_BY" not in tree
 
 
+@pytest.mark.parametrize("first", ["zlib", "alib"])
+def test_of_equal_versions_the_first_name_in_byte_order_is_the_dependency(
+    tmp_path, tree, cache, first
+):
+    # pkg_order (lib/opattern.c): equal versions go to the smaller name by strcmp, whichever
+    # pkg_add met first in the package database.
+    names = {"alib": "alib-1.0", "zlib": "zlib-1.0nb0"}  # nb0: the same version as none
+    order = [first, *(n for n in names if n != first)]
+    paths = []
+    for base in order:
+        paths.append(tmp_path / f"{names[base]}.tgz")
+        make_package(paths[-1], names[base], {f"lib/{base}": b""})
+    user = tmp_path / "user-1.0.tgz"
+    make_package(user, "user-1.0", {"bin/u": b""}, depends=["{zlib,alib}>=1"])
+    install(tree, cache, *paths, user)
+
+    assert tree.read_text("pkgdb/alib-1.0/+REQUIRED_BY") == "user-1.0\n"
+    assert "pkgdb/zlib-1.0nb0/+REQUIRED_BY" not in tree
+
+
 # -- dependencies found beside the package, automatic marks ---------------------------------
 
 

@@ -180,12 +180,18 @@ def pkg_match(pattern: str, pkgname: str) -> bool:
 
 
 def best_match(pattern: str, pkgnames: Iterable[str]) -> str | None:
-    """The newest of `pkgnames` that satisfies `pattern`, as pkg_add picks a dependency."""
+    """The one of `pkgnames` pkg_add picks for `pattern` (pkg_order in lib/opattern.c): the
+    newest that satisfies it; of equal versions the name first in strcmp's order, so the
+    answer does not depend on the order the names come in."""
     best = None
     for name in pkgnames:
-        if pkg_match(pattern, name) and (
-            best is None or dewey_cmp(name.rpartition("-")[2], best.rpartition("-")[2]) > 0
-        ):
+        if not pkg_match(pattern, name):
+            continue
+        if best is None:
+            best = name
+            continue
+        newer = dewey_cmp(name.rpartition("-")[2], best.rpartition("-")[2])
+        if newer > 0 or (newer == 0 and name < best):  # code points sort as UTF-8 bytes do
             best = name
     return best
 

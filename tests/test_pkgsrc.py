@@ -274,18 +274,16 @@ def test_file_already_in_the_tree_is_not_overwritten(tree, cache):
 # -- modes, owners, links -------------------------------------------------------------------
 
 
-def test_mode_owner_group_apply_to_following_files(tmp_path, tree, cache):
+def test_owner_group_apply_to_following_files(tmp_path, tree, cache):
     pkg = tmp_path / "perm-1.0.tgz"
     plist = contents(
         "@name perm-1.0",
         "@cwd /usr/pkg",
         "bin/plain",
-        "@mode 4555",
         "@owner bin",
         "@group operator",
         "bin/special",
-        "@mode",  # empty: back to the archive's own mode, owner and group
-        "@owner",
+        "@owner",  # empty: back to the archive's own owner and group
         "@group",
         "bin/again",
     )
@@ -304,7 +302,7 @@ def test_mode_owner_group_apply_to_following_files(tmp_path, tree, cache):
     # Without @owner/@group, the member's names count where NetBSD knows them (daemon: 1,
     # staff: 20), not the build host's numbers.
     assert tree.entry("bin/plain") == Entry("file", 0o750, 1, 20)
-    assert tree.entry("bin/special") == Entry("file", 0o4555, 3, 5)
+    assert tree.entry("bin/special") == Entry("file", 0o755, 3, 5)
     assert tree.entry("bin/again") == Entry("file", 0o700, 1, 20)
 
 
@@ -337,16 +335,17 @@ def test_unknown_owner_or_group_is_an_error(tmp_path, tree, cache, line, message
         install(tree, cache, pkg)
 
 
-def test_symbolic_mode_is_refused(tmp_path):
-    pkg = tmp_path / "sym-1.0.tgz"
-    write_package(
-        pkg,
-        {"+CONTENTS": contents("@name sym-1.0", "@cwd /usr/pkg", "@mode u+s", "f"), **META},
-        [("f", b"")],
-    )
+@pytest.mark.parametrize("mode", ["4555", "u+s", ""])
+def test_mode_leaves_the_archives_mode_as_pkg_add_does(tmp_path, tree, cache, mode):
+    # pkg_add applies @mode to the archive entry after libarchive took the entry's header,
+    # so the file gets the mode the archive gives it: pkg_create's, from the staged file.
+    pkg = tmp_path / "perm-1.0.tgz"
+    plist = contents("@name perm-1.0", "@cwd /usr/pkg", f"@mode {mode}".strip(), "bin/x", "y")
+    write_package(pkg, {"+CONTENTS": plist, **META}, [("bin/x", (b"", 0o755)), ("y", b"")])
+    install(tree, cache, pkg)
 
-    with pytest.raises(DomusError, match="'@mode u\\+s' is not an octal mode"):
-        read_package(pkg)
+    assert tree.entry("bin/x") == Entry("file", 0o755)
+    assert tree.entry("y") == Entry("file", 0o644)
 
 
 def test_hard_link_member_shares_the_file(tmp_path, tree, cache):

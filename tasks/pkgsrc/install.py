@@ -217,8 +217,7 @@ def _install_files(tree: Tree, package: Package, unpacked: Path) -> None:
         uid = _id("owner", file.owner, member.uname, member.uid, package.name)
         gid = _id("group", file.group, member.gname, member.gid, package.name)
         if member.type == "file":
-            mode = member.mode if file.mode is None else file.mode
-            tree.add_file(file.path, unpacked / file.path, mode, uid, gid)
+            tree.add_file(file.path, unpacked / file.path, member.mode, uid, gid)
         elif member.type == "link":
             tree.symlink(file.path, member.target or "", uid, gid)
         else:  # a hard link to a file of this package extracted before it

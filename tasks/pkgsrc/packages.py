@@ -30,17 +30,18 @@ REQUIRED_META = ("+CONTENTS", "+COMMENT", "+DESC")  # pkg_add refuses a package 
 
 # Packing-list commands that change nothing at install time: @src and @blddep matter to the
 # build, @dirrm, @unexec and @option (preserve) to pkg_delete, @display to pkg_add's output.
-_INERT = {"src", "blddep", "dirrm", "unexec", "option", "display", "comment"}
+# @mode too: pkg_add sets it on the archive entry after it has written the entry's header
+# (add/perform.c, extract_files), so a file keeps the mode it has in the archive.
+_INERT = {"src", "blddep", "dirrm", "unexec", "option", "display", "comment", "mode"}
 _COMMAND = re.compile(r"@(\w+)\s*(.*)")
 _MD5 = "MD5:"
 
 
 @dataclass(frozen=True)
 class File:
-    """A file line of the packing list, with the @mode, @owner and @group in force for it."""
+    """A file line of the packing list, with the @owner and @group in force for it."""
 
     path: str  # relative to the prefix; also the archive member's name
-    mode: int | None = None
     owner: str | None = None
     group: str | None = None
     md5: str | None = None  # from the `@comment MD5:` line after it
@@ -213,7 +214,6 @@ def relative_member(path: str, where: str, what: str) -> str:
 def parse_contents(text: str, where: str) -> PackingList:
     """Parse +CONTENTS, the packing list (pkg_create(1), PACKING LIST DETAILS)."""
     name = cwd = prefix = None
-    mode: int | None = None
     owner = group = None
     files: list[File] = []
     dirs: list[str] = []
@@ -236,7 +236,7 @@ def parse_contents(text: str, where: str) -> PackingList:
                     f"'@cwd {PREFIX}' can go into pkg.img",
                     hint=f"use packages built with PREFIX={PREFIX}",
                 )
-            files.append(File(relative_member(line, where, "file"), mode, owner, group))
+            files.append(File(relative_member(line, where, "file"), owner, group))
             last_was_file = True
             continue
         match = _COMMAND.fullmatch(line)
@@ -249,10 +249,6 @@ def parse_contents(text: str, where: str) -> PackingList:
             prefix = prefix or arg
         elif command == "ignore":
             ignore_next = True
-        elif command == "mode":
-            if arg and not re.fullmatch(r"[0-7]{1,4}", arg):
-                raise DomusError(f"{where}: '{line}' is not an octal mode")
-            mode = int(arg, 8) if arg else None  # an empty @mode goes back to the archive's
         elif command == "owner":
             owner = arg or None
         elif command == "group":

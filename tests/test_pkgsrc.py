@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pytest
 from dbopen import dbopen
-from pkgsrc_fixture import Hardlink, Symlink, make_package, write_package
+from pkgsrc_fixture import MTIME, Hardlink, Symlink, make_package, write_package
 
 from tasks.errors import DomusError
+from tasks.images import write_image
+from tasks.images.ffs_reader import FfsImage
 from tasks.kinds import pkg as pkg_kind
 from tasks.kinds.pkg import pkg_record
 from tasks.pkgsrc import install as pkgsrc_install
@@ -346,6 +348,21 @@ def test_mode_leaves_the_archives_mode_as_pkg_add_does(tmp_path, tree, cache, mo
 
     assert tree.entry("bin/x") == Entry("file", 0o755)
     assert tree.entry("y") == Entry("file", 0o644)
+
+
+def test_files_and_symlinks_keep_the_archives_mtime_in_the_image(tmp_path, tree, cache):
+    # pkg_add extracts with ARCHIVE_EXTRACT_TIME: the archive's mtime, not the time domus
+    # first extracted the package into its cache.
+    pkg = tmp_path / "old-1.0.tgz"
+    make_package(pkg, "old-1.0", {"bin/a": b"a", "bin/b": Hardlink("bin/a"), "c": Symlink("a")})
+    install(tree, cache, pkg)
+    image = tmp_path / "pkg.img"
+    write_image(tree, "ffs", 4 << 20, image)
+
+    with FfsImage(image) as ffs:
+        for path in (b"bin/a", b"bin/b", b"c"):
+            assert ffs.entry(path).mtime == MTIME, path
+        assert ffs.entry(b"pkgdb/old-1.0/+CONTENTS").mtime > MTIME  # written by pkg_add
 
 
 def test_hard_link_member_shares_the_file(tmp_path, tree, cache):

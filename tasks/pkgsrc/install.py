@@ -30,6 +30,7 @@ import logging
 import os
 import shutil
 import tarfile
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -211,6 +212,7 @@ def _id(command: str, name: str | None, member_name: str, member_id: int, packag
 
 def _install_files(tree: Tree, package: Package, unpacked: Path) -> None:
     placed: set[str] = set()
+    now = time.time()
     for file in package.plist.files:
         member = package.members[file.path]
         _makedirs(tree, parent_of(file.path))
@@ -227,6 +229,10 @@ def _install_files(tree: Tree, package: Package, unpacked: Path) -> None:
                     "which is not a file of the package extracted before it"
                 )
             tree.hardlink(file.path, member.target)
+        if member.type != "hardlink":  # libarchive sets no time through a hard link
+            # The archive's mtime and the time of installing, as libarchive sets them for
+            # pkg_add; the image writers take the staged file's (the cache's, for a file).
+            os.utime(tree.host_path(file.path), (now, member.mtime), follow_symlinks=False)
         placed.add(file.path)
     for directory in package.plist.dirs:
         _makedirs(tree, directory)

@@ -69,6 +69,7 @@ class Member:
     gid: int
     uname: str
     gname: str
+    mtime: float
     target: str | None = None  # symlink target, or the member a hard link names
 
 
@@ -293,7 +294,7 @@ def _member(info: tarfile.TarInfo, name: str, where: str) -> Member:
     else:
         raise DomusError(f"{where}: member {name} is not a file or a link")
     mode = info.mode & 0o7777
-    return Member(name, kind, mode, info.uid, info.gid, info.uname, info.gname, target)
+    return Member(name, kind, mode, info.uid, info.gid, info.uname, info.gname, info.mtime, target)
 
 
 def _sha256(path: Path) -> str:

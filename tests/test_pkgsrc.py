@@ -726,6 +726,33 @@ def test_pkg_task_depends_on_the_dependencies_found(chain, tmp_path):
     assert {f"file package {name}" for name in found} <= pkg_record(machine).keys()
 
 
+def test_a_failed_build_leaves_the_output_as_it_found_it(tmp_path):
+    bad = tmp_path / "bad-1.0.tgz"
+    plist = contents("@name bad-1.0", "@cwd /usr/pkg", "f", "@comment MD5:" + "0" * 32)
+    write_package(bad, {"+CONTENTS": plist, **META}, [("f", b"data")])
+    output, locks = tmp_path / "out", tmp_path / "locks"
+    (output / "cache").mkdir(parents=True)  # as the run makes it before any image's build
+    layout = Layout(output, locks)
+    machine = domu("www1", pkg=PkgSpec(8 << 20, "ffs", PkgSource(None, (MOTD, bad))))
+    before = sorted(output.rglob("*"))
+
+    with pytest.raises(DomusError, match="does not match its MD5 checksum"):
+        pkg_kind.build(machine, layout)
+
+    # MOTD's extraction stays in the cache: complete, checked, and perhaps in use by another
+    # domU's build. The lock files stay, as every build leaves them.
+    cache = output / "cache" / "packages"
+    assert sorted(output.rglob("*")) == sorted([*before, *cache.rglob("*"), cache])
+    assert [p.name for p in cache.iterdir()] == [read_package(MOTD).digest]
+    assert all(p.suffix == ".lock" for p in locks.iterdir())
+
+    shutil.rmtree(cache)
+    machine = domu("www1", pkg=PkgSpec(8 << 20, "ffs", PkgSource(None, (bad,))))
+    with pytest.raises(DomusError, match="does not match its MD5 checksum"):
+        pkg_kind.build(machine, layout)
+    assert sorted(output.rglob("*")) == before
+
+
 # -- pkgdb.byfile.db ------------------------------------------------------------------------
 
 

@@ -10,7 +10,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from dbopen import dbopen
+from dbopen import dbcreate, dbopen, pkgdb_info
 from pkgsrc_fixture import MTIME, Hardlink, Symlink, make_package, write_package
 
 from tasks.errors import DomusError
@@ -803,6 +803,24 @@ def test_byfile_db_key_is_the_packages_own_cwd(tmp_path, tree, cache):
     install(tree, cache, tmp_path / "odd-1.0.tgz")
 
     assert byfile(tree) == [(b"/usr/pkg//bin/odd\0", b"odd-1.0\0")]  # "%s/%s", prefix, file
+
+
+def test_byfile_db_of_packages_without_files_is_empty_as_db_leaves_it(tmp_path, tree, cache):
+    # A meta package: pkg_add opens the database with O_CREAT, stores nothing and closes it;
+    # db writes no page of a tree nothing was put in.
+    write_package(
+        tmp_path / "meta-1.0.tgz",
+        {"+CONTENTS": contents("@name meta-1.0", "@cwd /usr/pkg"), **META},
+        [],
+    )
+    install(tree, cache, tmp_path / "meta-1.0.tgz")
+    real = tmp_path / "real.db"
+    with dbcreate(real, pkgdb_info()):
+        pass
+
+    assert tree.host_path("pkgdb/pkgdb.byfile.db").read_bytes() == real.read_bytes() == b""
+    assert tree.entry("pkgdb/pkgdb.byfile.db") == regular(0o644)
+    assert byfile(tree) == []
 
 
 def test_byfile_db_lets_pkg_admin_add_more(tree, cache):

@@ -340,7 +340,9 @@ def install_packages(tree: Tree, packages: Sequence[Path], cache: Path) -> list[
     # Those installed before this call in name order (how pkg_admin rebuild meets them),
     # then this call's in install order.
     if installed:
-        tree.write_bytes(
-            BYFILE, write_btree(byfile_records(installed.values()).items()), mode=0o644
-        )
+        records = byfile_records(installed.values())
+        # db writes nothing to a new tree no record was put in (__bt_sync): pkg_add, which
+        # creates the file all the same, leaves it empty.
+        data = write_btree(records.items()) if records else b""
+        tree.write_bytes(BYFILE, data, mode=0o644)
     return names

@@ -36,6 +36,9 @@ P_BINTERNAL, P_BLEAF, P_OVERFLOW = 0x01, 0x02, 0x04  # page types
 P_BIGDATA = 0x01  # the leaf item's data is on overflow pages
 P_INVALID = 0  # "no page": the meta page's number
 P_ROOT = 1
+# The one tree flag kept in the meta page: bt_open sets it on every new tree unless asked for
+# duplicates (R_DUP); pkg_install's pkgdb_open asks with flags 0.
+B_NODUPS = 0x20
 
 
 def _align(size: int) -> int:
@@ -170,6 +173,6 @@ def write_btree(records: Iterable[tuple[bytes, bytes]], page_size: int = PAGE_SI
             pages[pgno] = _page(pgno, prev, following, kind, page_items, page_size)
 
     meta = bytearray(page_size)
-    _META.pack_into(meta, 0, MAGIC, VERSION, page_size, P_INVALID, 0, 0)
+    _META.pack_into(meta, 0, MAGIC, VERSION, page_size, P_INVALID, 0, B_NODUPS)
     pages[0] = bytes(meta)
     return b"".join(pages[pgno] for pgno in range(next_pgno))

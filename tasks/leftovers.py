@@ -4,14 +4,17 @@ A run writes every image, config and record beside its final name (.NAME.partial
 .NAME.*.part inside that) and renames it into place; plaintext lives in private
 directories (tasks/images/plaintext.py). A SIGKILL leaves those behind: removed here by
 every run that takes the run lock, before it writes anything; the generations' own
-leftovers by their store.
+leftovers by their store. A build that fails undoes what it made itself (undone_on_failure).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from tasks.site import Layout
@@ -87,3 +90,24 @@ def remove_half_written(layout: Layout, *, generations: bool = True) -> None:
 
     for path in Store(layout).remove_leftovers():
         print(f"domus: removed {path}, half written by a killed run", file=sys.stderr)
+
+
+@contextmanager
+def undone_on_failure(work: Path, shared: Sequence[Path], top: Path) -> Iterator[None]:
+    """On an error, remove `work` (the build's own working directory) and those of the
+    `shared` directories and their parents below `top` that the block made and that are
+    still empty. One another build has put something in stays, and a file this one wrote
+    there stays too: other builds may be using it (the package cache)."""
+    made: list[Path] = []
+    for directory in shared:
+        while directory != top and top in directory.parents and not directory.exists():
+            made.append(directory)
+            directory = directory.parent
+    try:
+        yield
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        for directory in sorted(set(made), key=lambda path: len(path.parts), reverse=True):
+            with contextlib.suppress(OSError):  # not empty, or gone
+                directory.rmdir()
+        raise

@@ -1,4 +1,9 @@
-"""File locks: one run at a time, and one job at a time on each image."""
+"""File locks: one run at a time, and one job at a time on each image.
+
+A lock file stays in the lock directory once made, whether the job that took it succeeded or
+failed: removing one that another process has opened and waits on would let a third make a
+new file and hold the same lock at the same time.
+"""
 
 from __future__ import annotations
 

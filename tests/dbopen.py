@@ -12,12 +12,13 @@ import functools
 import os
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import pytest
 
 R_FIRST, R_NEXT, R_NOOVERWRITE = 3, 7, 8  # db.h
+R_DUP = 0x01  # BTREEINFO.flags: duplicate keys allowed
 DB_BTREE = 0
 
 
@@ -27,6 +28,24 @@ class DBT(ctypes.Structure):
 
 class DB(ctypes.Structure):
     pass
+
+
+class BTREEINFO(ctypes.Structure):
+    _fields_ = [
+        ("flags", ctypes.c_ulong),
+        ("cachesize", ctypes.c_uint),
+        ("maxkeypage", ctypes.c_int),
+        ("minkeypage", ctypes.c_int),
+        ("psize", ctypes.c_uint),
+        ("compare", ctypes.c_void_p),
+        ("prefix", ctypes.c_void_p),
+        ("lorder", ctypes.c_int),
+    ]
+
+
+def pkgdb_info(flags: int = 0) -> BTREEINFO:
+    """What pkg_install's pkgdb_open (lib/pkgdb.c) passes to dbopen; `flags` 0 as it does."""
+    return BTREEINFO(flags=flags, cachesize=2 * 1024 * 1024, psize=4096)
 
 
 _DBP = ctypes.POINTER(DB)
@@ -103,12 +122,21 @@ class Database:
 
 
 @contextmanager
-def dbopen(path: Path, writable: bool = False) -> Iterator[Database]:
-    flags = os.O_RDWR if writable else os.O_RDONLY
-    db = libdb().dbopen(str(path).encode(), flags, 0o644, DB_BTREE, None)
+def _opened(path: Path, flags: int, info: BTREEINFO | None) -> Iterator[Database]:
+    where = ctypes.byref(info) if info is not None else None
+    db = libdb().dbopen(str(path).encode(), flags, 0o644, DB_BTREE, where)
     if not db:
         raise OSError(ctypes.get_errno(), f"dbopen {path} failed")
     try:
         yield Database(db)
     finally:
         assert db.contents.close(db) == 0
+
+
+def dbopen(path: Path, writable: bool = False) -> AbstractContextManager[Database]:
+    return _opened(path, os.O_RDWR if writable else os.O_RDONLY, None)
+
+
+def dbcreate(path: Path, info: BTREEINFO | None) -> AbstractContextManager[Database]:
+    """A new B-tree made by the real code, with `info` (None: dbopen's openinfo NULL)."""
+    return _opened(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, info)

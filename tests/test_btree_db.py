@@ -4,9 +4,9 @@ import random
 import struct
 
 import pytest
-from dbopen import dbopen
+from dbopen import R_DUP, dbcreate, dbopen, pkgdb_info
 
-from tasks.btree_db import MAGIC, PAGE_SIZE, overflow_size, write_btree
+from tasks.btree_db import B_NODUPS, MAGIC, PAGE_SIZE, overflow_size, write_btree
 
 
 def records(count, seed=0):
@@ -90,10 +90,37 @@ def test_data_too_long_for_a_page_goes_to_overflow_pages(tmp_path):
 
 def test_meta_page_is_little_endian_db_185(tmp_path):
     data = write_btree(records(10))
-    # magic, version, psize, free list, nrecs, flags (no B_NODUPS: pkg_install sets none)
-    assert struct.unpack_from("<6I", data) == (MAGIC, 3, PAGE_SIZE, 0, 0, 0)
+    # magic, version, psize, free list, nrecs, flags: B_NODUPS, as bt_open sets it on a tree
+    # created with BTREEINFO.flags 0 (pkg_install's pkgdb_open)
+    assert struct.unpack_from("<6I", data) == (MAGIC, 3, PAGE_SIZE, 0, 0, 0x20)
     assert data[24:PAGE_SIZE] == bytes(PAGE_SIZE - 24)
     assert len(data) % PAGE_SIZE == 0
+
+
+@pytest.mark.parametrize("count", [1, 5_000])
+def test_meta_page_is_the_one_the_real_db_writes_for_pkg_install(tmp_path, count):
+    # The real code creates the tree as pkg_install's pkgdb_open does and puts the records as
+    # pkgdb_store does; db's other pages carry whatever its memory held, its meta page not.
+    items = records(count)
+    real = tmp_path / "real.db"
+    with dbcreate(real, pkgdb_info()) as db:
+        for key, data in items:
+            assert db.put(key, data) == 0
+
+    assert write_btree(items)[:PAGE_SIZE] == real.read_bytes()[:PAGE_SIZE]
+
+
+@pytest.mark.parametrize(
+    ("info", "flags"),
+    [(None, B_NODUPS), (pkgdb_info(), B_NODUPS), (pkgdb_info(R_DUP), 0)],
+    ids=["openinfo NULL", "flags 0", "R_DUP"],
+)
+def test_only_r_dup_clears_b_nodups_in_a_new_tree(tmp_path, info, flags):
+    path = tmp_path / "new.db"
+    with dbcreate(path, info) as db:
+        db.put(b"/usr/pkg/bin/a\0", b"a-1.0\0")  # db writes nothing for a tree left empty
+
+    assert struct.unpack_from("<I", path.read_bytes(), 20)[0] == flags
 
 
 def test_same_records_same_bytes_in_any_order():

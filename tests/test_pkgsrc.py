@@ -10,10 +10,12 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from dbopen import dbopen
-from pkgsrc_fixture import Hardlink, Symlink, make_package, write_package
+from dbopen import dbcreate, dbopen, pkgdb_info
+from pkgsrc_fixture import MTIME, Hardlink, Symlink, make_package, write_package
 
 from tasks.errors import DomusError
+from tasks.images import write_image
+from tasks.images.ffs_reader import FfsImage
 from tasks.kinds import pkg as pkg_kind
 from tasks.kinds.pkg import pkg_record
 from tasks.pkgsrc import install as pkgsrc_install
@@ -274,18 +276,16 @@ def test_file_already_in_the_tree_is_not_overwritten(tree, cache):
 # -- modes, owners, links -------------------------------------------------------------------
 
 
-def test_mode_owner_group_apply_to_following_files(tmp_path, tree, cache):
+def test_owner_group_apply_to_following_files(tmp_path, tree, cache):
     pkg = tmp_path / "perm-1.0.tgz"
     plist = contents(
         "@name perm-1.0",
         "@cwd /usr/pkg",
         "bin/plain",
-        "@mode 4555",
         "@owner bin",
         "@group operator",
         "bin/special",
-        "@mode",  # empty: back to the archive's own mode, owner and group
-        "@owner",
+        "@owner",  # empty: back to the archive's own owner and group
         "@group",
         "bin/again",
     )
@@ -304,7 +304,7 @@ def test_mode_owner_group_apply_to_following_files(tmp_path, tree, cache):
     # Without @owner/@group, the member's names count where NetBSD knows them (daemon: 1,
     # staff: 20), not the build host's numbers.
     assert tree.entry("bin/plain") == Entry("file", 0o750, 1, 20)
-    assert tree.entry("bin/special") == Entry("file", 0o4555, 3, 5)
+    assert tree.entry("bin/special") == Entry("file", 0o755, 3, 5)
     assert tree.entry("bin/again") == Entry("file", 0o700, 1, 20)
 
 
@@ -337,16 +337,32 @@ def test_unknown_owner_or_group_is_an_error(tmp_path, tree, cache, line, message
         install(tree, cache, pkg)
 
 
-def test_symbolic_mode_is_refused(tmp_path):
-    pkg = tmp_path / "sym-1.0.tgz"
-    write_package(
-        pkg,
-        {"+CONTENTS": contents("@name sym-1.0", "@cwd /usr/pkg", "@mode u+s", "f"), **META},
-        [("f", b"")],
-    )
+@pytest.mark.parametrize("mode", ["4555", "u+s", ""])
+def test_mode_leaves_the_archives_mode_as_pkg_add_does(tmp_path, tree, cache, mode):
+    # pkg_add applies @mode to the archive entry after libarchive took the entry's header,
+    # so the file gets the mode the archive gives it: pkg_create's, from the staged file.
+    pkg = tmp_path / "perm-1.0.tgz"
+    plist = contents("@name perm-1.0", "@cwd /usr/pkg", f"@mode {mode}".strip(), "bin/x", "y")
+    write_package(pkg, {"+CONTENTS": plist, **META}, [("bin/x", (b"", 0o755)), ("y", b"")])
+    install(tree, cache, pkg)
 
-    with pytest.raises(DomusError, match="'@mode u\\+s' is not an octal mode"):
-        read_package(pkg)
+    assert tree.entry("bin/x") == Entry("file", 0o755)
+    assert tree.entry("y") == Entry("file", 0o644)
+
+
+def test_files_and_symlinks_keep_the_archives_mtime_in_the_image(tmp_path, tree, cache):
+    # pkg_add extracts with ARCHIVE_EXTRACT_TIME: the archive's mtime, not the time domus
+    # first extracted the package into its cache.
+    pkg = tmp_path / "old-1.0.tgz"
+    make_package(pkg, "old-1.0", {"bin/a": b"a", "bin/b": Hardlink("bin/a"), "c": Symlink("a")})
+    install(tree, cache, pkg)
+    image = tmp_path / "pkg.img"
+    write_image(tree, "ffs", 4 << 20, image)
+
+    with FfsImage(image) as ffs:
+        for path in (b"bin/a", b"bin/b", b"c"):
+            assert ffs.entry(path).mtime == MTIME, path
+        assert ffs.entry(b"pkgdb/old-1.0/+CONTENTS").mtime > MTIME  # written by pkg_add
 
 
 def test_hard_link_member_shares_the_file(tmp_path, tree, cache):
@@ -577,6 +593,26 @@ def test_newest_matching_package_is_registered_as_dependency(tmp_path, tree, cac
     assert "pkgdb/lib-1.0/+REQUIRED_BY" not in tree
 
 
+@pytest.mark.parametrize("first", ["zlib", "alib"])
+def test_of_equal_versions_the_first_name_in_byte_order_is_the_dependency(
+    tmp_path, tree, cache, first
+):
+    # pkg_order (lib/opattern.c): equal versions go to the smaller name by strcmp, whichever
+    # pkg_add met first in the package database.
+    names = {"alib": "alib-1.0", "zlib": "zlib-1.0nb0"}  # nb0: the same version as none
+    order = [first, *(n for n in names if n != first)]
+    paths = []
+    for base in order:
+        paths.append(tmp_path / f"{names[base]}.tgz")
+        make_package(paths[-1], names[base], {f"lib/{base}": b""})
+    user = tmp_path / "user-1.0.tgz"
+    make_package(user, "user-1.0", {"bin/u": b""}, depends=["{zlib,alib}>=1"])
+    install(tree, cache, *paths, user)
+
+    assert tree.read_text("pkgdb/alib-1.0/+REQUIRED_BY") == "user-1.0\n"
+    assert "pkgdb/zlib-1.0nb0/+REQUIRED_BY" not in tree
+
+
 # -- dependencies found beside the package, automatic marks ---------------------------------
 
 
@@ -690,6 +726,33 @@ def test_pkg_task_depends_on_the_dependencies_found(chain, tmp_path):
     assert {f"file package {name}" for name in found} <= pkg_record(machine).keys()
 
 
+def test_a_failed_build_leaves_the_output_as_it_found_it(tmp_path):
+    bad = tmp_path / "bad-1.0.tgz"
+    plist = contents("@name bad-1.0", "@cwd /usr/pkg", "f", "@comment MD5:" + "0" * 32)
+    write_package(bad, {"+CONTENTS": plist, **META}, [("f", b"data")])
+    output, locks = tmp_path / "out", tmp_path / "locks"
+    (output / "cache").mkdir(parents=True)  # as the run makes it before any image's build
+    layout = Layout(output, locks)
+    machine = domu("www1", pkg=PkgSpec(8 << 20, "ffs", PkgSource(None, (MOTD, bad))))
+    before = sorted(output.rglob("*"))
+
+    with pytest.raises(DomusError, match="does not match its MD5 checksum"):
+        pkg_kind.build(machine, layout)
+
+    # MOTD's extraction stays in the cache: complete, checked, and perhaps in use by another
+    # domU's build. The lock files stay, as every build leaves them.
+    cache = output / "cache" / "packages"
+    assert sorted(output.rglob("*")) == sorted([*before, *cache.rglob("*"), cache])
+    assert [p.name for p in cache.iterdir()] == [read_package(MOTD).digest]
+    assert all(p.suffix == ".lock" for p in locks.iterdir())
+
+    shutil.rmtree(cache)
+    machine = domu("www1", pkg=PkgSpec(8 << 20, "ffs", PkgSource(None, (bad,))))
+    with pytest.raises(DomusError, match="does not match its MD5 checksum"):
+        pkg_kind.build(machine, layout)
+    assert sorted(output.rglob("*")) == before
+
+
 # -- pkgdb.byfile.db ------------------------------------------------------------------------
 
 
@@ -740,6 +803,24 @@ def test_byfile_db_key_is_the_packages_own_cwd(tmp_path, tree, cache):
     install(tree, cache, tmp_path / "odd-1.0.tgz")
 
     assert byfile(tree) == [(b"/usr/pkg//bin/odd\0", b"odd-1.0\0")]  # "%s/%s", prefix, file
+
+
+def test_byfile_db_of_packages_without_files_is_empty_as_db_leaves_it(tmp_path, tree, cache):
+    # A meta package: pkg_add opens the database with O_CREAT, stores nothing and closes it;
+    # db writes no page of a tree nothing was put in.
+    write_package(
+        tmp_path / "meta-1.0.tgz",
+        {"+CONTENTS": contents("@name meta-1.0", "@cwd /usr/pkg"), **META},
+        [],
+    )
+    install(tree, cache, tmp_path / "meta-1.0.tgz")
+    real = tmp_path / "real.db"
+    with dbcreate(real, pkgdb_info()):
+        pass
+
+    assert tree.host_path("pkgdb/pkgdb.byfile.db").read_bytes() == real.read_bytes() == b""
+    assert tree.entry("pkgdb/pkgdb.byfile.db") == regular(0o644)
+    assert byfile(tree) == []
 
 
 def test_byfile_db_lets_pkg_admin_add_more(tree, cache):

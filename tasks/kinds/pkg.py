@@ -68,20 +68,29 @@ def pkg_record(domu: DomU) -> dict[str, str]:
 def build(domu: DomU, layout: Layout) -> None:
     from tasks.generations.making import make_generation
     from tasks.generations.slots import pkg_slot, stable_links
+    from tasks.generations.store import Store
     from tasks.images import write_image
+    from tasks.leftovers import undone_on_failure
     from tasks.log import note
     from tasks.recipes.pkg import setup_pkg
 
     start = time.monotonic()
     slot = pkg_slot(domu.name)
+    stage = layout.work_stage("pkg", domu.name)
+    cache = layout.cache / "packages"
 
     def write(generation: Path) -> None:
-        stage = layout.work_stage("pkg", domu.name)
-        tree = setup_pkg(domu.pkg.source, stage, layout.cache / "packages")
+        tree = setup_pkg(domu.pkg.source, stage, cache)
         write_image(tree, domu.pkg.fs, domu.pkg.size, generation / slot.image)
         shutil.rmtree(stage)
 
-    with image_lock(layout.locks, layout.pkg_image(domu.name)):
+    # A failed build removes its stage and the empty directories it made; its lock files
+    # stay, as every job's do (tasks/locks.py).
+    pool = Store(layout).pool(slot.pool)
+    with (
+        image_lock(layout.locks, layout.pkg_image(domu.name)),
+        undone_on_failure(stage, [stage.parent, cache, pool], layout.output),
+    ):
         made = make_generation(
             layout, slot, pkg_record(domu), write, stable_links(layout, slot, None)
         )

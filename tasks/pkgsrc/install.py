@@ -30,6 +30,7 @@ import logging
 import os
 import shutil
 import tarfile
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -211,14 +212,14 @@ def _id(command: str, name: str | None, member_name: str, member_id: int, packag
 
 def _install_files(tree: Tree, package: Package, unpacked: Path) -> None:
     placed: set[str] = set()
+    now = time.time()
     for file in package.plist.files:
         member = package.members[file.path]
         _makedirs(tree, parent_of(file.path))
         uid = _id("owner", file.owner, member.uname, member.uid, package.name)
         gid = _id("group", file.group, member.gname, member.gid, package.name)
         if member.type == "file":
-            mode = member.mode if file.mode is None else file.mode
-            tree.add_file(file.path, unpacked / file.path, mode, uid, gid)
+            tree.add_file(file.path, unpacked / file.path, member.mode, uid, gid)
         elif member.type == "link":
             tree.symlink(file.path, member.target or "", uid, gid)
         else:  # a hard link to a file of this package extracted before it
@@ -228,6 +229,10 @@ def _install_files(tree: Tree, package: Package, unpacked: Path) -> None:
                     "which is not a file of the package extracted before it"
                 )
             tree.hardlink(file.path, member.target)
+        if member.type != "hardlink":  # libarchive sets no time through a hard link
+            # The archive's mtime and the time of installing, as libarchive sets them for
+            # pkg_add; the image writers take the staged file's (the cache's, for a file).
+            os.utime(tree.host_path(file.path), (now, member.mtime), follow_symlinks=False)
         placed.add(file.path)
     for directory in package.plist.dirs:
         _makedirs(tree, directory)
@@ -335,7 +340,9 @@ def install_packages(tree: Tree, packages: Sequence[Path], cache: Path) -> list[
     # Those installed before this call in name order (how pkg_admin rebuild meets them),
     # then this call's in install order.
     if installed:
-        tree.write_bytes(
-            BYFILE, write_btree(byfile_records(installed.values()).items()), mode=0o644
-        )
+        records = byfile_records(installed.values())
+        # db writes nothing to a new tree no record was put in (__bt_sync): pkg_add, which
+        # creates the file all the same, leaves it empty.
+        data = write_btree(records.items()) if records else b""
+        tree.write_bytes(BYFILE, data, mode=0o644)
     return names

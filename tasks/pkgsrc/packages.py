@@ -30,17 +30,18 @@ REQUIRED_META = ("+CONTENTS", "+COMMENT", "+DESC")  # pkg_add refuses a package 
 
 # Packing-list commands that change nothing at install time: @src and @blddep matter to the
 # build, @dirrm, @unexec and @option (preserve) to pkg_delete, @display to pkg_add's output.
-_INERT = {"src", "blddep", "dirrm", "unexec", "option", "display", "comment"}
+# @mode too: pkg_add sets it on the archive entry after it has written the entry's header
+# (add/perform.c, extract_files), so a file keeps the mode it has in the archive.
+_INERT = {"src", "blddep", "dirrm", "unexec", "option", "display", "comment", "mode"}
 _COMMAND = re.compile(r"@(\w+)\s*(.*)")
 _MD5 = "MD5:"
 
 
 @dataclass(frozen=True)
 class File:
-    """A file line of the packing list, with the @mode, @owner and @group in force for it."""
+    """A file line of the packing list, with the @owner and @group in force for it."""
 
     path: str  # relative to the prefix; also the archive member's name
-    mode: int | None = None
     owner: str | None = None
     group: str | None = None
     md5: str | None = None  # from the `@comment MD5:` line after it
@@ -68,6 +69,7 @@ class Member:
     gid: int
     uname: str
     gname: str
+    mtime: float
     target: str | None = None  # symlink target, or the member a hard link names
 
 
@@ -180,12 +182,18 @@ def pkg_match(pattern: str, pkgname: str) -> bool:
 
 
 def best_match(pattern: str, pkgnames: Iterable[str]) -> str | None:
-    """The newest of `pkgnames` that satisfies `pattern`, as pkg_add picks a dependency."""
+    """The one of `pkgnames` pkg_add picks for `pattern` (pkg_order in lib/opattern.c): the
+    newest that satisfies it; of equal versions the name first in strcmp's order, so the
+    answer does not depend on the order the names come in."""
     best = None
     for name in pkgnames:
-        if pkg_match(pattern, name) and (
-            best is None or dewey_cmp(name.rpartition("-")[2], best.rpartition("-")[2]) > 0
-        ):
+        if not pkg_match(pattern, name):
+            continue
+        if best is None:
+            best = name
+            continue
+        newer = dewey_cmp(name.rpartition("-")[2], best.rpartition("-")[2])
+        if newer > 0 or (newer == 0 and name < best):  # code points sort as UTF-8 bytes do
             best = name
     return best
 
@@ -207,7 +215,6 @@ def relative_member(path: str, where: str, what: str) -> str:
 def parse_contents(text: str, where: str) -> PackingList:
     """Parse +CONTENTS, the packing list (pkg_create(1), PACKING LIST DETAILS)."""
     name = cwd = prefix = None
-    mode: int | None = None
     owner = group = None
     files: list[File] = []
     dirs: list[str] = []
@@ -230,7 +237,7 @@ def parse_contents(text: str, where: str) -> PackingList:
                     f"'@cwd {PREFIX}' can go into pkg.img",
                     hint=f"use packages built with PREFIX={PREFIX}",
                 )
-            files.append(File(relative_member(line, where, "file"), mode, owner, group))
+            files.append(File(relative_member(line, where, "file"), owner, group))
             last_was_file = True
             continue
         match = _COMMAND.fullmatch(line)
@@ -243,10 +250,6 @@ def parse_contents(text: str, where: str) -> PackingList:
             prefix = prefix or arg
         elif command == "ignore":
             ignore_next = True
-        elif command == "mode":
-            if arg and not re.fullmatch(r"[0-7]{1,4}", arg):
-                raise DomusError(f"{where}: '{line}' is not an octal mode")
-            mode = int(arg, 8) if arg else None  # an empty @mode goes back to the archive's
         elif command == "owner":
             owner = arg or None
         elif command == "group":
@@ -291,7 +294,7 @@ def _member(info: tarfile.TarInfo, name: str, where: str) -> Member:
     else:
         raise DomusError(f"{where}: member {name} is not a file or a link")
     mode = info.mode & 0o7777
-    return Member(name, kind, mode, info.uid, info.gid, info.uname, info.gname, target)
+    return Member(name, kind, mode, info.uid, info.gid, info.uname, info.gname, info.mtime, target)
 
 
 def _sha256(path: Path) -> str:

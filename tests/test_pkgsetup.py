@@ -8,11 +8,14 @@ from pathlib import Path
 
 import pytest
 
+from tasks.converge.plan import FileState, plan
 from tasks.edits.accounts import add_groups, add_master_users, add_passwd_users
 from tasks.errors import DomusError
 from tasks.pkgsrc.install import install_packages
 from tasks.pkgsrc.setup import Group, User, account_tables, data_lines, package_setup
+from tasks.recipes.local import ManagedFile
 from tasks.recipes.pkg import setup_pkg
+from tasks.recipes.pkgsetup import apply_package_setup, with_package_setup
 from tasks.site import PkgSource
 from tasks.tree import Entry, Tree
 from tests.image_reader import ImageReader
@@ -164,6 +167,52 @@ def test_owner_of_a_user_no_package_makes_is_still_refused(tmp_path):
         )
 
 
+# -- local.img's files ------------------------------------------------------------------------
+
+
+ROOT = "root:*:0:0::0:0:Charlie &:/root:/bin/sh\n"
+
+
+def local_tree(tmp_path: Path) -> Tree:
+    local = Tree.empty(tmp_path / "local")
+    for directory in ("etc", "etc/rc.d", "var", "var/log"):
+        local.mkdir(directory)
+    local.write_text("etc/group", "wheel:*:0:root\n")
+    local.write_text("etc/master.passwd", ROOT, mode=0o600)
+    local.write_text("etc/passwd", "root:*:0:0:Charlie &:/root:/bin/sh\n")
+    return local
+
+
+def test_a_site_template_wins_over_the_packages_example(tmp_path):
+    setup = package_setup([make_web(tmp_path / "domus-web-1.0.tgz")])
+    local = local_tree(tmp_path)
+    local.write_text("etc/rc.d/domusweb", "# the site's own\n", mode=0o555)  # a template
+    apply_package_setup(local, setup)
+
+    assert local.read_text("etc/rc.d/domusweb") == "# the site's own\n"
+    assert local.entry("etc/pkg/domusweb.conf") == Entry("file", 0o640, 0, 1000)
+    assert local.entry("var/domusweb") == Entry("dir", 0o750, 1000, 1000)
+    assert "domusweb:*:1000:1000::0:0:" in local.read_text("etc/master.passwd")
+    assert local.entry("etc/master.passwd").mode == 0o600
+    # at converge, the template's managed file stands and the account files are edited
+    template = ManagedFile("etc/rc.d/domusweb", "# the site's own\n", 0o555)
+    texts = {"etc/group": "", "etc/master.passwd": ROOT, "etc/passwd": ""}
+    managed = {f.path: f for f in with_package_setup([template], setup, texts)}
+    assert managed["etc/rc.d/domusweb"] == template
+    assert managed["etc/pkg/domusweb.conf"] == ManagedFile(
+        "etc/pkg/domusweb.conf", CONFIG.decode(), 0o640, 0, 1000, once=True
+    )
+    assert managed["etc/group"].text == "domusweb:*:1000:\n"
+
+
+def test_a_file_made_once_is_never_planned_again():
+    once = ManagedFile("etc/pkg/a.conf", "example\n", 0o644, once=True)
+    edited = FileState(b"the domU's\n", 0o600, 5, 5)
+    assert plan([once], {"etc/pkg/a.conf": edited}) == []
+    (change,) = plan([once], {"etc/pkg/a.conf": None})
+    assert change.new == FileState(b"example\n", 0o644, 0, 0)
+
+
 # -- built and converged images ---------------------------------------------------------------
 
 
@@ -238,12 +287,17 @@ def test_a_converge_adds_a_new_packages_setup_and_keeps_the_domus_edits(site, tm
             b"# FILE: etc/domusweb.conf c share/examples/rc.d/extra 0644\n"
         },
     )
-    packages = site.data["domains"]["db1"]["pkg"]["source"]["packages"]
-    packages.append(str(tmp_path / "domus-extra-1.0.tgz"))
+    for name in ("db1", "www1"):
+        packages = site.data["domains"][name]["pkg"]["source"]["packages"]
+        packages.append(str(tmp_path / "domus-extra-1.0.tgz"))
     site.save()
     run = site.doit()
     assert run.returncode == 0, run.stdout + run.stderr
-    assert run.ran == {"pkg:db1", "local:db1"}
+    assert run.ran == {"pkg:db1", "local:db1", "pkg:www1", "local:www1"}
+    www1 = ImageReader(site.image("www1", "local.img"), "ffs")  # rewritten through makefs
+    assert "extra:*:1001:1001::0:0:" in www1.text("etc/master.passwd")
+    assert www1.stat("etc/rc.d/extra").mode == 0o755
+    check_setup(www1, ImageReader(site.image("www1", "pkg.img"), "ffs"))
     local = ImageReader(image, "ext2fs")
     assert local.read("etc/pkg/domusweb.conf") == b"listen 8080\n"  # the domU's edit stays
     assert "extra:*:1001:1001::0:0:domus-extra extra user:/nonexistent:/sbin/nologin\n" in (

@@ -64,13 +64,12 @@ def package_setup_record(domu: DomU) -> dict[str, object] | None:
     """What the domU's package set asks of local.img (tasks.pkgsrc.setup): its +INSTALL data
     lines, read once per package file. A package that cannot be read is recorded as such, and
     the build says why."""
-    from tasks.pkgsrc.setup import setup_of
+    from tasks.pkgsrc.setup import setup_inputs
 
     try:
-        setup = setup_of(domu.pkg.source)
+        return setup_inputs(domu.pkg.source)
     except DomusError as error:
         return {"error": error.message}
-    return setup.plain() if setup is not None else None
 
 
 def template_files(templates: Templates) -> dict[str, Path]:

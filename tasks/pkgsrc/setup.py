@@ -32,11 +32,10 @@ import functools
 import re
 import tarfile
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from tasks.errors import DomusError
-from tasks.pkgsrc.install import GROUPS, USERS
 from tasks.pkgsrc.packages import PREFIX, open_package, plan, read_packing_list
 from tasks.site import PkgSource
 
@@ -96,15 +95,6 @@ class PackageSetup:
     users: tuple[User, ...] = ()
     dirs: tuple[SetupDir, ...] = ()
     files: tuple[SetupFile, ...] = ()
-
-    def plain(self) -> dict[str, object]:
-        """What a local.img's inputs record of it: every field, the files by member name."""
-        return {
-            "groups": [asdict(group) for group in self.groups],
-            "users": [asdict(user) for user in self.users],
-            "dirs": [asdict(directory) for directory in self.dirs],
-            "files": [{**asdict(file), "package": file.package.name} for file in self.files],
-        }
 
 
 # -- reading +INSTALL -------------------------------------------------------------------------
@@ -268,6 +258,8 @@ def _owner(name: str, table: _Ids, where: str) -> int:
 
 def account_tables(setup: PackageSetup) -> tuple[dict[str, int], dict[str, int]]:
     """Every user and group name a package's file may be owned by, with its number."""
+    from tasks.pkgsrc.install import GROUPS, USERS
+
     users = {**USERS, **{user.name: user.uid for user in setup.users}}
     groups = {**GROUPS, **{group.name: group.gid for group in setup.groups}}
     return users, groups
@@ -275,6 +267,9 @@ def account_tables(setup: PackageSetup) -> tuple[dict[str, int], dict[str, int]]
 
 def package_setup(packages: Sequence[Path]) -> PackageSetup:
     """The setup the site's `packages` (and the dependencies found for them) ask for."""
+    # NetBSD's standard accounts are the installer's table, which an action alone loads.
+    from tasks.pkgsrc.install import GROUPS, USERS
+
     planned = plan(packages)
     scripts = [(p.name, read_install_script(p.path)) for p in planned]
     users, groups = _Ids("user", USERS), _Ids("group", GROUPS)
@@ -354,6 +349,25 @@ def example(file: SetupFile) -> tuple[bytes, int]:
         "a file of the package",
         hint="the package's +INSTALL and its files disagree; rebuild the package",
     )
+
+
+def setup_inputs(source: PkgSource) -> dict[str, dict[str, list[str]]] | None:
+    """What a domU's setup is made from, without making it (no package is unpacked): per
+    package, its +INSTALL data lines and what it installs below /usr/pkg/etc. The numbers
+    follow from these alone, so local.img's inputs record them."""
+    if source.tree is not None or not source.packages:
+        return None
+    inputs: dict[str, dict[str, list[str]]] = {}
+    for entry in plan(source.packages):
+        plist = read_packing_list(entry.path)
+        sysconf = [d for d in plist.dirs if local_path(absolute(d)) is not None]
+        sysconf += [
+            f"{f.path} {f.mode} {f.owner} {f.group}"
+            for f in plist.files
+            if local_path(absolute(f.path)) is not None
+        ]
+        inputs[entry.name] = {**data_lines(read_install_script(entry.path)), "sysconf": sysconf}
+    return inputs
 
 
 def setup_of(source: PkgSource) -> PackageSetup | None:

@@ -35,6 +35,7 @@ echo this is never run
 # DIR: share/domusweb/cache m 0700 domusweb domusweb
 # FILE: /etc/rc.d/domusweb cr share/examples/rc.d/domusweb 0755
 # FILE: etc/domusweb.conf c share/examples/domusweb/domusweb.conf 0640 root domusweb
+# FILE: share/domusweb/default.conf cf share/examples/domusweb/domusweb.conf 0600 domusweb
 """
 RC_SCRIPT = b"#!/bin/sh\n# PROVIDE: domusweb\n. /etc/rc.subr\nname=domusweb\nrun_rc_command $1\n"
 CONFIG = b"listen 80\n"
@@ -49,6 +50,7 @@ def make_web(path: Path, *, install: bytes = WEB_INSTALL, name: str = "domus-web
             "share/examples/rc.d/domusweb": RC_SCRIPT,
             "share/examples/domusweb/domusweb.conf": CONFIG,
             "share/domusweb/htdocs/index.html": b"hi\n",
+            "etc/domusweb/mime.types": b"text/html html\n",  # installed into PKG_SYSCONFDIR
         },
         meta={"+INSTALL": install},
         owners={"share/domusweb/htdocs/index.html": ("domusweb", "domusweb")},
@@ -152,8 +154,12 @@ def test_files_of_a_packages_own_user_are_owned_by_the_id_the_setup_gives(tmp_pa
     assert tree.entry("share/domusweb/htdocs/index.html") == Entry("file", 0o644, 1000, 1000)
     # DIRs below /usr/pkg are the same for every domU: made in pkg.img
     assert tree.entry("share/domusweb/cache") == Entry("dir", 0o700, 1000, 1000)
-    # PKG_SYSCONFDIR leads to each domU's own /etc/pkg
+    # REQD_FILES below /usr/pkg: the same for every domU, copied once into pkg.img
+    assert tree.entry("share/domusweb/default.conf") == Entry("file", 0o600, 1000, 0)
+    assert tree.host_path("share/domusweb/default.conf").read_bytes() == CONFIG
+    # PKG_SYSCONFDIR leads to each domU's own /etc/pkg, where the package's files go
     assert tree.entry("etc") == Entry("link", 0o755, link="/etc/pkg")
+    assert [path for path in tree.entries if path.startswith("etc/")] == []
 
 
 def test_owner_of_a_user_no_package_makes_is_still_refused(tmp_path):
@@ -261,6 +267,7 @@ def check_setup(local: ImageReader, pkg: ImageReader, *, config_made: bool = Tru
         assert (conf.type, conf.mode, conf.uid, conf.gid) == ("file", 0o640, 0, gid)
         assert local.read("etc/pkg/domusweb.conf") == CONFIG
     assert pkg.stat("etc").link == "/etc/pkg"  # /usr/pkg/etc/domusweb.conf is the domU's
+    assert local.read("etc/pkg/domusweb/mime.types") == b"text/html html\n"
 
 
 def test_each_domu_using_the_package_gets_its_setup(site):

@@ -11,6 +11,7 @@ from tasks.pkgsrc.setup import (
     SYSCONFDIR,
     PackageSetup,
     account_tables,
+    example,
     package_setup,
     pkg_path,
 )
@@ -27,21 +28,27 @@ def setup_pkg(source: PkgSource, staging: Path, cache: Path) -> Tree:
     if source.packages:
         setup = package_setup(source.packages)
         install_packages(tree, source.packages, cache, account_tables(setup))
-        make_package_dirs(tree, setup)
+        make_package_setup(tree, setup)
         link_sysconfdir(tree)
     return tree
 
 
-def make_package_dirs(tree: Tree, setup: PackageSetup) -> None:
-    """The packages' `# DIR:` directories below /usr/pkg (outside /usr/pkg/etc): the same for
-    every domU of the set, so made once here, with their mode and owner."""
+def make_package_setup(tree: Tree, setup: PackageSetup) -> None:
+    """The packages' `# DIR:` directories and copied `# FILE:`s below /usr/pkg (outside
+    /usr/pkg/etc): the same for every domU of the set, so made once here, with their mode
+    and owner (REQD_FILES and the like)."""
     for directory in setup.dirs:
         path = pkg_path(directory.path)
-        if path is None or path in tree:
-            continue
-        ensure_dirs(tree, path)
-        mode = 0o755 if directory.mode is None else directory.mode
-        tree.mkdir(path, mode, directory.uid, directory.gid)
+        if path is not None and path not in tree:
+            ensure_dirs(tree, path)
+            mode = 0o755 if directory.mode is None else directory.mode
+            tree.mkdir(path, mode, directory.uid, directory.gid)
+    for file in setup.files:
+        path = pkg_path(file.path)
+        if path is not None and path not in tree:
+            data, mode = example(file)
+            ensure_dirs(tree, path)
+            tree.write_bytes(path, data, mode, file.uid, file.gid)
 
 
 def link_sysconfdir(tree: Tree) -> None:

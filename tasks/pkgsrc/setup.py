@@ -357,8 +357,14 @@ def setup_inputs(source: PkgSource) -> dict[str, dict[str, list[str]]] | None:
     follow from these alone, so local.img's inputs record them."""
     if source.tree is not None or not source.packages:
         return None
+    return _setup_inputs(source.packages)
+
+
+# Per run: many domUs share one package list, and the files do not change while doit loads.
+@functools.lru_cache(maxsize=256)
+def _setup_inputs(packages: tuple[Path, ...]) -> dict[str, dict[str, list[str]]]:
     inputs: dict[str, dict[str, list[str]]] = {}
-    for entry in plan(source.packages):
+    for entry in plan(packages):
         plist = read_packing_list(entry.path)
         sysconf = [d for d in plist.dirs if local_path(absolute(d)) is not None]
         sysconf += [

@@ -21,6 +21,9 @@ from tasks.tree import Entry, Tree
 from tests.image_reader import ImageReader
 from tests.pkgsrc_fixture import make_package
 from tests.sites import Site
+from tests.test_status import changed, domus, status
+
+WHAT_CHANGES = (("pkg", "new generation"), ("local", "converge"))
 
 # What pkgsrc writes for PKG_GROUPS, PKG_USERS, OWN_DIRS_PERMS, RCD_SCRIPTS and
 # CONF_FILES_PERMS (mk/pkginstall/bsd.pkginstall.mk), with the script text around it.
@@ -240,7 +243,8 @@ def site(tmp_path) -> Site:
     www1["pkg"]["source"]["packages"] = [*www1["pkg"]["source"]["packages"], str(web)]
     site.data["domains"]["db1"].setdefault("pkg", {})["source"] = {"packages": [str(web)]}
     site.save()
-    site.build()
+    run = domus(site, "build")  # as an operator does: status reads what it records
+    assert run.returncode == 0, run.stdout + run.stderr
     return site
 
 
@@ -298,6 +302,12 @@ def test_a_converge_adds_a_new_packages_setup_and_keeps_the_domus_edits(site, tm
         packages = site.data["domains"][name]["pkg"]["source"]["packages"]
         packages.append(str(tmp_path / "domus-extra-1.0.tgz"))
     site.save()
+    items = status(site)
+    assert changed(items) == {(n, i): a for n in ("db1", "www1") for i, a in WHAT_CHANGES}
+    assert (
+        'packages.domus-extra-1.0.USER: (unset) -> ["extra:extra"]'
+        in (items[("db1", "local")]["why"])
+    )
     run = site.doit()
     assert run.returncode == 0, run.stdout + run.stderr
     assert run.ran == {"pkg:db1", "local:db1", "pkg:www1", "local:www1"}

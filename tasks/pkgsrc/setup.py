@@ -41,14 +41,13 @@ from tasks.site import PkgSource
 
 SYSCONFDIR = f"{PREFIX}/etc"  # pkgsrc's default PKG_SYSCONFDIR
 LOCAL_SYSCONFDIR = "etc/pkg"  # where /usr/pkg/etc leads, in local.img: the domU's /etc/pkg
-# Where a path in the domU lies on local.img: the null mounts of the boot hook.
-LOCAL_TOPS = ("etc", "var", "tmp")
+# What of the domU lies on local.img: the null mounts of the boot hook, the directories
+# tasks.recipes.local copies (MUTABLE_DIRS; not imported: this module is read as doit loads).
+LOCAL_TOPS = ("etc", "tmp", "var")
 # useradd(8) and groupadd(8) without -u or -g: the lowest free id from 1000 to 60000.
 FIRST_ID, LAST_ID = 1000, 60000
 # pkgsrc's _PKG_USER_HOME and _PKG_USER_SHELL (NOLOGIN) on NetBSD.
 USER_HOME, USER_SHELL = "/nonexistent", "/sbin/nologin"
-RC_MODE = 0o755  # RCD_SCRIPTS_MODE
-ACCOUNT_FILES = ("etc/group", "etc/master.passwd", "etc/passwd")
 
 _LINE = re.compile(r"# (USER|GROUP|DIR|FILE): (.*)")
 

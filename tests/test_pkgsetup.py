@@ -3,6 +3,7 @@ scripts and configuration files of its +INSTALL data lines (pkgsrc's mk/pkginsta
 
 from __future__ import annotations
 
+import logging
 import subprocess
 from pathlib import Path
 
@@ -212,6 +213,18 @@ def test_a_site_template_wins_over_the_packages_example(tmp_path):
         "etc/pkg/domusweb.conf", CONFIG.decode(), 0o640, 0, 1000, once=True
     )
     assert managed["etc/group"].text == "domusweb:*:1000:\n"
+
+
+def test_a_directory_neither_on_local_img_nor_in_pkg_img_is_logged_not_made(tmp_path, caplog):
+    install = WEB_INSTALL + b"# DIR: /home/domusweb m 0700 domusweb\n"
+    setup = package_setup([make_web(tmp_path / "domus-web-1.0.tgz", install=install)])
+    local = local_tree(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="tasks.recipes.pkgsetup"):
+        apply_package_setup(local, setup)
+
+    assert "directory /home/domusweb is neither on local.img nor in pkg.img" in caplog.text
+    assert "home" not in local
+    assert "var/domusweb" in local
 
 
 def test_a_file_made_once_is_never_planned_again():

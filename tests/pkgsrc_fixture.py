@@ -112,16 +112,21 @@ def make_package(
     *,
     pkgdirs: Iterable[str] = (),
     meta: Mapping[str, bytes] | None = None,
+    owners: Mapping[str, tuple[str, str]] | None = None,
 ) -> None:
     """Write a well-formed package `name` (name-version) installing `files` under /usr/pkg.
 
     +CONTENTS has @name, @pkgdep, @cwd, each file followed by its `@comment MD5:` (or
     `@comment Symlink:`), @pkgdir, and the metadata files as `@ignore` entries, as pkg_create
-    writes it with `-I /usr/pkg`. `meta` adds or replaces metadata files (e.g. +INSTALL).
+    writes it with `-I /usr/pkg`. `meta` adds or replaces metadata files (e.g. +INSTALL);
+    `owners` gives a file an `@owner` and `@group` (user, group), as SPECIAL_PERMS does.
     """
     plist = [f"@name {name}", *(f"@pkgdep {d}" for d in depends), f"@cwd {PREFIX}"]
     size = 0
     for file, content in sorted(files.items()):
+        owner = (owners or {}).get(file)
+        if owner is not None:
+            plist += [f"@owner {owner[0]}", f"@group {owner[1]}"]
         plist.append(file)
         if isinstance(content, Symlink):
             plist.append(f"@comment Symlink:{content.target}")
@@ -130,6 +135,8 @@ def make_package(
             data = content[0] if isinstance(content, tuple) else content
             plist.append(f"@comment MD5:{hashlib.md5(data, usedforsecurity=False).hexdigest()}")
             size += len(data)
+        if owner is not None:
+            plist += ["@owner", "@group"]
     plist += [f"@pkgdir {d}" for d in pkgdirs]
     extra = {
         "+COMMENT": comment.encode() + b"\n",

@@ -36,7 +36,9 @@ from tasks.images.working_copy import working_copy
 from tasks.keyfiles import params_path
 from tasks.keys import local_params
 from tasks.log import note
+from tasks.pkgsrc.setup import PackageSetup, setup_of
 from tasks.recipes.local import RC_CONF, managed_files
+from tasks.recipes.pkgsetup import package_paths, with_package_setup
 from tasks.render import Templates
 from tasks.site import DomU, Layout, Site
 from tasks.sizes import format_size
@@ -238,13 +240,19 @@ def changes_for(
     templates: Templates,
     context: Mapping[str, object],
     rc_vars: Mapping[str, str],
+    setup: PackageSetup | None = None,
 ) -> list[Change]:
     paths = [*templates.names("local"), RC_CONF]
+    if setup is not None:
+        paths += package_paths(setup)
     current = files.read_all(sorted(set(paths)))
     rc_conf = current.get(RC_CONF)
     wanted = managed_files(
         templates, context, rc_vars, decode(rc_conf.data) if rc_conf is not None else None
     )
+    if setup is not None:
+        texts = {path: decode(state.data) for path, state in current.items() if state is not None}
+        wanted = with_package_setup(wanted, setup, texts)
     return plan(wanted, current)
 
 
@@ -270,6 +278,7 @@ def converge(
         method = how(domu.local.fs, site.blockdev.backend, domu.local_encrypted)
     except DomusError as error:
         raise refusal(domu, image, changed, error.message, error.hint) from None
+    setup = setup_of(domu.pkg.source)
     start = time.monotonic()
     keep = site.converge.keep_backups
     # SIGTERM unwinds like Ctrl-C: unmount and detach, remove the unfinished copy
@@ -277,13 +286,13 @@ def converge(
         extra = 0
         if dry_run or method != "sealed":  # a sealed image is read once, from its plaintext
             with image_files(site, domu, layout, readonly=True, method=method) as files:
-                changes = changes_for(files, templates, context, dict(domu.rc_conf))
+                changes = changes_for(files, templates, context, dict(domu.rc_conf), setup)
                 if changes and not dry_run:
                     extra = require_image_room(image, changes, files)
             if dry_run or not changes:
                 return changes
         with image_files(site, domu, layout, readonly=False, method=method, extra=extra) as files:
-            changes = changes_for(files, templates, context, dict(domu.rc_conf))
+            changes = changes_for(files, templates, context, dict(domu.rc_conf), setup)
             if not changes:
                 return changes
             require_image_room(image, changes, files)

@@ -46,7 +46,7 @@ def wanted(
         data = file.text.encode(ENCODING, ERRORS)
         old = current.get(file.path)
         if file.mode is not None:
-            states[file.path] = FileState(data, file.mode, 0, 0)
+            states[file.path] = FileState(data, file.mode, file.uid, file.gid)
         elif old is not None:
             states[file.path] = FileState(data, old.mode, old.uid, old.gid)
         else:
@@ -55,11 +55,13 @@ def wanted(
 
 
 def plan(files: Sequence[ManagedFile], current: Mapping[str, FileState | None]) -> list[Change]:
-    """The changes that make the image's managed files what the site says, in path order."""
+    """The changes that make the image's managed files what the site says, in path order;
+    a file made once is only made where the image has none."""
+    present = {file.path for file in files if file.once and current.get(file.path) is not None}
     return [
         Change(path, current.get(path), state)
         for path, state in sorted(wanted(files, current).items())
-        if current.get(path) != state
+        if current.get(path) != state and path not in present
     ]
 
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from doit.tools import config_changed
 
 from tasks.actions import Deferred
+from tasks.errors import DomusError
 from tasks.locks import image_lock
 from tasks.render import Templates
 from tasks.site import DomU, Layout, Site
@@ -55,7 +56,20 @@ def context(site: Site, domu: DomU) -> dict[str, object]:
             "keylength": domu.swap.keylength,
         },
         "rc_conf": dict(domu.rc_conf),
+        "packages": package_setup_record(domu),
     }
+
+
+def package_setup_record(domu: DomU) -> dict[str, object] | None:
+    """What the domU's package set asks of local.img (tasks.pkgsrc.setup): its +INSTALL data
+    lines, read once per package file. A package that cannot be read is recorded as such, and
+    the build says why."""
+    from tasks.pkgsrc.setup import setup_inputs
+
+    try:
+        return setup_inputs(domu.pkg.source)
+    except DomusError as error:
+        return {"error": error.message}
 
 
 def template_files(templates: Templates) -> dict[str, Path]:
@@ -158,7 +172,9 @@ def build(
     from tasks.images.publish import publishing
     from tasks.inputs import make_record, write_record
     from tasks.log import note
+    from tasks.pkgsrc.setup import setup_of
     from tasks.recipes.local import setup_local
+    from tasks.recipes.pkgsetup import apply_package_setup
     from tasks.tree import Tree
 
     start = time.monotonic()
@@ -175,6 +191,9 @@ def build(
         stage = layout.work_stage("local", domu.name)
         root = Tree.load(layout.root_stage, layout.root_manifest)
         tree = setup_local(root, stage, templates, config, dict(domu.rc_conf))
+        setup = setup_of(domu.pkg.source)
+        if setup is not None:
+            apply_package_setup(tree, setup)
         write_record(image, record)
         with publishing(image) as partial:
             write_local_image(site, domu, tree, partial)

@@ -17,7 +17,9 @@ Which packages, in which order, is tasks.pkgsrc.packages's answer.
 Not done, on purpose:
 - +INSTALL scripts and @exec lines are not run (they are logged). They are NetBSD commands,
   and what they do (add users and groups, copy example configuration into place) belongs to
-  the domU, not to an image built on another host.
+  the domU, not to an image built on another host: tasks.pkgsrc.setup reads the script's data
+  lines and each domU's local.img gets that setup; here a file may be owned by the users and
+  groups it adds.
 
 File contents are extracted once per package file into a cache and the tree's files are hard
 links into it, so rebuilding an image does not extract the packages again.
@@ -31,7 +33,7 @@ import os
 import shutil
 import tarfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from tasks.btree_db import write_btree
@@ -193,9 +195,14 @@ def _makedirs(tree: Tree, path: str) -> None:
     tree.mkdir(path, 0o755)
 
 
-def _id(command: str, name: str | None, member_name: str, member_id: int, package: str) -> int:
+Accounts = tuple[Mapping[str, int], Mapping[str, int]]  # users and groups: name -> id
+
+
+def _id(
+    command: str, name: str | None, member_name: str, member_id: int, package: str, ids: Accounts
+) -> int:
     """The uid (`command` "owner") or gid ("group") a file gets in the image."""
-    table, what = (USERS, "user") if command == "owner" else (GROUPS, "group")
+    table, what = (ids[0], "user") if command == "owner" else (ids[1], "group")
     if name is None:
         # As pkg_add (libarchive) does: the member's own name where NetBSD knows it, else
         # its number.
@@ -203,21 +210,21 @@ def _id(command: str, name: str | None, member_name: str, member_id: int, packag
     if name not in table:
         raise DomusError(
             f"{package}: @{command} {name}: {what} {name!r} is not one of NetBSD's standard "
-            f"{what}s",
-            hint=f"known {what}s: {', '.join(table)}; a package's own {what}s are made by "
-            "its +INSTALL script, which domus does not run",
+            f"{what}s, nor made by a package of the set (a `# {what.upper()}:` line of its "
+            "+INSTALL)",
+            hint=f"known {what}s: {', '.join(table)}",
         )
     return table[name]
 
 
-def _install_files(tree: Tree, package: Package, unpacked: Path) -> None:
+def _install_files(tree: Tree, package: Package, unpacked: Path, ids: Accounts) -> None:
     placed: set[str] = set()
     now = time.time()
     for file in package.plist.files:
         member = package.members[file.path]
         _makedirs(tree, parent_of(file.path))
-        uid = _id("owner", file.owner, member.uname, member.uid, package.name)
-        gid = _id("group", file.group, member.gname, member.gid, package.name)
+        uid = _id("owner", file.owner, member.uname, member.uid, package.name, ids)
+        gid = _id("group", file.group, member.gname, member.gid, package.name, ids)
         if member.type == "file":
             tree.add_file(file.path, unpacked / file.path, member.mode, uid, gid)
         elif member.type == "link":
@@ -304,9 +311,12 @@ def byfile_records(packages: Iterable[PackingList]) -> dict[bytes, bytes]:
     return {k.encode() + b"\0": v.encode() + b"\0" for k, v in records.items()}
 
 
-def install_packages(tree: Tree, packages: Sequence[Path], cache: Path) -> list[str]:
+def install_packages(
+    tree: Tree, packages: Sequence[Path], cache: Path, ids: Accounts = (USERS, GROUPS)
+) -> list[str]:
     """Install the site's `packages` and the dependencies they lack into `tree` (whose top is
-    /usr/pkg), as pkg_add would; return the names installed, in order."""
+    /usr/pkg), as pkg_add would; return the names installed, in order. `ids`: the users and
+    groups a file may be owned by (tasks.pkgsrc.setup adds the packages' own)."""
     installed = _installed(tree)
     owners = {f.path: name for name, plist in installed.items() for f in plist.files}
     names: list[str] = []
@@ -330,7 +340,7 @@ def install_packages(tree: Tree, packages: Sequence[Path], cache: Path) -> list[
             not_run.append("+INSTALL")
         if not_run:
             log.warning("%s: not run at image build time: %s", package.name, "; ".join(not_run))
-        _install_files(tree, package, _unpack(package, cache))
+        _install_files(tree, package, _unpack(package, cache), ids)
         _register(tree, package, installed)
         if planned.automatic:
             _mark_automatic(tree, package.name)

@@ -78,11 +78,16 @@ def _edit(tree: Tree, path: str, edit: Callable[[str], str]) -> None:
 
 @dataclass(frozen=True)
 class ManagedFile:
-    """A file domus owns in a local image; mode None keeps the image's own (rc.conf's)."""
+    """A file domus owns in a local image; mode None keeps the image's own (rc.conf's).
+    A file made `once` (a package's configuration) is written where it is missing and never
+    again: from then on it is the domU's."""
 
     path: str
     text: str
     mode: int | None
+    uid: int = 0
+    gid: int = 0
+    once: bool = False
 
 
 def managed_files(

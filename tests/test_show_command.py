@@ -74,7 +74,10 @@ def test_ls_lists_mode_owner_size_and_mtime_like_ls(site):
 def test_ls_shows_symlinks_and_the_top_of_a_pkg_image(site):
     done = run(site, "ls", "pkg:www1:/")
     assert done.returncode == 0, done.stderr
-    assert [line.split()[-1] for line in done.stdout.splitlines()] == ["bin", "pkgdb", "share"]
+    names = [line.split()[-1] for line in done.stdout.splitlines()]
+    # /usr/pkg/etc is each domU's own /etc/pkg (a package's config files live there)
+    assert names == ["bin", "/etc/pkg", "pkgdb", "share"]
+    assert "etc -> /etc/pkg" in done.stdout
     root = run(site, "ls", "root:/").stdout
     assert "drwxrwxrwt  0 0  512" in root  # /tmp, sticky
 

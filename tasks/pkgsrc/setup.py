@@ -320,7 +320,7 @@ def package_setup(packages: Sequence[Path]) -> PackageSetup:
                         absolute(file.path),
                         entry.path,
                         file.path,
-                        file.mode,
+                        None,  # the archive's mode, as pkg_add leaves it (@mode is not applied)
                         _owner(file.owner or "", users, name),
                         _owner(file.group or "", groups, name),
                     ),
@@ -367,7 +367,7 @@ def _setup_inputs(packages: tuple[Path, ...]) -> dict[str, dict[str, list[str]]]
         plist = read_packing_list(entry.path)
         sysconf = [d for d in plist.dirs if local_path(absolute(d)) is not None]
         sysconf += [
-            f"{f.path} {f.mode} {f.owner} {f.group}"
+            f"{f.path} {f.owner} {f.group}"
             for f in plist.files
             if local_path(absolute(f.path)) is not None
         ]

@@ -251,3 +251,11 @@ def test_task_names_read_well(site):
     listing = site.doit("list", "--all").stdout.split()
     for name in ["root", "local:www1", "pkg:www1", "swap:www1", "xen:www1", "local:db1"]:
         assert name in listing
+
+
+@pytest.mark.parametrize("name", ["www1", "db1"])
+def test_every_local_image_rebuilds_the_password_databases_at_boot(site, name):
+    local = local_reader(site, name)
+    script = local.stat("etc/rc.d/pwd_mkdb")
+    assert (script.type, script.mode, script.uid, script.gid) == ("file", 0o555, 0, 0)
+    assert "\t\tpwd_mkdb -p /etc/master.passwd\n" in local.text("etc/rc.d/pwd_mkdb")

@@ -11,10 +11,15 @@ from tasks.tree import Tree, parent_of
 # Secrets and cgd parameters are root's alone; everything else is world-readable.
 PRIVATE_DIRS = {"etc/cgd"}
 PRIVATE_FILES = ("etc/cgd/",)
+# NetBSD installs its rc.d scripts 0555 (etc/rc.d/Makefile: FILESMODE=${BINMODE}), and
+# rc.subr's run_rc_script ignores one that is not executable.
+RC_D_SCRIPTS = ("etc/rc.d/",)
 
 
 def file_mode(path: str) -> int:
-    return 0o600 if path.startswith(PRIVATE_FILES) else 0o644
+    if path.startswith(PRIVATE_FILES):
+        return 0o600
+    return 0o555 if path.startswith(RC_D_SCRIPTS) else 0o644
 
 
 def dir_mode(path: str) -> int:

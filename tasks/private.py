@@ -4,14 +4,14 @@ A domU's local.img is its state (its passwords, ssh host keys, mail) and its swa
 it paged out; a reprovision's dated backup, a rewriting converge's kept image and a moved
 domU's copy are the same bytes. Each is created 0600 (tasks/images/publish.py) in its
 domU's directory, itself 0700, whatever the umask. Images made before that are tightened
-by the next build (a no-op one too), converge or nightly run: a stat per image and per
-directory, no reading. root.img and
-the pkg.img generations are shared and hold nothing of one domU: they stay world-readable.
+by the next build, converge or nightly run (a stat per image and per directory, nothing
+read); a no-op build (tasks/noop.py) stats each domU's directory. root.img and the pkg.img
+generations are shared and hold nothing of one domU: they stay world-readable.
 
-Plaintext of an encrypted image lives in a private directory of its own
-(tasks/images/plaintext.py); mount points under a 0700 directory (tasks/blockdev).
+Plaintext taken out of an image lives in a private directory of its own
+(tasks/images/plaintext.py); mount points are under a 0700 directory (tasks/blockdev).
 
-This module imports only the standard library: a no-op build runs it (tasks/noop.py).
+This module imports only the standard library: a no-op build runs it.
 """
 
 from __future__ import annotations
@@ -74,9 +74,11 @@ def is_private_image(name: str) -> bool:
     return name.endswith(".img") and name != "pkg.img" and not name.startswith(".")
 
 
-def make_images_private(images: Path) -> bool:
+def make_images_private(images: Path, *, every_image: bool = True) -> bool:
     """Every domU directory under `images` (moved-away ones too) 0700 and every image in it
-    0600, each said on stderr; whether any was not."""
+    0600, each said on stderr; whether any was not. Unless `every_image`, only the images
+    of a directory that was not private are looked at: a stat per domU (a no-op build,
+    whose record notices an image of its own whose mode changed)."""
     changed = False
     try:
         tops = list(os.scandir(images))
@@ -88,6 +90,8 @@ def make_images_private(images: Path) -> bool:
         if _tightened(top.path, top.stat(follow_symlinks=False), PRIVATE_DIR):
             _said(top.path, PRIVATE_DIR)
             changed = True
+        elif not every_image:
+            continue  # none but root reaches them
         for entry in os.scandir(top.path):
             if not is_private_image(entry.name) or not entry.is_file(follow_symlinks=False):
                 continue

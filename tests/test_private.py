@@ -113,7 +113,7 @@ def test_images_made_readable_are_tightened_by_the_next_no_op_build(tmp_path, um
     assert again.stdout.startswith("0 built") and "readable" not in again.stderr
 
 
-def test_the_pass_over_existing_images_only_stats_them(tmp_path):
+def test_the_pass_over_existing_images_stats_them_and_reads_nothing(tmp_path):
     from tasks.private import make_images_private
 
     images = tmp_path / "images"
@@ -129,6 +129,13 @@ def test_the_pass_over_existing_images_only_stats_them(tmp_path):
     assert mode(images / "www1" / "local.img") == 0o000  # tightened only, never loosened
     assert mode(images / "generations" / "pkg" / "pkg.img") == 0o644  # shared
     assert mode(images / "www1" / "local.img.inputs.json") == 0o644  # not an image
+    backup = images / "www1" / "local-20260101T000000.img"
+    backup.write_bytes(b"")
+    backup.chmod(0o644)
+    # a no-op build stats the directory only: none but root reaches into it
+    assert make_images_private(images, every_image=False) is False
+    assert make_images_private(images) is True
+    assert mode(backup) == 0o600
 
 
 def test_reprovision_backups_are_0600(tmp_path, umask):

@@ -207,10 +207,14 @@ def test_a_killed_check_leaves_its_plaintext_only_in_its_private_directory(seale
     assert mode(plain) == 0o700
     assert {p for p in files_under(site.output) - before if plain not in p.parents} == set()
     assert [mode(p) for p in plain.iterdir()] == [0o600]
+    legacy = site.image(".domus-check-k2x9a1")  # what a check killed before this left
+    legacy.mkdir(mode=0o700)
+    (legacy / "local.plain").write_bytes(b"the domU's state")
     run = domus(site, "check", "db1")
     assert run.returncode == 0, run.stdout + run.stderr
-    assert f"domus: removed {plain}, plaintext a killed run left" in run.stderr
-    assert not plain.exists()
+    for left in (plain, legacy):
+        assert f"domus: removed {left}, plaintext a killed run left" in run.stderr
+        assert not left.exists()
     assert files_under(site.output) == before
 
 

@@ -89,6 +89,10 @@ def unchanged_build(args: argparse.Namespace) -> bool:
     record = unchanged(args.config)
     if record is None:
         return False
+    from tasks.private import make_images_private
+
+    if make_images_private(Path(record["output"]) / "images", every_image=False):
+        return False  # the record holds the modes they had: doit records the new ones
     print(f"0 built, {record['tasks']} up to date in 0.0 s")
     return True
 

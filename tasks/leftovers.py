@@ -20,6 +20,7 @@ from pathlib import Path
 from tasks.site import Layout
 
 PREFIX = ".plaintext."  # a private directory of plaintext (tasks/images/plaintext.py)
+LEGACY_CHECK = ".domus-check-"  # a check's plain copy before it used PREFIX
 
 # the plain files of domus versions that kept plaintext beside the image
 _SUFFIXES = (".partial", ".part", ".plain", ".partial.spec")
@@ -38,12 +39,16 @@ def _alive(pid: int) -> bool:
 
 
 def dead_dirs(images: Path) -> list[Path]:
-    """The private directories under `images` whose process is gone."""
-    found = []
-    for path in sorted(images.glob(f"*/{PREFIX}*")) + sorted(images.glob(f"{PREFIX}*")):
-        pid = path.name[len(PREFIX) :]
-        if pid.isdigit() and not _alive(int(pid)):
-            found.append(path)
+    """The private directories under `images` whose process is gone: beside a domU's
+    images, root.img or a generation's image (`./domus show` of an ext2fs one); and those
+    of older checks (.domus-check-*, named after no process), which only a kill left, as
+    no check makes them any more."""
+    found = sorted(images.glob(f"{LEGACY_CHECK}*"))
+    for pattern in (f"{PREFIX}*", f"*/{PREFIX}*", f"generations/*/*/{PREFIX}*"):
+        for path in sorted(images.glob(pattern)):
+            pid = path.name[len(PREFIX) :]
+            if pid.isdigit() and not _alive(int(pid)):
+                found.append(path)
     return found
 
 

@@ -15,6 +15,7 @@ from tasks import noop
 from tasks.blockdev.records import any_left as attachments_left
 from tasks.errors import DomusError, SiteError, print_error
 from tasks.locks import hold_run_lock
+from tasks.private import make_images_private, make_private_directories
 from tasks.render import Templates
 from tasks.reporter import Reporter
 from tasks.site import DEFAULT_SITE, Layout, Site, load_site
@@ -28,7 +29,8 @@ handed: Build | None = None  # set by tasks.doit_run for the dodo.py it loads
 def start_run(layout: Layout, *, generations: bool = True) -> None:
     """The run lock held (LockHeld when another run has it), then what a killed run left
     undone put right before any work: images it left attached or mounted, files it left
-    half-written (the generations' too, unless the caller reports those itself)."""
+    half-written (the generations' too, unless the caller reports those itself); and the
+    domUs' images private, even those made before domus made them so (tasks/private.py)."""
     layout.output.mkdir(parents=True, exist_ok=True)
     hold_run_lock(layout.locks)
     noop.forget(layout.output)  # this run may change what the record of the last one says
@@ -39,6 +41,7 @@ def start_run(layout: Layout, *, generations: bool = True) -> None:
     from tasks.leftovers import remove_half_written
 
     remove_half_written(layout, generations=generations)
+    make_images_private(layout.images)
 
 
 def read_only(args: Sequence[str]) -> bool:
@@ -101,6 +104,8 @@ class Build:
 
     def take_run_lock(self) -> None:
         start_run(self.layout)
+        # before any task puts a file there (a pkg.img link, an inputs record)
+        make_private_directories([self.layout.domu_dir(d.name) for d in self.site.domus])
         self.ensure_keys()
 
     def ensure_keys(self) -> None:

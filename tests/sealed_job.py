@@ -1,10 +1,11 @@
 """`./domus converge NAME` of an encrypted local image, stopped at a chosen point so a test
-can SIGKILL it there.
+can SIGKILL it there; or `./domus check NAME`, stopped once it has decrypted the image.
 
     python -m tests.sealed_job SITE NAME MARK POINT
         POINT decrypted: the plaintext copy is whole; converged: the plaintext is
         converged, nothing sealed yet; sealed: the new sealed image is written beside the
-        old one, not yet renamed over it. At POINT, write MARK and wait to be killed.
+        old one, not yet renamed over it; checking: check's plaintext copy is whole. At
+        POINT, write MARK and wait to be killed.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+from tasks.checks import images
 from tasks.converge import sealed
 
 
@@ -51,9 +53,16 @@ def main(site_path: str, name: str, mark: str, point: str) -> int:
         encrypt(*args, **kwargs)
         stop("sealed")
 
-    sealed.decrypt_file, sealed.encrypt_file = decrypting, encrypting
+    def check_decrypting(*args, **kwargs):
+        decrypt(*args, **kwargs)
+        stop("checking")
+
     from tasks.cli import main as domus
 
+    if point == "checking":
+        images.decrypt_file = check_decrypting
+        return domus(["check", name, f"config={site_path}"])
+    sealed.decrypt_file, sealed.encrypt_file = decrypting, encrypting
     return domus(["converge", name, f"config={site_path}"])
 
 

@@ -198,7 +198,7 @@ def test_an_ext2fs_image_converges_without_root_through_debugfs(public_tmp, nobo
     done = nobody.doit(f"config={site.path}", home=public_tmp)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "(debugfs)" in done.stderr
-    assert (image.stat().st_uid, image.stat().st_mode & 0o777) == (NOBODY, 0o644)
+    assert (image.stat().st_uid, image.stat().st_mode & 0o777) == (NOBODY, 0o600)  # private
     check_converged_in_place(site, "www1", before)
     assert_nothing_attached(site)
 

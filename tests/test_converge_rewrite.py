@@ -490,7 +490,7 @@ def test_an_ffs_image_converges_without_root(public_tmp, nobody):
     done = nobody.doit(f"config={site.path}", home=public_tmp)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "(rewrite)" in done.stderr
-    assert (image.stat().st_uid, image.stat().st_mode & 0o777) == (NOBODY, 0o644)
+    assert (image.stat().st_uid, image.stat().st_mode & 0o777) == (NOBODY, 0o600)  # private
     check_site_converged(image, before)
 
 

@@ -31,6 +31,7 @@ from tasks.blockdev.units import unit_from_pool
 from tasks.errors import DomusError
 from tasks.images.ext2_marks import require_netbsd_superblock, take_back_linux_mount_marks
 from tasks.log import note
+from tasks.private import private_directory
 from tasks.site import BlockdevSpec
 
 
@@ -154,7 +155,10 @@ def mounted(
             domain=domain,
             cgd_params=cgd_params,
         ) as (_, attachment, mountpoint):
-            mountpoint.mkdir(parents=True, exist_ok=True)
+            # under a directory only root enters: no other user reaches the domU's files
+            # through it while it is mounted, nor puts one in its /tmp
+            private_directory(mountpoint.parent)
+            private_directory(mountpoint)
             backend.mount(attachment, mountpoint, fs, readonly)
             yield mountpoint
     except BaseException:

@@ -2,13 +2,11 @@
 
 root.img and every pkg.img are checked through the stable links the xl configs name (the
 active generation); each local.img as it is, an encrypted one opened with its key into a
-private plain copy (mode 0600, in a directory of mode 0700) that is removed on every path.
+private plain copy (tasks/images/plaintext.py) that is removed on every path.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +25,7 @@ from tasks.checks.filesystem import (
 )
 from tasks.checks.readback import read_back_problems
 from tasks.errors import DomusError
+from tasks.images.plaintext import private_dir
 from tasks.keyfiles import params_path
 from tasks.keys import local_params
 from tasks.site import BlockdevSpec, DomU, Layout, Site
@@ -97,15 +96,10 @@ def _encrypted_local(site: Site, domu: DomU, layout: Layout) -> list[Finding]:
         params, passphrase = local_params(site.keys, domu)
     except DomusError as error:
         return [Finding(subject, "opens with its key", str(error))]
-    # mkdtemp makes the directory 0700; beside the images, the plain copy never leaves
-    # their file system; it goes with the directory however the block ends
-    with (
-        sigterm_raises(),
-        tempfile.TemporaryDirectory(prefix=".domus-check-", dir=layout.images) as tmp,
-    ):
-        plain = Path(tmp) / "local.plain"
-        fd = os.open(plain, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        os.close(fd)
+    # beside the image, the plain copy never leaves its file system; it goes with its
+    # private directory however the block ends, and a killed check's with the next command
+    with sigterm_raises(), private_dir(image) as private:
+        plain = private / "plain.img"
         try:
             decrypt_file(params, image, plain, passphrase=passphrase)
         except DomusError as error:

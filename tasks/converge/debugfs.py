@@ -13,13 +13,13 @@ from __future__ import annotations
 import os
 import re
 import stat
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from tasks.converge.plan import Change, FileState, backup_name, pruned_backups, room_needed
 from tasks.errors import DomusError
 from tasks.images.ext2_marks import require_netbsd_superblock, take_back_linux_mount_marks
+from tasks.images.plaintext import private_dir
 from tasks.images.publish import publishing
 from tasks.images.working_copy import working_copy
 from tasks.recipes.templated import dir_mode
@@ -90,8 +90,8 @@ def check_clean(image: Path) -> None:
 
 
 def keep_owner(image: Path, copy: Path) -> None:
+    """The copy keeps the image's owner; its mode is the private one publishing gave it."""
     st = image.stat()
-    os.chmod(copy, stat.S_IMODE(st.st_mode))
     if (st.st_uid, st.st_gid) == (os.getuid(), os.getgid()):
         return
     try:
@@ -116,7 +116,7 @@ class DebugfsFiles:
     def read_all(self, paths: Sequence[str]) -> dict[str, FileState | None]:
         dirs = sorted({d for path in paths for d in ancestors(path)})
         parents = sorted({path.rpartition("/")[0] for path in paths})
-        with tempfile.TemporaryDirectory(prefix="domus-debugfs-") as tmp:
+        with private_dir(self.image) as tmp:  # the guest's files: never in the system's /tmp
             commands = [f"stat {absolute(d)}" for d in dirs]
             commands += [f"ls -p {absolute(d)}" for d in parents]
             for index, path in enumerate(paths):
@@ -218,8 +218,8 @@ class DebugfsFiles:
         """Converge a copy, check it, publish it over the image; returns the backups' paths."""
         before = {parent: set(names) for parent, names in self._names.items()}
         check_clean(self.image)
-        with tempfile.TemporaryDirectory(prefix="domus-debugfs-") as tmp:
-            commands = self.commands(changes, stamp, Path(tmp), keep)
+        with private_dir(self.image) as tmp:
+            commands = self.commands(changes, stamp, tmp, keep)
             if self.in_place:
                 self._write(self.image, commands)
             else:

@@ -5,7 +5,9 @@ elsewhere now is moved: refused while it runs on the old host (`xl` there, throu
 tasks.xl); otherwise its local.img is pulled here and checked by sha256, sent to the new
 host and checked there again, and only once the new host's build has succeeded is it
 taken out of the old host's images, kept there as images/NAME.moved-STAMP. A move that
-fails at any step leaves the domU where it was, and the next deploy tries again.
+fails at any step leaves the domU where it was, and the next deploy tries again. Every
+copy is 0600 from its creation: here in a 0700 directory (<output>/deploy/moves/NAME), on
+the new host in the domU's directory, which the build that takes it in makes 0700.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path, PurePosixPath
 from tasks.deploy.stage import deploy_dir, rsh
 from tasks.errors import DomusError
 from tasks.images.publish import write_file
+from tasks.private import PRIVATE_DIR, PRIVATE_FILE
 from tasks.site import Host, Site
 
 
@@ -93,8 +96,10 @@ def _images(site: Site, host: str) -> PurePosixPath:
 
 def _copy(site: Site, host: Host, sources: list[str], dest: str) -> list[str]:
     """rsync of a domU's local.img between `host` and here, sparse, in either direction;
-    unlike a shipment (tasks.deploy.stage.rsync) it deletes nothing where it writes."""
-    return ["rsync", "-aSz", "--stats", "--mkpath", "-e", rsh(site, host), *sources, dest]
+    unlike a shipment (tasks.deploy.stage.rsync) it deletes nothing where it writes. The
+    copy is the domU's state: 0600 from its creation, whatever the mode it had there."""
+    argv = ["rsync", "-aSz", f"--chmod=D{PRIVATE_DIR:o},F{PRIVATE_FILE:o}", "--stats", "--mkpath"]
+    return [*argv, "-e", rsh(site, host), *sources, dest]
 
 
 def outgoing(site: Site, move: Move, stamp: str) -> dict[str, str]:
@@ -110,7 +115,8 @@ def outgoing(site: Site, move: Move, stamp: str) -> dict[str, str]:
         "local": str(images / move.name / "local.img"),
         "taken": str(copy / "local.img"),
         "sha256": str(copy / "sha256"),
-        "pull": f"rm -rf {shlex.quote(str(copy))} && {shlex.join(pull)}",
+        # the directories rsync makes here are 0700 too
+        "pull": f"umask 077 && rm -rf {shlex.quote(str(copy))} && {shlex.join(pull)}",
         "retire": shlex.join(
             ["mv", str(images / move.name), str(images / f"{move.name}.moved-{stamp}")]
         )

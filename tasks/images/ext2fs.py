@@ -29,8 +29,7 @@ _TYPE_BITS = {
 
 
 def write_ext2fs(tree: Tree, size: int, dest: Path) -> None:
-    dest.unlink(missing_ok=True)
-    with open(dest, "wb") as image:
+    with open(dest, "wb") as image:  # the file publishing made, of its mode
         image.truncate(size)
     try:
         run(

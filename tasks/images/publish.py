@@ -1,7 +1,9 @@
 """An image is built beside its final name and renamed into place after fsync.
 
 A kill at any moment leaves either the old image or the new one, never half of one; a
-running domU keeps the inode it opened.
+running domU keeps the inode it opened. The file to write is created with its final mode
+before any byte is in it, whatever the umask: 0600 in a 0700 directory unless the caller
+says otherwise (tasks/private.py), as nearly everything published so is a domU's own.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 
 from tasks.errors import DomusError
 from tasks.log import timed
+from tasks.private import PRIVATE_FILE, private_directory
 from tasks.sizes import MiB
 
 
@@ -22,12 +25,22 @@ def partial_name(final: Path) -> Path:
 
 
 @contextmanager
-def publishing(final: Path) -> Iterator[Path]:
-    """Yield the temporary path to write; on success it becomes `final`."""
-    final.parent.mkdir(parents=True, exist_ok=True)
+def publishing(final: Path, mode: int = PRIVATE_FILE) -> Iterator[Path]:
+    """Yield the temporary path to write, an empty file of `mode` (a private one in a
+    private directory); on success it becomes `final`. Writers write into the file there
+    (a file put in its place instead must be made with the same mode)."""
+    if mode & 0o077:  # for others to read: in an ordinary directory
+        final.parent.mkdir(parents=True, exist_ok=True)
+    else:
+        private_directory(final.parent)
     temporary = partial_name(final)
     temporary.unlink(missing_ok=True)
     try:
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+        try:
+            os.fchmod(fd, mode)  # what the umask took
+        finally:
+            os.close(fd)
         yield temporary
         with timed(f"{final.name}: fsync"):
             fsync_file(temporary)
@@ -77,9 +90,8 @@ def fsync_dir(path: Path) -> None:
 
 def write_file(final: Path, text: str, mode: int = 0o644) -> None:
     """A small output file (an xl config, a record), published the same way."""
-    with publishing(final) as temporary:
+    with publishing(final, mode) as temporary:
         temporary.write_text(text)
-        os.chmod(temporary, mode)
 
 
 def save_small(final: Path, text: str, what: str) -> None:

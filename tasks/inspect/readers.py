@@ -3,14 +3,14 @@
 FFS through domus's own reader (tasks/images/ffs_reader.py), straight from the image or,
 when it is encrypted, through a decrypting file object over it: no plaintext is written.
 ext2fs through debugfs, which needs a file: an encrypted one is decrypted into a private
-copy (tasks/images/plaintext.py: 0700 directory, 0600 file) removed on every way out.
+copy (tasks/images/plaintext.py: 0700 directory, 0600 file) removed on every way out, and
+the files debugfs dumps go to such a directory too.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 from tasks.converge.debugfs import absolute, quoted, run_debugfs
 from tasks.errors import DomusError
+from tasks.images.plaintext import private_dir
 from tasks.inspect.names import Located
 from tasks.log import note
 from tasks.progress import Progress
@@ -154,10 +155,8 @@ _LS_LINE = re.compile(r"^/(\d+)/(\d+)/(\d+)/(\d+)/(.*)/(\d*)/$")
 
 
 class DebugfsReader:
-    def __init__(self, image: Path, where: str, private: Path | None = None) -> None:
-        """`private`: the directory of a decrypted image, where what debugfs dumps of it
-        stays; elsewhere a temporary directory of this user's."""
-        self.image, self.where, self.private = image, where, private
+    def __init__(self, image: Path, where: str) -> None:
+        self.image, self.where = image, where
 
     def _debugfs(self, commands: Sequence[str]) -> dict[str, str]:
         outputs, errors = run_debugfs(self.image, commands)
@@ -230,8 +229,9 @@ class DebugfsReader:
         return self._dump([path])[path]
 
     def _dump(self, paths: Sequence[str]) -> dict[str, bytes]:
-        # a decrypted image's files stay in its private directory
-        with tempfile.TemporaryDirectory(prefix="domus-dump-", dir=self.private) as tmp:
+        # an image's files stay in a private directory beside it (a decrypted one's, inside
+        # its own), never in the system's temporary directory
+        with private_dir(self.image) as tmp:
             self._debugfs(
                 [f"dump {absolute(p)} {quoted(f'{tmp}/{i}')}" for i, p in enumerate(paths)]
             )
@@ -303,7 +303,6 @@ def opened(located: Located) -> Iterator[Reader]:
         yield DebugfsReader(located.image, located.name)
         return
     from tasks.cgd.stream import decrypt_file
-    from tasks.images.plaintext import private_dir
     from tasks.superblocks import detect_fs
 
     # debugfs reads a file: a private plaintext copy, removed whatever happens
@@ -312,4 +311,4 @@ def opened(located: Located) -> Iterator[Reader]:
         decrypt_file(located.key[0], located.image, plain, passphrase=located.key[1])
         if detect_fs(plain) != "ext2fs":
             raise wrong_key(located, "ext2fs")
-        yield DebugfsReader(plain, located.name, private)
+        yield DebugfsReader(plain, located.name)

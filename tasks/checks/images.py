@@ -7,6 +7,7 @@ private plain copy (tasks/images/plaintext.py) that is removed on every path.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 

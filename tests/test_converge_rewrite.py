@@ -512,6 +512,69 @@ def test_a_refusal_through_domus_build_names_the_image_and_changes_nothing(tmp_p
     assert not list(site.output.rglob(".plaintext.*"))
 
 
+def set_flags(image: Path, path: bytes, flags: int) -> None:
+    """chflags in a domU: di_flags of the inode at `path`."""
+    at, end = inode_at(image, path)
+    with open(image, "r+b") as f:
+        f.seek(at + 100)
+        f.write(struct.pack(f"{end}I", flags))
+
+
+# (the flagged path, its di_flags, what the refusal names, the hint's command)
+LOCKS = {
+    "schg": (b"etc/rc.conf", 0x00020000, "/etc/rc.conf is flagged schg", "noschg /etc/rc.conf"),
+    "uappnd": (b"etc/rc.conf", 0x4, "/etc/rc.conf is flagged uappnd", "nouappnd /etc/rc.conf"),
+    "sappnd-directory": (b"etc", 0x00040000, "/etc is flagged sappnd (holding", "nosappnd /etc"),
+    "uchg-directory": (b"etc", 0x2 | 0x1, "/etc is flagged uchg (holding", "nouchg /etc"),
+}
+
+
+@needs_root
+@pytest.mark.parametrize("lock", sorted(LOCKS))
+def test_an_immutable_or_append_only_managed_file_is_refused_before_anything_is_written(
+    tmp_path, lock
+):
+    site = Site(tmp_path / "site")
+    site.data["domains"] = {"www1": site.data["domains"]["www1"]}
+    site.save()
+    site.build()
+    image = site.image("www1", "local.img")
+    path, flags, named, command = LOCKS[lock]
+    set_flags(image, path, flags)
+    change_site(site, "www1")
+    before = sha(image)
+    dry = subprocess.run(
+        [str(REPO / "domus"), "converge", "--dry-run", "www1", f"config={site.path}"],
+        capture_output=True,
+        text=True,
+    )
+    assert dry.returncode == 1 and named in dry.stderr, dry.stdout + dry.stderr
+    run = site.doit()
+    assert run.returncode != 0
+    assert named in run.stdout and "nothing was changed" in run.stdout
+    assert f"clear the flag in the domU: chflags {command}" in run.stdout
+    assert "securelevel" in run.stdout and "Traceback" not in run.stdout + run.stderr
+    assert sha(image) == before
+    assert kept_images(image) == []
+    assert not list(site.output.rglob(".plaintext.*"))
+
+
+@needs_root
+def test_a_flagged_managed_file_that_needs_no_change_does_not_stop_the_others(tmp_path):
+    site = Site(tmp_path / "site")
+    site.data["domains"] = {"www1": site.data["domains"]["www1"]}
+    site.save()
+    site.build()
+    image = site.image("www1", "local.img")
+    set_flags(image, b"etc/fstab", 0x00020000)
+    site.data["domains"]["www1"]["rc_conf"]["httpd"] = "NO"
+    site.save()
+    assert "(rewrite)" in site.build().stderr
+    with FfsImage(image) as ffs:
+        assert ffs.entry(b"etc/fstab").flags == 0x00020000  # carried over, unchanged
+        assert b"httpd=NO\n" in ffs.read(ffs.entry(b"etc/rc.conf"))
+
+
 @needs_root
 def test_dry_run_reads_an_ffs_image_on_linux_and_touches_nothing(tmp_path):
     site = Site(tmp_path / "site")

@@ -180,6 +180,7 @@ class RewriteFiles:
         self.image, self.reader, self.keep_images = image, reader, keep_images
         self.private, self.seal = private, seal
         self.pruned: list[str] = []
+        self.directory_flags: dict[str, int] = {}
         self.kept: Path | None = None  # the old image kept beside the new one
         self.pruned_images: list[Path] = []
 
@@ -202,11 +203,13 @@ class RewriteFiles:
 
     def current(self, path: str) -> FileState | None:
         parts = path.split("/")
-        for depth in range(1, len(parts)):
+        for depth in range(len(parts)):
             above = self._lookup("/".join(parts[:depth]))
             if above is None:
                 return None
-            if above.type != "dir":
+            if above.type == "dir":
+                self.directory_flags["/".join(parts[:depth])] = above.flags
+            else:
                 raise DomusError(
                     f"/{'/'.join(parts[:depth])} in the image is a {above.type}, not a "
                     "directory; domus does not follow links there",
@@ -221,7 +224,7 @@ class RewriteFiles:
                 "manages it and does not replace it",
                 hint="make it a regular file again, or reprovision",
             )
-        return FileState(self.reader.read(entry), entry.mode, entry.uid, entry.gid)
+        return FileState(self.reader.read(entry), entry.mode, entry.uid, entry.gid, entry.flags)
 
     def read_all(self, paths: Sequence[str]) -> dict[str, FileState | None]:
         return {path: self.current(path) for path in paths}

@@ -121,6 +121,14 @@ def rich_tree(top: Path, big: int, small: int) -> list[str]:
     return lines
 
 
+# the FIFO and device nodes rich_tree() links
+LINKED_NODES = [
+    (b"dev/pipe", b"var/pipe.link"),
+    (b"dev/console.link", b"dev/ttyE1"),
+    (b"dev/ld0a", b"var/root.link"),
+]
+
+
 def inode_at(image: Path, path: bytes) -> tuple[int, str]:
     with FfsImage(image) as ffs:
         return ffs.inode_offset(ffs.entry(path).inode), "<"
@@ -249,6 +257,7 @@ def test_a_rich_image_survives_a_rewrite_identical_but_the_managed_files(
         assert (motd.mode, motd.uid, motd.gid, ffs.read(motd)) == (0o644, 0, 0, b"managed\n")
         assert ffs.entry(b"etc/domus").mode == 0o755
         assert ffs.params == params  # same size, blocks, fragments, inode density, ...
+        assert {ffs.entry(name).nlink for names in LINKED_NODES for name in names} == {2}
     # the managed file's other name keeps the old inode, with its backup
     linked = {b"var/rc.conf.link", b"etc/rc.conf"}
     assert old_groups - {frozenset(linked)} == new_groups - {
@@ -267,13 +276,6 @@ def test_a_rich_image_survives_a_rewrite_identical_but_the_managed_files(
 
 def small_image(tmp_path: Path) -> Path:
     return build_rich(tmp_path, big=64 * 1024, small=20, size="8m")
-
-
-LINKED_NODES = [
-    (b"dev/pipe", b"var/pipe.link"),
-    (b"dev/console.link", b"dev/ttyE1"),
-    (b"dev/ld0a", b"var/root.link"),
-]
 
 
 def test_the_verification_finds_hard_links_split_whatever_the_type(tmp_path):

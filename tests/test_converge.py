@@ -155,6 +155,41 @@ def test_converge_rewrites_only_managed_files_and_keeps_backups(tmp_path, backen
     assert site.build().ran == set()  # the new inputs are recorded
 
 
+# (what `chattr` flags in the mounted image, the flag, what the refusal names)
+LOCKS = {
+    "immutable-file": ("etc/rc.conf", "+i", "/etc/rc.conf is flagged uchg"),
+    "append-only-file": ("etc/rc.conf", "+a", "/etc/rc.conf is flagged uappnd"),
+    "append-only-directory": ("etc", "+a", "/etc is flagged uappnd (holding /etc/"),
+}
+
+
+@pytest.mark.parametrize("lock", sorted(LOCKS))
+@pytest.mark.parametrize("backend", ["auto", "none"], ids=["mounted", "debugfs"])
+def test_an_immutable_or_append_only_managed_file_is_refused_before_anything_is_written(
+    tmp_path, backend, lock
+):
+    site = ext2_site(tmp_path / "site", ("www1",), backend=backend)
+    image = site.image("www1", "local.img")
+    path, flag, named = LOCKS[lock]
+    with loop_mounted(image) as top:
+        subprocess.run(["chattr", flag, str(top / path)], check=True)
+    change_site(site, "www1")
+    before = sha(image)
+    dry = subprocess.run(
+        [str(REPO / "domus"), "converge", "--dry-run", "www1", f"config={site.path}"],
+        capture_output=True,
+        text=True,
+    )
+    assert dry.returncode == 1 and named in dry.stderr, dry.stdout + dry.stderr
+    run = site.doit()
+    assert run.returncode != 0
+    assert named in run.stdout and "nothing was changed" in run.stdout
+    assert f"chflags no{'uchg' if flag == '+i' else 'uappnd'} /{path}" in run.stdout
+    assert "Traceback" not in run.stdout + run.stderr
+    assert sha(image) == before
+    assert_nothing_attached(site)
+
+
 def test_a_mounted_converge_leaves_an_image_netbsds_fsck_ext2fs_accepts(site):
     """Linux writes s_last_mounted and s_kbytes_written on every mount: left there, they
     make fsck_ext2fs refuse the image at the domU's next boot."""

@@ -11,6 +11,7 @@ import hashlib
 import mmap
 import os
 import random
+import re
 import shutil
 import signal
 import stat
@@ -24,8 +25,9 @@ from tasks.cgd.params import parse
 from tasks.cgd.stream import decrypt_file
 from tasks.checks.filesystem import ffs_problems
 from tasks.converge.plan import Change, FileState
-from tasks.converge.rewrite import kept_images, opened
+from tasks.converge.rewrite import Staged, kept_images, opened, write_inode_fields
 from tasks.errors import DomusError
+from tasks.images.ffs import makefs_argv
 from tasks.images.ffs_reader import FS_DOSOFTDEP, FS_DOWAPBL, FS_FLAGS_AT, FfsImage
 from tasks.mtree import encode
 from tasks.superblocks import SBLOCK_UFS1, has_ffs_superblock
@@ -98,6 +100,17 @@ def rich_tree(top: Path, big: int, small: int) -> list[str]:
     add("dev/tty0", "char", 0, 4, 0o620, "device=netbsd,142,65")
     add("dev/xbd1a", "block", 0, 5, 0o640, "device=netbsd,142,1048575")
     add("dev/initctl", "fifo", 0, 0, 0o600)
+    # hard-linked FIFOs and device nodes (makefs links only what the staged tree links)
+    nodes = [
+        ("fifo", stat.S_IFIFO, "dev/pipe", "var/pipe.link", 0o620, ""),
+        ("char", stat.S_IFCHR, "dev/ttyE1", "dev/console.link", 0o600, "device=netbsd,47,1"),
+        ("block", stat.S_IFBLK, "dev/ld0a", "var/root.link", 0o640, "device=netbsd,19,0"),
+    ]
+    for kind, fmt, first, second, mode, device in nodes:
+        os.mknod(top / first, fmt | 0o600)
+        os.link(top / first, top / second)
+        for path in (first, second):
+            add(path, kind, 0, 5, mode, device)
     rng = random.Random(11)
     file("var/big", rng.randbytes(big), 0, 0, 0o600)
     for index in range(small):
@@ -106,6 +119,14 @@ def rich_tree(top: Path, big: int, small: int) -> list[str]:
             directory(folder)
         file(f"{folder}/f{index}", rng.randbytes(index % 2000))
     return lines
+
+
+# the FIFO and device nodes rich_tree() links
+LINKED_NODES = [
+    (b"dev/pipe", b"var/pipe.link"),
+    (b"dev/console.link", b"dev/ttyE1"),
+    (b"dev/ld0a", b"var/root.link"),
+]
 
 
 def inode_at(image: Path, path: bytes) -> tuple[int, str]:
@@ -154,8 +175,7 @@ def described(image: Path) -> tuple[dict[bytes, tuple[object, ...]], set[frozens
             size = None if e.type == "dir" else e.size
             found[e.path] = (e.type, e.mode, e.uid, e.gid, e.flags, e.mtime, e.mtime_ns,
                              e.atime, e.atime_ns, e.link, e.rdev, size, digest)  # fmt: skip
-            if e.type == "file":
-                by_inode.setdefault(e.inode, set()).add(e.path)
+            by_inode.setdefault(e.inode, set()).add(e.path)
     return found, {frozenset(paths) for paths in by_inode.values() if len(paths) > 1}
 
 
@@ -237,6 +257,7 @@ def test_a_rich_image_survives_a_rewrite_identical_but_the_managed_files(
         assert (motd.mode, motd.uid, motd.gid, ffs.read(motd)) == (0o644, 0, 0, b"managed\n")
         assert ffs.entry(b"etc/domus").mode == 0o755
         assert ffs.params == params  # same size, blocks, fragments, inode density, ...
+        assert {ffs.entry(name).nlink for names in LINKED_NODES for name in names} == {2}
     # the managed file's other name keeps the old inode, with its backup
     linked = {b"var/rc.conf.link", b"etc/rc.conf"}
     assert old_groups - {frozenset(linked)} == new_groups - {
@@ -255,6 +276,28 @@ def test_a_rich_image_survives_a_rewrite_identical_but_the_managed_files(
 
 def small_image(tmp_path: Path) -> Path:
     return build_rich(tmp_path, big=64 * 1024, small=20, size="8m")
+
+
+def test_the_verification_finds_hard_links_split_whatever_the_type(tmp_path):
+    image = small_image(tmp_path)
+    staging = tmp_path / "tree"
+    staging.mkdir()
+    with FfsImage(image) as reader:
+        tree = Staged.of(reader, list(reader.entries()), staging)
+        size = reader.params.size
+    spec = tmp_path / "new.spec"
+    spec.write_text(tree.spec())
+    # the image a rewrite that made each FIFO and device node from the spec alone would make
+    for names in LINKED_NODES:
+        for name in names:
+            (staging / os.fsdecode(name)).unlink(missing_ok=True)
+    split = tmp_path / "split.img"
+    subprocess.run(makefs_argv(spec, size, split, staging), check=True, capture_output=True)
+    write_inode_fields(split, tree.expected_entries())
+    assert sorted(tree.verify(split)) == sorted(
+        f"the hard links differ: /{first.decode()}, /{second.decode()} are no longer one inode"
+        for first, second in LINKED_NODES
+    )
 
 
 def test_old_images_are_kept_to_converge_keep_images(tmp_path):
@@ -329,6 +372,18 @@ def test_what_cannot_be_rewritten_exactly_is_refused_before_anything_is_written(
     assert "reprovision" in (error.hint or "")
     assert sha(image) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["local.img", "spec"]
+
+
+def test_a_device_node_with_two_names_is_refused_without_root(tmp_path, monkeypatch):
+    image = small_image(tmp_path)
+    before = sha(image)
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)  # mknod(2) of a device needs root
+    with pytest.raises(DomusError) as caught:
+        converge(image, managed_changes)
+    assert re.search(r"device node /dev/\S+ has 2 names", caught.value.message)
+    assert str(image) in caught.value.message
+    assert sha(image) == before
+    assert kept_images(image) == []
 
 
 def test_ffsv2_and_extended_attributes_are_refused(tmp_path):
@@ -457,6 +512,69 @@ def test_a_refusal_through_domus_build_names_the_image_and_changes_nothing(tmp_p
     assert sha(image) == before
     assert kept_images(image) == []
     assert not list(site.output.rglob(".plaintext.*"))
+
+
+def set_flags(image: Path, path: bytes, flags: int) -> None:
+    """chflags in a domU: di_flags of the inode at `path`."""
+    at, end = inode_at(image, path)
+    with open(image, "r+b") as f:
+        f.seek(at + 100)
+        f.write(struct.pack(f"{end}I", flags))
+
+
+# (the flagged path, its di_flags, what the refusal names, the hint's command)
+LOCKS = {
+    "schg": (b"etc/rc.conf", 0x00020000, "/etc/rc.conf is flagged schg", "noschg /etc/rc.conf"),
+    "uappnd": (b"etc/rc.conf", 0x4, "/etc/rc.conf is flagged uappnd", "nouappnd /etc/rc.conf"),
+    "sappnd-directory": (b"etc", 0x00040000, "/etc is flagged sappnd (holding", "nosappnd /etc"),
+    "uchg-directory": (b"etc", 0x2 | 0x1, "/etc is flagged uchg (holding", "nouchg /etc"),
+}
+
+
+@needs_root
+@pytest.mark.parametrize("lock", sorted(LOCKS))
+def test_an_immutable_or_append_only_managed_file_is_refused_before_anything_is_written(
+    tmp_path, lock
+):
+    site = Site(tmp_path / "site")
+    site.data["domains"] = {"www1": site.data["domains"]["www1"]}
+    site.save()
+    site.build()
+    image = site.image("www1", "local.img")
+    path, flags, named, command = LOCKS[lock]
+    set_flags(image, path, flags)
+    change_site(site, "www1")
+    before = sha(image)
+    dry = subprocess.run(
+        [str(REPO / "domus"), "converge", "--dry-run", "www1", f"config={site.path}"],
+        capture_output=True,
+        text=True,
+    )
+    assert dry.returncode == 1 and named in dry.stderr, dry.stdout + dry.stderr
+    run = site.doit()
+    assert run.returncode != 0
+    assert named in run.stdout and "nothing was changed" in run.stdout
+    assert f"clear the flag in the domU: chflags {command}" in run.stdout
+    assert "securelevel" in run.stdout and "Traceback" not in run.stdout + run.stderr
+    assert sha(image) == before
+    assert kept_images(image) == []
+    assert not list(site.output.rglob(".plaintext.*"))
+
+
+@needs_root
+def test_a_flagged_managed_file_that_needs_no_change_does_not_stop_the_others(tmp_path):
+    site = Site(tmp_path / "site")
+    site.data["domains"] = {"www1": site.data["domains"]["www1"]}
+    site.save()
+    site.build()
+    image = site.image("www1", "local.img")
+    set_flags(image, b"etc/fstab", 0x00020000)
+    site.data["domains"]["www1"]["rc_conf"]["httpd"] = "NO"
+    site.save()
+    assert "(rewrite)" in site.build().stderr
+    with FfsImage(image) as ffs:
+        assert ffs.entry(b"etc/fstab").flags == 0x00020000  # carried over, unchanged
+        assert b"httpd=NO\n" in ffs.read(ffs.entry(b"etc/rc.conf"))
 
 
 @needs_root

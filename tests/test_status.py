@@ -17,7 +17,9 @@ import pytest
 from tasks import noop
 from tasks.noop import NAME as NOOP_RECORD
 from tasks.site.settings import SITE
+from tests.mounting import sha
 from tests.sites import REPO, Run, Site
+from tests.test_converge_rewrite import set_flags
 
 EXAMPLE = REPO / "config" / "example"
 IMAGES = {"root", "local", "pkg", "swap", "xl"}
@@ -149,6 +151,31 @@ def test_a_local_image_that_cannot_be_converged_is_refused_saying_why(site):
     ]
     run = domus(site, "build")
     assert run.returncode == 1 and "FAILED   local:db1" in run.stdout
+
+
+def test_an_immutable_managed_file_is_a_refusal_naming_it_and_the_flag(site):
+    """Read without a lock or a mount: the FFS image by domus's reader, ext2fs by debugfs."""
+    ffs, ext2 = site.image("www1", "local.img"), site.image("db1", "local.img")
+    set_flags(ffs, b"etc/rc.conf", 0x00020000)  # chflags schg
+    subprocess.run(
+        ["debugfs", "-w", "-R", "set_inode_field /etc/rc.conf flags 0x10", str(ext2)],
+        check=True,
+        capture_output=True,
+    )
+    for name in ("www1", "db1"):
+        site.data["domains"][name]["rc_conf"]["httpd"] = "NO"
+    site.save()
+    before = [sha(ffs), sha(ext2)]
+    items = status(site)
+    for name, flag in (("www1", "schg"), ("db1", "uchg")):
+        item = items[(name, "local")]
+        assert item["action"] == "refuse"
+        assert f"/etc/rc.conf is flagged {flag}. NetBSD refuses" in item["why"][-1]
+        assert f"chflags no{flag} /etc/rc.conf" in item["why"][-1]
+    assert [sha(ffs), sha(ext2)] == before
+    run = domus(site, "build")
+    assert run.returncode == 1 and "FAILED   local:www1" in run.stdout
+    assert [sha(ffs), sha(ext2)] == before
 
 
 def test_a_changed_root_source_is_a_new_generation_naming_the_entries(site, tmp_path):

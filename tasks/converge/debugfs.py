@@ -16,6 +16,7 @@ import stat
 from collections.abc import Sequence
 from pathlib import Path
 
+from tasks.converge.flags import from_ext2
 from tasks.converge.plan import Change, FileState, backup_name, pruned_backups, room_needed
 from tasks.errors import DomusError
 from tasks.images.ext2_marks import require_netbsd_superblock, take_back_linux_mount_marks
@@ -30,6 +31,7 @@ _BANNER = re.compile(r"^(debugfs|e2fsck) \d")
 _MISSING = "File not found by ext2_lookup"
 _TYPE = re.compile(r"Type:\s+(\S+)\s+Mode:\s+(\d+)")
 _OWNER = re.compile(r"User:\s+(\d+)\s+Group:\s+(\d+)")
+_FLAGS = re.compile(r"Flags:\s+0x([0-9a-fA-F]+)")
 
 
 def quoted(path: str) -> str:
@@ -112,9 +114,10 @@ class DebugfsFiles:
         self.pruned: list[str] = []
         self._missing_dirs: set[str] = set()
         self._names: dict[str, set[str]] = {}  # directory -> the names in it
+        self.directory_flags: dict[str, int] = {}
 
     def read_all(self, paths: Sequence[str]) -> dict[str, FileState | None]:
-        dirs = sorted({d for path in paths for d in ancestors(path)})
+        dirs = sorted({"", *(d for path in paths for d in ancestors(path))})
         parents = sorted({path.rpartition("/")[0] for path in paths})
         with private_dir(self.image) as tmp:  # the guest's files: never in the system's /tmp
             commands = [f"stat {absolute(d)}" for d in dirs]
@@ -129,7 +132,8 @@ class DebugfsFiles:
             if fatal:
                 raise DomusError(f"{self.image}: debugfs cannot read it: {'; '.join(fatal)}")
             for directory in dirs:
-                kind = self._kind(outputs[f"stat {absolute(directory)}"])
+                stat_output = outputs[f"stat {absolute(directory)}"]
+                kind = self._kind(stat_output)
                 if kind is None:
                     self._missing_dirs.add(directory)
                 elif kind[0] != "directory":
@@ -138,6 +142,8 @@ class DebugfsFiles:
                         "directory; domus does not follow links there",
                         hint="make it a directory again, or reprovision",
                     )
+                else:
+                    self.directory_flags[directory] = _flags(stat_output)
             for directory in parents:
                 listing = outputs[f"ls -p {absolute(directory)}"]
                 self._names[directory] = {
@@ -165,7 +171,9 @@ class DebugfsFiles:
             )
         owner = _OWNER.search(stat_output)
         assert owner is not None
-        return FileState(dumped.read_bytes(), kind[1], int(owner[1]), int(owner[2]))
+        return FileState(
+            dumped.read_bytes(), kind[1], int(owner[1]), int(owner[2]), _flags(stat_output)
+        )
 
     def current(self, path: str) -> FileState | None:
         return self.read_all([path])[path]
@@ -256,6 +264,12 @@ class DebugfsFiles:
                 f"{self.image}: the converged copy failed its check, the "
                 f"image is unchanged: {error.message}"
             ) from error
+
+
+def _flags(stat_output: str) -> int:
+    """The chflags NetBSD shows for the inode debugfs `stat` printed."""
+    match = _FLAGS.search(stat_output)
+    return from_ext2(int(match[1], 16)) if match else 0
 
 
 def _set_inode(name: str, kind: int, mode: int, uid: int, gid: int) -> list[str]:

@@ -28,9 +28,11 @@ from tasks.blockdev.holders import check_not_in_use
 from tasks.blockdev.signals import sigterm_raises
 from tasks.converge import rewrite, sealed
 from tasks.converge.debugfs import DebugfsFiles, check_clean, keep_owner
+from tasks.converge.flags import require_changeable
 from tasks.converge.mounted import MountedFiles
 from tasks.converge.plan import Change, FileState, decode, plan, room_needed
 from tasks.errors import DomusError
+from tasks.images.ffs_reader import FfsError, FfsImage
 from tasks.images.publish import publishing
 from tasks.images.working_copy import working_copy
 from tasks.keyfiles import params_path
@@ -49,6 +51,8 @@ class ImageFiles(Protocol):
     def read_all(self, paths: Sequence[str]) -> dict[str, FileState | None]: ...
 
     pruned: list[str]  # the backups apply removed, beyond converge.keep_backups
+    # the chflags of the managed files' existing ancestor directories ("" the top), by read_all
+    directory_flags: dict[str, int]
 
     def room(self) -> tuple[int, int]: ...
 
@@ -236,12 +240,14 @@ def check_shape(domu: DomU, image: Path) -> None:
 
 
 def changes_for(
+    image: Path,
     files: ImageFiles,
     templates: Templates,
     context: Mapping[str, object],
     rc_vars: Mapping[str, str],
     setup: PackageSetup | None = None,
 ) -> list[Change]:
+    """The changes the site makes; a DomusError if NetBSD would refuse one of them."""
     paths = [*templates.names("local"), RC_CONF]
     if setup is not None:
         paths += package_paths(setup)
@@ -253,7 +259,32 @@ def changes_for(
     if setup is not None:
         texts = {path: decode(state.data) for path, state in current.items() if state is not None}
         wanted = with_package_setup(wanted, setup, texts)
-    return plan(wanted, current)
+    changes = plan(wanted, current)
+    require_changeable(image, changes, files.directory_flags)
+    return changes
+
+
+def read_refusal(site: Site, domu: DomU, layout: Layout, templates: Templates) -> None:
+    """What the converge would refuse on reading the image (an immutable or append-only
+    managed file, ...), told without a lock, a mount or a copy, for `./domus status`: an
+    FFS image read by domus's reader, an ext2fs one by debugfs. An encrypted image, one
+    the reader cannot follow and an ext2fs one without debugfs here are not read: the build
+    tells."""
+    from tasks.kinds.local import context
+
+    image = layout.local_image(domu.name)
+    if domu.local_encrypted or (domu.local.fs == "ext2fs" and shutil.which("debugfs") is None):
+        return
+    rc_vars, setup = dict(domu.rc_conf), setup_of(domu.pkg.source)
+    if domu.local.fs == "ext2fs":
+        changes_for(image, DebugfsFiles(image), templates, context(site, domu), rc_vars, setup)
+        return
+    try:
+        with FfsImage(image) as reader:
+            files = rewrite.RewriteFiles(image, reader, keep_images=0)
+            changes_for(image, files, templates, context(site, domu), rc_vars, setup)
+    except FfsError:
+        return
 
 
 def converge(
@@ -286,13 +317,13 @@ def converge(
         extra = 0
         if dry_run or method != "sealed":  # a sealed image is read once, from its plaintext
             with image_files(site, domu, layout, readonly=True, method=method) as files:
-                changes = changes_for(files, templates, context, dict(domu.rc_conf), setup)
+                changes = changes_for(image, files, templates, context, dict(domu.rc_conf), setup)
                 if changes and not dry_run:
                     extra = require_image_room(image, changes, files)
             if dry_run or not changes:
                 return changes
         with image_files(site, domu, layout, readonly=False, method=method, extra=extra) as files:
-            changes = changes_for(files, templates, context, dict(domu.rc_conf), setup)
+            changes = changes_for(image, files, templates, context, dict(domu.rc_conf), setup)
             if not changes:
                 return changes
             require_image_room(image, changes, files)

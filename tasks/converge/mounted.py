@@ -10,27 +10,46 @@ or the new one, and the backup keeps the old inode with its owner, mode and mtim
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import stat
+import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from tasks.converge.flags import from_ext2
 from tasks.converge.plan import Change, FileState, backup_name, pruned_backups
 from tasks.errors import DomusError
 from tasks.recipes.templated import dir_mode
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+FS_IOC_GETFLAGS = 0x80086601  # Linux's _IOR('f', 1, long): an ext2 inode's flags
 
 
 def _temporary(name: str) -> str:
     return f".{name}.domus-new"
 
 
+def chflags(fd: int) -> int:
+    """The file's chflags as NetBSD shows them: its own stat's st_flags on a BSD; on Linux,
+    which mounts only ext2fs here, the ext2 inode's flags through FS_IOC_GETFLAGS."""
+    st = os.fstat(fd)
+    if hasattr(st, "st_flags"):
+        return st.st_flags
+    flags = bytearray(8)
+    try:
+        fcntl.ioctl(fd, FS_IOC_GETFLAGS, flags)
+    except OSError:  # a file system without inode flags
+        return 0
+    return from_ext2(int.from_bytes(flags[:4], sys.byteorder))
+
+
 class MountedFiles:
     def __init__(self, top: Path) -> None:
         self.top = top
         self.pruned: list[str] = []
+        self.directory_flags: dict[str, int] = {}
 
     def room(self) -> tuple[int, int]:
         """Bytes free in the mounted file system (not counting root's reserve), block size."""
@@ -43,6 +62,7 @@ class MountedFiles:
         fd = os.open(self.top, os.O_RDONLY | os.O_DIRECTORY)
         walked: list[str] = []
         try:
+            self.directory_flags[""] = chflags(fd)
             for name in [part for part in path.split("/") if part]:
                 walked.append(name)
                 try:
@@ -60,6 +80,7 @@ class MountedFiles:
                     ) from None
                 os.close(fd)
                 fd = child
+                self.directory_flags["/".join(walked)] = chflags(fd)
             yield fd
         finally:
             os.close(fd)
@@ -90,7 +111,8 @@ class MountedFiles:
             fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=directory)
             with os.fdopen(fd, "rb") as f:
                 data = f.read()
-            return FileState(data, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid)
+                flags = chflags(fd)
+            return FileState(data, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, flags)
 
     def read_all(self, paths: Sequence[str]) -> dict[str, FileState | None]:
         return {path: self.current(path) for path in paths}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from tasks.recipes.local import ManagedFile
 
@@ -25,6 +25,8 @@ class FileState:
     mode: int  # permission bits
     uid: int
     gid: int
+    # chflags (tasks/converge/flags.py) of the file in the image: not the site's to set
+    flags: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True)

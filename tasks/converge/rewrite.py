@@ -7,7 +7,10 @@ the image is read whole without mounting it and written anew through makefs.
 2. Stage each entry in a private directory beside the image (0700, removed on every path;
    a killed run's by the next command): files with their content, hard links as hard links,
    symbolic links; and an mtree spec with every entry's owner, mode, mtime, link target
-   and device number (makefs makes device nodes and FIFOs from the spec, so no root).
+   and device number. makefs makes a lone device node or FIFO from the spec (so no root),
+   but keeps names as one inode only when they are linked in the staged tree (its spec
+   reader ignores nlink): a FIFO or device node with several names is staged with
+   mknod(2) and linked, which for a device node needs root.
 3. Make the managed changes in the staged tree exactly as a mount does: the old file's
    inode kept under NAME.domus-STAMP, the new one written beside it and renamed over it,
    backups beyond converge.keep_backups removed.
@@ -30,6 +33,7 @@ import hashlib
 import mmap
 import os
 import re
+import stat
 import struct
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -54,6 +58,8 @@ from tasks.tools import run
 
 # what makefs cannot make from a staged tree and a spec
 UNSUPPORTED_TYPES = ("socket", "unknown")
+# the nodes staged (for their hard links) with mknod(2); the spec gives the device number
+NODE_TYPES = {"fifo": stat.S_IFIFO, "char": stat.S_IFCHR, "block": stat.S_IFBLK}
 # where a rewrite stages per file: a block for each file and directory beyond its bytes
 STAGING_SLACK = 4096
 ORDERS = {"little": "le", "big": "be"}
@@ -133,6 +139,11 @@ def rewrite_problem(reader: FfsImage) -> str | None:
         seen.add(entry.path)
         if entry.type in UNSUPPORTED_TYPES:
             return f"{shown} is a {entry.type}, which makefs cannot make"
+        if entry.type in ("char", "block") and entry.nlink > 1 and os.geteuid() != 0:
+            return (
+                f"the device node {shown} has {entry.nlink} names, which makefs keeps as one "
+                "inode only when they are staged as a device node, made by root"
+            )
         if entry.type == "dir" and entry.inode in directories:
             return f"the directory {shown} has a second name, which makefs cannot make"
         if entry.type == "dir":
@@ -173,6 +184,7 @@ class RewriteFiles:
         self.image, self.reader, self.keep_images = image, reader, keep_images
         self.private, self.seal = private, seal
         self.pruned: list[str] = []
+        self.directory_flags: dict[str, int] = {}
         self.kept: Path | None = None  # the old image kept beside the new one
         self.pruned_images: list[Path] = []
 
@@ -195,11 +207,13 @@ class RewriteFiles:
 
     def current(self, path: str) -> FileState | None:
         parts = path.split("/")
-        for depth in range(1, len(parts)):
+        for depth in range(len(parts)):
             above = self._lookup("/".join(parts[:depth]))
             if above is None:
                 return None
-            if above.type != "dir":
+            if above.type == "dir":
+                self.directory_flags["/".join(parts[:depth])] = above.flags
+            else:
                 raise DomusError(
                     f"/{'/'.join(parts[:depth])} in the image is a {above.type}, not a "
                     "directory; domus does not follow links there",
@@ -214,7 +228,7 @@ class RewriteFiles:
                 "manages it and does not replace it",
                 hint="make it a regular file again, or reprovision",
             )
-        return FileState(self.reader.read(entry), entry.mode, entry.uid, entry.gid)
+        return FileState(self.reader.read(entry), entry.mode, entry.uid, entry.gid, entry.flags)
 
     def read_all(self, paths: Sequence[str]) -> dict[str, FileState | None]:
         return {path: self.current(path) for path in paths}
@@ -410,14 +424,16 @@ class Staged:
             if entry.type == "dir":
                 if entry.path:
                     os.mkdir(host, 0o700)
-            elif entry.type == "file" and entry.inode in first:
-                os.link(first[entry.inode], host)
-                digest = digests[entry.inode]
+            elif entry.inode in first:  # makefs makes one inode of names linked here
+                os.link(first[entry.inode], host, follow_symlinks=False)
+                digest = digests.get(entry.inode)
             elif entry.type == "file":
                 digest = _write(host, reader.chunks(entry))
                 digests[entry.inode] = digest
             elif entry.type == "link":
                 os.symlink(entry.link or b"", host)
+            elif entry.nlink > 1:  # a lone FIFO or device node is made from the spec alone
+                os.mknod(host, NODE_TYPES[entry.type] | 0o600)
             first.setdefault(entry.inode, host)
             tree.planned[entry.path] = Planned(entry, digest, ("old", entry.inode))
         return tree
@@ -507,10 +523,14 @@ class Staged:
                 problems.append(f"{shown} appeared")
             elif found[path] != want[path]:
                 problems.append(f"{shown} differs: {_fields(want[path], found[path])}")
-        if _groups((p, pl.ident) for p, pl in self.planned.items() if pl.entry.type == "file") != (
-            _groups((p, inodes[p]) for p in found if found[p].type == "file")
-        ):
-            problems.append("the hard links differ")
+        want_groups = _groups((p, planned.ident) for p, planned in self.planned.items())
+        found_groups = _groups(inodes.items())
+        for group in sorted(want_groups ^ found_groups, key=sorted):
+            shown = ", ".join("/" + p.decode(errors="backslashreplace") for p in sorted(group))
+            problems.append(
+                f"the hard links differ: {shown} "
+                + ("are no longer one inode" if group in want_groups else "became one inode")
+            )
         with open(image, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
             problems += [f"NetBSD would refuse it: {p}" for p in ffs_problems(data)]
         return problems

@@ -38,6 +38,10 @@ class SealedFiles:
     def pruned(self) -> list[str]:
         return self.files.pruned
 
+    @property
+    def directory_flags(self) -> dict[str, int]:
+        return self.files.directory_flags
+
     def read_all(self, paths: Sequence[str]) -> dict[str, FileState | None]:
         return self.files.read_all(paths)
 

@@ -141,13 +141,17 @@ def named(paths: Sequence[str]) -> str:
 
 def refusal(site: Site, item: Item) -> str | None:
     """Why a converge of this local.img would be refused here (the build's own checks)."""
-    from tasks.converge.local import cgd_params, check_shape, how
+    from tasks.converge.local import cgd_params, check_shape, how, read_refusal
+    from tasks.render import Templates
 
     domu = next(d for d in site.domus if d.name == item.domain)
+    layout = site.layout
+    templates = Templates(site.templates, layout.cache / "template-references.json", save=False)
     try:
         check_shape(domu, item.path)
         cgd_params(site, domu)
         how(domu.local.fs, site.blockdev.backend, domu.local_encrypted)
+        read_refusal(site, domu, layout, templates)
     except DomusError as error:
         return f"cannot be converged here: {error.message}" + (
             f" ({error.hint})" if error.hint else ""

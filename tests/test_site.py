@@ -583,7 +583,8 @@ DOMAIN_PROBLEMS = [
     ),
     (
         "{local: 64m}",
-        "local: expected a mapping with the keys size, fs, encrypt, cipher, keylength, got '64m'",
+        "local: expected a mapping with the keys size, fs, density, encrypt, cipher, keylength, "
+        "got '64m'",
     ),
     ("{swap: [1g]}", "swap: expected a mapping with the keys size, cipher, keylength, got a list"),
     ("{rc_conf: [sshd]}", "rc_conf: expected a mapping of rc.conf variable to value, got a list"),

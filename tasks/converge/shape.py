@@ -17,7 +17,7 @@ from pathlib import Path
 from tasks.checks.filesystem import ext2_problem
 from tasks.converge.debugfs import check_clean, keep_owner
 from tasks.errors import DomusError
-from tasks.images.ffs import frags_per_inode, inodes_per_group, newfs_density
+from tasks.images.ffs import DINODE1_SIZE, frags_per_inode, inodes_per_group, newfs_density
 from tasks.images.ffs_reader import FfsError, FfsImage, FfsParams
 from tasks.images.publish import publishing
 from tasks.images.working_copy import working_copy
@@ -42,6 +42,8 @@ def wanted_density(domu: DomU) -> int:
 
 def has_density(params: FfsParams, density: int) -> bool:
     """Whether makefs or newfs, given `density`, made these inodes per group."""
+    if params.fsize <= 0 or params.bsize < DINODE1_SIZE:  # a domU's nonsense superblock
+        return False
     return params.ipg == inodes_per_group(
         params.fpg, frags_per_inode(density, params.fsize), params.bsize
     )

@@ -313,18 +313,25 @@ def test_an_image_attached_by_someone_else_is_refused_by_name(site):
     assert site.build().ran == {"local:www1"}
 
 
-def test_a_new_size_is_not_converged(site):
-    site.data["domains"]["www1"]["local"] = {"size": "24m"}
+def test_a_smaller_size_is_refused_and_a_larger_one_grows_the_image(site):
+    image = site.image("www1", "local.img")
+    before = sha(image)
+    site.data["domains"]["www1"]["local"] = {"size": "12m"}
     site.save()
     run = site.doit()
     assert run.returncode != 0
-    assert (
-        "it is 16m but local.size is 24m: a converge rewrites files, it does not resize "
-        "an image" in run.stdout
-    )
-    assert "hint: set local.size back to 16m; or `./domus reprovision www1`" in run.stdout
+    assert "it is 16m but local.size is 12m: an image is never shrunk" in run.stdout
+    assert "hint: set local.size back to 16m or more; or `./domus reprovision www1`" in run.stdout
     assert "vnd mounts FFS" not in run.stdout
-    assert site.image("www1", "local.img").stat().st_size == 16 << 20
+    assert sha(image) == before
+    site.data["domains"]["www1"]["local"] = {"size": "24m"}
+    site.save()
+    run = site.build()
+    assert "grew" in run.stderr and "(resize2fs)" in run.stderr
+    assert image.stat().st_size == 24 << 20
+    assert fsck_clean(image)
+    assert_netbsd_accepts(image, "ext2fs")
+    assert_nothing_attached(site)
 
 
 def job(site_path: Path, name: str, log: Path, mode: str, seconds: float = 0) -> subprocess.Popen:

@@ -251,7 +251,7 @@ def test_the_plaintext_of_a_first_build_is_private_from_its_creation(tmp_path, m
 
     seen = {}
 
-    def write_image(tree, fs, size, dest):
+    def write_image(tree, fs, size, dest, **shape):
         with open(dest, "wb") as out:  # as the writers create it: with the process's umask
             out.truncate(size)
         seen["file"] = stat.S_IMODE(dest.stat().st_mode)

@@ -532,6 +532,8 @@ DOMAIN_PROBLEMS = [
         "write 400m for 400 MiB), got 1000",
     ),
     ("{local: {size: 0}}", "local.size: expected a size greater than 0, got 0"),
+    ("{local: {density: 512}}", "local.density: expected a size from 1k to 64m, got 512"),
+    ("{local: {density: 1t}}", "local.density: expected a size from 1k to 64m, got '1t'"),
     ("{swap: {size: 1gb}}", "swap.size: expected a size such as 256m or 1g, got '1gb'"),
     (
         "{pkg: {size: 99999999999999999999g}}",
@@ -583,7 +585,8 @@ DOMAIN_PROBLEMS = [
     ),
     (
         "{local: 64m}",
-        "local: expected a mapping with the keys size, fs, encrypt, cipher, keylength, got '64m'",
+        "local: expected a mapping with the keys size, fs, density, encrypt, cipher, keylength, "
+        "got '64m'",
     ),
     ("{swap: [1g]}", "swap: expected a mapping with the keys size, cipher, keylength, got a list"),
     ("{rc_conf: [sshd]}", "rc_conf: expected a mapping of rc.conf variable to value, got a list"),

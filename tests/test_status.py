@@ -138,16 +138,16 @@ def test_a_changed_template_is_named_and_every_local_image_converges(site):
 
 
 def test_a_local_image_that_cannot_be_converged_is_refused_saying_why(site):
-    site.data["domains"]["db1"]["local"]["size"] = "64m"
+    site.data["domains"]["db1"]["local"]["size"] = "16m"
     site.save()
     item = status(site)[("db1", "local")]
     assert item["action"] == "refuse"
     assert item["why"] == [
-        "local.size: 33554432 -> 67108864",
-        "cannot be converged here: it is 32m but local.size is 64m: a converge "
-        "rewrites files, it does not resize an image (set local.size back to 32m; or "
-        "`./domus reprovision db1` to make it at the new size (the old image is kept as a "
-        "dated backup))",
+        "local.size: 33554432 -> 16777216",
+        "cannot be converged here: it is 32m but local.size is 16m: an image is never "
+        "shrunk (the domU's files may lie anywhere in it) (set local.size back to 32m or "
+        "more; or `./domus reprovision db1` to make it at the new size (the old image is kept "
+        "as a dated backup))",
     ]
     run = domus(site, "build")
     assert run.returncode == 1 and "FAILED   local:db1" in run.stdout

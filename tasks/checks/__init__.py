@@ -9,12 +9,13 @@ from dataclasses import dataclass
 class Finding:
     """One check of one thing: `subject` is what was checked (an image, an xl config, the
     dom0), `check` names the rule, `problem` is None when it passed, else what is wrong and
-    how to fix it."""
+    how to fix it; `warning`: the problem is worth knowing but fails nothing."""
 
     subject: str
     check: str
     problem: str | None = None
+    warning: bool = False
 
     @property
     def ok(self) -> bool:
-        return self.problem is None
+        return self.problem is None or self.warning

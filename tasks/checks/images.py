@@ -25,6 +25,7 @@ from tasks.checks.filesystem import (
     on_netbsd,
 )
 from tasks.checks.readback import read_back_problems
+from tasks.checks.room import room_finding
 from tasks.errors import DomusError
 from tasks.images.plaintext import private_dir
 from tasks.keyfiles import params_path
@@ -115,8 +116,10 @@ def _encrypted_local(site: Site, domu: DomU, layout: Layout) -> list[Finding]:
                 )
             ]
         findings = [Finding(subject, "opens with its key")]
-        return findings + check_image(
-            plain, domu.local.fs, subject, blockdev=site.blockdev, locks=layout.locks
+        return (
+            findings
+            + check_image(plain, domu.local.fs, subject, blockdev=site.blockdev, locks=layout.locks)
+            + room_finding(plain, domu.local.fs, subject)
         )
 
 
@@ -125,7 +128,11 @@ def check_images(site: Site, layout: Layout) -> Iterator[Finding]:
     for domu in site.domus:
         if not domu.local_encrypted:
             image = layout.local_image(domu.name)
-            yield from _checked(image, domu.local.fs, f"{domu.name}/local.img", site, layout)
+            subject = f"{domu.name}/local.img"
+            findings = _checked(image, domu.local.fs, subject, site, layout)
+            yield from findings
+            if all(finding.ok for finding in findings):
+                yield from room_finding(image, domu.local.fs, subject)
         else:
             yield from _encrypted_local(site, domu, layout)
         pkg = layout.pkg_image(domu.name)

@@ -44,11 +44,20 @@ def run_checks(site: Site, checks: Sequence[Check] = CHECKS) -> list[Finding]:
 
 
 def table(findings: Sequence[Finding]) -> str:
-    rows = [("subject", "check", "result")] + [
-        (f.subject, f.check, "ok" if f.ok else f"FAILED: {f.problem}") for f in findings
-    ]
+    rows = [("subject", "check", "result")] + [(f.subject, f.check, _result(f)) for f in findings]
     widths = [max(len(row[column]) for row in rows) for column in (0, 1)]
     return "".join(f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]}\n" for row in rows)
+
+
+def _result(finding: Finding) -> str:
+    if finding.problem is None:
+        return "ok"
+    return f"{'WARNING' if finding.warning else 'FAILED'}: {finding.problem}"
+
+
+def warning_lines(findings: Sequence[Finding]) -> list[str]:
+    warned = [f for f in findings if f.warning and f.problem]
+    return [f"{f.subject}: {f.check}: warning: {f.problem}" for f in warned]
 
 
 def failure_lines(findings: Sequence[Finding]) -> list[str]:
@@ -57,12 +66,16 @@ def failure_lines(findings: Sequence[Finding]) -> list[str]:
 
 
 def report(findings: Sequence[Finding], out: TextIO) -> int:
-    """A table on a terminal, only the failures otherwise; 1 when anything failed."""
+    """A table on a terminal, only the failures and warnings otherwise; 1 when anything
+    failed (a warning alone fails nothing)."""
     if out.isatty():
         out.write(table(findings))
     else:
-        out.write("".join(line + "\n" for line in failure_lines(findings)))
+        lines = failure_lines(findings) + warning_lines(findings)
+        out.write("".join(line + "\n" for line in lines))
     failed = sum(not f.ok for f in findings)
+    warned = len(warning_lines(findings))
     if out.isatty():
-        out.write(f"{len(findings)} checks, {failed} failed\n")
+        also = f", {warned} warned" if warned else ""
+        out.write(f"{len(findings)} checks, {failed} failed{also}\n")
     return 1 if failed else 0

@@ -31,6 +31,7 @@ from tasks.converge.debugfs import DebugfsFiles, check_clean, keep_owner
 from tasks.converge.flags import require_changeable
 from tasks.converge.mounted import MountedFiles
 from tasks.converge.plan import Change, FileState, decode, plan, room_needed
+from tasks.converge.shape import Shape, check_size, describe, grow_ext2fs, new_shape
 from tasks.errors import DomusError
 from tasks.images.ffs_reader import FfsError, FfsImage
 from tasks.images.publish import publishing
@@ -122,11 +123,19 @@ def refusal(
 
 @contextmanager
 def image_files(
-    site: Site, domu: DomU, layout: Layout, *, readonly: bool, method: str, extra: int = 0
+    site: Site,
+    domu: DomU,
+    layout: Layout,
+    *,
+    readonly: bool,
+    method: str,
+    extra: int = 0,
+    shape: Shape | None = None,
 ) -> Iterator[ImageFiles]:
     """The image's files to read (readonly) or to converge: a converge never writes into
     the image itself, but into a copy that replaces it once converged and checked.
-    `extra`: the bytes the converge writes into the image, for the copy's room."""
+    `extra`: the bytes the converge writes into the image, for the copy's room; `shape`:
+    the new size and inode density a rewrite makes the image with."""
     image = layout.local_image(domu.name)
     check_not_in_use(image, domu.name, watchers(configured_backend(site.blockdev.backend)))
     if method == "mount":
@@ -140,7 +149,7 @@ def image_files(
             yield files
         return
     if method == "rewrite":
-        with rewrite.opened(image, keep_images) as files:
+        with rewrite.opened(image, keep_images, shape) as files:
             yield files
         return
     yield DebugfsFiles(image)
@@ -208,18 +217,9 @@ def require_image_room(image: Path, changes: Sequence[Change], files: ImageFiles
 
 
 def check_shape(domu: DomU, image: Path) -> None:
-    """The image is what its settings say (size, file system, encryption): a converge
-    rewrites files, it does not resize, reformat or encrypt an image."""
-    size = image.stat().st_size
-    if size != domu.local.size:
-        raise DomusError(
-            f"it is {format_size(size)} but local.size is "
-            f"{format_size(domu.local.size)}: a converge rewrites files, it does "
-            "not resize an image",
-            hint=f"set local.size back to {format_size(size)}; or "
-            f"`./domus reprovision {domu.name}` to make it at the new size (the old image is "
-            "kept as a dated backup)",
-        )
+    """The image is what its settings say (file system, encryption) and no larger than
+    local.size: a converge grows an image, it does not shrink, reformat or encrypt one."""
+    check_size(domu, image.stat().st_size)
     found = detect_fs(image)
     if domu.local_encrypted:
         if found is not None:
@@ -306,7 +306,14 @@ def converge(
     try:
         check_shape(domu, image)
         cgd_params(site, domu)
-        method = how(domu.local.fs, site.blockdev.backend, domu.local_encrypted)
+        shape = new_shape(domu, image)
+        # a new size or inode table: FFS is made anew by the rewrite, whatever mounts here
+        remake = shape if shape is not None and domu.local.fs == "ffs" else None
+        method = (
+            "rewrite"
+            if remake is not None
+            else how(domu.local.fs, site.blockdev.backend, domu.local_encrypted)
+        )
     except DomusError as error:
         raise refusal(domu, image, changed, error.message, error.hint) from None
     setup = setup_of(domu.pkg.source)
@@ -314,19 +321,26 @@ def converge(
     keep = site.converge.keep_backups
     # SIGTERM unwinds like Ctrl-C: unmount and detach, remove the unfinished copy
     with sigterm_raises():
+        if shape is not None and remake is None and not dry_run:
+            check_not_in_use(image, domu.name, watchers(configured_backend(site.blockdev.backend)))
+            grow_ext2fs(image, shape.size)
+            note(f"grew {image} to {describe(shape)} (resize2fs)")
         extra = 0
         if dry_run or method != "sealed":  # a sealed image is read once, from its plaintext
             with image_files(site, domu, layout, readonly=True, method=method) as files:
                 changes = changes_for(image, files, templates, context, dict(domu.rc_conf), setup)
-                if changes and not dry_run:
+                if changes and not dry_run and remake is None:
                     extra = require_image_room(image, changes, files)
-            if dry_run or not changes:
+            if dry_run or not (changes or remake):
                 return changes
-        with image_files(site, domu, layout, readonly=False, method=method, extra=extra) as files:
+        with image_files(
+            site, domu, layout, readonly=False, method=method, extra=extra, shape=remake
+        ) as files:
             changes = changes_for(image, files, templates, context, dict(domu.rc_conf), setup)
-            if not changes:
+            if not (changes or remake):
                 return changes
-            require_image_room(image, changes, files)
+            if remake is None:  # a new image is as large as makefs can make it
+                require_image_room(image, changes, files)
             stamp = datetime.now().strftime("%Y%m%dT%H%M%S")
             try:
                 backups = files.apply(changes, stamp, keep)
@@ -337,8 +351,10 @@ def converge(
             pruned = files.pruned
             kept = getattr(files, "kept_note", "")  # the old image a rewrite kept
     note(
-        f"converged {image} ({method}) in {time.monotonic() - start:.2f} s: rewrote "
-        + ", ".join(f"/{change.path}" for change in changes)
+        f"converged {image} ({method}) in {time.monotonic() - start:.2f} s: "
+        + (f"made anew at {describe(remake)}; " if remake else "")
+        + "rewrote "
+        + (", ".join(f"/{change.path}" for change in changes) or "no managed file")
         + (f"; kept the old ones as {', '.join('/' + b for b in backups)}" if backups else "")
         + (
             f"; removed backups beyond converge.keep_backups ({keep}): "

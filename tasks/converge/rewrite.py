@@ -15,8 +15,10 @@ the image is read whole without mounting it and written anew through makefs.
    inode kept under NAME.domus-STAMP, the new one written beside it and renamed over it,
    backups beyond converge.keep_backups removed.
 4. makefs a new image beside the old one with the old superblock's parameters (size,
-   block and fragment size, inode density, minfree, optimization, byte order, FFSv1), and
-   write into its inodes what makefs does not set (di_flags, nanoseconds, atime).
+   block and fragment size, inode density, minfree, optimization, byte order, FFSv1), or,
+   where the site gives the image more room (tasks/converge/shape.py), at the new size
+   with newfs's block, fragment and inode sizes for it; and write into its inodes what
+   makefs does not set (di_flags, nanoseconds, atime).
 5. Read it back and compare it with the old one entry by entry (path, type, owner, mode,
    flags, times, link target, device number, content hash, hard-link groups): only the
    managed files, their backups and the directories made for them may differ. Hold it to
@@ -44,8 +46,9 @@ from pathlib import Path
 from tasks.checks.filesystem import ffs_problems
 from tasks.converge.debugfs import keep_owner
 from tasks.converge.plan import Change, FileState, backup_name, pruned_backups
+from tasks.converge.shape import Shape, has_density
 from tasks.errors import DomusError
-from tasks.images.ffs import makefs_argv
+from tasks.images.ffs import inodes_per_group, makefs_argv, room_options
 from tasks.images.ffs_reader import FfsEntry, FfsError, FfsImage, FfsParams
 from tasks.images.plaintext import private_dir
 from tasks.images.publish import fsync_dir, publishing
@@ -54,6 +57,7 @@ from tasks.images.working_copy import require_room
 from tasks.log import timed
 from tasks.mtree import encode
 from tasks.recipes.templated import dir_mode
+from tasks.sizes import format_size
 from tasks.tools import run
 
 # what makefs cannot make from a staged tree and a spec
@@ -170,7 +174,8 @@ class RewriteFiles:
     `reader` reads the image as it is (the image itself, or a sealed image's plaintext);
     `private` is the private directory to stage in (None: one is made beside the image);
     `seal` writes the new plain image, encrypted, to the path it is given (None: the new
-    image is itself the image)."""
+    image is itself the image); `shape`: the new image's size and inode density (None:
+    the old image's shape, kept exactly)."""
 
     def __init__(
         self,
@@ -180,9 +185,10 @@ class RewriteFiles:
         keep_images: int,
         private: Path | None = None,
         seal: Callable[[Path, Path], None] | None = None,
+        shape: Shape | None = None,
     ) -> None:
         self.image, self.reader, self.keep_images = image, reader, keep_images
-        self.private, self.seal = private, seal
+        self.private, self.seal, self.shape = private, seal, shape
         self.pruned: list[str] = []
         self.directory_flags: dict[str, int] = {}
         self.kept: Path | None = None  # the old image kept beside the new one
@@ -247,7 +253,8 @@ class RewriteFiles:
         changed = sum(len(change.new.data) + STAGING_SLACK for change in changes)
         # the staged tree and the new image (and, sealed, its encrypted copy: counted by
         # the caller with the plaintext)
-        need = staged + changed + self.image.stat().st_size
+        new_size = self.shape.size if self.shape else self.image.stat().st_size
+        need = staged + changed + new_size
         require_room(self.image.parent, need, f"rewriting {self.image} to converge it")
         with ExitStack() as stack:
             private = self.private or stack.enter_context(private_dir(self.image))
@@ -277,6 +284,59 @@ class RewriteFiles:
     def _build(
         self, tree: Staged, params: FfsParams, spec: Path, staging: Path, dest: Path
     ) -> None:
+        if self.shape is not None:
+            self._make_reshaped(params, self.shape, spec, staging, dest)
+        else:
+            self._make_same_shape(params, spec, staging, dest)
+        with timed(f"{self.image.name}: inode fields"):
+            write_inode_fields(dest, tree.expected_entries())
+        with timed(f"{self.image.name}: verify"):
+            problems = tree.verify(dest)
+        if problems:
+            raise DomusError(
+                f"the rewritten {self.image} differs from the old one beyond the managed "
+                f"files, so it was not used; nothing was changed: {'; '.join(problems[:5])}"
+                + (f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""),
+            )
+        if self.seal is None:
+            with timed(f"{self.image.name}: punch zeros"):
+                punch_zeros(dest)
+
+    def _make_reshaped(
+        self, params: FfsParams, shape: Shape, spec: Path, staging: Path, dest: Path
+    ) -> None:
+        """makefs at the new size with newfs's layout for it and the asked density; the
+        tuning a tunefs may have changed (minfree, optimization, ...) is kept."""
+        assert shape.density is not None
+        options = [
+            *room_options(shape.size, shape.density),
+            f"minfree={params.minfree}",
+            f"optimization={params.optimization}",
+            f"avgfilesize={params.avgfilesize}",
+            f"avgfpdir={params.avgfpdir}",
+        ]
+        dest.unlink(missing_ok=True)
+        try:
+            with timed(f"{self.image.name}: makefs"):
+                run(makefs_argv(spec, shape.size, dest, staging, ORDERS[params.order], options),
+                    dest.name)  # fmt: skip
+        except DomusError as error:
+            raise DomusError(
+                f"{self.image} cannot be made anew at {format_size(shape.size)}: makefs "
+                f"failed ({error.message.strip()[-300:]}); nothing was changed",
+                hint="raise local.size, or raise local.density (fewer inodes)",
+            ) from None
+        with FfsImage(dest) as built:
+            got = built.params
+        if got.size != shape.size or not has_density(got, shape.density):
+            raise DomusError(
+                f"{self.image} was not made anew as asked: makefs made {format_size(got.size)} "
+                f"with {got.ncg} groups of {got.ipg} inodes, not one inode per "
+                f"{shape.density} bytes of {format_size(shape.size)}; nothing was changed",
+                hint=refusal_hint(""),
+            )
+
+    def _make_same_shape(self, params: FfsParams, spec: Path, staging: Path, dest: Path) -> None:
         size = self.image.stat().st_size  # a sealed image is as large as its plaintext
         failures = []
         for fragments in inode_spacings(params):
@@ -305,19 +365,6 @@ class RewriteFiles:
                 f"made {'; '.join(failures)}; nothing was changed",
                 hint=refusal_hint(""),
             )
-        with timed(f"{self.image.name}: inode fields"):
-            write_inode_fields(dest, tree.expected_entries())
-        with timed(f"{self.image.name}: verify"):
-            problems = tree.verify(dest)
-        if problems:
-            raise DomusError(
-                f"the rewritten {self.image} differs from the old one beyond the managed "
-                f"files, so it was not used; nothing was changed: {'; '.join(problems[:5])}"
-                + (f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""),
-            )
-        if self.seal is None:
-            with timed(f"{self.image.name}: punch zeros"):
-                punch_zeros(dest)
 
     def _keep_old(self, stamp: str) -> None:
         """A second name for the old image, made before the new one is renamed over it."""
@@ -353,22 +400,13 @@ def inode_spacings(params: FfsParams) -> list[int]:
     makefs, as newfs, makes ipg = roundup(howmany(fpg, fragsperinode), INOPB), with
     fragsperinode = density / fsize: so a density that yields the old ipg is found from
     the old fpg, and checked on the image makefs makes (its fpg depends on it too)."""
-    inopb = params.bsize // 128
     guess = max(params.fpg // max(params.ipg, 1), 1)
     candidates = [
         f
         for f in sorted(range(max(guess - 3, 1), guess + 4), key=lambda f: abs(f - guess))
-        if _roundup(_howmany(params.fpg, f), inopb) == params.ipg
+        if inodes_per_group(params.fpg, f, params.bsize) == params.ipg
     ]
     return candidates[:3] or [guess]
-
-
-def _howmany(x: int, y: int) -> int:
-    return -(-x // y)
-
-
-def _roundup(x: int, y: int) -> int:
-    return _howmany(x, y) * y
 
 
 def makefs(
@@ -629,7 +667,7 @@ def write_inode_fields(image: Path, entries: dict[bytes, FfsEntry]) -> None:
 
 
 @contextmanager
-def opened(image: Path, keep_images: int) -> Iterator[RewriteFiles]:
+def opened(image: Path, keep_images: int, shape: Shape | None = None) -> Iterator[RewriteFiles]:
     with FfsImage(image) as reader:
         check_rewritable(image, reader)
-        yield RewriteFiles(image, reader, keep_images=keep_images)
+        yield RewriteFiles(image, reader, keep_images=keep_images, shape=shape)

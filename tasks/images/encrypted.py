@@ -18,10 +18,18 @@ from tasks.tree import Tree
 
 
 def write_encrypted_image(
-    tree: Tree, fs: str, size: int, dest: Path, params: Params, passphrase: bytes | None
+    tree: Tree,
+    fs: str,
+    size: int,
+    dest: Path,
+    params: Params,
+    passphrase: bytes | None,
+    *,
+    room: bool = False,
+    density: int | None = None,
 ) -> None:
     with private_dir(dest) as private:
         plain = private / "plain.img"
-        write_image(tree, fs, size, plain)
+        write_image(tree, fs, size, plain, room=room, density=density)
         with timed(f"{dest.name}: cgd {params.algorithm} {params.bits}"):
             encrypt_file(params, plain, dest, passphrase=passphrase)

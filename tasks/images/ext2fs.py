@@ -28,7 +28,11 @@ _TYPE_BITS = {
 }
 
 
-def write_ext2fs(tree: Tree, size: int, dest: Path) -> None:
+def write_ext2fs(
+    tree: Tree, size: int, dest: Path, *, room: bool = False, density: int | None = None
+) -> None:
+    """`density`: bytes per inode (mke2fs -i); None: mke2fs's own, which already leaves
+    room (`room` is for FFS, whose makefs sizes the inodes to the files)."""
     with open(dest, "wb") as image:  # the file publishing made, of its mode
         image.truncate(size)
     try:
@@ -47,6 +51,7 @@ def write_ext2fs(tree: Tree, size: int, dest: Path) -> None:
                 "128",
                 "-b",
                 "4096" if size >= (64 << 20) else "1024",
+                *(["-i", str(density)] if density else []),
                 "-E",
                 "root_owner=0:0",
                 "-d",

@@ -26,6 +26,8 @@ API (stable; other modules and `./domus show/ls/diff` build on it):
         image.stat_inode(n)  -> FfsInode (the raw metadata of inode n)
         image.inode_offset(n) -> int: where inode n's struct ufs1_dinode lies in the image
         image.free_bytes()   -> int: bytes free beyond the minfree reserve (as df counts)
+        image.free_inodes()  -> int: inodes free (the superblock's summary, as df -i counts)
+        image.data_bytes()   -> int: bytes for files beyond the minfree reserve (df's size)
 
 FfsEntry: path (bytes, relative, no leading slash; any byte but NUL and "/" in a name),
 type ("file", "dir", "link", "char", "block", "fifo", "socket"), mode (the permission
@@ -343,6 +345,14 @@ class FfsImage:
         dsize = self._field(FS_OLD_DSIZE_AT, 4)
         free = nbfree * sb.fs_frag + nffree - dsize * sb.fs_minfree // 100
         return max(free, 0) * sb.fs_fsize
+
+    def free_inodes(self) -> int:
+        _, _, nifree, _ = struct.unpack_from(self._end + "4i", self.sb.raw, FS_OLD_CSTOTAL_AT)
+        return max(nifree, 0)
+
+    def data_bytes(self) -> int:
+        dsize = self._field(FS_OLD_DSIZE_AT, 4)
+        return max(dsize - dsize * self.sb.fs_minfree // 100, 0) * self.sb.fs_fsize
 
     def stat_inode(self, number: int) -> FfsInode:
         offset = self.inode_offset(number)

@@ -45,6 +45,7 @@ def context(site: Site, domu: DomU) -> dict[str, object]:
         "local": {
             "fs": domu.local.fs,
             "size": domu.local.size,
+            "density": domu.local.density,
             "encrypt": domu.local.encrypt,
             "device": f"{LOCAL_CGD}a" if domu.opens_local_itself else LOCAL_DEVICE,
         },
@@ -150,14 +151,18 @@ def converge_unless_same(
 def write_local_image(site: Site, domu: DomU, tree: Tree, dest: Path) -> None:
     from tasks.images import write_image
 
+    # the domU writes it: as many inodes as newfs would give it, or local.density's
+    density = domu.local.density
     if not domu.local_encrypted:
-        write_image(tree, domu.local.fs, domu.local.size, dest)
+        write_image(tree, domu.local.fs, domu.local.size, dest, room=True, density=density)
         return
     from tasks.images.encrypted import write_encrypted_image
     from tasks.keys import local_params
 
     params, passphrase = local_params(site.keys, domu)
-    write_encrypted_image(tree, domu.local.fs, domu.local.size, dest, params, passphrase)
+    write_encrypted_image(
+        tree, domu.local.fs, domu.local.size, dest, params, passphrase, room=True, density=density
+    )
 
 
 def build(

@@ -20,14 +20,27 @@ class Size(Kind):
     type_doc = "size"
     expected = SIZE_EXPECTED
 
+    def __init__(self, low: int | None = None, high: int | None = None) -> None:
+        self.low, self.high = low, high
+        if low is not None and high is not None:
+            self.type_doc = f"size {format_size(low)}..{format_size(high)}"
+
     def parse(self, node: Node, key: str, ctx: Context) -> int:
         value = ctx.scalar(node, self.expected)
         if isinstance(value, bool) or not isinstance(value, int | str):
             raise self.fail(node)
         try:
-            return parse_size(value)
+            size = parse_size(value)
         except ValueError as error:
             raise Invalid(str(error)) from None
+        if (self.low is not None and size < self.low) or (
+            self.high is not None and size > self.high
+        ):
+            raise Invalid(
+                f"expected a size from {format_size(self.low or 0)} to "
+                f"{format_size(self.high or size)}, got {value!r}"
+            )
+        return size
 
     def show(self, value: int) -> str:
         return format_size(value)

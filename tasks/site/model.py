@@ -46,6 +46,7 @@ class ImageSpec:
     encrypt: str  # none, dom0 or domu
     cipher: str
     keylength: int  # bits
+    density: int | None = None  # bytes per inode; None: newfs's (FFS), mke2fs's (ext2fs)
 
 
 @dataclass(frozen=True)

@@ -96,6 +96,14 @@ DOMAIN = Table(
         Setting("local.size", Size(), 64 * MiB, "Size of local.img"),
         Setting("local.fs", Choice(FILE_SYSTEMS), "ffs", "File system of local.img"),
         Setting(
+            "local.density",
+            Size(1024, 64 * MiB),
+            None,
+            "Bytes of local.img per inode, as `newfs -i` (FFS) or `mke2fs -i` (ext2fs); "
+            "a changed value makes an FFS image anew at the next build, files kept",
+            default_doc="newfs's: 2k below 20m, 4k below 1000m, 8k above (FFS); mke2fs's (ext2fs)",
+        ),
+        Setting(
             "local.encrypt",
             Choice(LOCAL_ENCRYPTION),
             "none",

@@ -3,11 +3,12 @@
 The managed files (the `local/` templates and the managed variables of /etc/rc.conf) are
 read from the image, compared with what the site makes them, and only those that differ
 are rewritten, each one first kept beside itself as NAME.domus-YYYYmmddTHHMMSS (the newest
-converge.keep_backups of them). The changes are made on a copy of the image that replaces
-it once converged and checked, so a full disk or a kill leaves the image as it was or
-converged whole. As root the copy is mounted through a block device (vnd on NetBSD, loop
-on Linux), whatever its file system; an ext2fs image can also be converged by any user
-through debugfs.
+converge.keep_backups of them); a file domus wrote that the site no longer manages is
+removed the same way, unless the domU changed it (tasks/converge/retire.py). The changes
+are made on a copy of the image that replaces it once converged and checked, so a full
+disk or a kill leaves the image as it was or converged whole. As root the copy is mounted
+through a block device (vnd on NetBSD, loop on Linux), whatever its file system; an ext2fs
+image can also be converged by any user through debugfs.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from tasks.converge import rewrite, sealed
 from tasks.converge.debugfs import DebugfsFiles, check_clean, keep_owner
 from tasks.converge.mounted import MountedFiles
 from tasks.converge.plan import Change, FileState, decode, plan, room_needed
+from tasks.converge.retire import Retirement, record_file, recorded, retirement
 from tasks.errors import DomusError
 from tasks.images.publish import publishing
 from tasks.images.working_copy import working_copy
@@ -37,6 +39,7 @@ from tasks.keyfiles import params_path
 from tasks.keys import local_params
 from tasks.log import note
 from tasks.recipes.local import RC_CONF, managed_files
+from tasks.recipes.managed_record import RECORD
 from tasks.render import Templates
 from tasks.site import DomU, Layout, Site
 from tasks.sizes import format_size
@@ -238,14 +241,22 @@ def changes_for(
     templates: Templates,
     context: Mapping[str, object],
     rc_vars: Mapping[str, str],
-) -> list[Change]:
-    paths = [*templates.names("local"), RC_CONF]
+    where: str,
+) -> tuple[list[Change], Retirement]:
+    """The changes, in path order, and what becomes of the files the site no longer
+    manages. The image's record of what domus wrote is rewritten with any other change."""
+    paths = [*templates.names("local"), RC_CONF, RECORD]
     current = files.read_all(sorted(set(paths)))
     rc_conf = current.get(RC_CONF)
     wanted = managed_files(
         templates, context, rc_vars, decode(rc_conf.data) if rc_conf is not None else None
     )
-    return plan(wanted, current)
+    record = recorded(current.get(RECORD), where)
+    retired = retirement(files, record, wanted)
+    changes = plan(wanted, current) + retired.removals
+    if changes or retired.stale:
+        changes += plan([record_file(wanted, current, changes, record)], current)
+    return sorted(changes, key=lambda change: change.path), retired
 
 
 def converge(
@@ -277,13 +288,20 @@ def converge(
         extra = 0
         if dry_run or method != "sealed":  # a sealed image is read once, from its plaintext
             with image_files(site, domu, layout, readonly=True, method=method) as files:
-                changes = changes_for(files, templates, context, dict(domu.rc_conf))
+                changes, retired = changes_for(
+                    files, templates, context, dict(domu.rc_conf), str(image)
+                )
+                if dry_run:
+                    retired.say(str(image))
                 if changes and not dry_run:
                     extra = require_image_room(image, changes, files)
             if dry_run or not changes:
                 return changes
         with image_files(site, domu, layout, readonly=False, method=method, extra=extra) as files:
-            changes = changes_for(files, templates, context, dict(domu.rc_conf))
+            changes, retired = changes_for(
+                files, templates, context, dict(domu.rc_conf), str(image)
+            )
+            retired.say(str(image))
             if not changes:
                 return changes
             require_image_room(image, changes, files)
@@ -296,9 +314,13 @@ def converge(
                 ) from None
             pruned = files.pruned
             kept = getattr(files, "kept_note", "")  # the old image a rewrite kept
+    rewrote = [f"/{change.path}" for change in changes if change.new is not None]
+    removed = [f"/{change.path}" for change in changes if change.new is None]
+    done = [f"rewrote {', '.join(rewrote)}"] if rewrote else []
+    done += [f"removed {', '.join(removed)} (no longer managed)"] if removed else []
     note(
-        f"converged {image} ({method}) in {time.monotonic() - start:.2f} s: rewrote "
-        + ", ".join(f"/{change.path}" for change in changes)
+        f"converged {image} ({method}) in {time.monotonic() - start:.2f} s: "
+        + "; ".join(done)
         + (f"; kept the old ones as {', '.join('/' + b for b in backups)}" if backups else "")
         + (
             f"; removed backups beyond converge.keep_backups ({keep}): "

@@ -1,19 +1,27 @@
 """What the next build would do to one item, and why: its inputs now against the record of
 the build that made it (tasks.status.record), by the rules doit and the kinds' actions
 follow: a missing output is built; root.img and pkg.img with changed inputs get a new
-generation; a changed local.img is converged in place, or refused where it cannot be."""
+generation; a changed local.img is converged in place, or refused where it cannot be, and
+the files domus wrote there that the site no longer manages are removed or kept."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
 
 from tasks.errors import DomusError
 from tasks.site import Layout, Site
 from tasks.status.items import Item
 from tasks.status.record import Listing, Record, Trees, file_state, load_listing
+
+if TYPE_CHECKING:
+    from tasks.converge.retire import Readable
+    from tasks.render import Templates
+    from tasks.site import DomU
 
 UP_TO_DATE = "up to date"
 BUILD = "build"
@@ -153,3 +161,52 @@ def refusal(site: Site, item: Item) -> str | None:
             f" ({error.hint})" if error.hint else ""
         )
     return None
+
+
+def retiring(verdicts: list[Verdict], site: Site, templates: Templates) -> None:
+    """A local.img that converges says what becomes of each file domus wrote there that the
+    site no longer manages: the converge's own reading of it, from the image as it is."""
+    for verdict in verdicts:
+        if verdict.item.image == "local" and verdict.action == CONVERGE:
+            verdict.why += retire_reasons(site, verdict.item, templates)
+
+
+def retire_reasons(site: Site, item: Item, templates: Templates) -> list[str]:
+    from tasks.converge.local import changes_for
+    from tasks.images.ffs_reader import FfsError
+    from tasks.kinds.local import context
+
+    domu = next(d for d in site.domus if d.name == item.domain)
+    try:
+        with readable(site, domu, item.path) as files:
+            if files is None:
+                return []
+            _, retired = changes_for(
+                files, templates, context(site, domu), dict(domu.rc_conf), str(item.path)
+            )
+    except (DomusError, FfsError, OSError) as error:
+        return [f"cannot read it to tell which files the converge removes: {error}"]
+    return [*retired.warnings, *retired.reasons()]
+
+
+@contextmanager
+def readable(site: Site, domu: DomU, image: Path) -> Iterator[Readable | None]:
+    """The image's files, read without mounting or writing it; None for an encrypted
+    ext2fs one, which debugfs reads only from a whole plaintext copy."""
+    if domu.local.fs == "ext2fs":
+        from tasks.converge.debugfs import DebugfsFiles
+
+        yield None if domu.local_encrypted else DebugfsFiles(image)
+        return
+    from tasks.cgd.seekable import open_decrypted
+    from tasks.converge.rewrite import RewriteFiles
+    from tasks.images.ffs_reader import FfsImage
+    from tasks.keys import local_params
+
+    with ExitStack() as stack:
+        source: Path | BinaryIO = image
+        if domu.local_encrypted:
+            key = local_params(site.keys, domu)
+            source = stack.enter_context(open_decrypted(image, *key))
+        reader = stack.enter_context(FfsImage(source))
+        yield RewriteFiles(image, reader, keep_images=0)

@@ -16,9 +16,11 @@ from pathlib import Path
 import pytest
 
 from tasks.converge.plan import Change, FileState, unified_diff
+from tasks.converge.retire import recorded, retirement
 from tasks.converge.rewrite import opened
 from tasks.recipes.local import MUTABLE_DIRS, RC_CONF
 from tasks.recipes.managed_record import LIMIT, RECORD, parse_record, record_text
+from tests.conftest import REPO
 from tests.image_reader import ImageReader
 from tests.mounting import loop_mounted, needs_root, release_everything_under
 from tests.netbsd_rules import assert_netbsd_accepts
@@ -136,6 +138,12 @@ def change_in_ffs(image: Path, path: str, data: bytes) -> None:
 @needs_root
 def test_a_template_the_site_drops_leaves_every_local_image_with_a_backup(tmp_path):
     site = built(tmp_path)
+    templates = REPO / "templates" / "local"
+    written = {str(p.relative_to(templates)) for p in templates.rglob("*") if p.is_file()}
+    for name in (*FFS, *EXT2FS):  # the build's record: every file it wrote from a template
+        image = reader(site, name)
+        assert record_of(site, name) == {path: sha(image.read(path)) for path in written}
+        assert reader(site, name).stat(RECORD).mode == 0o600
     motd = add_motd(site)
     assert domus(site, "build").returncode == 0
     for name in (*FFS, *EXT2FS):
@@ -290,3 +298,46 @@ def test_a_hostile_record_removes_nothing_it_should_not(tmp_path, backend):
     assert run.returncode == 0, run.stderr
     assert f"over {LIMIT}: ignored" in run.stderr
     assert {"etc/passwd", "etc/evil", "etc/fstab"} <= reader(site, "db1").paths()
+
+
+def test_a_hostile_record_in_an_ffs_image_removes_only_a_plain_file_as_recorded(tmp_path):
+    """The FFS reader's side (the rewrite, and status): links, a link on the way and a
+    directory are kept; the plain file with the recorded bytes goes, kept as its backup."""
+    staging, passwd = tmp_path / "tree", b"root:*:0:0::/root:/bin/sh\n"
+    spec = ["#mtree v2.0", ". type=dir uid=0 gid=0 mode=0755"]
+    for directory in ("etc", "etc/rc.d", "var", "var/db", "var/db/domus"):
+        (staging / directory).mkdir(parents=True)
+        spec.append(f"./{directory} type=dir uid=0 gid=0 mode=0755")
+    hostile = {"etc/evil", "var/linked/passwd", "etc/rc.d", "etc/decoy", "/etc/passwd"}
+    files = {
+        "etc/passwd": passwd,
+        "etc/decoy": passwd,
+        RECORD: "".join(f"{sha(passwd)} {path}\n" for path in sorted(hostile)).encode(),
+    }
+    for path, data in files.items():
+        (staging / path).write_bytes(data)
+        spec.append(f"./{path} type=file uid=0 gid=0 mode=0644")
+    for path, target in (("etc/evil", "passwd"), ("var/linked", "../etc")):
+        (staging / path).symlink_to(target)
+        spec.append(f"./{path} type=link uid=0 gid=0 mode=0777 link={target}")
+    (tmp_path / "spec").write_text("\n".join(spec) + "\n")
+    image = tmp_path / "local.img"
+    subprocess.run(
+        ["makefs", "-t", "ffs", "-o", "version=1", "-s", "4m", "-F", str(tmp_path / "spec"),
+         str(image), str(staging)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    with opened(image, keep_images=0) as ffs:
+        parsed = recorded(ffs.current(RECORD), str(image))
+        assert parsed is not None and "an absolute path" in parsed.warnings[0]
+        retired = retirement(ffs, parsed, [])
+        assert [change.path for change in retired.removals] == ["etc/decoy"]
+        assert retired.kept == ["etc/evil", "etc/rc.d", "var/linked/passwd"]
+        ffs.apply(retired.removals, "20261207T000000", 5)
+    after = ImageReader(image, "ffs")
+    assert "etc/decoy" not in after.paths()
+    assert after.read("etc/decoy.domus-20261207T000000") == passwd
+    assert after.read("etc/passwd") == passwd
+    assert after.stat("etc/evil").type == after.stat("var/linked").type == "link"
+    assert after.stat("etc/rc.d").type == "dir"
+    assert_netbsd_accepts(image, "ffs")

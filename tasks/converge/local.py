@@ -31,7 +31,7 @@ from tasks.converge import rewrite, sealed
 from tasks.converge.debugfs import DebugfsFiles, check_clean, keep_owner
 from tasks.converge.mounted import MountedFiles
 from tasks.converge.plan import Change, FileState, decode, plan, room_needed
-from tasks.converge.retire import Retirement, record_file, recorded, retirement
+from tasks.converge.retire import Readable, Retirement, record_file, recorded, retirement
 from tasks.errors import DomusError
 from tasks.images.publish import publishing
 from tasks.images.working_copy import working_copy
@@ -237,7 +237,7 @@ def check_shape(domu: DomU, image: Path) -> None:
 
 
 def changes_for(
-    files: ImageFiles,
+    files: Readable,
     templates: Templates,
     context: Mapping[str, object],
     rc_vars: Mapping[str, str],

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tasks.recipes.managed_record import RECORD
 from tests.conftest import REPO
 from tests.image_reader import ImageReader
 from tests.mounting import (
@@ -118,7 +119,7 @@ def check_converged_in_place(site: Site, name: str, before: dict) -> None:
         after = snapshot(top)
         rc_conf = (top / "etc" / "rc.conf").read_text()
         fstab = (top / "etc" / "fstab").read_text()
-    managed = {"etc/rc.conf", "etc/fstab"}
+    managed = {"etc/rc.conf", "etc/fstab", RECORD}  # the record names the new motd.domus
     backups = {path for path in after if ".domus-" in path}
     assert {path.split(".domus-")[0] for path in backups} == managed
     for backup in backups:

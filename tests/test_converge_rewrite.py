@@ -30,6 +30,7 @@ from tasks.errors import DomusError
 from tasks.images.ffs import makefs_argv
 from tasks.images.ffs_reader import FS_DOSOFTDEP, FS_DOWAPBL, FS_FLAGS_AT, FfsImage
 from tasks.mtree import encode
+from tasks.recipes.managed_record import RECORD
 from tasks.superblocks import SBLOCK_UFS1, has_ffs_superblock
 from tests.conftest import REPO
 from tests.mounting import needs_root, sha
@@ -455,7 +456,8 @@ def check_site_converged(
     """change_site() made: the site's fstab template and motd.domus for every domU, and
     (`rc_conf`) an rc.conf variable of this one."""
     after = reader_of(image)
-    managed = {b"etc/fstab", *([b"etc/rc.conf"] if rc_conf else [])}
+    # the record names the new motd.domus
+    managed = {b"etc/fstab", RECORD.encode(), *([b"etc/rc.conf"] if rc_conf else [])}
     backups = {p for p in after if b".domus-" in p}
     assert {p.split(b".domus-")[0] for p in backups} == managed
     for backup in backups:

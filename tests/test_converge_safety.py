@@ -125,7 +125,11 @@ def test_a_full_image_is_refused_before_anything_is_written(tmp_path, backend):
     big_template(site)
     run = domus(site, "converge", "www1")
     assert run.returncode == 1, run.stderr
-    found = r"writes 10\d\dk into it \(/etc/big.conf\), and its file system has \d+k free"
+    # the new template, and the record of what domus wrote, which names it
+    found = (
+        r"writes 10\d\dk into it \(/etc/big.conf, /var/db/domus/managed\), "
+        r"and its file system has \d+k free"
+    )
     assert re.search(found, run.stderr), run.stderr
     assert "free; nothing was changed" in run.stderr
     assert "Traceback" not in run.stderr

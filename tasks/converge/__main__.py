@@ -2,7 +2,8 @@
 
     ./domus converge [--dry-run] NAME... [config=PATH]
 
-With --dry-run the unified diff of every managed file that would change goes to stdout,
+With --dry-run the unified diff of every managed file that would change (or, no longer
+managed, be removed) goes to stdout,
 and nothing is written; the exit status is 0 when nothing would change, 1 when something
 would (as diff(1)), an error's as for every command (tasks.cli). Without it, the images
 are converged even if their recorded inputs did not change (a file the domU's

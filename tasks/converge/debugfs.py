@@ -209,11 +209,12 @@ class DebugfsFiles:
                 backup = backup_name(name, stamp, taken)
                 taken.add(backup)
                 commands += [f"ln {quoted(name)} {quoted(backup)}", f"unlink {quoted(name)}"]
-            host = tmp / str(index)
-            host.write_bytes(change.new.data)
-            commands.append(f"write {quoted(str(host))} {quoted(name)}")
             new = change.new
-            commands += _set_inode(quoted(name), stat.S_IFREG, new.mode, new.uid, new.gid)
+            if new is not None:  # None: no longer managed, the backup is its only name
+                host = tmp / str(index)
+                host.write_bytes(new.data)
+                commands.append(f"write {quoted(str(host))} {quoted(name)}")
+                commands += _set_inode(quoted(name), stat.S_IFREG, new.mode, new.uid, new.gid)
             taken = self._names.setdefault(parent, set())
             for old in pruned_backups(name, taken, keep):
                 # rm frees the inode with its last link: the backup is its only name

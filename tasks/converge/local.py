@@ -3,11 +3,12 @@
 The managed files (the `local/` templates and the managed variables of /etc/rc.conf) are
 read from the image, compared with what the site makes them, and only those that differ
 are rewritten, each one first kept beside itself as NAME.domus-YYYYmmddTHHMMSS (the newest
-converge.keep_backups of them). The changes are made on a copy of the image that replaces
-it once converged and checked, so a full disk or a kill leaves the image as it was or
-converged whole. As root the copy is mounted through a block device (vnd on NetBSD, loop
-on Linux), whatever its file system; an ext2fs image can also be converged by any user
-through debugfs.
+converge.keep_backups of them); a file domus wrote that the site no longer manages is
+removed the same way, unless the domU changed it (tasks/converge/retire.py). The changes
+are made on a copy of the image that replaces it once converged and checked, so a full
+disk or a kill leaves the image as it was or converged whole. As root the copy is mounted
+through a block device (vnd on NetBSD, loop on Linux), whatever its file system; an ext2fs
+image can also be converged by any user through debugfs.
 """
 
 from __future__ import annotations
@@ -31,9 +32,9 @@ from tasks.converge.debugfs import DebugfsFiles, check_clean, keep_owner
 from tasks.converge.flags import require_changeable
 from tasks.converge.mounted import MountedFiles
 from tasks.converge.plan import Change, FileState, decode, plan, room_needed
+from tasks.converge.retire import Retirement, record_file, recorded, retirement
 from tasks.converge.shape import Shape, check_size, describe, grow_ext2fs, new_shape
 from tasks.errors import DomusError
-from tasks.images.ffs_reader import FfsError, FfsImage
 from tasks.images.publish import publishing
 from tasks.images.working_copy import working_copy
 from tasks.keyfiles import params_path
@@ -41,6 +42,7 @@ from tasks.keys import local_params
 from tasks.log import note
 from tasks.pkgsrc.setup import PackageSetup, setup_of
 from tasks.recipes.local import RC_CONF, managed_files
+from tasks.recipes.managed_record import RECORD
 from tasks.recipes.pkgsetup import package_paths, with_package_setup
 from tasks.render import Templates
 from tasks.site import DomU, Layout, Site
@@ -246,9 +248,11 @@ def changes_for(
     context: Mapping[str, object],
     rc_vars: Mapping[str, str],
     setup: PackageSetup | None = None,
-) -> list[Change]:
-    """The changes the site makes; a DomusError if NetBSD would refuse one of them."""
-    paths = [*templates.names("local"), RC_CONF]
+) -> tuple[list[Change], Retirement]:
+    """The changes, in path order, and what becomes of the files the site no longer
+    manages; a DomusError if NetBSD would refuse one of the changes. The image's record of
+    what domus wrote is rewritten with any other change."""
+    paths = [*templates.names("local"), RC_CONF, RECORD]
     if setup is not None:
         paths += package_paths(setup)
     current = files.read_all(sorted(set(paths)))
@@ -259,32 +263,14 @@ def changes_for(
     if setup is not None:
         texts = {path: decode(state.data) for path, state in current.items() if state is not None}
         wanted = with_package_setup(wanted, setup, texts)
-    changes = plan(wanted, current)
+    record = recorded(current.get(RECORD), str(image))
+    retired = retirement(files, record, wanted)
+    changes = plan(wanted, current) + retired.removals
+    if changes or retired.stale:
+        changes += plan([record_file(wanted, current, changes, record)], current)
+    changes.sort(key=lambda change: change.path)
     require_changeable(image, changes, files.directory_flags)
-    return changes
-
-
-def read_refusal(site: Site, domu: DomU, layout: Layout, templates: Templates) -> None:
-    """What the converge would refuse on reading the image (an immutable or append-only
-    managed file, ...), told without a lock, a mount or a copy, for `./domus status`: an
-    FFS image read by domus's reader, an ext2fs one by debugfs. An encrypted image, one
-    the reader cannot follow and an ext2fs one without debugfs here are not read: the build
-    tells."""
-    from tasks.kinds.local import context
-
-    image = layout.local_image(domu.name)
-    if domu.local_encrypted or (domu.local.fs == "ext2fs" and shutil.which("debugfs") is None):
-        return
-    rc_vars, setup = dict(domu.rc_conf), setup_of(domu.pkg.source)
-    if domu.local.fs == "ext2fs":
-        changes_for(image, DebugfsFiles(image), templates, context(site, domu), rc_vars, setup)
-        return
-    try:
-        with FfsImage(image) as reader:
-            files = rewrite.RewriteFiles(image, reader, keep_images=0)
-            changes_for(image, files, templates, context(site, domu), rc_vars, setup)
-    except FfsError:
-        return
+    return changes, retired
 
 
 def converge(
@@ -328,7 +314,11 @@ def converge(
         extra = 0
         if dry_run or method != "sealed":  # a sealed image is read once, from its plaintext
             with image_files(site, domu, layout, readonly=True, method=method) as files:
-                changes = changes_for(image, files, templates, context, dict(domu.rc_conf), setup)
+                changes, retired = changes_for(
+                    image, files, templates, context, dict(domu.rc_conf), setup
+                )
+                if dry_run:
+                    retired.say(str(image))
                 if changes and not dry_run and remake is None:
                     extra = require_image_room(image, changes, files)
             if dry_run or not (changes or remake):
@@ -336,7 +326,10 @@ def converge(
         with image_files(
             site, domu, layout, readonly=False, method=method, extra=extra, shape=remake
         ) as files:
-            changes = changes_for(image, files, templates, context, dict(domu.rc_conf), setup)
+            changes, retired = changes_for(
+                image, files, templates, context, dict(domu.rc_conf), setup
+            )
+            retired.say(str(image))
             if not (changes or remake):
                 return changes
             if remake is None:  # a new image is as large as makefs can make it
@@ -350,11 +343,14 @@ def converge(
                 ) from None
             pruned = files.pruned
             kept = getattr(files, "kept_note", "")  # the old image a rewrite kept
+    rewrote = [f"/{change.path}" for change in changes if change.new is not None]
+    removed = [f"/{change.path}" for change in changes if change.new is None]
+    done = [f"rewrote {', '.join(rewrote)}"] if rewrote else []
+    done += [f"removed {', '.join(removed)} (no longer managed)"] if removed else []
     note(
         f"converged {image} ({method}) in {time.monotonic() - start:.2f} s: "
         + (f"made anew at {describe(remake)}; " if remake else "")
-        + "rewrote "
-        + (", ".join(f"/{change.path}" for change in changes) or "no managed file")
+        + ("; ".join(done) or "rewrote no managed file")
         + (f"; kept the old ones as {', '.join('/' + b for b in backups)}" if backups else "")
         + (
             f"; removed backups beyond converge.keep_backups ({keep}): "

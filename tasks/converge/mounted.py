@@ -143,6 +143,9 @@ class MountedFiles:
         if change.old is not None:
             backup = backup_name(name, stamp, set(os.listdir(directory)))
             os.link(name, backup, src_dir_fd=directory, dst_dir_fd=directory, follow_symlinks=False)
+        if change.new is None:  # no longer managed: the backup is now its only name
+            os.unlink(name, dir_fd=directory)
+            return backup
         fd = os.open(
             temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=directory
         )

@@ -1,7 +1,8 @@
 """What converging a local image changes: the managed files that differ, and the diff.
 
-A managed file differs when its content, mode or owner is not what the site makes it; every
-other file is left alone. The dry run prints the same changes as a unified diff.
+A managed file differs when its content, mode or owner is not what the site makes it; a
+file domus wrote that the site no longer manages is removed (tasks/converge/retire.py);
+every other file is left alone. The dry run prints the same changes as a unified diff.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ class FileState:
 class Change:
     path: str
     old: FileState | None
-    new: FileState
+    new: FileState | None  # None: removed, the old file kept as its backup
 
 
 def decode(data: bytes) -> str:
@@ -76,6 +77,8 @@ def _lines(data: bytes) -> list[str]:
 
 def describe_metadata(change: Change) -> list[str]:
     old, new = change.old, change.new
+    if new is None:
+        return ["no longer managed, removed (kept as its backup)"]
     if old is None:
         return [f"new file, mode {new.mode:04o}, owner {new.uid}:{new.gid}"]
     notes = []
@@ -90,13 +93,14 @@ def unified_diff(change: Change, name: str) -> str:
     """The change as `diff -u` shows it, with the domU's name before the path in the image."""
     where = f"{name}:/{change.path}"
     text = "".join(f"# {where}: {note}\n" for note in describe_metadata(change))
-    if change.old is not None and change.old.data == change.new.data:
+    old, new = change.old, change.new
+    if old is not None and new is not None and old.data == new.data:
         return text
-    before = _lines(change.old.data) if change.old is not None else []
-    fromfile = f"{where}\t(in the image)" if change.old is not None else "/dev/null"
-    diff = difflib.unified_diff(
-        before, _lines(change.new.data), fromfile=fromfile, tofile=f"{where}\t(converged)"
-    )
+    before = _lines(old.data) if old is not None else []
+    fromfile = f"{where}\t(in the image)" if old is not None else "/dev/null"
+    tofile = f"{where}\t(converged)" if new is not None else "/dev/null"
+    after = _lines(new.data) if new is not None else []
+    diff = difflib.unified_diff(before, after, fromfile=fromfile, tofile=tofile)
     return text + "".join(diff)
 
 
@@ -125,4 +129,8 @@ def room_needed(changes: Sequence[Change], block: int) -> int:
     """Bytes a converge writes into an image: every new file whole (the old one stays as
     its backup), in whole blocks, with one block more each for indirect blocks and the
     directory entries."""
-    return sum((len(change.new.data) + 2 * block - 1) // block * block for change in changes)
+    return sum(
+        (len(change.new.data) + 2 * block - 1) // block * block
+        for change in changes
+        if change.new is not None  # a removal keeps the old file as its backup
+    )

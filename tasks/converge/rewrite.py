@@ -250,7 +250,7 @@ class RewriteFiles:
         entries = list(self.reader.entries())
         params = self.reader.params
         staged = sum(e.size + STAGING_SLACK for e in entries if e.type in ("file", "dir"))
-        changed = sum(len(change.new.data) + STAGING_SLACK for change in changes)
+        changed = sum(len(c.new.data) + STAGING_SLACK for c in changes if c.new is not None)
         # the staged tree and the new image (and, sealed, its encrypted copy: counted by
         # the caller with the plaintext)
         new_size = self.shape.size if self.shape else self.image.stat().st_size
@@ -496,16 +496,11 @@ class Staged:
                 )
                 backups.append(backup_path.decode(errors="surrogateescape"))
                 text_names.add(backup)
-            # written outside the tree, where no name of the domU's can be in the way
-            temporary = os.fsencode(self.top.parent / f"change-{index}")
-            digest = _write(temporary, [change.new.data])
-            os.rename(temporary, self.host(path))
-            self.planned[path] = Planned(
-                _fresh_entry(path, "file", change.new, now, len(change.new.data)),
-                digest,
-                ("new", path),
-                fresh=True,
-            )
+            if change.new is None:  # no longer managed: the backup is its only name
+                os.unlink(self.host(path))
+                del self.planned[path]
+            else:
+                self._write_new(path, index, change.new, now)
             text_name = name.decode(errors="surrogateescape")
             for old in pruned_backups(text_name, text_names, keep):
                 old_path = _join(parent, old.encode(errors="surrogateescape"))
@@ -513,6 +508,15 @@ class Staged:
                 del self.planned[old_path]
                 self.pruned.append(old_path.decode(errors="surrogateescape"))
         return backups
+
+    def _write_new(self, path: bytes, index: int, new: FileState, now: int) -> None:
+        # written outside the tree, where no name of the domU's can be in the way
+        temporary = os.fsencode(self.top.parent / f"change-{index}")
+        digest = _write(temporary, [new.data])
+        os.rename(temporary, self.host(path))
+        self.planned[path] = Planned(
+            _fresh_entry(path, "file", new, now, len(new.data)), digest, ("new", path), fresh=True
+        )
 
     def _make_dirs(self, parent: bytes, now: int) -> None:
         parts = [p for p in parent.split(b"/") if p]

@@ -2,7 +2,8 @@
 
 A domU's own /etc, /var and /tmp start as copies of the prepared root's, with the
 vanilla /etc/rc back in place, then get the files written from the `local/` templates
-(fstab, rc.conf.d/root, cgd swap, ...) and the edits of NetBSD's own files.
+(fstab, rc.conf.d/root, cgd swap, ...), the record of the files written
+(tasks/recipes/managed_record.py), and the edits of NetBSD's own files.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from tasks.edits.rc import HOOK
 from tasks.edits.rcconf import set_rc_vars
 from tasks.edits.ttys import domu_ttys
 from tasks.errors import DomusError
+from tasks.recipes.managed_record import RECORD, RECORD_MODE, digest, record_text
 from tasks.recipes.templated import ensure_dirs, render_group, write_templates
 from tasks.render import Templates
 from tasks.site.netbsd import ENTROPY_FILE, LOCAL_MOUNT
@@ -51,8 +53,19 @@ def make_entropy_dir(local: Tree) -> None:
         local.mkdir(directory, 0o755, uid=0, gid=0)
 
 
-def write_local_templates(local: Tree, templates: Templates, context: Mapping[str, object]) -> None:
-    write_templates(local, templates, "local", context)
+def write_local_templates(
+    local: Tree, templates: Templates, context: Mapping[str, object]
+) -> list[str]:
+    return write_templates(local, templates, "local", context)
+
+
+def write_managed_record(local: Tree, written: list[str]) -> None:
+    """The record of the files domus wrote, by the bytes staged for them; rc.conf is the
+    domU's own file, which domus edits, not one it writes."""
+    paths = [path for path in written if path not in (RC_CONF, RECORD)]
+    ensure_dirs(local, RECORD)
+    entries = {path: digest(local.host_path(path).read_bytes()) for path in paths}
+    local.write_text(RECORD, record_text(entries), mode=RECORD_MODE)
 
 
 def edit_rc_conf(local: Tree, variables: Mapping[str, str]) -> None:
@@ -125,7 +138,8 @@ def setup_local(
     copy_mutable_dirs(root, local)
     restore_vanilla_rc(local)
     make_entropy_dir(local)
-    write_local_templates(local, templates, context)
+    written = write_local_templates(local, templates, context)
+    write_managed_record(local, written)
     edit_rc_conf(local, rc_vars)
     edit_ttys(local)
     edit_root_crontab(local)

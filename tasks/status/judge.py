@@ -1,19 +1,29 @@
 """What the next build would do to one item, and why: its inputs now against the record of
 the build that made it (tasks.status.record), by the rules doit and the kinds' actions
 follow: a missing output is built; root.img and pkg.img with changed inputs get a new
-generation; a changed local.img is converged in place, or refused where it cannot be."""
+generation; a changed local.img is converged in place, or refused where it cannot be, and
+the files domus wrote there that the site no longer manages are removed or kept."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+import shutil
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
 
 from tasks.errors import DomusError
 from tasks.site import Layout, Site
 from tasks.status.items import Item
 from tasks.status.record import Listing, Record, Trees, file_state, load_listing
+
+if TYPE_CHECKING:
+    from tasks.converge.local import ImageFiles
+    from tasks.converge.retire import Retirement
+    from tasks.render import Templates
+    from tasks.site import DomU
 
 UP_TO_DATE = "up to date"
 BUILD = "build"
@@ -141,7 +151,7 @@ def named(paths: Sequence[str]) -> str:
 
 def refusal(site: Site, item: Item) -> str | None:
     """Why a converge of this local.img would be refused here (the build's own checks)."""
-    from tasks.converge.local import cgd_params, check_shape, how, read_refusal
+    from tasks.converge.local import cgd_params, check_shape, how
     from tasks.render import Templates
 
     domu = next(d for d in site.domus if d.name == item.domain)
@@ -151,9 +161,76 @@ def refusal(site: Site, item: Item) -> str | None:
         check_shape(domu, item.path)
         cgd_params(site, domu)
         how(domu.local.fs, site.blockdev.backend, domu.local_encrypted)
-        read_refusal(site, domu, layout, templates)
+        _read(site, domu, item.path, templates)
     except DomusError as error:
         return f"cannot be converged here: {error.message}" + (
             f" ({error.hint})" if error.hint else ""
         )
     return None
+
+
+def retiring(verdicts: list[Verdict], site: Site, templates: Templates) -> None:
+    """A local.img that converges says what becomes of each file domus wrote there that the
+    site no longer manages: the converge's own reading of it, from the image as it is."""
+    for verdict in verdicts:
+        if verdict.item.image == "local" and verdict.action == CONVERGE:
+            verdict.why += retire_reasons(site, verdict.item, templates)
+
+
+def _read(site: Site, domu: DomU, image: Path, templates: Templates) -> Retirement | None:
+    """The converge's own reading of the image as it is, without a lock, a mount or a copy:
+    what becomes of the files the site no longer manages (None where the image is not read
+    here), or the DomusError of a change NetBSD would refuse (an immutable managed file)."""
+    from tasks.converge.local import changes_for
+    from tasks.images.ffs_reader import FfsError
+    from tasks.kinds.local import context
+    from tasks.pkgsrc.setup import setup_of
+
+    try:
+        with readable(site, domu, image) as files:
+            if files is None:
+                return None
+            _, retired = changes_for(
+                image,
+                files,
+                templates,
+                context(site, domu),
+                dict(domu.rc_conf),
+                setup_of(domu.pkg.source),
+            )
+    except (FfsError, OSError):
+        return None  # the build says what it is; status reads what it can
+    return retired
+
+
+def retire_reasons(site: Site, item: Item, templates: Templates) -> list[str]:
+    domu = next(d for d in site.domus if d.name == item.domain)
+    try:
+        retired = _read(site, domu, item.path, templates)
+    except DomusError as error:
+        return [f"cannot read it to tell which files the converge removes: {error}"]
+    return [] if retired is None else [*retired.warnings, *retired.reasons()]
+
+
+@contextmanager
+def readable(site: Site, domu: DomU, image: Path) -> Iterator[ImageFiles | None]:
+    """The image's files, read without mounting or writing it; None for an encrypted
+    ext2fs one, which debugfs reads only from a whole plaintext copy."""
+    if domu.local.fs == "ext2fs":
+        from tasks.converge.debugfs import DebugfsFiles
+
+        readable = not domu.local_encrypted and shutil.which("debugfs") is not None
+        yield DebugfsFiles(image) if readable else None
+        return
+    from tasks.cgd.seekable import open_decrypted
+    from tasks.converge.rewrite import RewriteFiles
+    from tasks.images.ffs_reader import FfsImage
+    from tasks.keys import local_params
+
+    with ExitStack() as stack:
+        source: Path | BinaryIO = image
+        if domu.local_encrypted:
+            key = local_params(site.keys, domu)
+            source = stack.enter_context(open_decrypted(image, *key))
+        reader = stack.enter_context(FfsImage(source))
+        yield RewriteFiles(image, reader, keep_images=0)

@@ -39,7 +39,7 @@ def rows_judged(config: Path) -> tuple[str, list[Row]]:
     from tasks.run import Build
     from tasks.site import load_site
     from tasks.status.items import items
-    from tasks.status.judge import after_root, judge
+    from tasks.status.judge import after_root, judge, retiring
     from tasks.status.record import Trees, load_records
 
     site = load_site(config)
@@ -51,6 +51,7 @@ def rows_judged(config: Path) -> tuple[str, list[Row]]:
         judge(item, records.get(item.task), site, build.layout, trees) for item in items(build)
     ]
     after_root(verdicts)
+    retiring(verdicts, site, build.templates)
     rows = []
     for verdict in verdicts:
         item = verdict.item

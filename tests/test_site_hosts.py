@@ -37,12 +37,13 @@ def test_hosts_are_read_with_their_defaults(tmp_path: Path) -> None:
         )
     )
     assert site.hosts == (
-        Host("alpha", "192.0.2.1", "root", 22, None, "netbsd", "/var/domus", 4, "python3"),
+        Host("alpha", "192.0.2.1", "root", 22, None, None, "netbsd", "/var/domus", 4, "python3"),
         Host(
             "beta",
             "dom0-b.example.org",
             "domus",
             2222,
+            None,
             None,
             "linux",
             "/srv/domus",

@@ -100,7 +100,7 @@ def test_a_site_without_hosts_is_for_this_machine(tmp_path: Path) -> None:
             + ROOT
             + "defaults: {host: a}\ndomains: {www1: }\n",
             "3: hosts.a.adress: unknown key; did you mean 'address'? expected one of: address, "
-            "user, port, identity, dom0, output, units, python",
+            "user, port, identity, host_key, dom0, output, units, python",
         ),
         (
             "dom0: netbsd\nhosts:\n  a: {address: h}\n  a: {address: i}\n"

@@ -3,8 +3,8 @@
 Images run to gigabytes, so files are streamed in chunks and never held in memory, and OUT
 appears only once complete (written beside it, then renamed), so a failed run never leaves
 something that looks like a finished image. Every sector is independent, so big inputs are
-split over worker processes: aes-xts needs one OpenSSL context per sector, and that Python
-overhead, not AES, is what limits one core.
+split over worker processes: the per-sector work done in Python and numpy, not the cipher,
+is what limits one core.
 """
 
 from __future__ import annotations
@@ -34,12 +34,12 @@ VERIFY_HEAD_BYTES = max(SBLOCKSEARCH) + SBLOCKSIZE
 KeySource = Params | SectorCipher
 
 
-def encrypt_sectors(cipher: SectorCipher, data: BytesLike, first_sector: int) -> bytes:
+def encrypt_sectors(cipher: SectorCipher, data: BytesLike, first_sector: int) -> bytes | memoryview:
     """Encrypt whole sectors; `first_sector` is the cgd sector number of data[0:512]."""
     return cipher.encrypt(data, first_sector)
 
 
-def decrypt_sectors(cipher: SectorCipher, data: BytesLike, first_sector: int) -> bytes:
+def decrypt_sectors(cipher: SectorCipher, data: BytesLike, first_sector: int) -> bytes | memoryview:
     """Decrypt whole sectors; `first_sector` is the cgd sector number of data[0:512]."""
     return cipher.decrypt(data, first_sector)
 

@@ -160,6 +160,7 @@ class XtsCipher(SectorCipher):
         self.key = key
         self._data_key = algorithms.AES(key[:half])
         self._tweak_key = algorithms.AES(key[half:])
+        self._whitening: _Whitening | None = None
 
     def encrypt(self, data: BytesLike, first_sector: int) -> memoryview:
         return self._run(data, first_sector, encrypt=True)
@@ -185,8 +186,10 @@ class XtsCipher(SectorCipher):
         sectors = np.frombuffer(data, "<u8").reshape(count, _XTS_BLOCKS, 2)
         ecb = Cipher(self._data_key, modes.ECB())
         context = ecb.encryptor() if encrypt else ecb.decryptor()
-        whitening = _Whitening(min(count, _XTS_BATCH))
-        work = np.empty(min(count, _XTS_BATCH) * SECTOR_SIZE + 16, np.uint8)
+        if self._whitening is None:
+            # kept for the next call: fresh buffers of a few MiB each call cost page faults
+            self._whitening = _Whitening(_XTS_BATCH)
+        whitening, work = self._whitening, self._whitening.work
         for start in range(0, count, _XTS_BATCH):
             stop = min(start + _XTS_BATCH, count)
             size = (stop - start) * SECTOR_SIZE
@@ -226,6 +229,8 @@ class _Whitening:
         self.scratch = np.empty((_XTS_BLOCKS // 2, sectors), "<u8")
         self.block_major = np.empty((_XTS_BLOCKS, sectors, 2), "<u8")
         self.sector_major = np.empty((sectors, _XTS_BLOCKS, 2), "<u8")
+        # the whitened sectors handed to ECB; update_into wants one block of room more
+        self.work = np.empty(sectors * SECTOR_SIZE + 16, np.uint8)
 
     def of(self, tweaks):  # type: ignore[no-untyped-def]
         """The (sectors, 32, 2) masks of `tweaks`, a (sectors, 2) array of T_s as le64 pairs."""

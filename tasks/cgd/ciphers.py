@@ -20,11 +20,15 @@ import sys
 from abc import ABC, abstractmethod
 from array import array
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives.ciphers import Cipher, CipherAlgorithm, algorithms, modes
 
 from tasks.cgd.table import CIPHERS, CipherSpec
 from tasks.errors import DomusError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 try:
     from cryptography.hazmat.decrepit.ciphers.algorithms import Blowfish, TripleDES
@@ -232,7 +236,7 @@ class _Whitening:
         # the whitened sectors handed to ECB; update_into wants one block of room more
         self.work = np.empty(sectors * SECTOR_SIZE + 16, np.uint8)
 
-    def of(self, tweaks):  # type: ignore[no-untyped-def]
+    def of(self, tweaks: np.ndarray) -> np.ndarray:
         """The (sectors, 32, 2) masks of `tweaks`, a (sectors, 2) array of T_s as le64 pairs."""
         import numpy as np
 

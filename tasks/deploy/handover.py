@@ -131,6 +131,10 @@ def discard(output: Path, name: str, number: int) -> None:
     for each in images.glob(f".local.img*.move-{number}"):
         each.unlink()
     if _record(images / "accepted.json").get("number") == number:
+        # started there from the xl config its build wrote before a kill: it is the
+        # domU's state now, and the operator's to settle
+        if _runs_here(output, name):
+            _refuse(f"{name} runs there", RUNNING)
         (output / "xen" / f"{name}.cfg").unlink(missing_ok=True)
         shutil.rmtree(images)
     elif images.is_dir() and not any(images.iterdir()):

@@ -13,6 +13,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -309,3 +310,169 @@ def test_generations_and_rollback_on_one_host(cluster: Cluster) -> None:
     unknown = domus_command(cluster, "rollback", "root", "--host", "delta")
     assert unknown.returncode == 2
     assert "no host named delta" in unknown.stderr
+
+
+# -- a move's hand-over, whatever stops it ----------------------------------------------------
+# www2 is on alpha now; each test below tries to take it to beta and checks that exactly one
+# host offers it (its xl config) with its newest state, whatever stopped the move.
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def offering(cluster: Cluster, name: str) -> list[str]:
+    return [
+        host for host in cluster.dom0s if (cluster.output(host) / "xen" / f"{name}.cfg").exists()
+    ]
+
+
+def newest_state(cluster: Cluster, text: str) -> str:
+    """What www2 wrote on alpha since it got there: its local.img's sha256 now."""
+    local = cluster.local("www2", "alpha")
+    note = local.parent.parent / "state.txt"
+    note.write_text(text)
+    subprocess.run(
+        ["debugfs", "-w", "-R", f"write {note} state-{len(text)}", str(local)],
+        check=True,
+        capture_output=True,
+    )
+    note.unlink()
+    return sha256(local)
+
+
+def placed(cluster: Cluster) -> dict[str, str]:
+    return json.loads((cluster.site.output / "deploy" / "placement.json").read_text())
+
+
+def stays_on_alpha(cluster: Cluster, deployed: Deployed, state: str) -> None:
+    assert deployed.returncode == 1, deployed.stdout + deployed.stderr
+    assert "Traceback" not in deployed.stderr and "unexpected" not in deployed.stderr
+    assert offering(cluster, "www2") == ["alpha"]
+    assert sha256(cluster.local("www2", "alpha")) == state
+    assert not (cluster.output("alpha") / "xen" / "www2.cfg.released").exists()
+    assert not list((cluster.output("alpha") / "images").glob("www2.moved-*"))
+    assert not (cluster.output("beta") / "images" / "www2").exists()
+    assert placed(cluster)["www2"] == "alpha"
+    journal = cluster.site.output / "deploy" / "moves.json"
+    assert not journal.exists() or json.loads(journal.read_text())["moves"] == {}
+
+
+def test_a_move_refused_while_the_domu_runs_changes_nothing_on_any_host(cluster: Cluster) -> None:
+    local = cluster.local("www2", "alpha")
+    state = newest_state(cluster, "on alpha")
+    fake_xl(cluster.dom0s["alpha"].bin, [xl_domain("www2", local)], {"www2": 60})
+    cluster.site.data["domains"]["www2"]["host"] = "beta"
+    cluster.site.save()
+    try:
+        refused = cluster.deploy()
+    finally:
+        (cluster.dom0s["alpha"].bin / "xl").unlink()
+    assert "refused: www2 runs on alpha: shut it down there before it moves to beta" in (
+        refused.stdout
+    ), refused.stdout
+    stays_on_alpha(cluster, refused, state)
+
+
+def test_a_move_from_a_host_that_is_down_waits_for_it(cluster: Cluster) -> None:
+    state = sha256(cluster.local("www2", "alpha"))
+    cluster.dom0s["alpha"].stop()
+    try:
+        down = cluster.deploy()
+    finally:
+        cluster.dom0s["alpha"].start()
+    assert "beta   FAILED  www2 stays on alpha, its move here failed: alpha: " in down.stdout
+    assert "Connection refused" in down.stdout, down.stdout
+    stays_on_alpha(cluster, down, state)
+
+
+def test_a_full_disk_on_the_new_host_leaves_the_domu_offered_on_the_old_one(
+    cluster: Cluster,
+) -> None:
+    state = sha256(cluster.local("www2", "alpha"))
+    # rsync's receiver there, as it fails on a full file system: the cause, then statistics
+    full = cluster.dom0s["beta"].bin / "rsync"
+    full.write_text(
+        "#!/bin/sh\n"
+        'echo "rsync: [receiver] write failed on \\"x\\": No space left on device (28)" >&2\n'
+        'echo "rsync error: error in file IO (code 11) at receiver.c(380)" >&2\n'
+        "exit 11\n"
+    )
+    full.chmod(0o755)
+    try:
+        failed = cluster.deploy()
+    finally:
+        full.unlink()
+    line = next(line for line in failed.stdout.splitlines() if line.startswith("beta "))
+    assert "No space left on device" in line, failed.stdout
+    stays_on_alpha(cluster, failed, state)
+    # the buffer here stays for the next try, which sends only what it lacks
+    assert sha256(cluster.site.output / "deploy" / "moves" / "www2" / "local.img") == state
+
+
+def ansible_processes(cluster: Cluster) -> list[int]:
+    inventory = str(cluster.site.output / "deploy" / "inventory.json").encode()
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and inventory in (proc / "cmdline").read_bytes():
+                found.append(int(proc.name))
+        except OSError:
+            pass
+    return found
+
+
+def test_a_move_killed_in_the_build_resumes_and_ends_on_one_host(cluster: Cluster) -> None:
+    state = newest_state(cluster, "on alpha, newest")
+    top = cluster.site.output / "deploy"
+    before = set(top.glob("ansible-*.log"))
+    deploy = subprocess.Popen(
+        [sys.executable, "-m", "tasks.cli", "deploy", f"config={cluster.site.path}"],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and deploy.poll() is None:
+            logs = set(top.glob("ansible-*.log")) - before
+            if logs and "Build]" in next(iter(logs)).read_text():
+                break
+            time.sleep(0.1)
+        deploy.kill()
+    finally:
+        deploy.wait()
+    assert deploy.returncode == -9
+    # ansible-playbook and what it started end with the deploy
+    deadline = time.monotonic() + 20
+    while ansible_processes(cluster) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert ansible_processes(cluster) == []
+    # released on alpha, taken in by beta: alpha offers it no more
+    assert "alpha" not in offering(cluster, "www2")
+    assert placed(cluster)["www2"] == "alpha"
+    # the next deploy resumes it; alpha, down, cannot archive its copy yet
+    cluster.dom0s["alpha"].stop()
+    try:
+        resumed = cluster.deploy()
+    finally:
+        cluster.dom0s["alpha"].start()
+    assert resumed.returncode == 1, resumed.stdout + resumed.stderr
+    assert "www2 moved to beta, but alpha keeps it released" in resumed.stdout, resumed.stdout
+    assert "Traceback" not in resumed.stderr and "unexpected" not in resumed.stderr
+    assert offering(cluster, "www2") == ["beta"]
+    assert placed(cluster)["www2"] == "beta"
+    assert sha256(cluster.local("www2", "beta")) == state
+    assert not (top / "moves" / "www2").exists()
+    # and the one after archives it there
+    done = cluster.deploy()
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert offering(cluster, "www2") == ["beta"]
+    assert sha256(cluster.local("www2", "beta")) == state
+    (archive,) = (cluster.output("alpha") / "images").glob("www2.moved-*")
+    assert sha256(archive / "local.img") == state
+    assert stat.S_IMODE((archive / "local.img").stat().st_mode) == 0o600
+    assert stat.S_IMODE(archive.stat().st_mode) == 0o700
+    assert not (cluster.output("alpha") / "xen" / "www2.cfg.released").exists()
+    assert json.loads((top / "moves.json").read_text())["moves"] == {}
+    assert len(list(top.glob("ansible-*.log"))) <= 5

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.deploy.moves import Move, outgoing
+from tasks.deploy.moves import pull_command
 from tasks.images.publish import publishing
 from tasks.site import load_site
 from tests.conftest import REPO
@@ -162,7 +162,7 @@ def test_a_rewriting_converge_keeps_the_old_image_0600(tmp_path, umask):
 
 def test_a_moved_domus_copy_here_is_0600_in_a_0700_directory(tmp_path, umask):
     site = load_site(hosts_site(tmp_path).path)
-    pull = outgoing(site, Move("db1", "alpha", "beta"), "20260101T000000")["pull"]
+    pull = pull_command(site, "db1", site.host("alpha"))
     # the old host's images, here: the very rsync line with the host taken out of it
     old = tmp_path / "alpha"
     there = old / "images" / "db1"

@@ -3,27 +3,36 @@
 ansible-core runs through its own CLI, `ansible-playbook` from the venv domus runs in: the
 playbook and role stay plain Ansible that an operator can read and run by hand against the
 inventory written beside them, and domus needs no second API to keep up with. Its output
-goes to <output>/deploy/ansible.log; the summary comes from a small callback plugin
-(ansible/callback_plugins/domus_summary.py) that writes what each host did as JSON.
+goes to <output>/deploy/ansible-STAMP.log (the last few kept); the summary comes from a
+small callback plugin (ansible/callback_plugins/domus_summary.py) that writes what each host
+did as JSON. ansible-playbook and everything it starts run in a process group of their own,
+ended with the deploy however it ends (on Linux even by SIGKILL: the parent-death signal),
+and the deploy holds its run lock until they are gone.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
+from tasks.deploy.cause import cause
 from tasks.deploy.moves import (
     check_no_state_left_behind,
-    incoming,
+    confirm,
+    hand_over,
+    in_flight,
     moves,
-    outgoing,
     record_placement,
     stamp,
 )
@@ -34,6 +43,7 @@ from tasks.locks import hold_run_lock
 from tasks.site import Host, Site
 
 ANSIBLE = Path(__file__).resolve().parent / "ansible"
+LOGS_KEPT = 5
 
 
 def select_hosts(site: Site, names: Sequence[str]) -> list[Host]:
@@ -62,16 +72,11 @@ def ansible_playbook() -> Path:
     return program
 
 
-def run_playbook(
-    site: Site,
-    prepared: list[Prepared],
-    moving_out: dict[str, list[dict[str, str]]],
-    playbook: str = "deploy.yml",
-) -> dict[str, dict]:
+def run_playbook(site: Site, prepared: list[Prepared], playbook: str = "deploy.yml") -> Ran:
     """Run the role on every prepared host at once; what each did, by host name."""
     top = deploy_dir(site)
     path = top / "inventory.json"
-    path.write_text(json.dumps(inventory(site, prepared, moving_out), indent=1))
+    path.write_text(json.dumps(inventory(site, prepared), indent=1))
     results = top / "results.json"
     results.unlink(missing_ok=True)
     env = {
@@ -87,21 +92,92 @@ def run_playbook(
         "ANSIBLE_LOCAL_TEMP": str(top / "ansible-tmp"),
         "DOMUS_DEPLOY_RESULTS": str(results),
     }
-    with open(top / "ansible.log", "w") as log:
-        subprocess.run(
-            [str(ansible_playbook()), "-i", str(path), str(ANSIBLE / playbook)],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            check=False,
-        )
+    log = new_log(top)
+    with open(log, "w") as out:
+        run_group([str(ansible_playbook()), "-i", str(path), str(ANSIBLE / playbook)], env, out)
     try:
-        return json.loads(results.read_text())
+        return Ran(json.loads(results.read_text()), log)
     except (OSError, ValueError):
         raise DomusError(
             "ansible-playbook ended without saying what the hosts did",
-            hint=f"its output is in {top / 'ansible.log'}",
+            hint=f"its output is in {log}",
         ) from None
+
+
+@dataclass
+class Ran:
+    results: dict[str, dict]  # what each host did, by its name
+    log: Path
+
+
+def new_log(top: Path) -> Path:
+    """This run's log, ansible-STAMP.log; only the last few are kept."""
+    logs = sorted(top.glob("ansible-*.log"))
+    for old in logs[: max(0, len(logs) - LOGS_KEPT + 1)]:
+        old.unlink(missing_ok=True)
+    log = top / f"ansible-{stamp()}.log"
+    serial = 1
+    while log.exists():  # two runs within a second
+        serial += 1
+        log = top / f"ansible-{stamp()}-{serial}.log"
+    return log
+
+
+# The first process of a command's group: it ends the whole group (ansible-playbook, its
+# workers, their ssh and rsync) when the deploy dies, even by SIGKILL, which Linux tells it
+# with the parent-death signal; elsewhere the deploy ends the group on its way out.
+GUARD = """
+import ctypes, os, signal, subprocess, sys
+def end(*_):
+    os.killpg(0, signal.SIGKILL)
+signal.signal(signal.SIGTERM, end)
+if sys.platform.startswith("linux"):
+    ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+if os.getppid() != int(sys.argv[1]):
+    end()
+sys.exit(subprocess.call(sys.argv[2:]))
+"""
+
+
+def run_group(argv: list[str], env: dict[str, str], out: IO[str]) -> int:
+    """Run `argv` in a process group of its own and wait for it; however this ends (a
+    signal, an exception, a kill), nothing of the group is left running."""
+    process = subprocess.Popen(
+        [sys.executable, "-P", "-c", GUARD, str(os.getpid()), *argv],
+        env=env,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        process_group=0,
+    )
+    previous = signal.signal(signal.SIGTERM, _terminated)
+    try:
+        return process.wait()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        process.wait()
+        end_group(process.pid)
+
+
+def _terminated(number: int, frame: object) -> None:
+    raise SystemExit(128 + number)
+
+
+def end_group(group: int, seconds: float = 10.0) -> None:
+    """Stop every process of the group still running and wait until they have all gone."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(group, sig)
+        except (ProcessLookupError, PermissionError):
+            return
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+            try:
+                os.killpg(group, 0)
+            except (ProcessLookupError, PermissionError):
+                return
 
 
 def built_line(output: str) -> str:
@@ -119,13 +195,16 @@ def human_bytes(count: int) -> str:
 def summary(
     prepared: list[Prepared],
     results: dict[str, dict],
-    moving_out: dict[str, list[dict[str, str]]] | None = None,
+    notes: dict[str, list[str]] | None = None,
+    log: Path | None = None,
 ) -> tuple[list[str], list[str]]:
-    """A line per host (with the moves it refused below it), and the hosts that failed."""
+    """A line per host (with what its moves came to below it), and the hosts that failed:
+    those whose deploy failed, and those a move left unsettled (a note not a refusal)."""
     lines, failed = [], []
+    notes = notes or {}
     names = [each.host.name for each in prepared]
     # a host domUs move away from is named too where it is not deployed
-    others = [name for name in (moving_out or {}) if name not in names]
+    others = [name for name in notes if name not in names]
     width = max(len(name) for name in [*names, *others])
     for name in [*names, *others]:
         each = next((p for p in prepared if p.host.name == name), None)
@@ -133,9 +212,9 @@ def summary(
         problem = _problem(each, result)
         if problem is not None:
             failed.append(name)
-            first, *rest = problem.strip().splitlines() or [""]
-            lines.append(f"{name:<{width}}  FAILED  {first}")
-            lines.extend(f"{'':<{width}}          {line}" for line in rest[-6:])
+            lines.append(f"{name:<{width}}  FAILED  {problem}")
+            if log is not None and each is not None and each.error is None:
+                lines.append(f"{'':<{width}}          (see {log})")
         elif each is None or not each.domus:
             lines.append(f"{name:<{width}}  ok      no domUs")
         else:
@@ -145,22 +224,25 @@ def summary(
                 f"({files} file{'' if files == 1 else 's'}); "
                 f"there: {built_line(result['output']['Build'])}"
             )
-        for refused in result.get("refused", []):
-            lines.append(f"{'':<{width}}          refused: {refused.splitlines()[0]}")
+        for note in notes.get(name, []):
+            lines.append(f"{'':<{width}}          {note}")
+            if not note.startswith("refused:") and name not in failed:
+                failed.append(name)
     return lines, failed
 
 
 def _problem(each: Prepared | None, result: dict, last: str = "Build") -> str | None:
-    """Why a host failed, if it did; `last` is the task every host that finished ran."""
+    """Why a host failed, if it did, in a line; `last` is the task every host that
+    finished ran."""
     if each is not None and each.error is not None:
         return each.error
     if result.get("unreachable"):
-        return f"unreachable: {result['unreachable']}"
+        return f"unreachable: {cause(result['unreachable'])}"
     if result.get("failed"):
-        task, message = result["failed"]["task"], result["failed"]["message"]
+        task, message = result["failed"]["task"], cause(result["failed"]["message"])
         return f"{task} failed: {message}" if task else message
     if each is not None and each.domus and last not in result.get("output", {}):
-        return "did not finish (see ansible.log)"
+        return "did not finish"
     return None
 
 
@@ -179,6 +261,7 @@ def deploy(site: Site, names: Sequence[str], check: bool = False) -> int:
     check_no_state_left_behind(site)
     ansible_playbook()
     old = {move.old for move in moves(site, [host.name for host in hosts])}
+    old |= {entry["old"] for entry in in_flight(site).values()}
     write_known_hosts(site, [*hosts, *(h for h in site.hosts if h.name in old and h not in hosts)])
     # before this run holds the run lock, which the download's own build takes
     fetch_downloads(site)
@@ -189,29 +272,38 @@ def deploy(site: Site, names: Sequence[str], check: bool = False) -> int:
     # one deploy of a site at a time, and no build of it here meanwhile
     hold_run_lock(site.layout.locks)
     start = time.monotonic()
-    moving = moves(site, [host.name for host in hosts])
-    prepared = [
-        prepare(site, host, [incoming(site, move) for move in moving if move.new == host.name])
-        for host in hosts
-    ]
-    ready = [each for each in prepared if each.error is None and each.domus]
-    when = stamp()
-    moving_out: dict[str, list[dict[str, str]]] = {}
-    for move in moving:
-        if any(each.host.name == move.new for each in ready):
-            moving_out.setdefault(move.old, []).append(outgoing(site, move, when))
+    prepared = [prepare(site, host) for host in hosts]
+    ready = {each.host.name for each in prepared if each.error is None and each.domus}
+    moving = [move for move in moves(site, [host.name for host in hosts]) if move.new in ready]
+    handed = hand_over(site, moving)
+    for each in prepared:
+        if each.host.name in handed.failed and each.error is None:
+            each.error = "; ".join(handed.failed[each.host.name])
     built = time.monotonic()
-    results = run_playbook(site, ready, moving_out) if ready else {}
-    lines, failed = summary(prepared, results, moving_out)
-    record_placement(site, [each.host.name for each in prepared if each.host.name not in failed])
+    going = [each for each in prepared if each.error is None and each.domus]
+    ran = run_playbook(site, going) if going else None
+    results = ran.results if ran else {}
+    log = ran.log if ran else None
+    done = [
+        each.host.name
+        for each in prepared
+        if each.error is None and _problem(each, results.get(each.host.name, {})) is None
+    ]
+    notes = handed.notes
+    for host, more in confirm(site, handed.accepted, set(done)).items():
+        notes.setdefault(host, []).extend(more)
+    lines, failed = summary(prepared, results, notes, log)
+    # the domUs still moving stay where they were until their move is confirmed
+    unconfirmed = {n for n, entry in in_flight(site).items() if entry["step"] != "confirmed"}
+    record_placement(site, [name for name in done if name not in failed], unconfirmed)
     print("\n".join(lines))
     seconds = time.monotonic() - start
     timing = f"{built - start:.1f} s building here, {seconds - built + start:.1f} s Ansible"
     if failed:
         print(
             f"domus: deploy failed on {', '.join(failed)} ({len(prepared) - len(failed)} of "
-            f"{len(prepared)} hosts done in {seconds:.1f} s: {timing}); "
-            f"Ansible's output: {top}/ansible.log",
+            f"{len(prepared)} hosts done in {seconds:.1f} s: {timing})"
+            + (f"; Ansible's output: {log}" if log else ""),
             file=sys.stderr,
         )
         return EXIT_FAILED
@@ -231,9 +323,9 @@ def check_hosts(site: Site, hosts: list[Host]) -> int:
     deploy_dir(site).mkdir(parents=True, exist_ok=True)
     hold_run_lock(site.layout.locks)
     moving = moves(site, [host.name for host in hosts])
-    prepared = [prepare(site, host, []) for host in hosts]
+    prepared = [prepare(site, host) for host in hosts]
     ready = [each for each in prepared if each.error is None and each.domus]
-    results = run_playbook(site, ready, {}, "check.yml") if ready else {}
+    results = run_playbook(site, ready, "check.yml").results if ready else {}
     failed = []
     for each in prepared:
         name = each.host.name
@@ -241,7 +333,7 @@ def check_hosts(site: Site, hosts: list[Host]) -> int:
         problem = _problem(each, result, last="Status there")
         if problem is not None:
             failed.append(name)
-            print(f"{name}: cannot tell: {problem.strip().splitlines()[0]}")
+            print(f"{name}: cannot tell: {problem}")
             continue
         print(f"{name}:")
         for line in would_do(each, result, [m for m in moving if name in (m.old, m.new)]):

@@ -92,7 +92,7 @@ def build_here(config: Path, targets: list[str]) -> str | None:
     return " / ".join((done.stdout + done.stderr).strip().splitlines()[-3:])
 
 
-def prepare(site: Site, host: Host, moves_in: list[dict[str, str]]) -> Prepared:
+def prepare(site: Site, host: Host) -> Prepared:
     """Build what `host` needs here and describe what goes there; a failure is kept with
     the host, so the other hosts are still deployed."""
     domus = site.domus_on(host.name)
@@ -170,7 +170,6 @@ def prepare(site: Site, host: Host, moves_in: list[dict[str, str]]) -> Prepared:
             if generation is not None
         ],
         "keys": [{"src": str(path), "name": path.name} for path in host_keys(site, host)],
-        "moves_in": moves_in,
     }
     return prepared
 
@@ -194,29 +193,9 @@ def connection(site: Site, host: Host) -> dict[str, object]:
     }
 
 
-def inventory(
-    site: Site, prepared: list[Prepared], moving_out: dict[str, list[dict[str, str]]]
-) -> dict[str, object]:
-    """Ansible's inventory: the hosts to deploy (group `deploy`) with the role's variables,
-    and the hosts domUs move away from (group `moving_out`), which may be others."""
-    hosts: dict[str, dict[str, object]] = {}
-    for each in prepared:
-        hosts[each.host.name] = {**connection(site, each.host), "domus": each.role}
-    for name, moves in moving_out.items():
-        host = site.host(name)
-        deploy = PurePosixPath(host.output) / "deploy"
-        variables = hosts.setdefault(name, connection(site, host))
-        variables["domus_out"] = {
-            "venv_python": str(deploy / "venv" / "bin" / "python"),
-            "source": str(deploy / "domus"),
-            "moves": moves,
-        }
-    return {
-        "all": {
-            "hosts": hosts,
-            "children": {
-                "deploy": {"hosts": {each.host.name: {} for each in prepared}},
-                "moving_out": {"hosts": {name: {} for name in moving_out}},
-            },
-        }
+def inventory(site: Site, prepared: list[Prepared]) -> dict[str, object]:
+    """Ansible's inventory: the hosts to deploy (group `deploy`) with the role's variables."""
+    hosts = {
+        each.host.name: {**connection(site, each.host), "domus": each.role} for each in prepared
     }
+    return {"all": {"hosts": hosts, "children": {"deploy": {"hosts": {h: {} for h in hosts}}}}}

@@ -27,6 +27,17 @@ def _name(result) -> str:
     return result._task.name or result._task.get_name()
 
 
+def _message(outcome: dict) -> str:
+    """What a failed task said: a loop's own msg only says that an item failed (`All
+    items completed`), the items' say what."""
+    items = [each for each in outcome.get("results") or [] if isinstance(each, dict)]
+    failed_items = [each for each in items if each.get("failed") or each.get("unreachable")]
+    lines = []
+    for each in failed_items or [outcome]:
+        lines += [each.get("msg") or "", each.get("stderr") or "", each.get("stdout") or ""]
+    return "\n".join(line.strip() for line in lines if line and line.strip())[-20000:]
+
+
 class CallbackModule(CallbackBase):
     CALLBACK_VERSION = 2.0
     CALLBACK_TYPE = "aggregate"
@@ -50,7 +61,6 @@ class CallbackModule(CallbackBase):
                 "stderr": {},
                 "failed": None,
                 "unreachable": None,
-                "refused": [],
             },
         )
 
@@ -79,26 +89,17 @@ class CallbackModule(CallbackBase):
             host["stderr"][task] = result._result.get("stderr", "")
 
     def v2_runner_on_failed(self, result, ignore_errors: bool = False) -> None:
-        host = self._host(result)
-        outcome = result._result
-        items = [each for each in outcome.get("results") or [] if isinstance(each, dict)]
-        failed_items = [each for each in items if each.get("failed")]
-        lines = []
-        # a loop's own msg only says that an item failed: the items' say what
-        for each in failed_items or [outcome]:
-            lines += [each.get("msg") or "", each.get("stderr") or "", each.get("stdout") or ""]
-        message = "\n".join(line.strip() for line in lines if line and line.strip())
-        if ignore_errors:  # a move refused: this host goes on
-            host["refused"].append(message[-2000:])
-        else:
-            # a refusal (the fail module) says all there is to say; another task's
-            # failure is named with the task
-            deliberate = result._task.action in ("fail", "ansible.builtin.fail")
-            task = "" if deliberate else _name(result)
-            host["failed"] = {"task": task, "message": message[-2000:]}
+        if ignore_errors:
+            return
+        # a refusal (the fail module) says all there is to say; another task's failure is
+        # named with the task. The whole output is kept: the summary looks in it for the
+        # line that says why (tasks/deploy/cause.py), seldom the last
+        deliberate = result._task.action in ("fail", "ansible.builtin.fail")
+        task = "" if deliberate else _name(result)
+        self._host(result)["failed"] = {"task": task, "message": _message(result._result)}
 
     def v2_runner_on_unreachable(self, result) -> None:
-        self._host(result)["unreachable"] = result._result.get("msg", "unreachable")
+        self._host(result)["unreachable"] = _message(result._result) or "unreachable"
 
     def v2_playbook_on_stats(self, stats) -> None:
         path = os.environ.get("DOMUS_DEPLOY_RESULTS")

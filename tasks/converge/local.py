@@ -29,7 +29,7 @@ from tasks.blockdev.attach import mounted, watchers
 from tasks.blockdev.backend import configured_backend
 from tasks.blockdev.holders import check_not_in_use
 from tasks.blockdev.signals import sigterm_raises
-from tasks.checks.filesystem import FSCK, e2fsck_problem, netbsd_fsck_problem, on_netbsd
+from tasks.checks.filesystem import FSCK, e2fsck_problem, netbsd_fsck_problem
 from tasks.converge import rewrite, sealed
 from tasks.converge.debugfs import DebugfsFiles, check_clean, keep_owner
 from tasks.converge.flags import require_changeable
@@ -116,9 +116,11 @@ def how(fs: str, backend_setting: str, encrypted: bool = False, mount: bool = Fa
 
 def require_fsck_clean(site: Site, domu: DomU, layout: Layout, image: Path) -> None:
     """The host kernel parses an image it mounts: it is mounted only once fsck -n (NetBSD's
-    own fsck through a read-only vnd unit there, e2fsck -fn elsewhere) found nothing."""
+    own through a read-only vnd unit where vnd mounts it, e2fsck -fn on loop) found
+    nothing."""
     fs = domu.local.fs
-    if on_netbsd():
+    backend = configured_backend(site.blockdev.backend)
+    if backend is not None and backend.name == "vnd":
         tool = f"{FSCK[fs]} -n"
         problem = netbsd_fsck_problem(
             image, fs, site.blockdev, layout.locks, cgd_params(site, domu), FSCK_SECONDS

@@ -391,7 +391,7 @@ def test_an_encrypted_local_image_converges_and_its_hotplug_script_is_shown(tmp_
     assert changed(items) == {("db1", "local"): "converge"}
     assert items[("db1", "local")]["why"] == [
         "rc_conf.sshd: YES -> NO",
-        "converged through debugfs, without mounting it",
+        "converged on a plaintext copy domus decrypts and seals again, without mounting it",
     ]
     run = domus(site, "build")
     assert run.ran == {"local:db1"}, run.stdout + run.stderr

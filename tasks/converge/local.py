@@ -151,9 +151,8 @@ def refusal(
     return DomusError(
         f"{what}: {why}",
         hint=hint
-        or f"run `./domus build` as root on the NetBSD dom0 (vnd mounts FFS); or "
-        f"`./domus reprovision {domu.name}` (the old image is kept as a dated backup); "
-        "local.fs: ext2fs images converge on any system, even without root; or undo the change",
+        or f"`./domus reprovision {domu.name}` (the old image is kept as a dated backup), "
+        "or undo the change",
     )
 
 

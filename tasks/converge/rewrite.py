@@ -120,9 +120,9 @@ def refusal_hint(reason: str) -> str:
         else ""
     )
     return (
-        f"{first}converge it as root on the NetBSD dom0, where a vnd(4) mount writes "
-        "every FFS feature; or `./domus reprovision` it (the old image is kept as a dated "
-        "backup); or undo the change"
+        f"{first}converge it as root on the NetBSD dom0 with converge.mount: true, where a "
+        "vnd(4) mount writes every FFS feature; or `./domus reprovision` it (the old image "
+        "is kept as a dated backup); or undo the change"
     )
 
 

@@ -194,8 +194,8 @@ def image_files(
 def _mounted_files(
     site: Site, domu: DomU, layout: Layout, image: Path, readonly: bool, extra: int
 ) -> Iterator[MountedFiles]:
-    # Only a mount writes FFS (no user-space tool does) and opens a cgd image on NetBSD:
-    # so the copy is mounted, and the image itself only ever read-only.
+    # Only a mount writes FFS in place (no user-space tool does) and opens a cgd image on
+    # NetBSD: so the copy is mounted, and the image itself only ever read-only.
     def mount(path: Path) -> AbstractContextManager[Path]:
         return mounted(
             path,

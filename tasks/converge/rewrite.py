@@ -1,5 +1,6 @@
-"""Converging an FFS image where no mount can write FFS (Linux; NetBSD without root):
-the image is read whole without mounting it and written anew through makefs.
+"""Converging an FFS image without mounting it (the default; Linux and NetBSD without root
+cannot mount it to write it anyway): the image is read whole and written anew through
+makefs, so no host kernel parses the domU's disk.
 
 1. Read every entry with domus's own FFSv1 reader (tasks/images/ffs_reader.py), refusing
    first what it cannot carry over exactly (not clean, FFSv2, a log, soft dependencies,

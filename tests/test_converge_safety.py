@@ -140,7 +140,7 @@ def test_a_full_image_is_refused_before_anything_is_written(tmp_path, backend):
 
 @needs_root
 def test_a_full_host_disk_is_refused_and_the_image_is_unchanged(tmp_path):
-    site = ext2_site(tmp_path / "site", ("www1",))
+    site = ext2_site(tmp_path / "site", ("www1",), mount=True)
     image = site.image("www1", "local.img")
     directory = image.parent
     saved = tmp_path / "saved"

@@ -129,12 +129,16 @@ def require_fsck_clean(site: Site, domu: DomU, layout: Layout, image: Path) -> N
         tool = "e2fsck -fn"
         problem = e2fsck_problem(image, FSCK_SECONDS)
     if problem is not None:
+        repair = (
+            f"`e2fsck -fy {image}`"
+            if fs == "ext2fs"
+            else f"`vnconfig vnd0 {image}; fsck_ffs -y /dev/rvnd0a; vnconfig -u vnd0`"
+        )
         raise DomusError(
             f"{image} is not mounted to converge it: `{tool}` found problems the host "
             f"kernel would parse ({problem}); nothing was changed",
             hint=f"with {domu.name} down, repair it with its own fsck (in the domU, or "
-            f"`e2fsck -fy`/`fsck_ffs -y` on the image here), or converge it without "
-            "converge.mount, in user space",
+            f"{repair} here), or converge it without converge.mount, in user space",
         )
 
 

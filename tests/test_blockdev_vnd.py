@@ -18,6 +18,7 @@ import pytest
 
 from tasks.blockdev.attach import mounted
 from tasks.blockdev.vnd import parse_listing
+from tasks.checks.filesystem import PHASES
 from tasks.errors import DomusError
 from tasks.site import BlockdevSpec
 from tests.mounting import mounts_under, needs_root, release_everything_under
@@ -44,6 +45,9 @@ case "$1" in
 esac
 """,
     "cgdconfig": "",
+    # what NetBSD's fsck_ffs -n says of a clean file system
+    "fsck_ffs": "printf '** %s (NO WRITE)\\n' \"$2\"\n"
+    + "".join(f"echo '** {phase}'\n" for phase in PHASES),
     "sysctl": "echo 3\n",
     "mount": f'for last; do :; done\nexec {REAL_MOUNT} --bind "$DOMUS_STANDIN_TREE" "$last"\n',
     "umount": f'exec {REAL_UMOUNT} "$@"\n',
@@ -188,6 +192,7 @@ def test_an_image_on_a_vnd_already_is_refused_naming_the_unit(netbsd, tmp_path):
 def test_an_ffs_local_image_converges_through_vnd_with_the_same_code(netbsd, tmp_path):
     site = Site(tmp_path / "site")
     site.data["blockdev"] = {"backend": "vnd"}
+    site.data["converge"] = {"mount": True}
     site.save()
     site.build()
     image = site.image("www1", "local.img")
@@ -204,8 +209,15 @@ def test_an_ffs_local_image_converges_through_vnd_with_the_same_code(netbsd, tmp
     assert run.ran == {"local:www1"}
     top = site.output / "locks" / "mnt" / "vnd0"
     copy = image.with_name(".local.img.partial")
-    # read from the image, read-only; written into a copy that is then renamed over it
+    # checked by NetBSD's fsck through a read-only vnd first (converge.mount); read from
+    # the image, read-only; written into a copy that is checked and renamed over it
     assert commands(netbsd) == [
+        "vnconfig -l",
+        "vnconfig -l vnd0",
+        f"vnconfig -r vnd0 {image}",
+        "fsck_ffs -n /dev/rvnd0a",
+        "vnconfig -l vnd0",
+        "vnconfig -u vnd0",
         "vnconfig -l",
         "vnconfig -l",
         "vnconfig -l vnd0",
@@ -222,6 +234,7 @@ def test_an_ffs_local_image_converges_through_vnd_with_the_same_code(netbsd, tmp
         f"umount {top}",
         "vnconfig -l vnd0",
         "vnconfig -u vnd0",
+        f"fsck_ffs -fn {copy}",
     ]
     assert not copy.exists()
     rc_conf = (tree / "etc" / "rc.conf").read_text()
@@ -234,3 +247,30 @@ def test_an_ffs_local_image_converges_through_vnd_with_the_same_code(netbsd, tmp
     assert (tree / "var" / "data").read_text() == "the domU's\n"
     assert image.read_bytes() == before  # only the stand-in "file system" was written
     assert site.build().ran == set()
+
+
+@needs_root
+def test_an_image_netbsds_fsck_rejects_is_never_mounted_with_converge_mount(netbsd, tmp_path):
+    site = Site(tmp_path / "site")
+    site.data["blockdev"] = {"backend": "vnd"}
+    site.data["converge"] = {"mount": True}
+    site.save()
+    site.build()
+    image = site.image("www1", "local.img")
+    before = image.read_bytes()
+    (tmp_path / "bin" / "fsck_ffs").write_text(
+        '#!/bin/sh\necho "fsck_ffs $*" >> "$DOMUS_STANDIN_LOG"\n'
+        "echo '** /dev/rvnd0a (NO WRITE)'\necho 'BAD SUPER BLOCK: MAGIC NUMBER WRONG'\nexit 8\n"
+    )
+    site.data["domains"]["www1"]["rc_conf"]["httpd"] = "NO"
+    site.save()
+    run = site.doit()
+    said = run.stdout + run.stderr
+    assert run.returncode != 0, said
+    assert f"{image} is not mounted to converge it: `fsck_ffs -n` found problems" in said
+    assert "BAD SUPER BLOCK: MAGIC NUMBER WRONG" in said
+    assert [c for c in commands(netbsd) if c.startswith(("mount", "fsck"))] == [
+        "fsck_ffs -n /dev/rvnd0a"
+    ]
+    assert commands(netbsd)[-1] == "vnconfig -u vnd0"  # the read-only unit is let go
+    assert image.read_bytes() == before

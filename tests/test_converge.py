@@ -45,9 +45,14 @@ def ext2_site(
     directory: Path,
     names: tuple[str, ...] = ("www1", "www2", "db1"),
     data: dict | None = None,
+    mount: bool = False,
     **blockdev: object,
 ) -> Site:
+    """The example site with ext2fs local images, built; `mount`: converge.mount, so that
+    a converge as root mounts them."""
     site = Site(directory, data)
+    if mount:
+        site.data["converge"] = {"mount": True}
     site.data["defaults"]["local"] = {"size": "16m", "fs": "ext2fs"}
     for name in names:
         entry = site.data["domains"].setdefault(name, {}) or {}
@@ -70,7 +75,7 @@ def nothing_left_behind(tmp_path):
 
 @pytest.fixture
 def site(tmp_path) -> Site:
-    return ext2_site(tmp_path / "site")
+    return ext2_site(tmp_path / "site", mount=True)
 
 
 def plant_domu_state(top: Path) -> None:
@@ -142,7 +147,7 @@ def check_converged_in_place(site: Site, name: str, before: dict) -> None:
 
 @pytest.mark.parametrize("backend", ["auto", "none"], ids=["mounted", "debugfs"])
 def test_converge_rewrites_only_managed_files_and_keeps_backups(tmp_path, backend):
-    site = ext2_site(tmp_path / "site", backend=backend)
+    site = ext2_site(tmp_path / "site", mount=backend != "none", backend=backend)
     image = site.image("www1", "local.img")
     with loop_mounted(image) as top:
         plant_domu_state(top)
@@ -169,7 +174,7 @@ LOCKS = {
 def test_an_immutable_or_append_only_managed_file_is_refused_before_anything_is_written(
     tmp_path, backend, lock
 ):
-    site = ext2_site(tmp_path / "site", ("www1",), backend=backend)
+    site = ext2_site(tmp_path / "site", ("www1",), mount=backend != "none", backend=backend)
     image = site.image("www1", "local.img")
     path, flag, named = LOCKS[lock]
     with loop_mounted(image) as top:
@@ -391,12 +396,13 @@ def test_two_converges_of_one_image_serialize(site, tmp_path):
 
 def test_six_jobs_on_a_pool_of_two_units_never_hold_more_than_two(tmp_path):
     names = tuple(f"web{number}" for number in range(1, 7))
-    site = ext2_site(tmp_path / "site", names, units=2)
+    site = ext2_site(tmp_path / "site", names, mount=True, units=2)
     site.data["defaults"]["rc_conf"]["ntpd"] = "NO"
     site.save()
     log = tmp_path / "spans"
     seen: list[int] = []
-    jobs = [job(site.path, name, log, "slow", 0.3) for name in names]
+    # long enough to overlap, after each job's e2fsck -fn, on a busy machine
+    jobs = [job(site.path, name, log, "slow", 1.0) for name in names]
     while any(process.poll() is None for process in jobs):
         seen.append(len(loops_under(site.directory)))
         time.sleep(0.01)

@@ -87,8 +87,8 @@ def test_backups_beyond_keep_are_the_oldest_and_a_later_one_of_the_same_second_i
 @needs_root
 @pytest.mark.parametrize("backend", ["loop", "none"], ids=["mounted", "debugfs"])
 def test_backups_are_pruned_to_converge_keep_backups(tmp_path, backend):
-    site = ext2_site(tmp_path / "site", ("www1",), backend=backend)
-    site.data["converge"] = {"keep_backups": 2}
+    site = ext2_site(tmp_path / "site", ("www1",), mount=backend != "none", backend=backend)
+    site.data.setdefault("converge", {})["keep_backups"] = 2
     for value in range(1, 5):
         set_round(site, "www1", value)
         run = domus(site, "converge", "www1")
@@ -118,7 +118,7 @@ def fill_image(image: Path, leave: int) -> None:
 @needs_root
 @pytest.mark.parametrize("backend", ["loop", "none"], ids=["mounted", "debugfs"])
 def test_a_full_image_is_refused_before_anything_is_written(tmp_path, backend):
-    site = ext2_site(tmp_path / "site", ("www1",), backend=backend)
+    site = ext2_site(tmp_path / "site", ("www1",), mount=backend != "none", backend=backend)
     image = site.image("www1", "local.img")
     fill_image(image, leave=256 << 10)
     before = sha(image)
@@ -140,7 +140,7 @@ def test_a_full_image_is_refused_before_anything_is_written(tmp_path, backend):
 
 @needs_root
 def test_a_full_host_disk_is_refused_and_the_image_is_unchanged(tmp_path):
-    site = ext2_site(tmp_path / "site", ("www1",))
+    site = ext2_site(tmp_path / "site", ("www1",), mount=True)
     image = site.image("www1", "local.img")
     directory = image.parent
     saved = tmp_path / "saved"

@@ -183,7 +183,7 @@ def converged(image: Path, files: dict) -> bool:
     ids=["debugfs", "mounted"],
 )
 def test_a_kill_mid_converge_leaves_the_image_before_or_after_never_between(tmp_path, backend):
-    site = ext2_site(tmp_path / "site", names=("www1",), backend=backend)
+    site = ext2_site(tmp_path / "site", names=("www1",), mount=backend != "none", backend=backend)
     image = site.image("www1", "local.img")
     with loop_mounted(image) as top:
         plant_domu_state(top)

@@ -260,7 +260,7 @@ def test_show_of_a_plain_ext2fs_image_writes_nothing_in_the_systems_temporary_di
 
 @needs_root
 def test_a_mounted_images_mount_point_is_under_a_0700_directory(tmp_path):
-    site = ext2_site(tmp_path / "site", ("www1",))
+    site = ext2_site(tmp_path / "site", ("www1",), mount=True)
     change_site(site, "www1")
     process = stalled_job(site, "www1", tmp_path)  # converging, the copy mounted
     try:

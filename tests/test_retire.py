@@ -2,9 +2,10 @@
 converge when the domU left it as domus wrote it, kept and reported when the domU changed it;
 the record in the image that says what domus wrote is read as hostile input.
 
-The example site converges here by every path: www1 and www2 (FFS) rewritten through
-makefs, db1 (ext2fs) mounted through a loop device, and an ext2fs site with
-`blockdev.backend: none` through debugfs. Images are read back with The Sleuth Kit.
+The example site converges here in user space: www1 and www2 (FFS) rewritten through
+makefs, db1 (ext2fs) through debugfs; an ext2fs site with `converge.mount: true` is mounted
+through a loop device, one with `blockdev.backend: none` goes through debugfs. Images are
+read back with The Sleuth Kit.
 """
 
 from __future__ import annotations
@@ -255,7 +256,7 @@ def status_why(site: Site, name: str) -> list[str]:
 @needs_root
 @pytest.mark.parametrize("backend", ["auto", "none"], ids=["mounted", "debugfs"])
 def test_a_hostile_record_removes_nothing_it_should_not(tmp_path, backend):
-    site = ext2_site(tmp_path / "site", ("db1",), backend=backend)
+    site = ext2_site(tmp_path / "site", ("db1",), mount=backend != "none", backend=backend)
     image = site.image("db1", "local.img")
     with loop_mounted(image) as top:
         etc = top / "etc"

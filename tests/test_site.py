@@ -221,7 +221,7 @@ def test_full_site_loads_into_the_exact_model(tmp_path: Path, inputs: Path) -> N
         ),
         blockdev=BlockdevSpec(backend="auto", units=4, wait=600),
         generations=GenerationsSpec(keep=3),
-        converge=ConvergeSpec(keep_backups=5, keep_images=1),
+        converge=ConvergeSpec(keep_backups=5, keep_images=1, mount=False),
         dom0="netbsd",
     )
 

@@ -110,7 +110,10 @@ def test_a_changed_key_is_named_with_its_old_and_new_values(site):
     site.save()
     items = status(site)
     assert changed(items) == {("db1", "local"): "converge", ("www2", "xl"): "build"}
-    assert items[("db1", "local")]["why"] == ["rc_conf.defaultroute: 192.0.2.1 -> 192.0.2.254"]
+    assert items[("db1", "local")]["why"] == [
+        "rc_conf.defaultroute: 192.0.2.1 -> 192.0.2.254",
+        "converged through debugfs, without mounting it",
+    ]
     assert items[("www2", "xl")]["why"] == ["memory: 256 -> 1024"]
     # names select domUs; the shared root.img is shown with them
     assert set(status(site, "www2")) == {(None, "root")} | {("www2", i) for i in IMAGES - {"root"}}
@@ -125,11 +128,17 @@ def test_a_changed_template_is_named_and_every_local_image_converges(site):
     site.save()
     items = status(site)
     assert {key for key in changed(items)} == {(n, "local") for n in ("www1", "www2", "db1")}
-    # every local.img converges: ext2fs through debugfs or a mount, FFS by a mount on
-    # NetBSD or by a rewrite elsewhere
+    # every local.img converges without a mount: ext2fs through debugfs, FFS by a rewrite
     assert {items[(n, "local")]["action"] for n in ("www1", "www2", "db1")} == {"converge"}
     for name in ("www1", "www2", "db1"):
         assert items[(name, "local")]["why"][0].startswith("template local/etc/fstab changed (now ")
+    methods = {
+        "www1": "by rewriting it whole",
+        "www2": "by rewriting it whole",
+        "db1": "through debugfs",
+    }
+    for name, method in methods.items():
+        assert f"converged {method}" in "\n".join(items[(name, "local")]["why"])
     # the build does what status said
     run = domus(site, "build")
     assert run.ran == {f"local:{n}" for n in ("www1", "www2", "db1")}
@@ -380,7 +389,10 @@ def test_an_encrypted_local_image_converges_and_its_hotplug_script_is_shown(tmp_
     site.save()
     items = status(site)
     assert changed(items) == {("db1", "local"): "converge"}
-    assert items[("db1", "local")]["why"] == ["rc_conf.sshd: YES -> NO"]
+    assert items[("db1", "local")]["why"] == [
+        "rc_conf.sshd: YES -> NO",
+        "converged on a plaintext copy domus decrypts and seals again, without mounting it",
+    ]
     run = domus(site, "build")
     assert run.ran == {"local:db1"}, run.stdout + run.stderr
     assert changed(status(site)) == {}

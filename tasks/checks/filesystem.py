@@ -480,30 +480,52 @@ def image_bytes(image: Path) -> Iterator[bytes | mmap.mmap]:
 FSCK = {"ffs": "fsck_ffs", "ext2fs": "fsck_ext2fs"}
 
 
-def e2fsck_problem(image: Path) -> str | None:
-    done = run(["e2fsck", "-fn", str(image)], f"checking {image.name}", check=False)
-    if done.returncode == 0:
+# e2fsck -fn's lines that say nothing is wrong: its passes and the closing count
+_E2FSCK_QUIET = re.compile(r"^(Pass \d[A-Z]?: |e2fsck \d|.+: \d+/\d+ files )")
+FIRST_LINES = 3  # of a checker's findings, in a message
+
+
+def e2fsck_problem(image: Path, timeout: float | None = None) -> str | None:
+    """e2fsck -fn judged on its status *and* its output: with primary group descriptors
+    it finds corrupt, it checks through the backups and exits 0, while a kernel mounting
+    the image would read the primary ones."""
+    argv = ["e2fsck", "-fn", str(image)]
+    done = run(argv, f"checking {image.name}", check=False, timeout=timeout)
+    output = (done.stdout + done.stderr).splitlines()
+    said = [line.strip() for line in output if line.strip() and not _E2FSCK_QUIET.match(line)]
+    if done.returncode == 0 and not said:
         return None
-    lines = [line for line in done.stdout.splitlines() if line.strip()]
-    return f"e2fsck -fn exit {done.returncode}: {'; '.join(lines[-3:])}"
+    return f"e2fsck -fn exit {done.returncode}: {'; '.join(said[:FIRST_LINES]) or 'no output'}"
 
 
-def netbsd_fsck_problem(image: Path, fs: str, blockdev: BlockdevSpec, locks: Path) -> str | None:
-    """NetBSD's own fsck -n on the image, attached read-only to a vnd unit (needs root)."""
+def netbsd_fsck_problem(
+    image: Path,
+    fs: str,
+    blockdev: BlockdevSpec,
+    locks: Path,
+    cgd_params: Path | None = None,
+    timeout: float | None = None,
+) -> str | None:
+    """NetBSD's own fsck -n on the image, attached read-only to a vnd unit (needs root);
+    with `cgd_params`, on the plaintext of the cgd(4) unit configured over it."""
     from tasks.blockdev.attach import attached
 
     tool = FSCK[fs]
-    with attached(image, blockdev=blockdev, locks=locks, what=f"{tool} -n", readonly=True) as (
-        _,
-        attachment,
-        _,
-    ):
+    with attached(
+        image,
+        blockdev=blockdev,
+        locks=locks,
+        what=f"{tool} -n",
+        readonly=True,
+        cgd_params=cgd_params,
+    ) as (_, attachment, _):
         device = Path(attachment.fs_device)
         done = run(
             [tool, "-n", str(device.with_name("r" + device.name))],
             f"{tool} -n",
             check=False,
             errors="replace",
+            timeout=timeout,
         )
     return fsck_output_problem(done.stdout + done.stderr, done.returncode)
 

@@ -6,9 +6,11 @@ are rewritten, each one first kept beside itself as NAME.domus-YYYYmmddTHHMMSS (
 converge.keep_backups of them); a file domus wrote that the site no longer manages is
 removed the same way, unless the domU changed it (tasks/converge/retire.py). The changes
 are made on a copy of the image that replaces it once converged and checked, so a full
-disk or a kill leaves the image as it was or converged whole. As root the copy is mounted
-through a block device (vnd on NetBSD, loop on Linux), whatever its file system; an ext2fs
-image can also be converged by any user through debugfs.
+disk or a kill leaves the image as it was or converged whole. The image is the domU's own
+disk, so no host kernel parses it by default: an ext2fs one is converged through debugfs,
+an FFS one rewritten through makefs, an encrypted one decrypted and sealed again by domus
+(`how`). With converge.mount, as root, the copy is mounted through a block device instead
+(vnd on NetBSD, loop on Linux), once fsck -n passed on the image.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from tasks.blockdev.attach import mounted, watchers
 from tasks.blockdev.backend import configured_backend
 from tasks.blockdev.holders import check_not_in_use
 from tasks.blockdev.signals import sigterm_raises
+from tasks.checks.filesystem import FSCK, e2fsck_problem, netbsd_fsck_problem
 from tasks.converge import rewrite, sealed
 from tasks.converge.debugfs import DebugfsFiles, check_clean, keep_owner
 from tasks.converge.flags import require_changeable
@@ -78,30 +81,65 @@ def cgd_params(site: Site, domu: DomU) -> Path | None:
     )
 
 
-def how(fs: str, backend_setting: str, encrypted: bool = False) -> str:
-    """'mount', 'debugfs', 'rewrite' or 'sealed'; a DomusError saying why when none works.
+# How each method reads and writes the image, as status and the dry run tell it
+METHODS = {
+    "mount": "by mounting it through the host kernel (converge.mount: true), once fsck -n passed",
+    "debugfs": "through debugfs, without mounting it",
+    "rewrite": "by rewriting it whole through makefs, without mounting it",
+    "sealed": "on a plaintext copy domus decrypts and seals again, without mounting it",
+}
+# seconds fsck -n may take before a mount: a guest's disk can be crafted to loop a checker
+FSCK_SECONDS = 600
 
-    An FFS image no mount here can write (Linux; NetBSD without root) is rewritten whole
-    through makefs (tasks/converge/rewrite.py); an encrypted one without cgd(4) is
-    decrypted, converged (debugfs or rewrite) and sealed again by domus itself."""
+
+def how(fs: str, backend_setting: str, encrypted: bool = False, mount: bool = False) -> str:
+    """'mount', 'debugfs', 'rewrite' or 'sealed': the way the image is converged here.
+
+    A local.img is the domU's own disk, crafted as the domU likes, so it is converged in
+    user space (debugfs for ext2fs, a rewrite through makefs for FFS, domus's own decrypt
+    and seal for an encrypted one) unless the operator opted into mounting it
+    (converge.mount), which needs root and a backend here that mounts the file system and,
+    encrypted, has cgd(4)."""
     backend = configured_backend(backend_setting)
-    if encrypted and (backend is None or backend.planned_cgd(0) is None or not is_root()):
-        return "sealed"
-    if backend is not None and is_root() and backend.can_mount(fs):
+    mountable = mount and backend is not None and is_root() and backend.can_mount(fs)
+    if encrypted:
+        cgd = backend is not None and backend.planned_cgd(0) is not None
+        return "mount" if mountable and cgd else "sealed"
+    if mountable:
         return "mount"
-    if fs == "ext2fs" and not encrypted:
+    if fs == "ext2fs":
         return "debugfs"
     if fs == "ffs":
         return "rewrite"
-    if backend_setting == "none":
-        why = "blockdev.backend is none, and only ext2fs images converge without mounting"
-    elif not is_root():
-        why = f"a {fs} image is converged by mounting it, which needs root"
-    elif backend is None:
-        why = "this system has no block-device backend to mount it with"
+    raise DomusError(f"domus converges ffs and ext2fs images, not {fs}")
+
+
+def require_fsck_clean(site: Site, domu: DomU, layout: Layout, image: Path) -> None:
+    """The host kernel parses an image it mounts: it is mounted only once fsck -n (NetBSD's
+    own through a read-only vnd unit where vnd mounts it, e2fsck -fn on loop) found
+    nothing."""
+    fs = domu.local.fs
+    backend = configured_backend(site.blockdev.backend)
+    if backend is not None and backend.name == "vnd":
+        tool = f"{FSCK[fs]} -n"
+        problem = netbsd_fsck_problem(
+            image, fs, site.blockdev, layout.locks, cgd_params(site, domu), FSCK_SECONDS
+        )
     else:
-        why = f"{backend.name} devices on this system cannot mount {fs}"
-    raise DomusError(why)
+        tool = "e2fsck -fn"
+        problem = e2fsck_problem(image, FSCK_SECONDS)
+    if problem is not None:
+        repair = (
+            f"`e2fsck -fy {image}`"
+            if fs == "ext2fs"
+            else f"`vnconfig vnd0 {image}; fsck_ffs -y /dev/rvnd0a; vnconfig -u vnd0`"
+        )
+        raise DomusError(
+            f"{image} is not mounted to converge it: `{tool}` found problems the host "
+            f"kernel would parse ({problem}); nothing was changed",
+            hint=f"with {domu.name} down, repair it with its own fsck (in the domU, or "
+            f"{repair} here), or converge it without converge.mount, in user space",
+        )
 
 
 def refusal(
@@ -117,9 +155,8 @@ def refusal(
     return DomusError(
         f"{what}: {why}",
         hint=hint
-        or f"run `./domus build` as root on the NetBSD dom0 (vnd mounts FFS); or "
-        f"`./domus reprovision {domu.name}` (the old image is kept as a dated backup); "
-        "local.fs: ext2fs images converge on any system, even without root; or undo the change",
+        or f"`./domus reprovision {domu.name}` (the old image is kept as a dated backup), "
+        "or undo the change",
     )
 
 
@@ -161,8 +198,8 @@ def image_files(
 def _mounted_files(
     site: Site, domu: DomU, layout: Layout, image: Path, readonly: bool, extra: int
 ) -> Iterator[MountedFiles]:
-    # Only a mount writes FFS (no user-space tool does) and opens a cgd image on NetBSD:
-    # so the copy is mounted, and the image itself only ever read-only.
+    # Only a mount writes FFS in place (no user-space tool does) and opens a cgd image on
+    # NetBSD: so the copy is mounted, and the image itself only ever read-only.
     def mount(path: Path) -> AbstractContextManager[Path]:
         return mounted(
             path,
@@ -298,10 +335,16 @@ def converge(
         method = (
             "rewrite"
             if remake is not None
-            else how(domu.local.fs, site.blockdev.backend, domu.local_encrypted)
+            else how(
+                domu.local.fs, site.blockdev.backend, domu.local_encrypted, site.converge.mount
+            )
         )
     except DomusError as error:
         raise refusal(domu, image, changed, error.message, error.hint) from None
+    if dry_run:
+        note(f"{image}: would converge it {METHODS[method]}")
+    if method == "mount":
+        require_fsck_clean(site, domu, layout, image)
     setup = setup_of(domu.pkg.source)
     start = time.monotonic()
     keep = site.converge.keep_backups

@@ -1,5 +1,6 @@
-"""Converging an FFS image where no mount can write FFS (Linux; NetBSD without root):
-the image is read whole without mounting it and written anew through makefs.
+"""Converging an FFS image without mounting it (the default; Linux and NetBSD without root
+cannot mount it to write it anyway): the image is read whole and written anew through
+makefs, so no host kernel parses the domU's disk.
 
 1. Read every entry with domus's own FFSv1 reader (tasks/images/ffs_reader.py), refusing
    first what it cannot carry over exactly (not clean, FFSv2, a log, soft dependencies,
@@ -120,9 +121,9 @@ def refusal_hint(reason: str) -> str:
         else ""
     )
     return (
-        f"{first}converge it as root on the NetBSD dom0, where a vnd(4) mount writes "
-        "every FFS feature; or `./domus reprovision` it (the old image is kept as a dated "
-        "backup); or undo the change"
+        f"{first}converge it as root on the NetBSD dom0 with converge.mount: true, where a "
+        "vnd(4) mount writes every FFS feature; or `./domus reprovision` it (the old image "
+        "is kept as a dated backup); or undo the change"
     )
 
 

@@ -90,6 +90,20 @@ class Integer(Kind):
         return value
 
 
+class Boolean(Kind):
+    type_doc = "`true` | `false`"
+    expected = "true or false"
+
+    def parse(self, node: Node, key: str, ctx: Context) -> bool:
+        value = ctx.scalar(node, self.expected)
+        if not isinstance(value, bool):
+            raise self.fail(node)
+        return value
+
+    def show(self, value: bool) -> str:
+        return "true" if value else "false"
+
+
 class Choice(Kind):
     def __init__(self, choices: Iterable[str]) -> None:
         self.choices = tuple(choices)

@@ -119,6 +119,7 @@ class GenerationsSpec:
 class ConvergeSpec:
     keep_backups: int  # newest NAME.domus-STAMP backups of each managed file a converge keeps
     keep_images: int  # newest local-converge-STAMP.img a rewriting converge keeps beside it
+    mount: bool  # as root, converge by mounting the image (after fsck -n) rather than in user space
 
 
 @dataclass(frozen=True)

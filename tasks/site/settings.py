@@ -15,6 +15,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode
 
 from tasks.cgd.table import CIPHERS, DEFAULT_CIPHER, SUPPORTED_CIPHERS
 from tasks.site.kinds import (
+    Boolean,
     Choice,
     FileOrUrl,
     Integer,
@@ -400,21 +401,33 @@ SITE = Table(
             "converge.keep_images",
             Integer(0, 1000),
             1,
-            "Old local.img files a converge that rewrites the image (FFS where it cannot be "
-            "mounted read-write) keeps beside it as local-converge-YYYYmmddTHHMMSS.img, "
+            "Old local.img files a converge that rewrites the image (FFS, unless mounted with "
+            "`converge.mount`) keeps beside it as local-converge-YYYYmmddTHHMMSS.img, "
             "newest first; 0 keeps none",
+        ),
+        Setting(
+            "converge.mount",
+            Boolean(),
+            False,
+            "As root on the dom0, converge a local.img by mounting it through `blockdev` "
+            "(faster; FFS and cgd images written in place on NetBSD) instead of in user "
+            "space (debugfs for ext2fs, a rewrite through makefs for FFS). A mount has the "
+            "host kernel parse the domU's own disk, which the domU can craft: each mount is "
+            "preceded by `e2fsck -fn` (NetBSD: `fsck_ffs -n`, `fsck_ext2fs -n`), and a "
+            "problem refuses the converge",
         ),
         Group(
             "blockdev",
-            "How images are attached when domus runs as root on the dom0 (to converge a "
-            "local.img in place, or to read root.source.image)",
+            "How images are attached when domus runs as root on the dom0 (to mount a "
+            "local.img with `converge.mount`, to read root.source.image, or for NetBSD's "
+            "fsck -n)",
         ),
         Setting(
             "blockdev.backend",
             Choice(BLOCKDEV_BACKENDS),
             "auto",
             "`vnd` (vnconfig, NetBSD), `loop` (losetup, Linux), `auto` (the one of this "
-            "system) or `none` (never attach: ext2fs images are converged through debugfs)",
+            "system) or `none` (never attach, even with `converge.mount`)",
         ),
         Setting(
             "blockdev.units",

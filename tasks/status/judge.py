@@ -62,6 +62,7 @@ def judge(item: Item, old: Record | None, site: Site, layout: Layout, trees: Tre
         refused = refusal(site, item)
         if refused:
             return Verdict(item, REFUSE, [*why, refused])
+        why.append(f"converged {method(site, item)}")
     return Verdict(item, action, why)
 
 
@@ -149,6 +150,21 @@ def named(paths: Sequence[str]) -> str:
     return ", ".join(paths[:NAMED]) + more
 
 
+def method(site: Site, item: Item) -> str:
+    """How the converge would read and write this local.img here."""
+    from tasks.converge.local import METHODS, how
+    from tasks.converge.shape import new_shape
+
+    domu = next(d for d in site.domus if d.name == item.domain)
+    local = domu.local
+    try:
+        if local.fs == "ffs" and new_shape(domu, item.path) is not None:
+            return METHODS["rewrite"]  # a new size or inode table: made anew, whatever mounts
+    except DomusError:
+        pass  # the converge's reading of the image says what is wrong with it
+    return METHODS[how(local.fs, site.blockdev.backend, domu.local_encrypted, site.converge.mount)]
+
+
 def refusal(site: Site, item: Item) -> str | None:
     """Why a converge of this local.img would be refused here (the build's own checks)."""
     from tasks.converge.local import cgd_params, check_shape, how
@@ -160,7 +176,7 @@ def refusal(site: Site, item: Item) -> str | None:
     try:
         check_shape(domu, item.path)
         cgd_params(site, domu)
-        how(domu.local.fs, site.blockdev.backend, domu.local_encrypted)
+        how(domu.local.fs, site.blockdev.backend, domu.local_encrypted, site.converge.mount)
         _read(site, domu, item.path, templates)
     except DomusError as error:
         return f"cannot be converged here: {error.message}" + (

@@ -154,6 +154,27 @@ class DebugfsFiles:
                 for index, path in enumerate(paths)
             }
 
+    def missing_dirs(self, paths: Sequence[str]) -> set[str]:
+        chains = {path: [*ancestors(path), path] for path in paths}
+        dirs = sorted({"", *(d for chain in chains.values() for d in chain)})
+        outputs, errors = run_debugfs(self.image, [f"stat {absolute(d)}" for d in dirs])
+        fatal = [error for error in errors if _MISSING not in error]
+        if fatal:
+            raise DomusError(f"{self.image}: debugfs cannot read it: {'; '.join(fatal)}")
+        missing = set()
+        for path, chain in chains.items():
+            for depth, directory in enumerate(["", *chain]):
+                stat_output = outputs[f"stat {absolute(directory)}"]
+                kind = self._kind(stat_output)
+                if kind is None:  # this one and all below it: made by apply
+                    missing.add(path)
+                    self._missing_dirs.update(chain[max(depth - 1, 0) : -1])
+                    break
+                if kind[0] != "directory":
+                    break
+                self.directory_flags[directory] = _flags(stat_output)
+        return missing
+
     @staticmethod
     def _kind(stat_output: str) -> tuple[str, int] | None:
         match = _TYPE.search(stat_output)
@@ -197,11 +218,11 @@ class DebugfsFiles:
         for index, change in enumerate(changes):
             for directory in ancestors(change.path):
                 if directory in self._missing_dirs:
-                    self._missing_dirs.discard(directory)
-                    commands += [
-                        f"mkdir {absolute(directory)}",
-                        *_set_inode(absolute(directory), stat.S_IFDIR, dir_mode(directory), 0, 0),
-                    ]
+                    commands += self._mkdir(directory, FileState(b"", dir_mode(directory), 0, 0))
+            if change.directory:
+                assert change.new is not None
+                commands += self._mkdir(change.path, change.new)
+                continue
             parent, _, name = change.path.rpartition("/")
             commands.append(f"cd {absolute(parent)}")
             if change.old is not None:
@@ -222,6 +243,11 @@ class DebugfsFiles:
                 taken.discard(old)
                 self.pruned.append(f"{parent}/{old}" if parent else old)
         return commands
+
+    def _mkdir(self, path: str, state: FileState) -> list[str]:
+        self._missing_dirs.discard(path)
+        name = absolute(path)
+        return [f"mkdir {name}", *_set_inode(name, stat.S_IFDIR, state.mode, state.uid, state.gid)]
 
     def apply(self, changes: Sequence[Change], stamp: str, keep: int) -> list[str]:
         """Converge a copy, check it, publish it over the image; returns the backups' paths."""

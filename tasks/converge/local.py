@@ -31,7 +31,7 @@ from tasks.converge import rewrite, sealed
 from tasks.converge.debugfs import DebugfsFiles, check_clean, keep_owner
 from tasks.converge.flags import require_changeable
 from tasks.converge.mounted import MountedFiles
-from tasks.converge.plan import Change, FileState, decode, plan, room_needed
+from tasks.converge.plan import Change, FileState, decode, directory_changes, plan, room_needed
 from tasks.converge.retire import Retirement, record_file, recorded, retirement
 from tasks.converge.shape import Shape, check_size, describe, grow_ext2fs, new_shape
 from tasks.errors import DomusError
@@ -43,7 +43,7 @@ from tasks.log import note
 from tasks.pkgsrc.setup import PackageSetup, setup_of
 from tasks.recipes.local import RC_CONF, managed_files
 from tasks.recipes.managed_record import RECORD
-from tasks.recipes.pkgsetup import package_paths, with_package_setup
+from tasks.recipes.pkgsetup import package_dirs, package_paths, with_package_setup
 from tasks.render import Templates
 from tasks.site import DomU, Layout, Site
 from tasks.sizes import format_size
@@ -52,6 +52,10 @@ from tasks.superblocks import detect_fs
 
 class ImageFiles(Protocol):
     def read_all(self, paths: Sequence[str]) -> dict[str, FileState | None]: ...
+
+    # the paths the image has nothing at, below directories only (a link on the way is the
+    # domU's, and what lies past it too)
+    def missing_dirs(self, paths: Sequence[str]) -> set[str]: ...
 
     pruned: list[str]  # the backups apply removed, beyond converge.keep_backups
     # the chflags of the managed files' existing ancestor directories ("" the top), by read_all
@@ -265,7 +269,9 @@ def changes_for(
         wanted = with_package_setup(wanted, setup, texts)
     record = recorded(current.get(RECORD), str(image))
     retired = retirement(files, record, wanted)
-    changes = plan(wanted, current) + retired.removals
+    dirs = package_dirs(setup) if setup is not None else []
+    missing = files.missing_dirs([d.path for d in dirs]) if dirs else set()
+    changes = plan(wanted, current) + directory_changes(dirs, missing) + retired.removals
     if changes or retired.stale:
         changes += plan([record_file(wanted, current, changes, record)], current)
     changes.sort(key=lambda change: change.path)
@@ -343,9 +349,13 @@ def converge(
                 ) from None
             pruned = files.pruned
             kept = getattr(files, "kept_note", "")  # the old image a rewrite kept
-    rewrote = [f"/{change.path}" for change in changes if change.new is not None]
+    made = [f"/{change.path}" for change in changes if change.directory]
+    rewrote = [
+        f"/{change.path}" for change in changes if change.new is not None and not change.directory
+    ]
     removed = [f"/{change.path}" for change in changes if change.new is None]
-    done = [f"rewrote {', '.join(rewrote)}"] if rewrote else []
+    done = [f"made the directories {', '.join(made)}"] if made else []
+    done += [f"rewrote {', '.join(rewrote)}"] if rewrote else []
     done += [f"removed {', '.join(removed)} (no longer managed)"] if removed else []
     note(
         f"converged {image} ({method}) in {time.monotonic() - start:.2f} s: "

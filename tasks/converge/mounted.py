@@ -71,7 +71,8 @@ class MountedFiles:
                     if not create:
                         yield None
                         return
-                    child = self._make_dir(fd, name, "/".join(walked))
+                    path_so_far = "/".join(walked)
+                    child = self._make_dir(fd, name, FileState(b"", dir_mode(path_so_far), 0, 0))
                 except OSError as error:
                     raise DomusError(
                         f"/{'/'.join(walked)} in the image is not a directory "
@@ -86,12 +87,28 @@ class MountedFiles:
             os.close(fd)
 
     @staticmethod
-    def _make_dir(parent: int, name: str, path: str) -> int:
+    def _make_dir(parent: int, name: str, state: FileState) -> int:
         os.mkdir(name, 0o700, dir_fd=parent)
         fd = os.open(name, _DIR_FLAGS, dir_fd=parent)
-        os.fchown(fd, 0, 0)
-        os.fchmod(fd, dir_mode(path))
+        os.fchown(fd, state.uid, state.gid)
+        os.fchmod(fd, state.mode)
         return fd
+
+    def missing_dirs(self, paths: Sequence[str]) -> set[str]:
+        missing = set()
+        for path in paths:
+            parent, _, name = path.rpartition("/")
+            try:
+                with self._directory(parent, create=False) as directory:
+                    if directory is None:
+                        missing.add(path)
+                        continue
+                    os.stat(name, dir_fd=directory, follow_symlinks=False)
+            except FileNotFoundError:
+                missing.add(path)
+            except DomusError:  # a link or file on the way: the domU's, as what lies past it
+                continue
+        return missing
 
     def current(self, path: str) -> FileState | None:
         parent, _, name = path.rpartition("/")
@@ -125,6 +142,11 @@ class MountedFiles:
             parent, _, name = change.path.rpartition("/")
             with self._directory(parent, create=True) as directory:
                 assert directory is not None
+                if change.directory:
+                    assert change.new is not None
+                    os.close(self._make_dir(directory, name, change.new))
+                    os.fsync(directory)
+                    continue
                 backup = self._replace(directory, name, change, stamp)
                 for old in pruned_backups(name, set(os.listdir(directory)), keep):
                     os.unlink(old, dir_fd=directory)

@@ -239,6 +239,21 @@ class RewriteFiles:
     def read_all(self, paths: Sequence[str]) -> dict[str, FileState | None]:
         return {path: self.current(path) for path in paths}
 
+    def missing_dirs(self, paths: Sequence[str]) -> set[str]:
+        missing = set()
+        for path in paths:
+            parts = path.split("/")
+            for depth in range(len(parts) + 1):
+                above = "/".join(parts[:depth])
+                entry = self._lookup(above)
+                if entry is None:
+                    missing.add(path)
+                    break
+                if entry.type != "dir":  # the domU's link or file, and what lies past it
+                    break
+                self.directory_flags[above] = entry.flags
+        return missing
+
     def room(self) -> tuple[int, int]:
         return self.reader.free_bytes(), self.reader.params.bsize
 
@@ -484,6 +499,10 @@ class Staged:
             path = change.path.encode(errors="surrogateescape")
             parent, _, name = path.rpartition(b"/")
             self._make_dirs(parent, now)
+            if change.directory:
+                assert change.new is not None
+                self._make_dir(path, change.new, now)
+                continue
             names = set(os.listdir(self.host(parent)))
             text_names = {n.decode(errors="surrogateescape") for n in names}
             if change.old is not None:
@@ -524,12 +543,14 @@ class Staged:
             path = b"/".join(parts[:depth])
             if path in self.planned:
                 continue  # current() refused an ancestor that is not a directory
-            os.mkdir(self.host(path), 0o700)
             mode = dir_mode(path.decode(errors="surrogateescape"))
-            state = FileState(b"", mode, 0, 0)
-            self.planned[path] = Planned(
-                _fresh_entry(path, "dir", state, now, 0), None, ("new", path), fresh=True
-            )
+            self._make_dir(path, FileState(b"", mode, 0, 0), now)
+
+    def _make_dir(self, path: bytes, state: FileState, now: int) -> None:
+        os.mkdir(self.host(path), 0o700)  # the spec gives its mode and owner
+        self.planned[path] = Planned(
+            _fresh_entry(path, "dir", state, now, 0), None, ("new", path), fresh=True
+        )
 
     def expected_entries(self) -> dict[bytes, FfsEntry]:
         return {path: planned.entry for path, planned in self.planned.items()}

@@ -19,6 +19,7 @@ import subprocess
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
@@ -279,6 +280,15 @@ def changes_for(
     return changes, retired
 
 
+@dataclass(frozen=True)
+class Converged:
+    """What a converge changed (or, dry, would change)."""
+
+    changes: list[Change]
+    # the new size and inode density the image was given (or, dry, would be); None: its own
+    shape: Shape | None = None
+
+
 def converge(
     site: Site,
     domu: DomU,
@@ -288,7 +298,7 @@ def converge(
     *,
     dry_run: bool,
     changed: Sequence[str] = (),
-) -> list[Change]:
+) -> Converged:
     """Make the image's managed files what the site says (or, dry, say what would change).
 
     `changed` names the inputs that changed since the image was built or converged, for
@@ -325,10 +335,14 @@ def converge(
                 )
                 if dry_run:
                     retired.say(str(image))
+                    if remake is not None:
+                        note(f"{image}: would make anew at {describe(remake)}")
+                    elif shape is not None:
+                        note(f"{image}: would grow to {describe(shape)} (resize2fs)")
                 if changes and not dry_run and remake is None:
                     extra = require_image_room(image, changes, files)
             if dry_run or not (changes or remake):
-                return changes
+                return Converged(changes, shape)
         with image_files(
             site, domu, layout, readonly=False, method=method, extra=extra, shape=remake
         ) as files:
@@ -337,7 +351,7 @@ def converge(
             )
             retired.say(str(image))
             if not (changes or remake):
-                return changes
+                return Converged(changes, shape)
             if remake is None:  # a new image is as large as makefs can make it
                 require_image_room(image, changes, files)
             stamp = datetime.now().strftime("%Y%m%dT%H%M%S")
@@ -370,4 +384,4 @@ def converge(
         )
         + (f"; {kept}" if kept else "")
     )
-    return changes
+    return Converged(changes, shape)

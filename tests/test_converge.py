@@ -564,3 +564,22 @@ def test_a_packages_directories_are_made_and_the_domus_links_and_files_left_alon
     assert fsck_clean(image)
     assert_nothing_attached(site)
     assert site.build().ran == set()
+
+
+def test_a_mounted_converge_keeps_an_old_rc_d_script_where_rc_does_not_run_it(tmp_path):
+    from tests.test_rc_pwd_mkdb import boot_scripts, change_pwd_mkdb
+
+    site = ext2_site(tmp_path / "site", ("db1",), data=None)
+    image = site.image("db1", "local.img")
+    before = boot_scripts(ImageReader(image, "ext2fs"))
+    change_pwd_mkdb(site, "# the site's change\n")
+    run = site.build()
+    assert "(mount)" in run.stderr
+    local = ImageReader(image, "ext2fs")
+    after = boot_scripts(local)
+    assert set(after) == set(before) and after["pwd_mkdb"].endswith("# the site's change\n")
+    kept = [p for p in local.paths() if p.startswith("etc/rc.d.domus-backups/")]
+    assert [local.text(p) for p in kept] == [before["pwd_mkdb"]]
+    assert local.stat("etc/rc.d.domus-backups").mode == 0o700
+    assert fsck_clean(image)
+    assert_nothing_attached(site)

@@ -17,7 +17,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tasks.converge.flags import from_ext2
-from tasks.converge.plan import Change, FileState, backup_name, pruned_backups, room_needed
+from tasks.converge.plan import (
+    Change,
+    FileState,
+    backup_dir,
+    backup_name,
+    pruned_backups,
+    room_needed,
+)
 from tasks.errors import DomusError
 from tasks.images.ext2_marks import require_netbsd_superblock, take_back_linux_mount_marks
 from tasks.images.plaintext import private_dir
@@ -117,8 +124,10 @@ class DebugfsFiles:
         self.directory_flags: dict[str, int] = {}
 
     def read_all(self, paths: Sequence[str]) -> dict[str, FileState | None]:
-        dirs = sorted({"", *(d for path in paths for d in ancestors(path))})
-        parents = sorted({path.rpartition("/")[0] for path in paths})
+        parents = {path.rpartition("/")[0] for path in paths}
+        # the directories the files are in, and those their backups are kept in
+        parents = sorted(parents | {backup_dir(parent) for parent in parents})
+        dirs = sorted({"", *(d for path in paths for d in ancestors(path)), *parents})
         with private_dir(self.image) as tmp:  # the guest's files: never in the system's /tmp
             commands = [f"stat {absolute(d)}" for d in dirs]
             commands += [f"ls -p {absolute(d)}" for d in parents]
@@ -224,24 +233,32 @@ class DebugfsFiles:
                 commands += self._mkdir(change.path, change.new)
                 continue
             parent, _, name = change.path.rpartition("/")
+            kept_in = backup_dir(parent)
             commands.append(f"cd {absolute(parent)}")
+            taken = self._names.setdefault(kept_in, set())
             if change.old is not None:
-                taken = self._names.setdefault(parent, set())
+                for directory in [*ancestors(kept_in), kept_in]:
+                    if directory in self._missing_dirs:
+                        commands += self._mkdir(
+                            directory, FileState(b"", dir_mode(directory), 0, 0)
+                        )
                 backup = backup_name(name, stamp, taken)
                 taken.add(backup)
-                commands += [f"ln {quoted(name)} {quoted(backup)}", f"unlink {quoted(name)}"]
+                commands += [
+                    f"ln {quoted(name)} {_named(kept_in, backup, parent)}",
+                    f"unlink {quoted(name)}",
+                ]
             new = change.new
             if new is not None:  # None: no longer managed, the backup is its only name
                 host = tmp / str(index)
                 host.write_bytes(new.data)
                 commands.append(f"write {quoted(str(host))} {quoted(name)}")
                 commands += _set_inode(quoted(name), stat.S_IFREG, new.mode, new.uid, new.gid)
-            taken = self._names.setdefault(parent, set())
             for old in pruned_backups(name, taken, keep):
                 # rm frees the inode with its last link: the backup is its only name
-                commands.append(f"rm {quoted(old)}")
+                commands.append(f"rm {_named(kept_in, old, parent)}")
                 taken.discard(old)
-                self.pruned.append(f"{parent}/{old}" if parent else old)
+                self.pruned.append(f"{kept_in}/{old}" if kept_in else old)
         return commands
 
     def _mkdir(self, path: str, state: FileState) -> list[str]:
@@ -291,6 +308,11 @@ class DebugfsFiles:
                 f"{self.image}: the converged copy failed its check, the "
                 f"image is unchanged: {error.message}"
             ) from error
+
+
+def _named(directory: str, name: str, cwd: str) -> str:
+    """`name` in `directory`, as debugfs finds it from its current directory `cwd`."""
+    return quoted(name) if directory == cwd else absolute(f"{directory}/{name}")
 
 
 def _flags(stat_output: str) -> int:

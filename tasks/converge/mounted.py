@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from tasks.converge.flags import from_ext2
-from tasks.converge.plan import Change, FileState, backup_name, pruned_backups
+from tasks.converge.plan import Change, FileState, backup_dir, backup_name, pruned_backups
 from tasks.errors import DomusError
 from tasks.recipes.templated import dir_mode
 
@@ -140,31 +140,46 @@ class MountedFiles:
         backups = []
         for change in changes:
             parent, _, name = change.path.rpartition("/")
-            with self._directory(parent, create=True) as directory:
+            kept_in = backup_dir(parent)
+            with contextlib.ExitStack() as stack:
+                directory = stack.enter_context(self._directory(parent, create=True))
                 assert directory is not None
                 if change.directory:
                     assert change.new is not None
                     os.close(self._make_dir(directory, name, change.new))
                     os.fsync(directory)
                     continue
-                backup = self._replace(directory, name, change, stamp)
-                for old in pruned_backups(name, set(os.listdir(directory)), keep):
-                    os.unlink(old, dir_fd=directory)
-                    self.pruned.append(f"{parent}/{old}" if parent else old)
+                kept = (
+                    directory
+                    if kept_in == parent
+                    else stack.enter_context(
+                        self._directory(kept_in, create=change.old is not None)
+                    )
+                )
+                backup = self._replace(directory, kept, name, change, stamp)
+                if kept is not None:
+                    for old in pruned_backups(name, set(os.listdir(kept)), keep):
+                        os.unlink(old, dir_fd=kept)
+                        self.pruned.append(f"{kept_in}/{old}" if kept_in else old)
+                    os.fsync(kept)
                 os.fsync(directory)
             if backup:
-                backups.append(f"{parent}/{backup}" if parent else backup)
+                backups.append(f"{kept_in}/{backup}" if kept_in else backup)
         return backups
 
     @staticmethod
-    def _replace(directory: int, name: str, change: Change, stamp: str) -> str | None:
+    def _replace(
+        directory: int, kept: int | None, name: str, change: Change, stamp: str
+    ) -> str | None:
+        """`kept`: the directory the old file is kept in, under its backup name."""
         temporary = _temporary(name)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary, dir_fd=directory)  # left by a killed converge
         backup = None
         if change.old is not None:
-            backup = backup_name(name, stamp, set(os.listdir(directory)))
-            os.link(name, backup, src_dir_fd=directory, dst_dir_fd=directory, follow_symlinks=False)
+            assert kept is not None
+            backup = backup_name(name, stamp, set(os.listdir(kept)))
+            os.link(name, backup, src_dir_fd=directory, dst_dir_fd=kept, follow_symlinks=False)
         if change.new is None:  # no longer managed: the backup is now its only name
             os.unlink(name, dir_fd=directory)
             return backup

@@ -13,11 +13,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from tasks.recipes.local import ManagedDir, ManagedFile
+from tasks.recipes.templated import RC_D_BACKUPS
 
 NEW_FILE_MODE = 0o644  # a managed file that keeps the image's mode but is missing from it
 ENCODING = "utf-8"
 # rc.conf is the domU's: bytes that are not UTF-8 are carried through untouched
 ERRORS = "surrogateescape"
+# /etc/rc hands rcorder(8) every file of /etc/rc.d, whatever its name or mode, and runs
+# each one it prints (rc.subr skips a few suffixes, warning at every boot): an old script
+# kept there would run beside the new one, with the same PROVIDE. Its backups are kept
+# where neither looks.
+RC_D = "etc/rc.d"
 
 
 @dataclass(frozen=True)
@@ -114,6 +120,12 @@ def unified_diff(change: Change, name: str) -> str:
     after = _lines(new.data) if new is not None else []
     diff = difflib.unified_diff(before, after, fromfile=fromfile, tofile=tofile)
     return text + "".join(diff)
+
+
+def backup_dir(parent: str) -> str:
+    """The directory the backups of the files in `parent` are kept in: beside them, but for
+    rc.d scripts."""
+    return RC_D_BACKUPS if parent == RC_D else parent
 
 
 def backup_name(name: str, stamp: str, taken: set[str]) -> str:

@@ -45,7 +45,7 @@ from pathlib import Path
 
 from tasks.checks.filesystem import ffs_problems
 from tasks.converge.debugfs import keep_owner
-from tasks.converge.plan import Change, FileState, backup_name, pruned_backups
+from tasks.converge.plan import Change, FileState, backup_dir, backup_name, pruned_backups
 from tasks.converge.shape import Shape, has_density
 from tasks.errors import DomusError
 from tasks.images.ffs import inodes_per_group, makefs_argv, room_options
@@ -503,11 +503,16 @@ class Staged:
                 assert change.new is not None
                 self._make_dir(path, change.new, now)
                 continue
-            names = set(os.listdir(self.host(parent)))
+            kept_in = backup_dir(parent.decode(errors="surrogateescape")).encode(
+                errors="surrogateescape"
+            )
+            if change.old is not None:
+                self._make_dirs(kept_in, now)
+            names = set(os.listdir(self.host(kept_in))) if kept_in in self.planned else set()
             text_names = {n.decode(errors="surrogateescape") for n in names}
             if change.old is not None:
                 backup = backup_name(name.decode(errors="surrogateescape"), stamp, text_names)
-                backup_path = _join(parent, backup.encode(errors="surrogateescape"))
+                backup_path = _join(kept_in, backup.encode(errors="surrogateescape"))
                 os.link(self.host(path), self.host(backup_path), follow_symlinks=False)
                 kept = self.planned[path]
                 self.planned[backup_path] = replace(
@@ -522,7 +527,7 @@ class Staged:
                 self._write_new(path, index, change.new, now)
             text_name = name.decode(errors="surrogateescape")
             for old in pruned_backups(text_name, text_names, keep):
-                old_path = _join(parent, old.encode(errors="surrogateescape"))
+                old_path = _join(kept_in, old.encode(errors="surrogateescape"))
                 os.unlink(self.host(old_path))
                 del self.planned[old_path]
                 self.pruned.append(old_path.decode(errors="surrogateescape"))

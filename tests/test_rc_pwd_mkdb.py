@@ -401,7 +401,7 @@ def test_a_converged_rc_d_script_is_the_only_one_rc_runs_its_backups_kept_aside(
         local = ImageReader(site.image(name, "local.img"), fs)
         after = boot_scripts(local)
         assert set(after) == set(before[name])
-        assert after["pwd_mkdb"].endswith("run_rc_command \"$1\"\n# and its second\n")
+        assert after["pwd_mkdb"].endswith('run_rc_command "$1"\n# and its second\n')
         assert {n: t for n, t in after.items() if n != "pwd_mkdb"} == {
             n: t for n, t in before[name].items() if n != "pwd_mkdb"
         }

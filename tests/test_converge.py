@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -572,14 +573,18 @@ def test_a_mounted_converge_keeps_an_old_rc_d_script_where_rc_does_not_run_it(tm
     site = ext2_site(tmp_path / "site", ("db1",), data=None)
     image = site.image("db1", "local.img")
     before = boot_scripts(ImageReader(image, "ext2fs"))
+    stray = "pwd_mkdb.domus-20200101T000000"  # where an earlier converge kept it: it runs
+    with loop_mounted(image) as top:
+        shutil.copy2(top / "etc" / "rc.d" / "pwd_mkdb", top / "etc" / "rc.d" / stray)
     change_pwd_mkdb(site, "# the site's change\n")
     run = site.build()
     assert "(mount)" in run.stderr
     local = ImageReader(image, "ext2fs")
     after = boot_scripts(local)
     assert set(after) == set(before) and after["pwd_mkdb"].endswith("# the site's change\n")
-    kept = [p for p in local.paths() if p.startswith("etc/rc.d.domus-backups/")]
-    assert [local.text(p) for p in kept] == [before["pwd_mkdb"]]
+    kept = sorted(p for p in local.paths() if p.startswith("etc/rc.d.domus-backups/"))
+    assert [local.text(p) for p in kept] == [before["pwd_mkdb"]] * 2
+    assert kept[0] == f"etc/rc.d.domus-backups/{stray}"
     assert local.stat("etc/rc.d.domus-backups").mode == 0o700
     assert fsck_clean(image)
     assert_nothing_attached(site)

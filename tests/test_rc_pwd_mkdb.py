@@ -393,10 +393,23 @@ def test_a_converged_rc_d_script_is_the_only_one_rc_runs_its_backups_kept_aside(
     before = {
         n: boot_scripts(ImageReader(site.image(n, "local.img"), fs)) for n, fs in readers.items()
     }
+    # a backup an earlier converge kept in /etc/rc.d, where it runs at every boot
+    stray = tmp_path / "stray"
+    image = site.image("db1", "local.img")
+    stray.write_text(ImageReader(image, "ext2fs").text(SCRIPT))
+    for command in (
+        f"write {stray} /etc/rc.d/pwd_mkdb.domus-20200101T000000",
+        "sif /etc/rc.d/pwd_mkdb.domus-20200101T000000 mode 0100555",
+    ):
+        subprocess.run(["debugfs", "-w", "-R", command, str(image)], check=True)
+    with pytest.raises(AssertionError, match="rcorder orders and /etc/rc runs each of"):
+        boot_scripts(ImageReader(image, "ext2fs"))
     for line in ("# the site's first change\n", "# and its second\n"):
         change_pwd_mkdb(site, line)
         run = site.build()
         assert "(debugfs)" in run.stderr and "(rewrite)" in run.stderr
+        if line.startswith("# the site's first"):  # moved aside, then the oldest of two
+            assert "/etc/rc.d.domus-backups/pwd_mkdb.domus-20200101T000000" in run.stderr
     for name, fs in readers.items():
         local = ImageReader(site.image(name, "local.img"), fs)
         after = boot_scripts(local)

@@ -24,6 +24,7 @@ from tasks.converge.plan import (
     backup_name,
     pruned_backups,
     room_needed,
+    stray_backups,
 )
 from tasks.errors import DomusError
 from tasks.images.ext2_marks import require_netbsd_superblock, take_back_linux_mount_marks
@@ -121,6 +122,8 @@ class DebugfsFiles:
         self.pruned: list[str] = []
         self._missing_dirs: set[str] = set()
         self._names: dict[str, set[str]] = {}  # directory -> the names in it
+        self._files: dict[str, set[str]] = {}  # directory -> its regular files' names
+        self._moved: set[str] = set()  # old backups moved to where they are kept
         self.directory_flags: dict[str, int] = {}
 
     def read_all(self, paths: Sequence[str]) -> dict[str, FileState | None]:
@@ -155,8 +158,10 @@ class DebugfsFiles:
                     self.directory_flags[directory] = _flags(stat_output)
             for directory in parents:
                 listing = outputs[f"ls -p {absolute(directory)}"]
-                self._names[directory] = {
-                    line.split("/")[5] for line in listing.splitlines() if line.count("/") >= 6
+                entries = [line.split("/") for line in listing.splitlines() if line.count("/") >= 6]
+                self._names[directory] = {fields[5] for fields in entries}
+                self._files[directory] = {
+                    fields[5] for fields in entries if stat.S_ISREG(int(fields[2] or "0", 8))
                 }
             return {
                 path: self._state(path, outputs[f"stat {absolute(path)}"], Path(tmp, str(index)))
@@ -236,12 +241,24 @@ class DebugfsFiles:
             kept_in = backup_dir(parent)
             commands.append(f"cd {absolute(parent)}")
             taken = self._names.setdefault(kept_in, set())
-            if change.old is not None:
+            # backups an earlier converge left beside the file, where they would run
+            strays = [] if kept_in == parent else stray_backups(name, self._files.get(parent, ()))
+            if change.old is not None or strays:
                 for directory in [*ancestors(kept_in), kept_in]:
                     if directory in self._missing_dirs:
                         commands += self._mkdir(
                             directory, FileState(b"", dir_mode(directory), 0, 0)
                         )
+            for stray in strays:
+                commands += [
+                    f"ln {quoted(stray)} {_named(kept_in, stray, parent)}",
+                    f"unlink {quoted(stray)}",
+                ]
+                self._names[parent].discard(stray)
+                self._files[parent].discard(stray)
+                taken.add(stray)
+                self._moved.add(f"{kept_in}/{stray}")
+            if change.old is not None:
                 backup = backup_name(name, stamp, taken)
                 taken.add(backup)
                 commands += [
@@ -289,6 +306,7 @@ class DebugfsFiles:
             f"{parent}/{name}" if parent else name
             for parent, names in self._names.items()
             for name in names - before.get(parent, set())
+            if f"{parent}/{name}" not in self._moved
         )
 
     def _write(self, image: Path, commands: Sequence[str]) -> None:

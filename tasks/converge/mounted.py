@@ -19,7 +19,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from tasks.converge.flags import from_ext2
-from tasks.converge.plan import Change, FileState, backup_dir, backup_name, pruned_backups
+from tasks.converge.plan import (
+    Change,
+    FileState,
+    backup_dir,
+    backup_name,
+    pruned_backups,
+    stray_backups,
+)
 from tasks.errors import DomusError
 from tasks.recipes.templated import dir_mode
 
@@ -43,6 +50,15 @@ def chflags(fd: int) -> int:
     except OSError:  # a file system without inode flags
         return 0
     return from_ext2(int.from_bytes(flags[:4], sys.byteorder))
+
+
+def _files(directory: int) -> list[str]:
+    """The names of the regular files in `directory`."""
+    return [
+        name
+        for name in os.listdir(directory)
+        if stat.S_ISREG(os.stat(name, dir_fd=directory, follow_symlinks=False).st_mode)
+    ]
 
 
 class MountedFiles:
@@ -149,13 +165,18 @@ class MountedFiles:
                     os.close(self._make_dir(directory, name, change.new))
                     os.fsync(directory)
                     continue
+                # backups an earlier converge left beside the file, where they would run
+                strays = [] if kept_in == parent else stray_backups(name, _files(directory))
                 kept = (
                     directory
                     if kept_in == parent
                     else stack.enter_context(
-                        self._directory(kept_in, create=change.old is not None)
+                        self._directory(kept_in, create=change.old is not None or bool(strays))
                     )
                 )
+                for stray in strays:
+                    assert kept is not None
+                    os.rename(stray, stray, src_dir_fd=directory, dst_dir_fd=kept)
                 backup = self._replace(directory, kept, name, change, stamp)
                 if kept is not None:
                     for old in pruned_backups(name, set(os.listdir(kept)), keep):

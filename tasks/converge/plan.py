@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from tasks.recipes.local import ManagedDir, ManagedFile
@@ -147,6 +147,12 @@ def pruned_backups(name: str, names: set[str], keep: int) -> list[str]:
             found.append((match[1], int(match[2] or 1), candidate))
     found.sort()
     return [candidate for *_, candidate in found[: max(len(found) - keep, 0)]]
+
+
+def stray_backups(name: str, names: Iterable[str]) -> list[str]:
+    """The backups of `name` among `names`, oldest first: in /etc/rc.d, those an earlier
+    converge kept there, which a converge moves to where the boot does not run them."""
+    return pruned_backups(name, set(names), 0)
 
 
 def room_needed(changes: Sequence[Change], block: int) -> int:

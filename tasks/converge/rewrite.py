@@ -45,7 +45,14 @@ from pathlib import Path
 
 from tasks.checks.filesystem import ffs_problems
 from tasks.converge.debugfs import keep_owner
-from tasks.converge.plan import Change, FileState, backup_dir, backup_name, pruned_backups
+from tasks.converge.plan import (
+    Change,
+    FileState,
+    backup_dir,
+    backup_name,
+    pruned_backups,
+    stray_backups,
+)
 from tasks.converge.shape import Shape, has_density
 from tasks.errors import DomusError
 from tasks.images.ffs import inodes_per_group, makefs_argv, room_options
@@ -506,8 +513,11 @@ class Staged:
             kept_in = backup_dir(parent.decode(errors="surrogateescape")).encode(
                 errors="surrogateescape"
             )
-            if change.old is not None:
+            strays = [] if kept_in == parent else self._strays(parent, name)
+            if change.old is not None or strays:
                 self._make_dirs(kept_in, now)
+            for stray in strays:  # left beside the file by an earlier converge: would run
+                self._move(_join(parent, stray), _join(kept_in, stray))
             names = set(os.listdir(self.host(kept_in))) if kept_in in self.planned else set()
             text_names = {n.decode(errors="surrogateescape") for n in names}
             if change.old is not None:
@@ -532,6 +542,21 @@ class Staged:
                 del self.planned[old_path]
                 self.pruned.append(old_path.decode(errors="surrogateescape"))
         return backups
+
+    def _strays(self, parent: bytes, name: bytes) -> list[bytes]:
+        """The backups of `name` an earlier converge kept in `parent` (regular files)."""
+        files = {
+            path.rpartition(b"/")[2].decode(errors="surrogateescape")
+            for path, planned in self.planned.items()
+            if path.rpartition(b"/")[0] == parent and planned.entry.type == "file"
+        }
+        text = name.decode(errors="surrogateescape")
+        return [s.encode(errors="surrogateescape") for s in stray_backups(text, files)]
+
+    def _move(self, path: bytes, to: bytes) -> None:
+        os.rename(self.host(path), self.host(to))
+        planned = self.planned.pop(path)
+        self.planned[to] = replace(planned, entry=replace(planned.entry, path=to))
 
     def _write_new(self, path: bytes, index: int, new: FileState, now: int) -> None:
         # written outside the tree, where no name of the domU's can be in the way

@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -526,3 +527,70 @@ def test_an_existing_root_img_is_read_as_the_root_source_and_never_written(tmp_p
     assert_nothing_attached(second)
     assert loops_under(tmp_path) == []
     assert second.build().ran == set()
+
+
+@pytest.mark.parametrize("backend", ["auto", "none"], ids=["mounted", "debugfs"])
+def test_a_packages_directories_are_made_and_the_domus_links_and_files_left_alone(
+    tmp_path, backend
+):
+    """A DIR line's directory is made with its mode and owner where the image has nothing;
+    a link the domU put on the way is not followed out of the image, nor a file replaced."""
+    from tests.pkgsrc_fixture import make_package
+
+    site = ext2_site(tmp_path / "site", ("db1",), backend=backend)
+    image = site.image("db1", "local.img")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    with loop_mounted(image) as top:
+        os.symlink(str(outside), top / "var" / "elsewhere")
+        (top / "var" / "taken").write_text("the domU's\n")
+    make_package(
+        tmp_path / "domus-dirs-1.0.tgz",
+        "domus-dirs-1.0",
+        {"share/doc/dirs/README": b"dirs\n"},
+        meta={
+            "+INSTALL": b"# DIR: /var/dirs/deep m 0710 operator wheel\n"
+            b"# DIR: /var/elsewhere/dirs m 0700\n# DIR: /var/taken m 0700\n"
+        },
+    )
+    site.data["domains"]["db1"]["pkg"] = {
+        "source": {"packages": [str(tmp_path / "domus-dirs-1.0.tgz")]}
+    }
+    site.save()
+    run = site.build()
+    assert ("(mount)" if backend == "auto" else "(debugfs)") in run.stderr
+    assert "made the directories /etc/pkg, /var/dirs/deep\n" in run.stderr
+    local = ImageReader(image, "ext2fs")
+    deep, dirs = local.stat("var/dirs/deep"), local.stat("var/dirs")
+    assert (deep.type, deep.mode, deep.uid, deep.gid) == ("dir", 0o710, 2, 0)
+    assert (dirs.type, dirs.mode, dirs.uid, dirs.gid) == ("dir", 0o755, 0, 0)
+    assert local.stat("etc/pkg").mode == 0o755
+    assert local.read("var/taken") == b"the domU's\n"
+    assert local.stat("var/elsewhere").type == "link"
+    assert list(outside.iterdir()) == []
+    assert fsck_clean(image)
+    assert_nothing_attached(site)
+    assert site.build().ran == set()
+
+
+def test_a_mounted_converge_keeps_an_old_rc_d_script_where_rc_does_not_run_it(tmp_path):
+    from tests.test_rc_pwd_mkdb import boot_scripts, change_pwd_mkdb
+
+    site = ext2_site(tmp_path / "site", ("db1",), data=None)
+    image = site.image("db1", "local.img")
+    before = boot_scripts(ImageReader(image, "ext2fs"))
+    stray = "pwd_mkdb.domus-20200101T000000"  # where an earlier converge kept it: it runs
+    with loop_mounted(image) as top:
+        shutil.copy2(top / "etc" / "rc.d" / "pwd_mkdb", top / "etc" / "rc.d" / stray)
+    change_pwd_mkdb(site, "# the site's change\n")
+    run = site.build()
+    assert "(mount)" in run.stderr
+    local = ImageReader(image, "ext2fs")
+    after = boot_scripts(local)
+    assert set(after) == set(before) and after["pwd_mkdb"].endswith("# the site's change\n")
+    kept = sorted(p for p in local.paths() if p.startswith("etc/rc.d.domus-backups/"))
+    assert [local.text(p) for p in kept] == [before["pwd_mkdb"]] * 2
+    assert kept[0] == f"etc/rc.d.domus-backups/{stray}"
+    assert local.stat("etc/rc.d.domus-backups").mode == 0o700
+    assert fsck_clean(image)
+    assert_nothing_attached(site)

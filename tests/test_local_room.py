@@ -260,3 +260,22 @@ def test_a_warning_is_shown_and_fails_nothing():
     out = io.StringIO()
     assert report(findings, out) == 0
     assert out.getvalue() == "a/local.img: room: warning: only 3 of 64 inodes free\n"
+
+
+def test_a_dry_run_names_the_new_size_and_a_resize_alone_is_not_called_a_match(site):
+    image = site.image("www1", "local.img")
+    old = sha(image)
+    site.data["domains"]["www1"]["local"] = {"size": "64m"}
+    site.save()
+    dry = domus(site, "converge", "--dry-run", "www1")
+    assert dry.returncode == 1, dry.stdout + dry.stderr  # as diff(1): it would differ
+    assert "would make anew at 64m, one inode per 4096 bytes" in dry.stderr
+    assert "local.img already matches" not in dry.stderr
+    assert sha(image) == old
+    run = domus(site, "converge", "www1")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "made anew at 64m, one inode per 4096 bytes" in run.stderr
+    assert "local.img already matches" not in run.stderr
+    assert "www1: local.img's managed files already match the site" in run.stderr
+    again = domus(site, "converge", "--dry-run", "www1")
+    assert again.returncode == 0 and "www1: local.img already matches the site" in again.stderr

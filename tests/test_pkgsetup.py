@@ -336,3 +336,70 @@ def test_a_converge_adds_a_new_packages_setup_and_keeps_the_domus_edits(site, tm
     assert local.stat("etc/rc.d/extra").mode == 0o755
     check_setup(local, ImageReader(site.image("db1", "pkg.img"), "ffs"), config_made=False)
     assert site.build().ran == set()
+
+
+SPOOL_INSTALL = b"""# GROUP: spool
+# USER: spool:spool
+# DIR: /var/spool/domus m 0750 spool spool
+# DIR: /var/spool/domus/deep/er m
+# DIR: /var/log m 0700
+"""
+
+
+def test_a_converge_makes_a_packages_directories_and_etc_pkg_where_the_image_has_none(tmp_path):
+    """An image built before the package (db1: before any package setup, so without the
+    /etc/pkg that pkg.img's /usr/pkg/etc leads to) gets its DIR directories at converge."""
+    site = Site(tmp_path / "site")
+    site.data["blockdev"] = {"backend": "none"}  # as on a dom0 without loop devices: no mount
+    site.save()
+    assert site.data["domains"]["db1"]["pkg"]["source"] is None
+    run = domus(site, "build")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "etc/pkg" not in ImageReader(site.image("db1", "local.img"), "ext2fs").paths()
+    make_package(
+        tmp_path / "domus-spool-1.0.tgz",
+        "domus-spool-1.0",
+        {"share/doc/spool/README": b"spool\n"},
+        meta={"+INSTALL": SPOOL_INSTALL},
+    )
+    packages = site.data["domains"]["www1"]["pkg"]["source"]["packages"]
+    packages.append(str(tmp_path / "domus-spool-1.0.tgz"))
+    site.data["domains"]["db1"]["pkg"] = {
+        "source": {"packages": [str(tmp_path / "domus-spool-1.0.tgz")]}
+    }
+    site.save()
+    dry = domus(site, "converge", "--dry-run", "db1", "www1")
+    assert dry.returncode == 1, dry.stdout + dry.stderr  # they differ
+    assert "# db1:/etc/pkg: new directory, mode 0755, owner 0:0\n" in dry.stdout
+    assert "# www1:/var/spool/domus/deep/er: new directory, mode 0755, owner 0:0\n" in dry.stdout
+    assert "/var/log:" not in dry.stdout  # the image has it: the domU's
+    items = status(site)
+    assert items[("db1", "local")]["action"] == "converge"
+    assert (
+        "would make the directories /etc/pkg, /var/spool/domus, /var/spool/domus/deep/er"
+        in (items[("db1", "local")]["why"])
+    )
+    run = site.doit()
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "(debugfs)" in run.stderr and "(rewrite)" in run.stderr
+    assert "made the directories /etc/pkg, /var/spool/domus, /var/spool/domus/deep/er" in (
+        run.stderr
+    )
+    for name, fs in (("db1", "ext2fs"), ("www1", "ffs")):
+        local = ImageReader(site.image(name, "local.img"), fs)
+        spool = next(
+            line for line in local.text("etc/master.passwd").splitlines() if line[:6] == "spool:"
+        )
+        uid, gid = (int(field) for field in spool.split(":")[2:4])
+        got = {
+            path: (entry.type, entry.mode, entry.uid, entry.gid)
+            for path in ("etc/pkg", "var/spool/domus", "var/spool/domus/deep", "var/log")
+            for entry in [local.stat(path)]
+        }
+        assert got["etc/pkg"] == ("dir", 0o755, 0, 0), name
+        assert got["var/spool/domus"] == ("dir", 0o750, uid, gid), name
+        assert got["var/spool/domus/deep"] == ("dir", 0o755, 0, 0), name
+        assert local.stat("var/spool/domus/deep/er").mode == 0o755
+        assert got["var/log"][:2] == ("dir", 0o755), name  # left as the image had it
+    assert domus(site, "converge", "db1", "www1").returncode == 0
+    assert site.build().ran == set()

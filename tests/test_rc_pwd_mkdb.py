@@ -338,3 +338,89 @@ def test_every_local_image_gets_it_executable(site):
     assert modes[SCRIPT] == 0o555
     assert modes["etc/rc.conf.d/root"] == 0o644
     assert 'warn "Ignoring non-executable file $_file"' in (NETBSD / "rc.subr").read_text()
+
+
+# -- what /etc/rc runs after a converge -------------------------------------------------------
+
+# rc.subr's run_rc_script: the names it skips as scratch files
+SCRATCH = re.compile(r".*(?:[~#]|\.OLD|\.orig|,v)")
+
+
+def boot_scripts(local) -> dict[str, str]:
+    """The scripts of /etc/rc.d that NetBSD's /etc/rc runs from a local.img (an
+    ImageReader), with their text: rcorder(8) is given every name of /etc/rc.d (`echo
+    /etc/rc.d/*`) and orders every file it reads, one PROVIDE named by several files
+    included; run_rc_script then skips scratch names and files that are not executable."""
+    names = sorted(
+        path[len("etc/rc.d/") :]
+        for path in local.paths()
+        if path.startswith("etc/rc.d/") and "/" not in path[len("etc/rc.d/") :]
+    )
+    given = [name for name in names if not name.startswith(".")]
+    provided: dict[str, list[str]] = {}
+    for name in given:
+        for provision in rcorder_lines(local.text(f"etc/rc.d/{name}"))["PROVIDE"]:
+            provided.setdefault(provision, []).append(name)
+    twice = {p: n for p, n in provided.items() if len(n) > 1}
+    assert twice == {}, f"rcorder orders and /etc/rc runs each of {twice}"
+    return {
+        name: local.text(f"etc/rc.d/{name}")
+        for name in given
+        if not SCRATCH.fullmatch(name) and local.stat(f"etc/rc.d/{name}").mode & 0o111
+    }
+
+
+def change_pwd_mkdb(site, line: str) -> str:
+    templates = site.directory / "templates"
+    (templates / "local" / "etc" / "rc.d").mkdir(parents=True, exist_ok=True)
+    text = (REPO / "templates" / "local" / SCRIPT).read_text() + line
+    (templates / "local" / SCRIPT).write_text(text)
+    site.data["templates"] = "templates"
+    site.save()
+    return line
+
+
+def test_a_converged_rc_d_script_is_the_only_one_rc_runs_its_backups_kept_aside(tmp_path):
+    from tests.image_reader import ImageReader
+    from tests.sites import Site
+
+    site = Site(tmp_path / "site")
+    site.data["blockdev"] = {"backend": "none"}  # db1 through debugfs, www1 rewritten
+    site.data["converge"] = {"keep_backups": 1}
+    site.save()
+    site.build()
+    readers = {"db1": "ext2fs", "www1": "ffs"}
+    before = {
+        n: boot_scripts(ImageReader(site.image(n, "local.img"), fs)) for n, fs in readers.items()
+    }
+    # a backup an earlier converge kept in /etc/rc.d, where it runs at every boot
+    stray = tmp_path / "stray"
+    image = site.image("db1", "local.img")
+    stray.write_text(ImageReader(image, "ext2fs").text(SCRIPT))
+    for command in (
+        f"write {stray} /etc/rc.d/pwd_mkdb.domus-20200101T000000",
+        "sif /etc/rc.d/pwd_mkdb.domus-20200101T000000 mode 0100555",
+    ):
+        subprocess.run(["debugfs", "-w", "-R", command, str(image)], check=True)
+    with pytest.raises(AssertionError, match="rcorder orders and /etc/rc runs each of"):
+        boot_scripts(ImageReader(image, "ext2fs"))
+    for line in ("# the site's first change\n", "# and its second\n"):
+        change_pwd_mkdb(site, line)
+        run = site.build()
+        assert "(debugfs)" in run.stderr and "(rewrite)" in run.stderr
+        if line.startswith("# the site's first"):  # moved aside, then the oldest of two
+            assert "/etc/rc.d.domus-backups/pwd_mkdb.domus-20200101T000000" in run.stderr
+    for name, fs in readers.items():
+        local = ImageReader(site.image(name, "local.img"), fs)
+        after = boot_scripts(local)
+        assert set(after) == set(before[name])
+        assert after["pwd_mkdb"].endswith('run_rc_command "$1"\n# and its second\n')
+        assert {n: t for n, t in after.items() if n != "pwd_mkdb"} == {
+            n: t for n, t in before[name].items() if n != "pwd_mkdb"
+        }
+        kept = sorted(p for p in local.paths() if p.startswith("etc/rc.d.domus-backups/"))
+        assert len(kept) == 1 and kept[0].startswith("etc/rc.d.domus-backups/pwd_mkdb.domus-")
+        assert local.text(kept[0]).endswith("# the site's first change\n")  # the newest one
+        backups = local.stat("etc/rc.d.domus-backups")
+        assert (backups.type, backups.mode, backups.uid, backups.gid) == ("dir", 0o700, 0, 0)
+    assert site.build().ran == set()

@@ -3,8 +3,8 @@
     ./domus converge [--dry-run] NAME... [config=PATH]
 
 With --dry-run the unified diff of every managed file that would change (or, no longer
-managed, be removed) goes to stdout,
-and nothing is written; the exit status is 0 when nothing would change, 1 when something
+managed, be removed) goes to stdout, a new size or inode density the image would be given
+to stderr, and nothing is written; the exit status is 0 when nothing would change, 1 when something
 would (as diff(1)), an error's as for every command (tasks.cli). Without it, the images
 are converged even if their recorded inputs did not change (a file the domU's
 administrator edited is put back), under the run lock, as `./domus build` would.
@@ -48,17 +48,23 @@ def run(args: argparse.Namespace) -> int:
                 f"{name} has no local image yet ({image})", hint="`./domus build` makes it"
             )
         with image_lock(layout.locks, image):
-            changes = converge(
+            done = converge(
                 site, domu, layout, templates, local_context(site, domu), dry_run=args.dry_run
             )
             if not args.dry_run:
                 _record(site, domu, layout, templates)
         if args.dry_run:
-            sys.stdout.write("".join(unified_diff(change, name) for change in changes))
+            sys.stdout.write("".join(unified_diff(change, name) for change in done.changes))
             sys.stdout.flush()
-        if not changes:
-            print(f"domus: {name}: local.img already matches the site", file=sys.stderr)
-        different = different or bool(changes)
+        if not done.changes:
+            # a new size alone is no managed file: said by the converge's own note
+            what = (
+                "local.img's managed files already match"
+                if done.shape
+                else "local.img already matches"
+            )
+            print(f"domus: {name}: {what} the site", file=sys.stderr)
+        different = different or bool(done.changes) or done.shape is not None
     return EXIT_DIFFERENT if different and args.dry_run else EXIT_SAME
 
 

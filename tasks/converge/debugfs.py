@@ -17,7 +17,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tasks.converge.flags import from_ext2
-from tasks.converge.plan import Change, FileState, backup_name, pruned_backups, room_needed
+from tasks.converge.plan import (
+    Change,
+    FileState,
+    backup_dir,
+    backup_name,
+    pruned_backups,
+    room_needed,
+    stray_backups,
+)
 from tasks.errors import DomusError
 from tasks.images.ext2_marks import require_netbsd_superblock, take_back_linux_mount_marks
 from tasks.images.plaintext import private_dir
@@ -114,11 +122,15 @@ class DebugfsFiles:
         self.pruned: list[str] = []
         self._missing_dirs: set[str] = set()
         self._names: dict[str, set[str]] = {}  # directory -> the names in it
+        self._files: dict[str, set[str]] = {}  # directory -> its regular files' names
+        self._moved: set[str] = set()  # old backups moved to where they are kept
         self.directory_flags: dict[str, int] = {}
 
     def read_all(self, paths: Sequence[str]) -> dict[str, FileState | None]:
-        dirs = sorted({"", *(d for path in paths for d in ancestors(path))})
-        parents = sorted({path.rpartition("/")[0] for path in paths})
+        parents = {path.rpartition("/")[0] for path in paths}
+        # the directories the files are in, and those their backups are kept in
+        parents = sorted(parents | {backup_dir(parent) for parent in parents})
+        dirs = sorted({"", *(d for path in paths for d in ancestors(path)), *parents})
         with private_dir(self.image) as tmp:  # the guest's files: never in the system's /tmp
             commands = [f"stat {absolute(d)}" for d in dirs]
             commands += [f"ls -p {absolute(d)}" for d in parents]
@@ -146,13 +158,36 @@ class DebugfsFiles:
                     self.directory_flags[directory] = _flags(stat_output)
             for directory in parents:
                 listing = outputs[f"ls -p {absolute(directory)}"]
-                self._names[directory] = {
-                    line.split("/")[5] for line in listing.splitlines() if line.count("/") >= 6
+                entries = [line.split("/") for line in listing.splitlines() if line.count("/") >= 6]
+                self._names[directory] = {fields[5] for fields in entries}
+                self._files[directory] = {
+                    fields[5] for fields in entries if stat.S_ISREG(int(fields[2] or "0", 8))
                 }
             return {
                 path: self._state(path, outputs[f"stat {absolute(path)}"], Path(tmp, str(index)))
                 for index, path in enumerate(paths)
             }
+
+    def missing_dirs(self, paths: Sequence[str]) -> set[str]:
+        chains = {path: [*ancestors(path), path] for path in paths}
+        dirs = sorted({"", *(d for chain in chains.values() for d in chain)})
+        outputs, errors = run_debugfs(self.image, [f"stat {absolute(d)}" for d in dirs])
+        fatal = [error for error in errors if _MISSING not in error]
+        if fatal:
+            raise DomusError(f"{self.image}: debugfs cannot read it: {'; '.join(fatal)}")
+        missing = set()
+        for path, chain in chains.items():
+            for depth, directory in enumerate(["", *chain]):
+                stat_output = outputs[f"stat {absolute(directory)}"]
+                kind = self._kind(stat_output)
+                if kind is None:  # this one and all below it: made by apply
+                    missing.add(path)
+                    self._missing_dirs.update(chain[max(depth - 1, 0) : -1])
+                    break
+                if kind[0] != "directory":
+                    break
+                self.directory_flags[directory] = _flags(stat_output)
+        return missing
 
     @staticmethod
     def _kind(stat_output: str) -> tuple[str, int] | None:
@@ -197,31 +232,56 @@ class DebugfsFiles:
         for index, change in enumerate(changes):
             for directory in ancestors(change.path):
                 if directory in self._missing_dirs:
-                    self._missing_dirs.discard(directory)
-                    commands += [
-                        f"mkdir {absolute(directory)}",
-                        *_set_inode(absolute(directory), stat.S_IFDIR, dir_mode(directory), 0, 0),
-                    ]
+                    commands += self._mkdir(directory, FileState(b"", dir_mode(directory), 0, 0))
+            if change.directory:
+                assert change.new is not None
+                commands += self._mkdir(change.path, change.new)
+                continue
             parent, _, name = change.path.rpartition("/")
+            kept_in = backup_dir(parent)
             commands.append(f"cd {absolute(parent)}")
+            taken = self._names.setdefault(kept_in, set())
+            # backups an earlier converge left beside the file, where they would run
+            strays = [] if kept_in == parent else stray_backups(name, self._files.get(parent, ()))
+            if change.old is not None or strays:
+                for directory in [*ancestors(kept_in), kept_in]:
+                    if directory in self._missing_dirs:
+                        commands += self._mkdir(
+                            directory, FileState(b"", dir_mode(directory), 0, 0)
+                        )
+            for stray in strays:
+                commands += [
+                    f"ln {quoted(stray)} {_named(kept_in, stray, parent)}",
+                    f"unlink {quoted(stray)}",
+                ]
+                self._names[parent].discard(stray)
+                self._files[parent].discard(stray)
+                taken.add(stray)
+                self._moved.add(f"{kept_in}/{stray}")
             if change.old is not None:
-                taken = self._names.setdefault(parent, set())
                 backup = backup_name(name, stamp, taken)
                 taken.add(backup)
-                commands += [f"ln {quoted(name)} {quoted(backup)}", f"unlink {quoted(name)}"]
+                commands += [
+                    f"ln {quoted(name)} {_named(kept_in, backup, parent)}",
+                    f"unlink {quoted(name)}",
+                ]
             new = change.new
             if new is not None:  # None: no longer managed, the backup is its only name
                 host = tmp / str(index)
                 host.write_bytes(new.data)
                 commands.append(f"write {quoted(str(host))} {quoted(name)}")
                 commands += _set_inode(quoted(name), stat.S_IFREG, new.mode, new.uid, new.gid)
-            taken = self._names.setdefault(parent, set())
             for old in pruned_backups(name, taken, keep):
                 # rm frees the inode with its last link: the backup is its only name
-                commands.append(f"rm {quoted(old)}")
+                commands.append(f"rm {_named(kept_in, old, parent)}")
                 taken.discard(old)
-                self.pruned.append(f"{parent}/{old}" if parent else old)
+                self.pruned.append(f"{kept_in}/{old}" if kept_in else old)
         return commands
+
+    def _mkdir(self, path: str, state: FileState) -> list[str]:
+        self._missing_dirs.discard(path)
+        name = absolute(path)
+        return [f"mkdir {name}", *_set_inode(name, stat.S_IFDIR, state.mode, state.uid, state.gid)]
 
     def apply(self, changes: Sequence[Change], stamp: str, keep: int) -> list[str]:
         """Converge a copy, check it, publish it over the image; returns the backups' paths."""
@@ -246,6 +306,7 @@ class DebugfsFiles:
             f"{parent}/{name}" if parent else name
             for parent, names in self._names.items()
             for name in names - before.get(parent, set())
+            if f"{parent}/{name}" not in self._moved
         )
 
     def _write(self, image: Path, commands: Sequence[str]) -> None:
@@ -265,6 +326,11 @@ class DebugfsFiles:
                 f"{self.image}: the converged copy failed its check, the "
                 f"image is unchanged: {error.message}"
             ) from error
+
+
+def _named(directory: str, name: str, cwd: str) -> str:
+    """`name` in `directory`, as debugfs finds it from its current directory `cwd`."""
+    return quoted(name) if directory == cwd else absolute(f"{directory}/{name}")
 
 
 def _flags(stat_output: str) -> int:

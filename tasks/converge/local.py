@@ -21,6 +21,7 @@ import subprocess
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
@@ -34,7 +35,7 @@ from tasks.converge import rewrite, sealed
 from tasks.converge.debugfs import DebugfsFiles, check_clean, keep_owner
 from tasks.converge.flags import require_changeable
 from tasks.converge.mounted import MountedFiles
-from tasks.converge.plan import Change, FileState, decode, plan, room_needed
+from tasks.converge.plan import Change, FileState, decode, directory_changes, plan, room_needed
 from tasks.converge.retire import Retirement, record_file, recorded, retirement
 from tasks.converge.shape import Shape, check_size, describe, grow_ext2fs, new_shape
 from tasks.errors import DomusError
@@ -46,7 +47,7 @@ from tasks.log import note
 from tasks.pkgsrc.setup import PackageSetup, setup_of
 from tasks.recipes.local import RC_CONF, managed_files
 from tasks.recipes.managed_record import RECORD
-from tasks.recipes.pkgsetup import package_paths, with_package_setup
+from tasks.recipes.pkgsetup import package_dirs, package_paths, with_package_setup
 from tasks.render import Templates
 from tasks.site import DomU, Layout, Site
 from tasks.sizes import format_size
@@ -55,6 +56,10 @@ from tasks.superblocks import detect_fs
 
 class ImageFiles(Protocol):
     def read_all(self, paths: Sequence[str]) -> dict[str, FileState | None]: ...
+
+    # the paths the image has nothing at, below directories only (a link on the way is the
+    # domU's, and what lies past it too)
+    def missing_dirs(self, paths: Sequence[str]) -> set[str]: ...
 
     pruned: list[str]  # the backups apply removed, beyond converge.keep_backups
     # the chflags of the managed files' existing ancestor directories ("" the top), by read_all
@@ -302,12 +307,23 @@ def changes_for(
         wanted = with_package_setup(wanted, setup, texts)
     record = recorded(current.get(RECORD), str(image))
     retired = retirement(files, record, wanted)
-    changes = plan(wanted, current) + retired.removals
+    dirs = package_dirs(setup) if setup is not None else []
+    missing = files.missing_dirs([d.path for d in dirs]) if dirs else set()
+    changes = plan(wanted, current) + directory_changes(dirs, missing) + retired.removals
     if changes or retired.stale:
         changes += plan([record_file(wanted, current, changes, record)], current)
     changes.sort(key=lambda change: change.path)
     require_changeable(image, changes, files.directory_flags)
     return changes, retired
+
+
+@dataclass(frozen=True)
+class Converged:
+    """What a converge changed (or, dry, would change)."""
+
+    changes: list[Change]
+    # the new size and inode density the image was given (or, dry, would be); None: its own
+    shape: Shape | None = None
 
 
 def converge(
@@ -319,7 +335,7 @@ def converge(
     *,
     dry_run: bool,
     changed: Sequence[str] = (),
-) -> list[Change]:
+) -> Converged:
     """Make the image's managed files what the site says (or, dry, say what would change).
 
     `changed` names the inputs that changed since the image was built or converged, for
@@ -362,10 +378,14 @@ def converge(
                 )
                 if dry_run:
                     retired.say(str(image))
+                    if remake is not None:
+                        note(f"{image}: would make anew at {describe(remake)}")
+                    elif shape is not None:
+                        note(f"{image}: would grow to {describe(shape)} (resize2fs)")
                 if changes and not dry_run and remake is None:
                     extra = require_image_room(image, changes, files)
             if dry_run or not (changes or remake):
-                return changes
+                return Converged(changes, shape)
         with image_files(
             site, domu, layout, readonly=False, method=method, extra=extra, shape=remake
         ) as files:
@@ -374,7 +394,7 @@ def converge(
             )
             retired.say(str(image))
             if not (changes or remake):
-                return changes
+                return Converged(changes, shape)
             if remake is None:  # a new image is as large as makefs can make it
                 require_image_room(image, changes, files)
             stamp = datetime.now().strftime("%Y%m%dT%H%M%S")
@@ -386,9 +406,13 @@ def converge(
                 ) from None
             pruned = files.pruned
             kept = getattr(files, "kept_note", "")  # the old image a rewrite kept
-    rewrote = [f"/{change.path}" for change in changes if change.new is not None]
+    made = [f"/{change.path}" for change in changes if change.directory]
+    rewrote = [
+        f"/{change.path}" for change in changes if change.new is not None and not change.directory
+    ]
     removed = [f"/{change.path}" for change in changes if change.new is None]
-    done = [f"rewrote {', '.join(rewrote)}"] if rewrote else []
+    done = [f"made the directories {', '.join(made)}"] if made else []
+    done += [f"rewrote {', '.join(rewrote)}"] if rewrote else []
     done += [f"removed {', '.join(removed)} (no longer managed)"] if removed else []
     note(
         f"converged {image} ({method}) in {time.monotonic() - start:.2f} s: "
@@ -403,4 +427,4 @@ def converge(
         )
         + (f"; {kept}" if kept else "")
     )
-    return changes
+    return Converged(changes, shape)

@@ -19,7 +19,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from tasks.converge.flags import from_ext2
-from tasks.converge.plan import Change, FileState, backup_name, pruned_backups
+from tasks.converge.plan import (
+    Change,
+    FileState,
+    backup_dir,
+    backup_name,
+    pruned_backups,
+    stray_backups,
+)
 from tasks.errors import DomusError
 from tasks.recipes.templated import dir_mode
 
@@ -43,6 +50,15 @@ def chflags(fd: int) -> int:
     except OSError:  # a file system without inode flags
         return 0
     return from_ext2(int.from_bytes(flags[:4], sys.byteorder))
+
+
+def _files(directory: int) -> list[str]:
+    """The names of the regular files in `directory`."""
+    return [
+        name
+        for name in os.listdir(directory)
+        if stat.S_ISREG(os.stat(name, dir_fd=directory, follow_symlinks=False).st_mode)
+    ]
 
 
 class MountedFiles:
@@ -71,7 +87,8 @@ class MountedFiles:
                     if not create:
                         yield None
                         return
-                    child = self._make_dir(fd, name, "/".join(walked))
+                    path_so_far = "/".join(walked)
+                    child = self._make_dir(fd, name, FileState(b"", dir_mode(path_so_far), 0, 0))
                 except OSError as error:
                     raise DomusError(
                         f"/{'/'.join(walked)} in the image is not a directory "
@@ -86,12 +103,28 @@ class MountedFiles:
             os.close(fd)
 
     @staticmethod
-    def _make_dir(parent: int, name: str, path: str) -> int:
+    def _make_dir(parent: int, name: str, state: FileState) -> int:
         os.mkdir(name, 0o700, dir_fd=parent)
         fd = os.open(name, _DIR_FLAGS, dir_fd=parent)
-        os.fchown(fd, 0, 0)
-        os.fchmod(fd, dir_mode(path))
+        os.fchown(fd, state.uid, state.gid)
+        os.fchmod(fd, state.mode)
         return fd
+
+    def missing_dirs(self, paths: Sequence[str]) -> set[str]:
+        missing = set()
+        for path in paths:
+            parent, _, name = path.rpartition("/")
+            try:
+                with self._directory(parent, create=False) as directory:
+                    if directory is None:
+                        missing.add(path)
+                        continue
+                    os.stat(name, dir_fd=directory, follow_symlinks=False)
+            except FileNotFoundError:
+                missing.add(path)
+            except DomusError:  # a link or file on the way: the domU's, as what lies past it
+                continue
+        return missing
 
     def current(self, path: str) -> FileState | None:
         parent, _, name = path.rpartition("/")
@@ -123,26 +156,51 @@ class MountedFiles:
         backups = []
         for change in changes:
             parent, _, name = change.path.rpartition("/")
-            with self._directory(parent, create=True) as directory:
+            kept_in = backup_dir(parent)
+            with contextlib.ExitStack() as stack:
+                directory = stack.enter_context(self._directory(parent, create=True))
                 assert directory is not None
-                backup = self._replace(directory, name, change, stamp)
-                for old in pruned_backups(name, set(os.listdir(directory)), keep):
-                    os.unlink(old, dir_fd=directory)
-                    self.pruned.append(f"{parent}/{old}" if parent else old)
+                if change.directory:
+                    assert change.new is not None
+                    os.close(self._make_dir(directory, name, change.new))
+                    os.fsync(directory)
+                    continue
+                # backups an earlier converge left beside the file, where they would run
+                strays = [] if kept_in == parent else stray_backups(name, _files(directory))
+                kept = (
+                    directory
+                    if kept_in == parent
+                    else stack.enter_context(
+                        self._directory(kept_in, create=change.old is not None or bool(strays))
+                    )
+                )
+                for stray in strays:
+                    assert kept is not None
+                    os.rename(stray, stray, src_dir_fd=directory, dst_dir_fd=kept)
+                backup = self._replace(directory, kept, name, change, stamp)
+                if kept is not None:
+                    for old in pruned_backups(name, set(os.listdir(kept)), keep):
+                        os.unlink(old, dir_fd=kept)
+                        self.pruned.append(f"{kept_in}/{old}" if kept_in else old)
+                    os.fsync(kept)
                 os.fsync(directory)
             if backup:
-                backups.append(f"{parent}/{backup}" if parent else backup)
+                backups.append(f"{kept_in}/{backup}" if kept_in else backup)
         return backups
 
     @staticmethod
-    def _replace(directory: int, name: str, change: Change, stamp: str) -> str | None:
+    def _replace(
+        directory: int, kept: int | None, name: str, change: Change, stamp: str
+    ) -> str | None:
+        """`kept`: the directory the old file is kept in, under its backup name."""
         temporary = _temporary(name)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary, dir_fd=directory)  # left by a killed converge
         backup = None
         if change.old is not None:
-            backup = backup_name(name, stamp, set(os.listdir(directory)))
-            os.link(name, backup, src_dir_fd=directory, dst_dir_fd=directory, follow_symlinks=False)
+            assert kept is not None
+            backup = backup_name(name, stamp, set(os.listdir(kept)))
+            os.link(name, backup, src_dir_fd=directory, dst_dir_fd=kept, follow_symlinks=False)
         if change.new is None:  # no longer managed: the backup is now its only name
             os.unlink(name, dir_fd=directory)
             return backup

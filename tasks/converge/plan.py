@@ -9,15 +9,21 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from tasks.recipes.local import ManagedFile
+from tasks.recipes.local import ManagedDir, ManagedFile
+from tasks.recipes.templated import RC_D_BACKUPS
 
 NEW_FILE_MODE = 0o644  # a managed file that keeps the image's mode but is missing from it
 ENCODING = "utf-8"
 # rc.conf is the domU's: bytes that are not UTF-8 are carried through untouched
 ERRORS = "surrogateescape"
+# /etc/rc hands rcorder(8) every file of /etc/rc.d, whatever its name or mode, and runs
+# each one it prints (rc.subr skips a few suffixes, warning at every boot): an old script
+# kept there would run beside the new one, with the same PROVIDE. Its backups are kept
+# where neither looks.
+RC_D = "etc/rc.d"
 
 
 @dataclass(frozen=True)
@@ -35,6 +41,7 @@ class Change:
     path: str
     old: FileState | None
     new: FileState | None  # None: removed, the old file kept as its backup
+    directory: bool = False  # new is a directory to make where the image has nothing
 
 
 def decode(data: bytes) -> str:
@@ -68,6 +75,15 @@ def plan(files: Sequence[ManagedFile], current: Mapping[str, FileState | None]) 
     ]
 
 
+def directory_changes(dirs: Sequence[ManagedDir], missing: set[str]) -> list[Change]:
+    """The directories to make: those of `dirs` the image lacks (`missing`)."""
+    return [
+        Change(d.path, None, FileState(b"", d.mode, d.uid, d.gid), directory=True)
+        for d in dirs
+        if d.path in missing
+    ]
+
+
 def _lines(data: bytes) -> list[str]:
     lines = data.decode(ENCODING, "backslashreplace").splitlines(keepends=True)
     if lines and not lines[-1].endswith("\n"):
@@ -79,6 +95,8 @@ def describe_metadata(change: Change) -> list[str]:
     old, new = change.old, change.new
     if new is None:
         return ["no longer managed, removed (kept as its backup)"]
+    if change.directory:
+        return [f"new directory, mode {new.mode:04o}, owner {new.uid}:{new.gid}"]
     if old is None:
         return [f"new file, mode {new.mode:04o}, owner {new.uid}:{new.gid}"]
     notes = []
@@ -94,7 +112,7 @@ def unified_diff(change: Change, name: str) -> str:
     where = f"{name}:/{change.path}"
     text = "".join(f"# {where}: {note}\n" for note in describe_metadata(change))
     old, new = change.old, change.new
-    if old is not None and new is not None and old.data == new.data:
+    if change.directory or (old is not None and new is not None and old.data == new.data):
         return text
     before = _lines(old.data) if old is not None else []
     fromfile = f"{where}\t(in the image)" if old is not None else "/dev/null"
@@ -102,6 +120,12 @@ def unified_diff(change: Change, name: str) -> str:
     after = _lines(new.data) if new is not None else []
     diff = difflib.unified_diff(before, after, fromfile=fromfile, tofile=tofile)
     return text + "".join(diff)
+
+
+def backup_dir(parent: str) -> str:
+    """The directory the backups of the files in `parent` are kept in: beside them, but for
+    rc.d scripts."""
+    return RC_D_BACKUPS if parent == RC_D else parent
 
 
 def backup_name(name: str, stamp: str, taken: set[str]) -> str:
@@ -125,10 +149,16 @@ def pruned_backups(name: str, names: set[str], keep: int) -> list[str]:
     return [candidate for *_, candidate in found[: max(len(found) - keep, 0)]]
 
 
+def stray_backups(name: str, names: Iterable[str]) -> list[str]:
+    """The backups of `name` among `names`, oldest first: in /etc/rc.d, those an earlier
+    converge kept there, which a converge moves to where the boot does not run them."""
+    return pruned_backups(name, set(names), 0)
+
+
 def room_needed(changes: Sequence[Change], block: int) -> int:
     """Bytes a converge writes into an image: every new file whole (the old one stays as
     its backup), in whole blocks, with one block more each for indirect blocks and the
-    directory entries."""
+    directory entries; a new directory's one block."""
     return sum(
         (len(change.new.data) + 2 * block - 1) // block * block
         for change in changes

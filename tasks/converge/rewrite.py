@@ -46,7 +46,14 @@ from pathlib import Path
 
 from tasks.checks.filesystem import ffs_problems
 from tasks.converge.debugfs import keep_owner
-from tasks.converge.plan import Change, FileState, backup_name, pruned_backups
+from tasks.converge.plan import (
+    Change,
+    FileState,
+    backup_dir,
+    backup_name,
+    pruned_backups,
+    stray_backups,
+)
 from tasks.converge.shape import Shape, has_density
 from tasks.errors import DomusError
 from tasks.images.ffs import inodes_per_group, makefs_argv, room_options
@@ -239,6 +246,21 @@ class RewriteFiles:
 
     def read_all(self, paths: Sequence[str]) -> dict[str, FileState | None]:
         return {path: self.current(path) for path in paths}
+
+    def missing_dirs(self, paths: Sequence[str]) -> set[str]:
+        missing = set()
+        for path in paths:
+            parts = path.split("/")
+            for depth in range(len(parts) + 1):
+                above = "/".join(parts[:depth])
+                entry = self._lookup(above)
+                if entry is None:
+                    missing.add(path)
+                    break
+                if entry.type != "dir":  # the domU's link or file, and what lies past it
+                    break
+                self.directory_flags[above] = entry.flags
+        return missing
 
     def room(self) -> tuple[int, int]:
         return self.reader.free_bytes(), self.reader.params.bsize
@@ -485,11 +507,23 @@ class Staged:
             path = change.path.encode(errors="surrogateescape")
             parent, _, name = path.rpartition(b"/")
             self._make_dirs(parent, now)
-            names = set(os.listdir(self.host(parent)))
+            if change.directory:
+                assert change.new is not None
+                self._make_dir(path, change.new, now)
+                continue
+            kept_in = backup_dir(parent.decode(errors="surrogateescape")).encode(
+                errors="surrogateescape"
+            )
+            strays = [] if kept_in == parent else self._strays(parent, name)
+            if change.old is not None or strays:
+                self._make_dirs(kept_in, now)
+            for stray in strays:  # left beside the file by an earlier converge: would run
+                self._move(_join(parent, stray), _join(kept_in, stray))
+            names = set(os.listdir(self.host(kept_in))) if kept_in in self.planned else set()
             text_names = {n.decode(errors="surrogateescape") for n in names}
             if change.old is not None:
                 backup = backup_name(name.decode(errors="surrogateescape"), stamp, text_names)
-                backup_path = _join(parent, backup.encode(errors="surrogateescape"))
+                backup_path = _join(kept_in, backup.encode(errors="surrogateescape"))
                 os.link(self.host(path), self.host(backup_path), follow_symlinks=False)
                 kept = self.planned[path]
                 self.planned[backup_path] = replace(
@@ -504,11 +538,26 @@ class Staged:
                 self._write_new(path, index, change.new, now)
             text_name = name.decode(errors="surrogateescape")
             for old in pruned_backups(text_name, text_names, keep):
-                old_path = _join(parent, old.encode(errors="surrogateescape"))
+                old_path = _join(kept_in, old.encode(errors="surrogateescape"))
                 os.unlink(self.host(old_path))
                 del self.planned[old_path]
                 self.pruned.append(old_path.decode(errors="surrogateescape"))
         return backups
+
+    def _strays(self, parent: bytes, name: bytes) -> list[bytes]:
+        """The backups of `name` an earlier converge kept in `parent` (regular files)."""
+        files = {
+            path.rpartition(b"/")[2].decode(errors="surrogateescape")
+            for path, planned in self.planned.items()
+            if path.rpartition(b"/")[0] == parent and planned.entry.type == "file"
+        }
+        text = name.decode(errors="surrogateescape")
+        return [s.encode(errors="surrogateescape") for s in stray_backups(text, files)]
+
+    def _move(self, path: bytes, to: bytes) -> None:
+        os.rename(self.host(path), self.host(to))
+        planned = self.planned.pop(path)
+        self.planned[to] = replace(planned, entry=replace(planned.entry, path=to))
 
     def _write_new(self, path: bytes, index: int, new: FileState, now: int) -> None:
         # written outside the tree, where no name of the domU's can be in the way
@@ -525,12 +574,14 @@ class Staged:
             path = b"/".join(parts[:depth])
             if path in self.planned:
                 continue  # current() refused an ancestor that is not a directory
-            os.mkdir(self.host(path), 0o700)
             mode = dir_mode(path.decode(errors="surrogateescape"))
-            state = FileState(b"", mode, 0, 0)
-            self.planned[path] = Planned(
-                _fresh_entry(path, "dir", state, now, 0), None, ("new", path), fresh=True
-            )
+            self._make_dir(path, FileState(b"", mode, 0, 0), now)
+
+    def _make_dir(self, path: bytes, state: FileState, now: int) -> None:
+        os.mkdir(self.host(path), 0o700)  # the spec gives its mode and owner
+        self.planned[path] = Planned(
+            _fresh_entry(path, "dir", state, now, 0), None, ("new", path), fresh=True
+        )
 
     def expected_entries(self) -> dict[bytes, FfsEntry]:
         return {path: planned.entry for path, planned in self.planned.items()}

@@ -45,6 +45,9 @@ class SealedFiles:
     def read_all(self, paths: Sequence[str]) -> dict[str, FileState | None]:
         return self.files.read_all(paths)
 
+    def missing_dirs(self, paths: Sequence[str]) -> set[str]:
+        return self.files.missing_dirs(paths)
+
     def room(self) -> tuple[int, int]:
         return self.files.room()
 

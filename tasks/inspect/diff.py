@@ -212,7 +212,7 @@ def drift(site: Site, name: str) -> Iterator[str]:
         raise DomusError(f"{name} has no local image yet ({image})", hint="`./domus build`")
     templates = Templates(site.templates, layout.cache / "template-references.json")
     with image_lock(layout.locks, image):
-        changes = converge(site, domu, layout, templates, context(site, domu), dry_run=True)
+        changes = converge(site, domu, layout, templates, context(site, domu), dry_run=True).changes
     for change in changes:
         yield unified_diff(change, name)
 

@@ -103,6 +103,17 @@ class ManagedFile:
     once: bool = False
 
 
+@dataclass(frozen=True)
+class ManagedDir:
+    """A directory domus makes in a local image where it has none; one the image has, of any
+    kind, is the domU's and left alone."""
+
+    path: str
+    mode: int
+    uid: int = 0
+    gid: int = 0
+
+
 def managed_files(
     templates: Templates,
     context: Mapping[str, object],

@@ -1,7 +1,8 @@
 """local.img: a package set's setup (tasks.pkgsrc.setup) in a domU's own files.
 
 A build makes it whole; a converge of an existing image adds what is missing: the users and
-groups (the image's own account files edited), the configuration files and rc.d scripts.
+groups (the image's own account files edited), the directories, the configuration files and
+rc.d scripts.
 Nothing the image has is changed: a configuration file is the domU's once it is there. A site
 template of one of these files wins over the package's example.
 """
@@ -15,7 +16,7 @@ from dataclasses import replace
 from tasks.edits.accounts import add_groups, add_master_users, add_passwd_users
 from tasks.errors import DomusError
 from tasks.pkgsrc.setup import LOCAL_SYSCONFDIR, PackageSetup, example, local_path, pkg_path
-from tasks.recipes.local import ManagedFile
+from tasks.recipes.local import ManagedDir, ManagedFile
 from tasks.recipes.templated import ensure_dirs
 from tasks.tree import Tree
 
@@ -55,21 +56,31 @@ def apply_package_setup(local: Tree, setup: PackageSetup) -> None:
         if path not in local:
             raise DomusError(f"the root tree has no /{path} to add the packages' accounts to")
         local.replace_text(path, _edited(path, edit, local.read_text(path)))
-    if LOCAL_SYSCONFDIR not in local:
-        ensure_dirs(local, LOCAL_SYSCONFDIR)
-        local.mkdir(LOCAL_SYSCONFDIR, 0o755)
     for directory in setup.dirs:
-        where = _placed(directory.path, "directory")
-        if where is not None and where not in local:
-            ensure_dirs(local, where)
-            mode = 0o755 if directory.mode is None else directory.mode
-            local.mkdir(where, mode, directory.uid, directory.gid)
+        _placed(directory.path, "directory")
+    for made in package_dirs(setup):
+        if made.path not in local:
+            ensure_dirs(local, made.path)
+            local.mkdir(made.path, made.mode, made.uid, made.gid)
     for file in setup.files:
         where = _placed(file.path, "file")
         if where is not None and where not in local:
             data, mode = example(file)
             ensure_dirs(local, where)
             local.write_bytes(where, data, mode, file.uid, file.gid)
+
+
+def package_dirs(setup: PackageSetup) -> list[ManagedDir]:
+    """The directories the setup makes on local.img where it has none: /etc/pkg first, where
+    pkg.img's /usr/pkg/etc leads (an image made before the setup has none), then each DIR
+    line's."""
+    dirs = {LOCAL_SYSCONFDIR: ManagedDir(LOCAL_SYSCONFDIR, 0o755)}
+    for directory in setup.dirs:
+        where = local_path(directory.path)
+        if where is not None and where not in dirs:
+            mode = 0o755 if directory.mode is None else directory.mode
+            dirs[where] = ManagedDir(where, mode, directory.uid, directory.gid)
+    return list(dirs.values())
 
 
 def package_paths(setup: PackageSetup) -> list[str]:

@@ -8,8 +8,11 @@ from dataclasses import dataclass
 from tasks.render import Templates
 from tasks.tree import Tree, parent_of
 
-# Secrets and cgd parameters are root's alone; everything else is world-readable.
-PRIVATE_DIRS = {"etc/cgd"}
+# Where a converge keeps the old versions of the scripts of /etc/rc.d (tasks/converge/plan.py).
+RC_D_BACKUPS = "etc/rc.d.domus-backups"
+# Secrets, cgd parameters and old rc.d scripts are root's alone; everything else is
+# world-readable.
+PRIVATE_DIRS = {"etc/cgd", RC_D_BACKUPS}
 PRIVATE_FILES = ("etc/cgd/",)
 # NetBSD installs its rc.d scripts 0555 (etc/rc.d/Makefile: FILESMODE=${BINMODE}), and
 # rc.subr's run_rc_script ignores one that is not executable.

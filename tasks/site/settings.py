@@ -395,7 +395,8 @@ SITE = Table(
             Integer(0, 1000),
             5,
             "Backups of each managed file (NAME.domus-YYYYmmddTHHMMSS beside it in the "
-            "image) a converge keeps, newest first; older ones are removed",
+            "image; an rc.d script's in /etc/rc.d.domus-backups) a converge keeps, newest "
+            "first; older ones are removed",
         ),
         Setting(
             "converge.keep_images",

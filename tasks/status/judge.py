@@ -193,10 +193,13 @@ def retiring(verdicts: list[Verdict], site: Site, templates: Templates) -> None:
             verdict.why += retire_reasons(site, verdict.item, templates)
 
 
-def _read(site: Site, domu: DomU, image: Path, templates: Templates) -> Retirement | None:
+def _read(
+    site: Site, domu: DomU, image: Path, templates: Templates
+) -> tuple[Retirement, list[str]] | None:
     """The converge's own reading of the image as it is, without a lock, a mount or a copy:
-    what becomes of the files the site no longer manages (None where the image is not read
-    here), or the DomusError of a change NetBSD would refuse (an immutable managed file)."""
+    what becomes of the files the site no longer manages and what else it says of the
+    changes (None where the image is not read here), or the DomusError of a change NetBSD
+    would refuse (an immutable managed file)."""
     from tasks.converge.local import changes_for
     from tasks.images.ffs_reader import FfsError
     from tasks.kinds.local import context
@@ -206,7 +209,7 @@ def _read(site: Site, domu: DomU, image: Path, templates: Templates) -> Retireme
         with readable(site, domu, image) as files:
             if files is None:
                 return None
-            _, retired = changes_for(
+            changes, retired = changes_for(
                 image,
                 files,
                 templates,
@@ -216,16 +219,20 @@ def _read(site: Site, domu: DomU, image: Path, templates: Templates) -> Retireme
             )
     except (FfsError, OSError):
         return None  # the build says what it is; status reads what it can
-    return retired
+    made = [f"/{change.path}" for change in changes if change.directory]
+    return retired, [f"would make the directories {', '.join(made)}"] if made else []
 
 
 def retire_reasons(site: Site, item: Item, templates: Templates) -> list[str]:
     domu = next(d for d in site.domus if d.name == item.domain)
     try:
-        retired = _read(site, domu, item.path, templates)
+        read = _read(site, domu, item.path, templates)
     except DomusError as error:
         return [f"cannot read it to tell which files the converge removes: {error}"]
-    return [] if retired is None else [*retired.warnings, *retired.reasons()]
+    if read is None:
+        return []
+    retired, made = read
+    return [*retired.warnings, *retired.reasons(), *made]
 
 
 @contextmanager

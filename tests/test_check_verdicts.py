@@ -126,3 +126,13 @@ def test_a_running_domus_local_image_is_skipped_saying_so(site, tmp_path):
         f"{name}/local.img: read: skipped: its domU runs (xl list): checked when it is shut down"
         for name in ("www1", "db1")
     ]
+
+
+def test_an_image_the_site_now_expects_otherwise_is_read_again(site, reads):
+    run_checks(load_site(site.path))
+    reads.clear()
+    site.data["domains"]["www2"]["local"] = {"fs": "ext2fs"}
+    site.save()
+    failed = failure_lines(run_checks(load_site(site.path)))
+    assert images_read(site, reads) == ["www2/local.img"]
+    assert failed == ["www2/local.img: file system: holds ffs, not ext2fs"]

@@ -29,7 +29,7 @@ from tasks.checks.room import room_finding
 from tasks.checks.verdicts import Verdicts
 from tasks.errors import DomusError
 from tasks.images.plaintext import private_dir
-from tasks.keyfiles import params_path
+from tasks.keyfiles import params_path, passphrase_path
 from tasks.keys import local_params
 from tasks.site import BlockdevSpec, DomU, Layout, Site
 from tasks.superblocks import detect_fs
@@ -147,6 +147,16 @@ def running_images(site: Site, layout: Layout) -> tuple[set[Path], list[Finding]
     return running, []
 
 
+def _depends(site: Site, domu: DomU) -> tuple[list[Path], list[object]]:
+    """The files besides local.img its findings depend on, and what the site expects of it."""
+    if not domu.local_encrypted:
+        return [], [domu.local.fs]
+    files = [params_path(site.keys, domu.name)]
+    if not domu.local_opened_by_dom0:
+        files.append(passphrase_path(site.keys, domu.name))
+    return files, [domu.local.fs, domu.local.cipher, domu.local.keylength]
+
+
 def _real(path: str) -> str:
     return os.path.realpath(path.strip())
 
@@ -173,6 +183,7 @@ def check_images(site: Site, layout: Layout, *, every: bool = False) -> Iterator
         yield from verdicts.findings(
             "root.img",
             [layout.root_image],
+            [site.root.fs],
             lambda: _checked(layout.root_image, site.root.fs, "root.img", site, layout),
         )
         for domu in site.domus:
@@ -181,14 +192,15 @@ def check_images(site: Site, layout: Layout, *, every: bool = False) -> Iterator
             if image in running:
                 yield Finding(subject, "read", SKIPPED, skipped=True)
             else:
-                also = [params_path(site.keys, domu.name)] if domu.local_encrypted else []
+                also, expected = _depends(site, domu)
                 yield from verdicts.findings(
-                    subject, [image, *also], lambda d=domu: _local(site, d, layout)
+                    subject, [image, *also], expected, lambda d=domu: _local(site, d, layout)
                 )
             pkg = layout.pkg_image(domu.name)
             yield from verdicts.findings(
                 f"{domu.name}/pkg.img",
                 [pkg],
+                [domu.pkg.fs],
                 lambda d=domu, p=pkg: _checked(p, d.pkg.fs, f"{d.name}/pkg.img", site, layout),
             )
             swap = layout.swap_image(domu.name)

@@ -12,7 +12,8 @@ the bytes it was found on, and is used again only while all of it still holds:
   file system's blocks with VOP_STRATEGY, past the file's write path, and its mtime stays.
   Every mount of a guest writes the superblock (FFS's fs_clean and fs_time, ext2fs's
   s_state and s_mtime), so an image a domU has had mounted since reads differently here;
-- the files a verdict also depends on (an encrypted image's params file);
+- what the site expects of the image (its file system; an encrypted one's cipher), and the
+  files a verdict also depends on (an encrypted image's params and passphrase files);
 - the code of the checks themselves (a digest of tasks/checks and the readers), so a
   newer domus checks everything again.
 
@@ -113,13 +114,18 @@ class Verdicts:
             self.kept = verdicts if isinstance(verdicts, dict) else {}
 
     def findings(
-        self, subject: str, paths: Sequence[Path], check: Callable[[], list[Finding]]
+        self,
+        subject: str,
+        paths: Sequence[Path],
+        expected: Sequence[object],
+        check: Callable[[], list[Finding]],
     ) -> list[Finding]:
-        """The findings kept for `subject` while `paths` (the image first) are as they were,
-        else those of `check()`, kept for next time when the image is not racy."""
+        """The findings kept for `subject` while `paths` (the image first) are as they were
+        and the site `expected` the same of it (its file system, its cipher), else those
+        of `check()`, kept for next time when the image is not racy."""
         began = time.time()
         before = [identity(path) for path in paths]
-        key = [found[0] if found else None for found in before]
+        key = [list(expected), *(found[0] if found else None for found in before)]
         kept = self.kept.get(subject)
         if not self.every and before[0] and isinstance(kept, dict) and kept.get("key") == key:
             try:

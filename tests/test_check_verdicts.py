@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import stat
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -136,3 +137,21 @@ def test_an_image_the_site_now_expects_otherwise_is_read_again(site, reads):
     failed = failure_lines(run_checks(load_site(site.path)))
     assert images_read(site, reads) == ["www2/local.img"]
     assert failed == ["www2/local.img: file system: holds ffs, not ext2fs"]
+
+
+def test_check_all_on_the_command_line_reads_every_image_again(site):
+    time.sleep(2)  # the images are older than a tick of any file system's clock
+    verdicts = site.output / FILE
+
+    def checked(*args: str) -> int:
+        done = subprocess.run(
+            [str(REPO / "domus"), "check", *args, f"config={site.path}"],
+            capture_output=True,
+            text=True,
+        )
+        assert (done.returncode, done.stdout) == (0, ""), done.stdout + done.stderr
+        return verdicts.stat().st_mtime_ns
+
+    first = checked()
+    assert checked() == first  # nothing read, nothing to write
+    assert checked("--all") != first

@@ -155,3 +155,14 @@ def test_check_all_on_the_command_line_reads_every_image_again(site):
     first = checked()
     assert checked() == first  # nothing read, nothing to write
     assert checked("--all") != first
+
+
+def test_findings_that_cannot_be_kept_fail_nothing(site, reads, capsys):
+    (site.output / FILE).mkdir()  # where the file would go: nothing can be renamed there
+    domus_site = load_site(site.path)
+    assert failure_lines(run_checks(domus_site)) == []
+    assert "domus: the findings of this check are not kept: " in capsys.readouterr().err
+    reads.clear()
+    run_checks(domus_site)
+    assert len(reads) == 1 + 2 * len(domus_site.domus)  # read again, as nothing was kept
+    assert not [p for p in site.output.iterdir() if p.name.startswith(f".{FILE}")]

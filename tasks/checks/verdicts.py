@@ -32,6 +32,7 @@ import hashlib
 import json
 import os
 import struct
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
@@ -143,18 +144,23 @@ class Verdicts:
         return findings
 
     def save(self) -> None:
-        """Written beside the file and renamed into place, 0600 from its creation."""
+        """Written beside the file and renamed into place, 0600 from its creation. A file
+        that cannot be written (a full disk) costs the next check a read, nothing else."""
         if not self.changed or not self.path.parent.is_dir():
             return
         temporary = self.path.with_name(f".{FILE}.{os.getpid()}")
         data = json.dumps({"code": self.code, "verdicts": self.kept}, indent=1)
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, PRIVATE_FILE)
         try:
-            os.fchmod(fd, PRIVATE_FILE)
+            fd = os.open(
+                temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, PRIVATE_FILE
+            )
             with os.fdopen(fd, "w") as out:
+                os.fchmod(fd, PRIVATE_FILE)
                 out.write(data)
                 out.flush()
-                os.fsync(out.fileno())
+                os.fsync(fd)
             os.replace(temporary, self.path)
+        except OSError as error:
+            print(f"domus: the findings of this check are not kept: {error}", file=sys.stderr)
         finally:
             temporary.unlink(missing_ok=True)

@@ -166,3 +166,13 @@ def test_findings_that_cannot_be_kept_fail_nothing(site, reads, capsys):
     run_checks(domus_site)
     assert len(reads) == 1 + 2 * len(domus_site.domus)  # read again, as nothing was kept
     assert not [p for p in site.output.iterdir() if p.name.startswith(f".{FILE}")]
+
+
+def test_what_a_killed_check_left_half_written_is_removed_by_the_next(site, reads):
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    left = site.output / f".{FILE}.{dead.pid}"
+    left.write_text("{")
+    run_checks(load_site(site.path))
+    assert not left.exists()
+    assert (site.output / FILE).exists()

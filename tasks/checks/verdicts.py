@@ -39,6 +39,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from tasks.checks import Finding
+from tasks.leftovers import _alive
 from tasks.private import PRIVATE_FILE
 
 FILE = "check-verdicts.json"
@@ -148,6 +149,10 @@ class Verdicts:
         that cannot be written (a full disk) costs the next check a read, nothing else."""
         if not self.changed or not self.path.parent.is_dir():
             return
+        for left in self.path.parent.glob(f".{FILE}.*"):  # by a check that was killed
+            pid = left.name.rpartition(".")[2]
+            if pid.isdigit() and not _alive(int(pid)):
+                left.unlink(missing_ok=True)
         temporary = self.path.with_name(f".{FILE}.{os.getpid()}")
         data = json.dumps({"code": self.code, "verdicts": self.kept}, indent=1)
         try:

@@ -43,6 +43,7 @@ def reads(monkeypatch) -> list[str]:
     monkeypatch.setattr(tasks.checks.images, "check_image", counted)
     # the images were built a moment ago: kept all the same, this is not about the clock
     monkeypatch.setattr(tasks.checks.verdicts, "RACY_SECONDS", 0)
+    monkeypatch.setattr(tasks.checks.verdicts, "RACY_TICKS", 0)
     return opened
 
 
@@ -80,6 +81,7 @@ def test_an_image_changed_just_before_its_check_is_read_again(site, reads, monke
     domus_site = load_site(site.path)
     run_checks(domus_site)
     monkeypatch.setattr(tasks.checks.verdicts, "RACY_SECONDS", 2)
+    monkeypatch.setattr(tasks.checks.verdicts, "RACY_TICKS", 2)
     os.utime(site.image("root.img"))  # a write in this clock tick could follow unseen
     reads.clear()
     run_checks(domus_site)

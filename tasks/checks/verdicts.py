@@ -17,9 +17,10 @@ the bytes it was found on, and is used again only while all of it still holds:
 - the code of the checks themselves (a digest of tasks/checks and the readers), so a
   newer domus checks everything again.
 
-A verdict is not kept for an image whose mtime or ctime is within RACY_SECONDS of the
-moment its check began: a write in the same tick of a coarse clock would leave its times
-as they were. `./domus check --all` reads every image whatever is kept.
+A verdict is not kept for an image whose mtime or ctime is that close to the moment its
+check began (RACY_TICKS, or RACY_SECONDS on a file system of whole seconds): a write in
+the same tick of a coarse clock would leave its times as they were. `./domus check --all`
+reads every image whatever is kept.
 
 The file is the output directory's, 0600 (findings name files inside a domU's image),
 written beside its name and renamed into place.
@@ -44,7 +45,11 @@ from tasks.private import PRIVATE_FILE
 
 FILE = "check-verdicts.json"
 HEAD = 80 * 1024  # the ext2fs superblock at 1 KiB, FFS's at 8 or 64 KiB, 8 KiB long
-RACY_SECONDS = 2  # twice the coarsest timestamp (one second) of a file system in use
+# how close to its check an image's times may be for its verdict to be kept: ten of the
+# coarsest clock ticks Linux and NetBSD stamp files with (10 ms at HZ=100), or, where the
+# file system keeps whole seconds, two of those
+RACY_TICKS = 0.1
+RACY_SECONDS = 2
 FS_IOC_GETVERSION = 0x80087601  # _IOR('v', 1, long), an int written
 _CODE = Path(__file__).parent
 CODE_FILES = (
@@ -75,8 +80,8 @@ def generation(fd: int, st: os.stat_result) -> int | None:
 
 
 def identity(path: Path) -> tuple[Identity, float] | None:
-    """What identifies the bytes of `path` (a link followed) and its newest time (seconds),
-    or None when it cannot be opened."""
+    """What identifies the bytes of `path` (a link followed) and the moment before which a
+    write would have moved its times (seconds), or None when it cannot be opened."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
@@ -95,7 +100,9 @@ def identity(path: Path) -> tuple[Identity, float] | None:
         ]
     finally:
         os.close(fd)
-    return fields, max(st.st_mtime_ns, st.st_ctime_ns) / 1e9
+    whole = st.st_mtime_ns % 10**9 == 0 and st.st_ctime_ns % 10**9 == 0
+    newest = max(st.st_mtime_ns, st.st_ctime_ns) / 1e9
+    return fields, newest + (RACY_SECONDS if whole else RACY_TICKS)
 
 
 class Verdicts:
@@ -136,7 +143,7 @@ class Verdicts:
                 pass  # a damaged entry: read the image again
         findings = check()
         after = [identity(path) for path in paths]
-        racy = before[0] is None or before[0][1] > began - RACY_SECONDS
+        racy = before[0] is None or before[0][1] > began
         if before == after and not racy:
             self.kept[subject] = {"key": key, "findings": [asdict(f) for f in findings]}
         else:

@@ -111,8 +111,8 @@ def converge_times(stderr: str) -> list[float]:
     return [float(t) for t in re.findall(r"converged \S+ \(\w+\) in ([\d.]+) s", stderr)]
 
 
-def measure(backend: str, domus: int, units: int, runs: int) -> dict[str, object]:
-    directory = OUT / backend
+def measure(backend: str, domus: int, units: int, runs: int, out: Path) -> dict[str, object]:
+    directory = out / backend
     if directory.exists():
         shutil.rmtree(directory)
     directory.mkdir(parents=True)
@@ -146,12 +146,16 @@ def main() -> None:
     parser.add_argument("--domus", type=int, default=20)
     parser.add_argument("--units", type=int, default=4)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=OUT, help="where the sites go")
+    parser.add_argument("--smoke", action="store_true", help="2 domUs, 2 units, one run")
     args = parser.parse_args()
+    if args.smoke:
+        args.domus, args.units, args.runs = 2, 2, 1
     if os.geteuid() != 0:
         sys.exit("run as root: the mounted path attaches loop devices")
     rows = []
     for backend, label in (("auto", "mounted (loop)"), ("none", "debugfs")):
-        result = measure(backend, args.domus, args.units, args.runs)
+        result = measure(backend, args.domus, args.units, args.runs, args.out)
         rows.append(
             f"| {label} | {result['one']:.2f} s ({result['one_inner']:.3f} s) | "
             f"{result['many']:.2f} s ({result['many_inner']:.3f} s) | "

@@ -53,7 +53,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--per-host", type=int, default=30, help="domUs on each host")
     parser.add_argument("--runs", type=int, default=3, help="no-op deploys")
+    parser.add_argument("--smoke", action="store_true", help="one domU a host, one no-op")
     args = parser.parse_args()
+    if args.smoke:
+        args.per_host, args.runs = 1, 1
     with tempfile.TemporaryDirectory(prefix="domus-bench-deploy-") as tmp:
         top = Path(tmp)
         dom0s = start_dom0s(top / "dom0s", HOSTS)

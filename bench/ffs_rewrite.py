@@ -139,7 +139,10 @@ def main() -> None:
     parser.add_argument("--sizes", default="64m,1g,2g")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--dir", type=Path, default=REPO / "bench" / "out")
+    parser.add_argument("--smoke", action="store_true", help="one image of 16 MiB, one run")
     args = parser.parse_args()
+    if args.smoke:
+        args.sizes, args.runs = "16m", 1
     args.dir.mkdir(parents=True, exist_ok=True)
     print("| local.img | used | entries | rewrite converge, s | makefs alone, s | ratio | "
           "phases of the last rewrite, s |")  # fmt: skip

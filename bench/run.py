@@ -138,9 +138,9 @@ def script(site: Path, *args: str) -> float:
     return elapsed
 
 
-def instant(sizes: list[int], gigabytes: float, runs: int) -> None:
+def instant(sizes: list[int], gigabytes: float, runs: int, out: Path) -> None:
     """No-op build and status times of sites of each size, medians of `runs`."""
-    root = OUT / "root"
+    root = out / "root"
     generate_root(root, gigabytes)
     rows: dict[str, list[str]] = {
         "`./domus build`, nothing to do": [],
@@ -150,7 +150,7 @@ def instant(sizes: list[int], gigabytes: float, runs: int) -> None:
         "`./domus status` after one domU's key changed": [],
     }
     for count in sizes:
-        work = OUT / f"instant-{count}"
+        work = out / f"instant-{count}"
         if work.exists():
             shutil.rmtree(work)
         work.mkdir(parents=True)
@@ -225,15 +225,21 @@ def main() -> None:
         metavar="N,N",
         help="only no-op build and status times, for sites of these many domUs",
     )
+    parser.add_argument("--out", type=Path, default=OUT, help="where the root and sites go")
+    parser.add_argument(
+        "--smoke", action="store_true", help="8 domUs, the example root alone, one run"
+    )
     args = parser.parse_args()
+    if args.smoke:
+        args.domus, args.gigabytes, args.runs = 8, 0.0, 1
     if args.instant:
-        instant([int(n) for n in args.instant.split(",")], args.gigabytes, args.runs)
+        instant([int(n) for n in args.instant.split(",")], args.gigabytes, args.runs, args.out)
         return
 
-    OUT.mkdir(parents=True, exist_ok=True)
-    root = OUT / "root"
+    args.out.mkdir(parents=True, exist_ok=True)
+    root = args.out / "root"
     generate_root(root, args.gigabytes)
-    work = OUT / "site"
+    work = args.out / "site"
     results: dict[str, list[float]] = {
         k: []
         for k in [

@@ -148,7 +148,7 @@ def nightly(args: argparse.Namespace) -> int:
 def check(args: argparse.Namespace) -> int:
     from tasks.checks.run import report, run_checks, select
 
-    return report(run_checks(select(args.site, args.names)), sys.stdout)
+    return report(run_checks(select(args.site, args.names), every_image=args.all), sys.stdout)
 
 
 def generations(args: argparse.Namespace) -> int:
@@ -312,8 +312,15 @@ COMMANDS: dict[str, Command] = {
         "what NetBSD would refuse: every published image (file systems, encrypted ones "
         "opened), the xl configs, the dom0",
         check,
-        lambda p: p.add_argument(
-            "names", nargs="*", metavar="NAME", help="domUs to check (default: all) beside root"
+        lambda p: (
+            p.add_argument(
+                "names", nargs="*", metavar="NAME", help="domUs to check (default: all) beside root"
+            ),
+            p.add_argument(
+                "--all",
+                action="store_true",
+                help="read every image again, also those unchanged since their last check",
+            ),
         ),
     ),
     "generations": (

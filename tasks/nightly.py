@@ -24,7 +24,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TextIO
 
-from tasks.checks.run import failure_lines, run_checks
+from tasks.checks.run import failure_lines, run_checks, skipped_lines
 from tasks.errors import DomusError
 from tasks.generations.cli import collect_now, generations_count, human_size
 from tasks.generations.collect import Collected
@@ -134,24 +134,28 @@ class Nightly:
 
     def _run(self, log: TextIO) -> tuple[Report, int]:
         report = Report()
-        for leftover in self.store.remove_leftovers():
-            report.add(f"removed {leftover.name}, left by a run that was killed", changed=False)
-        before = look(self.store, self.slots())
-        pools_before = {(pool, g) for pool in POOLS for g in self.store.ids(pool)}
-        code, reporter = self._doit(log)
+        with phase(log, "leftovers"):
+            for leftover in self.store.remove_leftovers():
+                report.add(f"removed {leftover.name}, left by a run that was killed", changed=False)
+            before = look(self.store, self.slots())
+            pools_before = {(pool, g) for pool in POOLS for g in self.store.ids(pool)}
+        with phase(log, "build"):
+            code, reporter = self._doit(log)
         after = look(self.store, self.slots())
         new = {(pool, g) for pool in POOLS for g in self.store.ids(pool)} - pools_before
         for line in image_lines(self.store, before, after, new):
             report.add(line)
         self._tasks(report, code, reporter)
-        self._check(report, log)
-        try:
-            collected = collect_now(self.store, self.site.generations.keep)
-        except DomusError as error:
-            report.failed = True
-            report.add(f"garbage collection skipped: {error}")
-        else:
-            self._collected(report, collected)
+        with phase(log, "check"):
+            self._check(report, log)
+        with phase(log, "garbage collection"):
+            try:
+                collected = collect_now(self.store, self.site.generations.keep)
+            except DomusError as error:
+                report.failed = True
+                report.add(f"garbage collection skipped: {error}")
+            else:
+                self._collected(report, collected)
         return report, code
 
     def _tasks(self, report: Report, code: int, reporter: Reporter) -> None:
@@ -181,6 +185,7 @@ class Nightly:
             return
         failures = failure_lines(findings)
         log.write(f"\n--- check: {len(findings)} checks, {len(failures)} failed\n")
+        log.write("".join(f"{line}\n" for line in skipped_lines(findings)))
         if failures:
             report.failed = True
             report.add(f"./domus check: {len(failures)} of {len(findings)} checks failed:")
@@ -207,6 +212,17 @@ class Nightly:
             code = run_doit(build, [])
         log.write(f"--- doit exit status {code}\n")
         return code, build.reporter
+
+
+@contextmanager
+def phase(log: TextIO, name: str) -> Iterator[None]:
+    """The phase's duration written to the log when it ends, however it ends."""
+    start = time.monotonic()
+    try:
+        yield
+    finally:
+        log.write(f"--- {name}: {time.monotonic() - start:.1f} s\n")
+        log.flush()
 
 
 @contextmanager

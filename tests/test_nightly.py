@@ -4,6 +4,7 @@ status on failure, one run at a time, and a kill at any moment costs nothing but
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -50,6 +51,9 @@ def test_nightly_with_nothing_to_do_prints_nothing_and_exits_0(site):
     log = logs(site)[-1].read_text()
     assert "--- doit exit status 0" in log
     assert "domus nightly: done in" in log
+    # each phase says how long it took, so a slow night shows where its time went
+    for name in ("leftovers", "build", "check", "garbage collection"):
+        assert re.search(rf"^--- {name}: \d+\.\d s$", log, re.M), (name, log)
     assert len(logs(site)) == 2
 
 

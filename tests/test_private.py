@@ -215,7 +215,10 @@ def test_a_killed_check_leaves_its_plaintext_only_in_its_private_directory(seale
     for left in (plain, legacy):
         assert f"domus: removed {left}, plaintext a killed run left" in run.stderr
         assert not left.exists()
-    assert files_under(site.output) == before
+    # beside what was there, only the findings the check keeps (0600, no plaintext)
+    kept = site.output / "check-verdicts.json"
+    assert files_under(site.output) == before | {kept}
+    assert mode(kept) == 0o600
 
 
 @pytest.fixture

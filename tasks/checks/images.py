@@ -26,12 +26,16 @@ from tasks.checks.filesystem import (
 )
 from tasks.checks.readback import read_back_problems
 from tasks.checks.room import room_finding
+from tasks.checks.verdicts import Verdicts
 from tasks.errors import DomusError
 from tasks.images.plaintext import private_dir
-from tasks.keyfiles import params_path
+from tasks.keyfiles import params_path, passphrase_path
 from tasks.keys import local_params
 from tasks.site import BlockdevSpec, DomU, Layout, Site
 from tasks.superblocks import detect_fs
+from tasks.xl import running_domains
+
+SKIPPED = "its domU runs (xl list): checked when it is shut down"
 
 
 def check_image(
@@ -123,25 +127,89 @@ def _encrypted_local(site: Site, domu: DomU, layout: Layout) -> list[Finding]:
         )
 
 
-def check_images(site: Site, layout: Layout) -> Iterator[Finding]:
-    yield from _checked(layout.root_image, site.root.fs, "root.img", site, layout)
+def running_images(site: Site, layout: Layout) -> tuple[set[Path], list[Finding]]:
+    """The local.img of every domU that runs (by its name, or an image a running domain
+    has among its disks), and a warning when xl cannot tell what runs."""
+    try:
+        domains = running_domains()
+    except DomusError as error:
+        return set(), [
+            Finding("dom0", "running domUs (xl)", f"{error}; every image checked", warning=True)
+        ]
+    names = {domain.name for domain in domains}
+    # a disk through a hotplug script names IMAGE,PARAMS
+    disks = {_real(part) for d in domains for disk in d.disks for part in disk.split(",")}
+    running = set()
     for domu in site.domus:
-        if not domu.local_encrypted:
+        image = layout.local_image(domu.name)
+        if domu.name in names or _real(str(image)) in disks:
+            running.add(image)
+    return running, []
+
+
+def _depends(site: Site, domu: DomU) -> tuple[list[Path], list[object]]:
+    """The files besides local.img its findings depend on, and what the site expects of it."""
+    if not domu.local_encrypted:
+        return [], [domu.local.fs]
+    files = [params_path(site.keys, domu.name)]
+    if not domu.local_opened_by_dom0:
+        files.append(passphrase_path(site.keys, domu.name))
+    return files, [domu.local.fs, domu.local.cipher, domu.local.keylength]
+
+
+def _real(path: str) -> str:
+    return os.path.realpath(path.strip())
+
+
+def _local(site: Site, domu: DomU, layout: Layout) -> list[Finding]:
+    if domu.local_encrypted:
+        return _encrypted_local(site, domu, layout)
+    image = layout.local_image(domu.name)
+    subject = f"{domu.name}/local.img"
+    findings = _checked(image, domu.local.fs, subject, site, layout)
+    if all(finding.ok for finding in findings):
+        findings += room_finding(image, domu.local.fs, subject)
+    return findings
+
+
+def check_images(site: Site, layout: Layout, *, every: bool = False) -> Iterator[Finding]:
+    """Each image's findings kept from its last check while it is unchanged
+    (tasks/checks/verdicts.py), all of them read again when `every`; a running domU's
+    local.img is not read (its file system changes under the reader): skipped, saying so."""
+    verdicts = Verdicts(layout.output, every=every)
+    running, findings = running_images(site, layout)
+    yield from findings
+    try:
+        yield from verdicts.findings(
+            "root.img",
+            [layout.root_image],
+            [site.root.fs],
+            lambda: _checked(layout.root_image, site.root.fs, "root.img", site, layout),
+        )
+        for domu in site.domus:
             image = layout.local_image(domu.name)
             subject = f"{domu.name}/local.img"
-            findings = _checked(image, domu.local.fs, subject, site, layout)
-            yield from findings
-            if all(finding.ok for finding in findings):
-                yield from room_finding(image, domu.local.fs, subject)
-        else:
-            yield from _encrypted_local(site, domu, layout)
-        pkg = layout.pkg_image(domu.name)
-        yield from _checked(pkg, domu.pkg.fs, f"{domu.name}/pkg.img", site, layout)
-        swap = layout.swap_image(domu.name)
-        size = swap.stat().st_size if swap.exists() else None
-        problem = None
-        if size is None:
-            problem = "missing; `./domus build` makes it"
-        elif size != domu.swap.size:
-            problem = f"{size} bytes, swap.size is {domu.swap.size}; `./domus build` remakes it"
-        yield Finding(f"{domu.name}/swap.img", "published, of its size", problem)
+            if image in running:
+                yield Finding(subject, "read", SKIPPED, skipped=True)
+            else:
+                also, expected = _depends(site, domu)
+                yield from verdicts.findings(
+                    subject, [image, *also], expected, lambda d=domu: _local(site, d, layout)
+                )
+            pkg = layout.pkg_image(domu.name)
+            yield from verdicts.findings(
+                f"{domu.name}/pkg.img",
+                [pkg],
+                [domu.pkg.fs],
+                lambda d=domu, p=pkg: _checked(p, d.pkg.fs, f"{d.name}/pkg.img", site, layout),
+            )
+            swap = layout.swap_image(domu.name)
+            size = swap.stat().st_size if swap.exists() else None
+            problem = None
+            if size is None:
+                problem = "missing; `./domus build` makes it"
+            elif size != domu.swap.size:
+                problem = f"{size} bytes, swap.size is {domu.swap.size}; `./domus build` remakes it"
+            yield Finding(f"{domu.name}/swap.img", "published, of its size", problem)
+    finally:
+        verdicts.save()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterable, Sequence
+from functools import partial
 from typing import TextIO
 
 from tasks.checks import Finding
@@ -35,8 +36,14 @@ def select(site: Site, names: Sequence[str]) -> Site:
     return dataclasses.replace(site, domus=tuple(d for d in site.domus if d.name in names))
 
 
-def run_checks(site: Site, checks: Sequence[Check] = CHECKS) -> list[Finding]:
+def run_checks(
+    site: Site, checks: Sequence[Check] = CHECKS, *, every_image: bool = False
+) -> list[Finding]:
+    """Every finding of `checks`; an image unchanged since its last check keeps its
+    findings unless `every_image` (`./domus check --all`)."""
     layout = site.layout
+    if every_image:
+        checks = [partial(check_images, every=True) if c is check_images else c for c in checks]
     findings: list[Finding] = []
     for check in checks:
         findings.extend(check(site, layout))
@@ -52,6 +59,8 @@ def table(findings: Sequence[Finding]) -> str:
 def _result(finding: Finding) -> str:
     if finding.problem is None:
         return "ok"
+    if finding.skipped:
+        return f"skipped: {finding.problem}"
     return f"{'WARNING' if finding.warning else 'FAILED'}: {finding.problem}"
 
 
@@ -60,22 +69,29 @@ def warning_lines(findings: Sequence[Finding]) -> list[str]:
     return [f"{f.subject}: {f.check}: warning: {f.problem}" for f in warned]
 
 
+def skipped_lines(findings: Sequence[Finding]) -> list[str]:
+    return [f"{f.subject}: {f.check}: skipped: {f.problem}" for f in findings if f.skipped]
+
+
 def failure_lines(findings: Sequence[Finding]) -> list[str]:
     """One line a failure, for cron's mail and the nightly report."""
     return [f"{f.subject}: {f.check}: {f.problem}" for f in findings if not f.ok]
 
 
 def report(findings: Sequence[Finding], out: TextIO) -> int:
-    """A table on a terminal, only the failures and warnings otherwise; 1 when anything
-    failed (a warning alone fails nothing)."""
+    """A table on a terminal, only the failures, warnings and what was skipped otherwise;
+    1 when anything failed (a warning or a skip alone fails nothing)."""
     if out.isatty():
         out.write(table(findings))
     else:
-        lines = failure_lines(findings) + warning_lines(findings)
+        lines = failure_lines(findings) + warning_lines(findings) + skipped_lines(findings)
         out.write("".join(line + "\n" for line in lines))
     failed = sum(not f.ok for f in findings)
     warned = len(warning_lines(findings))
     if out.isatty():
-        also = f", {warned} warned" if warned else ""
+        skipped = len(skipped_lines(findings))
+        also = (f", {warned} warned" if warned else "") + (
+            f", {skipped} skipped" if skipped else ""
+        )
         out.write(f"{len(findings)} checks, {failed} failed{also}\n")
     return 1 if failed else 0

@@ -339,3 +339,33 @@ def test_an_unexpected_exception_is_one_line_unless_debugging(monkeypatch, capsy
     monkeypatch.setattr(cli, "DEBUG", True)
     with pytest.raises(ZeroDivisionError):
         cli.main(["gc"])
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "message"),
+    [
+        ("Welcome to {{ name }\n", 1, "unexpected '}'"),
+        ("Welcome\n{{ memory }}\n", 2, "'memory' is undefined"),
+        ("Welcome\n{{ name | shout }}\n", 2, "No filter named 'shout'."),
+        ("Welcome\n{% include 'local/etc/banner' %}\n", 2, "includes 'local/etc/banner': "),
+    ],
+    ids=["syntax", "undefined", "filter", "include"],
+)
+@pytest.mark.parametrize("command", ["build", "nightly"])
+def test_a_template_error_fails_its_task_naming_the_template_and_line(
+    tmp_path, text, line, message, command
+):
+    site = Site(tmp_path / "site")
+    site.data["templates"] = "templates"
+    site.save()
+    motd = site.directory / "templates" / "local" / "etc" / "motd"
+    motd.parent.mkdir(parents=True)
+    motd.write_text(text)
+    done = domus(command, f"config={site.path}", cwd=tmp_path)
+    assert done.returncode == 1, done.stdout + done.stderr
+    output = done.stdout + done.stderr
+    assert f"{motd}:{line}: {message}" in output
+    assert re.search(r"^(FAILED +|failed: )local:www1\b", output, re.M)
+    assert "bug in domus" not in output
+    if command == "build" and "undefined" in message:
+        assert "`./domus render www1 local/etc/motd --context`" in done.stdout

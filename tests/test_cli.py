@@ -160,7 +160,7 @@ def test_domus_reprovision_through_the_script(tmp_path):
         text=True,
         cwd=tmp_path,
     )
-    assert done.returncode == 78
+    assert done.returncode == 2
     assert "no domain named nosuch" in done.stderr
 
 
@@ -369,3 +369,43 @@ def test_a_template_error_fails_its_task_naming_the_template_and_line(
     assert "bug in domus" not in output
     if command == "build" and "undefined" in message:
         assert "`./domus render www1 local/etc/motd --context`" in done.stdout
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["status", "nosuch"],
+        ["check", "nosuch"],
+        ["render", "nosuch", "etc/fstab"],
+        ["diff", "local:nosuch"],
+        ["show", "local:nosuch:/etc/rc"],
+        ["ls", "local:nosuch:/etc"],
+        ["converge", "nosuch"],
+        ["converge", "--dry-run", "nosuch"],
+        ["reprovision", "nosuch"],
+        ["generations", "pkg:nosuch"],
+        ["activate", "pkg:nosuch", "abc"],
+        ["rollback", "pkg:nosuch"],
+        ["pin", "pkg:nosuch"],
+        ["unpin", "pkg:nosuch"],
+    ],
+    ids=" ".join,
+)
+def test_an_unknown_domain_is_a_usage_error_worded_the_same_everywhere(tmp_path, command):
+    site = Site(tmp_path / "site")
+    done = domus(*command, f"config={site.path}", cwd=tmp_path)
+    assert (done.returncode, done.stderr) == (
+        2,
+        f"domus: no domain named nosuch in {site.path}\n  hint: the domains are db1, www1, www2\n",
+    )
+
+
+@pytest.mark.parametrize(
+    "command", [["clean"], ["forget"], ["info", "root"], ["ignore", "root"], ["reset-dep"]]
+)
+def test_the_doit_commands_exit_0_when_they_worked(tmp_path, command):
+    site = Site(tmp_path / "site")
+    for _ in range(2):  # on a clean tree, then after a build
+        done = domus("build", *command, f"config={site.path}", cwd=tmp_path)
+        assert done.returncode == 0, done.stdout + done.stderr
+        site.build()

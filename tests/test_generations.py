@@ -164,8 +164,8 @@ def test_activate_needs_a_generation_that_exists(tmp_path):
     assert run.returncode == 1
     assert "no root generations start with 'ffffffff'" in run.stderr
     run = domus(site, "rollback", "pkg:nosuch")
-    assert run.returncode == 1
-    assert "no domain named 'nosuch'" in run.stderr
+    assert run.returncode == 2
+    assert "no domain named nosuch" in run.stderr
     run = domus(site, "rollback", "root")
     assert run.returncode == 1
     assert "root: nothing is active yet" in run.stderr

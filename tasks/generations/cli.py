@@ -59,7 +59,7 @@ class Commands:
         if not names:
             known = {ROOT, *(pkg_slot(name) for name in self.domus), *self.store.slots()}
             return sorted(known, key=lambda slot: (slot.pool != "root", slot.name))
-        return [slot for name in names for slot in parse_slots(name, self.domus)]
+        return [slot for name in names for slot in parse_slots(name, self.domus, self.site.path)]
 
     def links(self, slot: Slot) -> dict[Path, str]:
         return stable_links(self.layout, slot, self.site.root.kernel.name)
@@ -124,7 +124,7 @@ class Commands:
                 "usage: ./domus activate IMAGE GENERATION",
                 hint="IMAGE is root or pkg:NAME; `./domus generations` lists them",
             )
-        slots = parse_slots(names[0], self.domus)
+        slots = parse_slots(names[0], self.domus, self.site.path)
         if len(slots) != 1:
             raise DomusError("activate names one image: root or pkg:NAME")
         slot = slots[0]

@@ -409,3 +409,20 @@ def test_the_doit_commands_exit_0_when_they_worked(tmp_path, command):
         done = domus("build", *command, f"config={site.path}", cwd=tmp_path)
         assert done.returncode == 0, done.stdout + done.stderr
         site.build()
+
+
+def test_domus_runs_through_a_chain_of_symlinks_from_any_directory(tmp_path):
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "domus").symlink_to(REPO / "domus")
+    (tmp_path / "bin" / "domus").symlink_to("../lib/domus")  # relative, as ln -s makes
+    site = Site(tmp_path / "site")
+    done = subprocess.run(
+        [str(tmp_path / "bin" / "domus"), "status", f"config={site.path}"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path / "lib",
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "root" in done.stdout

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from filelock import FileLock
 
+from tasks.cli import COMMANDS
 from tests.conftest import REPO
 from tests.sites import Run, Site
 
@@ -97,9 +98,9 @@ def test_build_list_works_where_nothing_was_built_yet(tmp_path):
         done = domus("build", *command, f"config={site.path}", cwd=tmp_path)
         assert done.returncode == 0, done.stdout + done.stderr
         assert "Traceback" not in done.stderr
-    # doit's info exits 1 for a task that would run, as `converge --dry-run` does
+    # doit's info of a task that would run says so, and worked: `./domus status` judges
     info = domus("build", "info", "root", f"config={site.path}", cwd=tmp_path)
-    assert (info.returncode, info.stderr) == (1, "")
+    assert (info.returncode, info.stderr) == (0, "")
     assert "status     : run" in info.stdout
     listing = domus("build", "list", f"config={site.path}", cwd=tmp_path).stdout.splitlines()
     assert "root      the shared read-only root.img and the kernel beside it" in listing
@@ -426,3 +427,76 @@ def test_domus_runs_through_a_chain_of_symlinks_from_any_directory(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr
     assert "root" in done.stdout
+
+
+@pytest.mark.parametrize("name", [name for name in COMMANDS if name != "test"])
+def test_every_command_has_domus_own_help_both_ways(tmp_path, name):
+    dashed = domus(name, "--help", cwd=tmp_path)
+    asked = domus("help", name, cwd=tmp_path)
+    assert dashed == asked
+    assert dashed.returncode == 0, dashed.stderr
+    assert dashed.stdout.startswith(f"usage: ./domus {name} ")
+    assert "doit -- automation tool" not in dashed.stdout
+
+
+def test_build_help_lists_domus_options_and_the_doit_commands_it_passes_on(tmp_path):
+    done = domus("build", "--help", cwd=tmp_path)
+    assert "-n, --dry-run" in done.stdout
+    assert "-j N, --jobs N" in done.stdout
+    for command in ("list", "info", "clean", "forget", "ignore", "reset-dep", "dumpdb"):
+        assert re.search(rf"^  {command} +\S", done.stdout, re.M), command
+    assert "strace" not in done.stdout
+    assert domus("build", "strace", cwd=tmp_path).returncode == 2
+
+
+def test_version_is_the_project_version(tmp_path):
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    done = domus("--version", cwd=tmp_path)
+    assert (done.returncode, done.stdout) == (0, f"domus {project['version']}\n")
+
+
+def test_build_dry_run_says_what_would_run_and_builds_nothing(tmp_path):
+    site = Site(tmp_path / "site")
+    for flag in ("-n", "--dry-run"):
+        done = domus("build", flag, f"config={site.path}", cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        assert re.search(r"^www1 +local +build ", done.stdout, re.M), done.stdout
+        assert not site.image("root.img").exists()
+    done = domus("build", "-j", "2", f"config={site.path}", cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert site.image("root.img").exists()
+
+
+def test_generations_and_check_speak_json(tmp_path):
+    import json
+
+    site = Site(tmp_path / "site")
+    site.build()
+    listed = json.loads(domus("generations", "--json", f"config={site.path}", cwd=tmp_path).stdout)
+    root = next(slot for slot in listed if slot["image"] == "root")
+    assert [g["active"] for g in root["generations"]] == [True]
+    checked = domus("check", "--json", f"config={site.path}", cwd=tmp_path)
+    findings = json.loads(checked.stdout)
+    assert {"subject", "check", "problem", "ok"} <= set(findings[0])
+    assert checked.returncode == (0 if all(f["ok"] for f in findings) else 1)
+
+
+def test_bash_completes_commands_and_options_from_the_parser(tmp_path):
+    script = tmp_path / "domus.bash"
+    script.write_text(domus("completion", "bash", cwd=tmp_path).stdout)
+    done = subprocess.run(
+        [
+            "bash",
+            "-c",
+            f"source {script}; for line in 'domus sta' './domus build --dr'; do "
+            "COMP_WORDS=($line); COMP_CWORD=$((${#COMP_WORDS[@]} - 1)); _shtab_domus; "
+            'echo "${COMPREPLY[*]}"; done',
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert done.stdout.split("\n")[:2] == ["status", "--dry-run"], done.stderr
+    zsh = domus("completion", "zsh", cwd=tmp_path).stdout
+    assert zsh.startswith("#compdef domus\n")

@@ -66,16 +66,41 @@ class Commands:
 
     # -- the commands ----------------------------------------------------------------
 
-    def list(self, names: Sequence[str]) -> int:
+    def list(self, names: Sequence[str], as_json: bool = False) -> int:
         slots = self.slots(names)
         try:
             used = in_use(self.store, running_domains(), slots)
         except DomusError as error:
-            print(f"running domUs unknown: {error.message}")
+            if not as_json:
+                print(f"running domUs unknown: {error.message}")
             used = {}
+        if as_json:
+            import json
+
+            print(json.dumps([self._slot_json(slot, used) for slot in slots], indent=2))
+            return 0
         for slot in slots:
             self._list_slot(slot, used)
         return 0
+
+    def _slot_json(self, slot: Slot, used: dict[tuple[str, str], set[str]]) -> dict:
+        state = self.store.state(slot)
+        active = self.store.active(slot)
+        ids = [g for g in state.built if self.store.exists(slot.pool, g)]
+        if active is not None and active not in ids:
+            ids.append(active)
+        rows = []
+        for generation in (self.store.generation(slot.pool, g) for g in ids):
+            rows.append(
+                {
+                    "id": generation.id,
+                    "built": generation.built,
+                    "disk": generation.disk,
+                    "active": generation.id == active,
+                    "used_by": sorted(used.get((slot.pool, generation.id), set())),
+                }
+            )
+        return {"image": slot.name, "pinned": state.pinned, "generations": rows}
 
     def _list_slot(self, slot: Slot, used: dict[tuple[str, str], set[str]]) -> None:
         state = self.store.state(slot)

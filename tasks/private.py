@@ -21,10 +21,12 @@ import stat
 import sys
 from pathlib import Path
 
+from tasks.site.layout import SHARED_DIRS
+
 PRIVATE_FILE = 0o600
 PRIVATE_DIR = 0o700
 # the directories of images/ that are not a domU's: shared, and world-readable
-SHARED = ("generations",)
+SHARED = SHARED_DIRS
 
 
 def private_directory(path: Path) -> Path:

@@ -72,6 +72,7 @@ class Reporter:
         self.not_run: dict[str, list[str]] = {}  # task name: the failed tasks it needed
         self.skipped: list[str] = []  # those of them that do something (not groups)
         self.errors: list[str] = []
+        self.finished: set[str] = set()  # tasks that ran to an end, shown or not
 
     # -- doit's calls ----------------------------------------------------------------------
 
@@ -85,6 +86,7 @@ class Reporter:
         self.started[task.name] = time.monotonic()
 
     def add_success(self, task) -> None:
+        self.finished.add(task.name)
         if not _shown(task):
             return
         self.built.append(task.name)
@@ -108,6 +110,7 @@ class Reporter:
                 self.skipped.append(task.name)
                 self._line("not run", task.name, _failed_words(causes))
             return
+        self.finished.add(task.name)
         message = failure_text(task.name, fail, self.tracebacks)
         self.failed[task.name] = message
         output = "".join(
@@ -140,8 +143,16 @@ class Reporter:
             counts.append(self._paint("FAILED", f"{len(self.failed)} failed"))
         if self.skipped:
             counts.append(f"{len(self.skipped)} not run")
+        if self.interrupted:
+            counts.append(self._paint("FAILED", f"interrupted in {', '.join(self.interrupted)}"))
         self.out.write(f"{', '.join(counts)} in {time.monotonic() - self.start:.1f} s\n")
         self.out.flush()
+
+    @property
+    def interrupted(self) -> list[str]:
+        """Tasks that started and never ended: the run was interrupted (Ctrl-C, SIGTERM)
+        while they ran, as doit reports the run complete on its way out."""
+        return [name for name in self.started if name not in self.finished]
 
     # -- helpers ---------------------------------------------------------------------------
 

@@ -302,11 +302,14 @@ def slow_makefs(directory: Path, marker: Path) -> dict[str, str]:
     [(signal.SIGTERM, 143, "domus: terminated"), (signal.SIGINT, 130, "domus: interrupted")],
     ids=["SIGTERM", "Ctrl-C"],
 )
-def test_a_signal_ends_a_build_with_its_status_and_one_line(tmp_path, signum, status, line):
+@pytest.mark.parametrize("command", ["build", "nightly"])
+def test_a_signal_ends_a_build_with_its_status_and_one_line(
+    tmp_path, signum, status, line, command
+):
     site = Site(tmp_path / "site")
     marker = tmp_path / "makefs-started"
     process = subprocess.Popen(
-        [str(REPO / "domus"), "build", f"config={site.path}"],
+        [str(REPO / "domus"), command, f"config={site.path}"],
         cwd=tmp_path,
         env={**os.environ, **slow_makefs(tmp_path / "bin", marker)},
         stdout=subprocess.PIPE,
@@ -318,10 +321,20 @@ def test_a_signal_ends_a_build_with_its_status_and_one_line(tmp_path, signum, st
         assert time.monotonic() < deadline and process.poll() is None, process.communicate()
         time.sleep(0.05)
     process.send_signal(signum)
-    _, err = process.communicate(timeout=60)
+    out, err = process.communicate(timeout=60)
     assert process.returncode == status, err
     assert err.splitlines()[-1] == line
     assert "Traceback" not in err
+    # the summary, and the nightly's log, say the run did not end by itself
+    (summary,) = [line for line in out.splitlines() if " up to date" in line] or [
+        line
+        for log in (site.output / "logs").glob("*.log")
+        for line in log.read_text().splitlines()
+        if " up to date" in line
+    ]
+    assert ", interrupted in root in " in summary
+    for log in (site.output / "logs").glob("nightly-*.log"):
+        assert log.read_text().splitlines()[-1].startswith(f"domus nightly: {line[7:]} after ")
 
 
 def test_an_unexpected_exception_is_one_line_unless_debugging(monkeypatch, capsys):

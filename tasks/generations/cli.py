@@ -90,7 +90,7 @@ class Commands:
         if active is not None and active not in ids:
             ids.append(active)
         rows = []
-        for generation in (self.store.generation(slot.pool, g) for g in ids):
+        for generation in self._by_date(slot, ids):
             rows.append(
                 {
                     "id": generation.id,
@@ -113,7 +113,7 @@ class Commands:
             print(f"{title}: no generations yet")
             return
         print(f"{title}:")
-        generations = [self.store.generation(slot.pool, g) for g in ids]
+        generations = self._by_date(slot, ids)
         for index in reversed(range(len(generations))):
             generation = generations[index]
             older = generations[index - 1] if index > 0 else None
@@ -126,6 +126,12 @@ class Commands:
                     used.get((slot.pool, generation.id), set()),
                 )
             )
+
+    def _by_date(self, slot: Slot, ids: Sequence[str]) -> list[Generation]:
+        """Oldest first, by when each was built: a build that reuses a generation (the same
+        inputs again) moves it to the end of the slot's record, not in time."""
+        generations = [self.store.generation(slot.pool, g) for g in ids]
+        return sorted(generations, key=lambda generation: generation.built)
 
     def _line(
         self, generation: Generation, older: Generation | None, active: bool, users: set[str]
@@ -154,8 +160,11 @@ class Commands:
             raise DomusError("activate names one image: root or pkg:NAME")
         slot = slots[0]
         generation = self.store.find(slot.pool, names[1])
-        previous = self.store.activate(slot, generation, self.links(slot))
         pinned = " (still pinned)" if self.store.state(slot).pinned else ""
+        if self.store.active(slot) == generation:
+            print(f"{slot.name}: generation {generation} is active already{pinned}")
+            return 0
+        previous = self.store.activate(slot, generation, self.links(slot))
         print(
             f"{slot.name}: generation {generation} active{pinned}, was {previous}; "
             "domUs that start from now on use it"

@@ -249,6 +249,7 @@ def test_gc_without_xl_keeps_the_newest_and_the_active(site):
     run = domus(site, "gc")
     assert run.returncode == 0, run.stderr
     assert "removed 1 generation (" in run.stdout
+    assert f"removed root generation {ids[0]}, built " in run.stdout
     assert generations(site, "root") == set(ids[1:])
     assert not list(site.image("generations", "root").glob(".*"))
 

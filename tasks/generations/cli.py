@@ -224,6 +224,11 @@ class Commands:
         start_run(self.layout, generations=False)  # collecting removes those
         start = time.monotonic()
         collected = collect_now(self.store, self.site.generations.keep)
+        for generation in collected.removed:
+            print(
+                f"removed {generation.pool} generation {generation.id}, built "
+                f"{local_time(generation.built)} ({human_size(generation.disk)})"
+            )
         print(
             f"removed {generations_count(len(collected.removed))} "
             f"({human_size(collected.freed)}), kept {collected.kept}, "

@@ -301,7 +301,9 @@ def render(args: argparse.Namespace) -> int:
 def show(args: argparse.Namespace) -> int:
     from tasks.inspect import show
 
-    return getattr(show, args.command)(args.site, args.target)
+    if args.command == "ls":
+        return show.ls(args.site, args.target, numeric=args.numeric)
+    return show.show(args.site, args.target)
 
 
 def diff(args: argparse.Namespace) -> int:
@@ -492,7 +494,16 @@ COMMANDS: dict[str, Command] = {
     "ls": (
         "list a directory of an image (mode, owner, size, mtime), never mounting it",
         show,
-        lambda p: p.add_argument("target", metavar="IMAGE:PATH", help=TARGET_HELP),
+        lambda p: (
+            p.add_argument("target", metavar="IMAGE:PATH", help=TARGET_HELP),
+            p.add_argument(
+                "-n",
+                "--numeric",
+                action="store_true",
+                help="owners and groups as numbers (by default the names of the image's "
+                "own etc/passwd and etc/group)",
+            ),
+        ),
     ),
     "diff": (
         "what differs between two generations of root or pkg:NAME (by default the active "

@@ -132,11 +132,13 @@ class Templates:
                 message = f"includes {error.name!r}: no such template in " + ", ".join(
                     map(str, self.search)
                 )
-            domu = context.get("name") if isinstance(context.get("name"), str) else "NAME"
-            hint = (
-                f"`./domus render {domu} {self.relative(where)} --context` shows the values it "
-                "can use; the README lists them (Templates)"
-            )
+            hint = "variables a template can use are listed in the README (Templates)"
+            domu = context.get("name")
+            if isinstance(domu, str):  # a domU's template: render shows what it sees
+                hint = (
+                    f"`./domus render {domu} {self.relative(where)} --context` shows the values "
+                    "it can use; the README lists them (Templates)"
+                )
             if isinstance(error, SecurityError):
                 hint = "templates run sandboxed: no Python internals, files or commands"
             elif isinstance(error, TemplateNotFound):

@@ -477,7 +477,7 @@ def test_build_dry_run_says_what_would_run_and_builds_nothing(tmp_path):
         assert done.returncode == 0, done.stderr
         assert re.search(r"^www1 +local +build ", done.stdout, re.M), done.stdout
         assert not site.image("root.img").exists()
-    done = domus("build", "-j", "2", f"config={site.path}", cwd=tmp_path)
+    done = domus("build", "-j", "2", "-v", f"config={site.path}", cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     assert site.image("root.img").exists()
 

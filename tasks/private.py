@@ -21,12 +21,11 @@ import stat
 import sys
 from pathlib import Path
 
-from tasks.site.layout import SHARED_DIRS
-
 PRIVATE_FILE = 0o600
 PRIVATE_DIR = 0o700
-# the directories of images/ that are not a domU's: shared, and world-readable
-SHARED = SHARED_DIRS
+# the directories of images/ that are not a domU's (theirs is images/NAME): shared, and
+# world-readable; no domain may take one of these names (tasks/site/checks.py)
+SHARED = ("generations",)
 
 
 def private_directory(path: Path) -> Path:

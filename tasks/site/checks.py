@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import PurePath
 
 from tasks.cgd.table import CIPHERS, DEFAULT_CIPHER
-from tasks.site.layout import SHARED_DIRS
+from tasks.private import SHARED
 from tasks.site.netbsd import allowed_keylengths, this_dom0
 from tasks.site.reader import INVALID, Context, Found, Layer
 from tasks.site.settings import DomainEntry, HostEntry
@@ -41,7 +41,7 @@ def _check_reserved_names(layer: Layer, entries: Sequence[DomainEntry], ctx: Con
     """A domU's images are in images/NAME: a name the output's images/ uses for something
     else (the generations, the kernel published beside root.img) would mix them."""
     kernel = layer.values.get("root.kernel")
-    taken = {name: "the generations of root.img and pkg.img" for name in SHARED_DIRS}
+    taken = {name: "the generations of root.img and pkg.img" for name in SHARED}
     if kernel is not None and kernel.value is not INVALID:
         name = kernel.value if isinstance(kernel.value, str) else getattr(kernel.value, "name", "")
         taken[PurePath(str(name)).name] = "the kernel, published beside root.img"

@@ -5,9 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-# The directories of images/ that are not a domU's; a domU's directory is images/NAME.
-SHARED_DIRS = ("generations",)
-
 
 @dataclass(frozen=True)
 class Layout:

@@ -23,7 +23,7 @@ from tasks.errors import DomusError
 from tasks.generations.collect import Collected, collect
 from tasks.generations.running import in_use
 from tasks.generations.slots import ROOT, Slot, parse_slots, pkg_slot, stable_links
-from tasks.generations.store import Generation, Store
+from tasks.generations.store import RECORD, Generation, Store
 from tasks.inputs import changes, describe
 from tasks.site import Site
 from tasks.xl import running_domains
@@ -131,7 +131,13 @@ class Commands:
         """Oldest first, by when each was built: a build that reuses a generation (the same
         inputs again) moves it to the end of the slot's record, not in time."""
         generations = [self.store.generation(slot.pool, g) for g in ids]
-        return sorted(generations, key=lambda generation: generation.built)
+
+        def when(generation: Generation) -> tuple[str, int]:
+            # `built` has whole seconds; its record's mtime orders two built in one second
+            record = generation.path / RECORD
+            return generation.built, record.stat().st_mtime_ns if record.exists() else 0
+
+        return sorted(generations, key=when)
 
     def _line(
         self, generation: Generation, older: Generation | None, active: bool, users: set[str]

@@ -20,14 +20,16 @@ class Deferred:
         self.target = target
 
     # Positional arguments only: doit hands its own keywords to a callable taking **kwargs.
-    def __call__(self, *args: object) -> TaskFailed | None:
+    def __call__(self, *args: object) -> TaskFailed | dict | None:
+        """The function's result where it is a dict (doit keeps it as the task's values),
+        its DomusError as the task's failure."""
         module, _, name = self.target.partition(":")
         function = getattr(importlib.import_module(module), name)
         try:
-            function(*args)
+            result = function(*args)
         except DomusError as error:
             return TaskFailed(str(error))
-        return None
+        return result if isinstance(result, dict) else None
 
     def __repr__(self) -> str:
         return f"Deferred({self.target!r})"

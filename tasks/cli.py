@@ -49,6 +49,21 @@ IMAGE_HELP = "root, pkg:NAME, or pkg (the pkg.img of every domU)"
 TARGET_HELP = "root:/etc/rc.conf, root@GEN:/..., pkg:NAME:/bin/..., local:NAME:/etc/..."
 # Commands that take the rest of the line as it is, for the program they run.
 PASSED_ON = {"build", "test"}
+# doit's commands that `./domus build COMMAND` passes on, with what they do for domus; the
+# others (auto, strace, tabcompletion) are not domus's: `./domus completion` completes.
+DOIT_COMMANDS = {
+    "list": "the tasks, each with what it builds",
+    "info": "TASK: its inputs and targets, and whether it is up to date",
+    "clean": "[TASK...]: remove what the tasks built (all of them without TASK)",
+    "forget": "[TASK...]: forget that the tasks are up to date; the next build runs them",
+    "ignore": "TASK...: leave the tasks out of builds until `forget`",
+    "reset-dep": "record every task as up to date with what it has now",
+    "dumpdb": "print the record of what each task was built from",
+    "help": "doit's help of one of these: `./domus build help list`",
+}
+BUILD_EPILOG = "doit commands, `./domus build COMMAND ...`:\n" + "\n".join(
+    f"  {name:<10} {summary}" for name, summary in DOIT_COMMANDS.items()
+)
 SITE_COMMANDS = {
     *("build", "reprovision", "converge", "nightly", "check", "status"),
     *("generations", "activate", "rollback", "pin", "unpin", "gc"),
@@ -70,6 +85,79 @@ class Parser(argparse.ArgumentParser):
 def build(args: argparse.Namespace) -> int:
     doit_args, reprovision = take_reprovision(args.rest)
     return build_site(args.site, doit_args, reprovision)
+
+
+def build_arguments(parser: Parser) -> None:
+    """What `./domus build --help` shows and the shell completes; the line itself goes to
+    doit as it is, through doit_words."""
+    parser.add_argument(
+        "-n",
+        "--dry-run",
+        action="store_true",
+        help="say what would be built and why (`./domus status`), building nothing",
+    )
+    parser.add_argument("-j", "--jobs", type=int, metavar="N", help="run N tasks at once")
+    parser.add_argument(
+        "-c", "--continue", action="store_true", help="go on with other tasks after a failure"
+    )
+    parser.add_argument(
+        "-v",
+        "--verbosity",
+        type=int,
+        nargs="?",
+        choices=(0, 1, 2),
+        metavar="{0,1,2}",
+        help="what tasks print: 0 nothing, 1 errors (default), 2 everything (-v alone)",
+    )
+    parser.add_argument(
+        "tasks",
+        nargs="*",
+        metavar="TASK",
+        help="root, local:NAME, pkg:NAME, swap:NAME, xen:NAME... (`./domus build list`), "
+        "or a doit command below; reprovision=NAME,... rebuilds those local.imgs from scratch",
+    )
+
+
+def build_namespace(rest: list[str]) -> argparse.Namespace:
+    """`./domus build` with its line as doit takes it; `--dry-run` is `./domus status` of
+    the domUs the tasks name (all without tasks)."""
+    dry_run, words = doit_words(rest)
+    if not dry_run:
+        return argparse.Namespace(command="build", run=build, rest=words)
+    names = sorted({word.partition(":")[2] for word in words if ":" in word} - {""})
+    return argparse.Namespace(command="status", run=status, names=names, json=False)
+
+
+def doit_words(words: Sequence[str]) -> tuple[bool, list[str]]:
+    """domus's build options in doit's words: -j N is doit's -n N; -n and --dry-run ask
+    for a dry run; -v alone is -v 2; --help is domus's own."""
+    dry_run, out = False, []
+    rest = iter(words)
+    for word in rest:
+        if word in ("-h", "--help"):
+            command_parser("build").print_help()
+            raise SystemExit(EXIT_OK)
+        if word in ("-n", "--dry-run"):
+            dry_run = True
+        elif word in ("-j", "--jobs"):
+            out += ["-n", next(rest, "")]
+        elif word.startswith(("-j", "--jobs=")):
+            out += ["-n", word.removeprefix("-j").removeprefix("--jobs=")]
+        elif word in ("-v", "--verbosity"):
+            level = next(rest, None)
+            if level is not None and not level.isdigit():
+                out += [word, "2", level]
+            else:
+                out += [word, level or "2"]
+        elif word in ("auto", "strace", "tabcompletion") and not out:
+            raise UsageError(
+                f"`./domus build {word}` is not one of domus's",
+                hint="`./domus help build` lists the doit commands; "
+                "`./domus completion bash|zsh` completes the command line",
+            )
+        else:
+            out.append(word)
+    return dry_run, out
 
 
 def build_site(site: Site, doit_args: Sequence[str], reprovision: set[str] | None = None) -> int:
@@ -148,7 +236,46 @@ def nightly(args: argparse.Namespace) -> int:
 def check(args: argparse.Namespace) -> int:
     from tasks.checks.run import report, run_checks, select
 
-    return report(run_checks(select(args.site, args.names), every_image=args.all), sys.stdout)
+    findings = run_checks(select(args.site, args.names), every_image=args.all)
+    if not args.json:
+        return report(findings, sys.stdout)
+    import dataclasses
+    import json
+
+    rows = [{**dataclasses.asdict(finding), "ok": finding.ok} for finding in findings]
+    print(json.dumps(rows, indent=2))
+    return EXIT_OK if all(finding.ok for finding in findings) else EXIT_FAILED
+
+
+def check_arguments(parser: Parser) -> None:
+    parser.add_argument("--json", action="store_true", help="every check as JSON, for scripts")
+    parser.add_argument(
+        "--all",
+        action="store_true",
+        help="read every image again, also those unchanged since their last check",
+    )
+    parser.add_argument(
+        "names", nargs="*", metavar="NAME", help="domUs to check (default: all) beside root"
+    )
+
+
+def completion(args: argparse.Namespace) -> int:
+    import shtab
+
+    parser = parser_for(None, every=True)
+    parser.prog = "domus"  # as installed on PATH; bash also completes ./domus below
+    script = shtab.complete(parser, shell=args.shell)
+    if args.shell == "bash":
+        script = script.rstrip("\n") + "\ncomplete -o bashdefault -F _shtab_domus ./domus\n"
+    print(script, end="")
+    return EXIT_OK
+
+
+def version() -> str:
+    import tomllib
+
+    with open(REPO / "pyproject.toml", "rb") as file:
+        return tomllib.load(file)["project"]["version"]
 
 
 def generations(args: argparse.Namespace) -> int:
@@ -160,7 +287,7 @@ def generations(args: argparse.Namespace) -> int:
         return on_host(args.site, args.host, [args.command, *args.images])
     commands = Commands(args.site)
     if args.command == "generations":
-        return commands.list(args.images)
+        return commands.list(args.images, as_json=args.json)
     if args.command == "activate":
         return commands.activate([args.image, args.generation])
     if args.command == "rollback":
@@ -179,7 +306,9 @@ def render(args: argparse.Namespace) -> int:
 def show(args: argparse.Namespace) -> int:
     from tasks.inspect import show
 
-    return getattr(show, args.command)(args.site, args.target)
+    if args.command == "ls":
+        return show.ls(args.site, args.target, numeric=args.numeric)
+    return show.show(args.site, args.target)
 
 
 def diff(args: argparse.Namespace) -> int:
@@ -284,7 +413,11 @@ def converge_arguments(parser: argparse.ArgumentParser) -> None:
 
 Command = tuple[str, Callable[[argparse.Namespace], int], Callable[[Parser], None] | None]
 COMMANDS: dict[str, Command] = {
-    "build": ("build the site: `./domus build [TASK...] [doit arguments]`", build, None),
+    "build": (
+        "build the site, or the tasks named: `./domus build [-n] [-j N] [TASK...]`",
+        build,
+        build_arguments,
+    ),
     "reprovision": (
         "keep each NAME's local.img as a dated backup and build a new one",
         reprovision,
@@ -312,21 +445,16 @@ COMMANDS: dict[str, Command] = {
         "what NetBSD would refuse: every published image (file systems, encrypted ones "
         "opened), the xl configs, the dom0",
         check,
-        lambda p: (
-            p.add_argument(
-                "names", nargs="*", metavar="NAME", help="domUs to check (default: all) beside root"
-            ),
-            p.add_argument(
-                "--all",
-                action="store_true",
-                help="read every image again, also those unchanged since their last check",
-            ),
-        ),
+        check_arguments,
     ),
     "generations": (
         "list the generations of root.img and pkg.img (* marks the active one)",
         generations,
-        lambda p: (images(p, "*"), host_option(p)),
+        lambda p: (
+            images(p, "*"),
+            host_option(p),
+            p.add_argument("--json", action="store_true", help="JSON for scripts, not a list"),
+        ),
     ),
     "activate": (
         "make one generation of an image active",
@@ -371,7 +499,16 @@ COMMANDS: dict[str, Command] = {
     "ls": (
         "list a directory of an image (mode, owner, size, mtime), never mounting it",
         show,
-        lambda p: p.add_argument("target", metavar="IMAGE:PATH", help=TARGET_HELP),
+        lambda p: (
+            p.add_argument("target", metavar="IMAGE:PATH", help=TARGET_HELP),
+            p.add_argument(
+                "-n",
+                "--numeric",
+                action="store_true",
+                help="owners and groups as numbers (by default the names of the image's "
+                "own etc/passwd and etc/group)",
+            ),
+        ),
     ),
     "diff": (
         "what differs between two generations of root or pkg:NAME (by default the active "
@@ -385,6 +522,12 @@ COMMANDS: dict[str, Command] = {
         ),
     ),
     "init": ("write a starter site for a NetBSD release into DIR", init, init_arguments),
+    "completion": (
+        "print the completion script of a shell: "
+        "`./domus completion bash > /etc/bash_completion.d/domus`",
+        completion,
+        lambda p: p.add_argument("shell", choices=("bash", "zsh")),
+    ),
     "deploy": (
         "put each domU on its dom0 of `hosts` with Ansible: ship, build there, activate",
         deploy,
@@ -408,9 +551,10 @@ COMMANDS: dict[str, Command] = {
 }
 
 
-def parser_for(selected: str | None) -> Parser:
-    """The parser of every command; only the selected one gets its arguments, so that a
-    build does not import what `cgd` needs to list its choices."""
+def parser_for(selected: str | None, every: bool = False) -> Parser:
+    """The parser of every command; only the selected one gets its arguments (`every`: all
+    of them, for completion), so that a build does not import what `cgd` needs to list
+    its choices."""
     parser = Parser(
         prog="./domus",
         description="Build and maintain NetBSD Xen domU images that share one read-only root.",
@@ -419,29 +563,46 @@ def parser_for(selected: str | None) -> Parser:
             prog, max_help_position=16, width=100
         ),
     )
+    parser.add_argument("--version", action="version", version=f"domus {version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     for name, (summary, run, arguments) in COMMANDS.items():
         command = commands.add_parser(
-            name, help=summary, description=summary, add_help=name not in PASSED_ON
+            name,
+            help=summary,
+            description=summary,
+            add_help=name != "test",
+            epilog=BUILD_EPILOG if name == "build" else None,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         command.set_defaults(run=run)
-        if name in SITE_COMMANDS and name not in PASSED_ON:
+        if name in SITE_COMMANDS:
             command.add_argument(
                 "--config", type=Path, metavar="PATH", help="the site file (also config=PATH)"
             )
-        if name == selected and arguments is not None:
+        if (every or name == selected) and arguments is not None:
             arguments(command)
-    commands.add_parser("help", help="this help, or a command's: `./domus help COMMAND`")
+    helps = commands.add_parser("help", help="this help, or a command's: `./domus help COMMAND`")
+    helps.add_argument("topic", nargs="?", metavar="COMMAND", choices=list(COMMANDS))
     return parser
 
 
+def command_parser(name: str) -> Parser:
+    """The parser of command `name`, with its arguments: what `--help` shows."""
+    subparsers = parser_for(name)._subparsers
+    assert subparsers is not None
+    action = next(a for a in subparsers._group_actions if a.dest == "command")
+    return action.choices[name]  # type: ignore[index]
+
+
 def parse(argv: Sequence[str]) -> argparse.Namespace:
+    if argv[:1] == ["--version"]:
+        print(f"domus {version()}")
+        raise SystemExit(EXIT_OK)
     if not argv or argv[0] in ("help", "-h", "--help"):
         topic = argv[1:2]
-        parser = parser_for(topic[0] if topic else None)
-        if topic and topic[0] in COMMANDS and topic[0] not in PASSED_ON:
-            parser.parse_args([topic[0], "--help"])  # prints it and exits 0
-        parser.print_help()
+        if topic and topic[0] not in COMMANDS:
+            raise UsageError(f"unknown command '{topic[0]}'", hint="`./domus help` lists them")
+        (command_parser(topic[0]) if topic else parser_for(None)).print_help()
         raise SystemExit(EXIT_OK)
     name, rest = argv[0], list(argv[1:])
     if name not in COMMANDS:
@@ -449,7 +610,9 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     config = None
     if name in SITE_COMMANDS:
         config, rest = take_config(rest)
-    if name in PASSED_ON:
+    if name == "build":
+        args = build_namespace(rest)
+    elif name in PASSED_ON:
         args = argparse.Namespace(command=name, run=COMMANDS[name][1], rest=rest)
     else:
         args = parser_for(name).parse_args([name, *rest])

@@ -56,7 +56,11 @@ def run_doit(build: Build, args: Sequence[str]) -> int:
     # dumpdb reads no DOIT_CONFIG: it is told the database here
     database = {"dumpdb": {"dep_file": build.doit_config()["dep_file"]}}
     main = _Doit(ModuleTaskLoader(load_dodo(build)), config_filenames=(), extra_config=database)
-    code = EXIT_OK if main.run(list(args)) == 0 else EXIT_FAILED
+    result = main.run(list(args))
+    # Only a run's result says whether tasks failed. The other commands worked when they
+    # returned: clean, forget, ignore, reset-dep return None, and info returns 1 for a task
+    # that is not up to date, which `./domus status` answers.
+    code = EXIT_OK if result == 0 or main.command not in ("run", "strace") else EXIT_FAILED
     if build.reporter is not None and not build.read_only and main.command == "run":
         from tasks.status.save import record_run
 

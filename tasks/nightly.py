@@ -24,6 +24,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TextIO
 
+from tasks.blockdev.signals import Terminated
 from tasks.checks.run import failure_lines, run_checks, skipped_lines
 from tasks.errors import DomusError
 from tasks.generations.cli import collect_now, generations_count, human_size
@@ -117,7 +118,13 @@ class Nightly:
         path = log_path(self.layout.output / "logs")
         with open(path, "w") as log:
             log.write(f"domus nightly {datetime.now():%Y-%m-%d %H:%M:%S}, site {self.config}\n")
-            report, code = self._run(log)
+            try:
+                report, code = self._run(log)
+            except BaseException as error:  # Ctrl-C, SIGTERM, a bug: the log says it ended
+                how = "interrupted" if isinstance(error, KeyboardInterrupt) else "stopped"
+                how = "terminated" if isinstance(error, Terminated) else how
+                log.write(f"\ndomus nightly: {how} after {time.monotonic() - start:.1f} s\n")
+                raise
             report.lines.insert(
                 0,
                 f"domus nightly: {'FAILED' if report.failed else 'done'} in "

@@ -23,7 +23,8 @@ from pathlib import Path
 
 PRIVATE_FILE = 0o600
 PRIVATE_DIR = 0o700
-# the directories of images/ that are not a domU's: shared, and world-readable
+# the directories of images/ that are not a domU's (theirs is images/NAME): shared, and
+# world-readable; no domain may take one of these names (tasks/site/checks.py)
 SHARED = ("generations",)
 
 

@@ -49,10 +49,16 @@ class Templates:
         return sorted(found)
 
     def path_of(self, name: str) -> Path:
+        found = self._find(name)
+        if found is None:
+            raise DomusError(f"no template {name!r} in {', '.join(map(str, self.search))}")
+        return found
+
+    def _find(self, name: str) -> Path | None:
         for directory in self.search:
             if (directory / name).is_file():
                 return contained(directory, directory / name)
-        raise DomusError(f"no template {name!r} in {', '.join(map(str, self.search))}")
+        return None
 
     def relative(self, path: Path) -> str:
         """A template file as its search directory sees it, such as root/etc/rc.local: the
@@ -73,7 +79,8 @@ class Templates:
             if name in seen:
                 continue
             seen[name] = path = self.path_of(name)
-            pending.extend(self._references(path, known))
+            # an include of a missing template fails rendering, which names the includer
+            pending.extend(r for r in self._references(path, known) if self._find(r))
         if known != before:
             self._save_references(known)
         return sorted(set(seen.values()))
@@ -85,9 +92,12 @@ class Templates:
         entry = known.get(str(path))
         if entry is not None and entry[0] == stamp:
             return entry[1]
-        from jinja2 import meta
+        from jinja2 import TemplateSyntaxError, meta
 
-        parsed = self.env.parse(path.read_text())
+        try:
+            parsed = self.env.parse(path.read_text())
+        except TemplateSyntaxError:
+            return []  # not remembered: rendering it fails the task, naming its line
         references = [n for n in meta.find_referenced_templates(parsed) if n]
         known[str(path)] = [stamp, references]
         return references
@@ -110,30 +120,51 @@ class Templates:
         save_small(self.cache_file, json.dumps(known), "the template-reference cache")
 
     def render(self, name: str, context: Mapping[str, object]) -> str:
-        from jinja2 import TemplateError
+        from jinja2 import TemplateError, TemplateNotFound, TemplateSyntaxError
         from jinja2.sandbox import SecurityError
 
         try:
             return self.env.get_template(name).render(context)
         except TemplateError as error:
-            where = self.path_of(name)
-            line = getattr(error, "lineno", None) or _template_line(error, where)
+            where, line = self._where(error, self.path_of(name))
+            message = error.message if isinstance(error, TemplateSyntaxError) else str(error)
+            if isinstance(error, TemplateNotFound):
+                message = f"includes {error.name!r}: no such template in " + ", ".join(
+                    map(str, self.search)
+                )
             hint = "variables a template can use are listed in the README (Templates)"
+            domu = context.get("name")
+            if isinstance(domu, str):  # a domU's template: render shows what it sees
+                hint = (
+                    f"`./domus render {domu} {self.relative(where)} --context` shows the values "
+                    "it can use; the README lists them (Templates)"
+                )
             if isinstance(error, SecurityError):
                 hint = "templates run sandboxed: no Python internals, files or commands"
-            raise DomusError(f"{where}{f':{line}' if line else ''}: {error}", hint=hint) from error
+            elif isinstance(error, TemplateNotFound):
+                hint = f"add {error.name} to the site's templates, or correct the include"
+            elif isinstance(error, TemplateSyntaxError):
+                hint = "Jinja2's syntax: {{ value }}, {% if ... %}...{% endif %}, {# comment #}"
+            raise DomusError(
+                f"{where}{f':{line}' if line else ''}: {message}", hint=hint
+            ) from error
 
+    def _where(self, error: Exception, template: Path) -> tuple[Path, int | None]:
+        """The template file and line an error came from: a syntax error names them; an
+        error while rendering is found in the traceback, in the innermost template frame
+        (an included template's, or the line of the include that failed)."""
+        from jinja2 import TemplateSyntaxError
 
-def _template_line(error: BaseException, template: Path) -> int | None:
-    """The line of `template` an error raised while rendering came from: Jinja2 rewrites
-    the traceback so that the template's own frames carry its file name and line."""
-    line = None
-    trace = error.__traceback__
-    while trace is not None:
-        if trace.tb_frame.f_code.co_filename == str(template):
-            line = trace.tb_lineno
-        trace = trace.tb_next
-    return line
+        if isinstance(error, TemplateSyntaxError) and error.filename:
+            return Path(error.filename), error.lineno
+        where, line = template, None
+        trace = error.__traceback__
+        while trace is not None:
+            filename = trace.tb_frame.f_code.co_filename
+            if any(Path(filename).is_relative_to(d) for d in self.search):
+                where, line = Path(filename), trace.tb_lineno
+            trace = trace.tb_next
+        return where, line
 
 
 def xl_escape(value: object) -> str:

@@ -6,8 +6,9 @@
     not run  xen:www1             local:www1 failed
     1 built, 11 up to date, 1 failed, 1 not run in 0.5 s
 
-Colour only on a terminal (and never with NO_COLOR set). The tasks that ran and failed are
-kept on the reporter, so `./domus nightly` reads them from here rather than from the text.
+Colour only on a terminal that is not TERM=dumb, and never with NO_COLOR set. The tasks
+that ran and failed are kept on the reporter, so `./domus nightly` reads them from here
+rather than from the text.
 Set as `reporter` in DOIT_CONFIG, so plain `doit` in the repository prints the same.
 """
 
@@ -26,8 +27,11 @@ COLOURS = {"built": "32", "FAILED": "1;31", "not run": "33", "ignored": "33"}
 
 
 def wants_colour(stream: TextIO) -> bool:
+    """On a terminal that shows colour, unless NO_COLOR is set (and not empty, as
+    no-color.org has it)."""
     isatty = getattr(stream, "isatty", None)
-    return bool(isatty and isatty()) and "NO_COLOR" not in os.environ
+    dumb = os.environ.get("TERM") in (None, "", "dumb")
+    return bool(isatty and isatty()) and not dumb and not os.environ.get("NO_COLOR")
 
 
 def failure_text(task_name: str, fail: BaseFail, tracebacks: bool = DEBUG) -> str:
@@ -68,6 +72,7 @@ class Reporter:
         self.not_run: dict[str, list[str]] = {}  # task name: the failed tasks it needed
         self.skipped: list[str] = []  # those of them that do something (not groups)
         self.errors: list[str] = []
+        self.finished: set[str] = set()  # tasks that ran to an end, shown or not
 
     # -- doit's calls ----------------------------------------------------------------------
 
@@ -81,11 +86,21 @@ class Reporter:
         self.started[task.name] = time.monotonic()
 
     def add_success(self, task) -> None:
+        self.finished.add(task.name)
         if not _shown(task):
             return
         self.built.append(task.name)
         seconds = time.monotonic() - self.started.get(task.name, self.start)
-        self._line("built", task.name, task.doc or "", f"{seconds:5.1f} s")
+        text = task.doc or ""
+        converged = getattr(task, "values", {}).get("converged")  # a local.img already there
+        if converged is not None:
+            name = task.name.partition(":")[2]
+            text = f"local.img of {name}: " + (
+                "converged (its managed files updated in place)"
+                if converged
+                else "kept (built from these inputs already)"
+            )
+        self._line("built", task.name, text, f"{seconds:5.1f} s")
 
     def add_failure(self, task, fail: BaseFail) -> None:
         if isinstance(fail, UnmetDependency):
@@ -95,6 +110,7 @@ class Reporter:
                 self.skipped.append(task.name)
                 self._line("not run", task.name, _failed_words(causes))
             return
+        self.finished.add(task.name)
         message = failure_text(task.name, fail, self.tracebacks)
         self.failed[task.name] = message
         output = "".join(
@@ -127,8 +143,16 @@ class Reporter:
             counts.append(self._paint("FAILED", f"{len(self.failed)} failed"))
         if self.skipped:
             counts.append(f"{len(self.skipped)} not run")
+        if self.interrupted:
+            counts.append(self._paint("FAILED", f"interrupted in {', '.join(self.interrupted)}"))
         self.out.write(f"{', '.join(counts)} in {time.monotonic() - self.start:.1f} s\n")
         self.out.flush()
+
+    @property
+    def interrupted(self) -> list[str]:
+        """Tasks that started and never ended: the run was interrupted (Ctrl-C, SIGTERM)
+        while they ran, as doit reports the run complete on its way out."""
+        return [name for name in self.started if name not in self.finished]
 
     # -- helpers ---------------------------------------------------------------------------
 

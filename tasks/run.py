@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tasks import noop
 from tasks.blockdev.records import any_left as attachments_left
-from tasks.errors import DomusError, SiteError, print_error
+from tasks.errors import DomusError, SiteError, print_error, require_known
 from tasks.locks import hold_run_lock
 from tasks.private import make_images_private, make_private_directories
 from tasks.render import Templates
@@ -83,11 +83,7 @@ class Build:
         self.templates = Templates(site.templates, self.layout.cache / "template-references.json")
         self.read_only = read_only
         self.reporter: Reporter | None = None  # the one ./domus made, to read its results
-        unknown = reprovision - {domu.name for domu in site.domus}
-        if unknown:
-            raise SiteError(
-                f"reprovision: no domain named {', '.join(sorted(unknown))} in {site.path}"
-            )
+        require_known(sorted(reprovision), {domu.name for domu in site.domus}, "domain", site.path)
         self.reprovision = reprovision
 
     def doit_config(self) -> dict[str, object]:

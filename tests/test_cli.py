@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from filelock import FileLock
 
+from tasks.cli import COMMANDS
 from tests.conftest import REPO
 from tests.sites import Run, Site
 
@@ -97,9 +98,9 @@ def test_build_list_works_where_nothing_was_built_yet(tmp_path):
         done = domus("build", *command, f"config={site.path}", cwd=tmp_path)
         assert done.returncode == 0, done.stdout + done.stderr
         assert "Traceback" not in done.stderr
-    # doit's info exits 1 for a task that would run, as `converge --dry-run` does
+    # doit's info of a task that would run says so, and worked: `./domus status` judges
     info = domus("build", "info", "root", f"config={site.path}", cwd=tmp_path)
-    assert (info.returncode, info.stderr) == (1, "")
+    assert (info.returncode, info.stderr) == (0, "")
     assert "status     : run" in info.stdout
     listing = domus("build", "list", f"config={site.path}", cwd=tmp_path).stdout.splitlines()
     assert "root      the shared read-only root.img and the kernel beside it" in listing
@@ -160,7 +161,7 @@ def test_domus_reprovision_through_the_script(tmp_path):
         text=True,
         cwd=tmp_path,
     )
-    assert done.returncode == 78
+    assert done.returncode == 2
     assert "no domain named nosuch" in done.stderr
 
 
@@ -301,11 +302,14 @@ def slow_makefs(directory: Path, marker: Path) -> dict[str, str]:
     [(signal.SIGTERM, 143, "domus: terminated"), (signal.SIGINT, 130, "domus: interrupted")],
     ids=["SIGTERM", "Ctrl-C"],
 )
-def test_a_signal_ends_a_build_with_its_status_and_one_line(tmp_path, signum, status, line):
+@pytest.mark.parametrize("command", ["build", "nightly"])
+def test_a_signal_ends_a_build_with_its_status_and_one_line(
+    tmp_path, signum, status, line, command
+):
     site = Site(tmp_path / "site")
     marker = tmp_path / "makefs-started"
     process = subprocess.Popen(
-        [str(REPO / "domus"), "build", f"config={site.path}"],
+        [str(REPO / "domus"), command, f"config={site.path}"],
         cwd=tmp_path,
         env={**os.environ, **slow_makefs(tmp_path / "bin", marker)},
         stdout=subprocess.PIPE,
@@ -317,10 +321,20 @@ def test_a_signal_ends_a_build_with_its_status_and_one_line(tmp_path, signum, st
         assert time.monotonic() < deadline and process.poll() is None, process.communicate()
         time.sleep(0.05)
     process.send_signal(signum)
-    _, err = process.communicate(timeout=60)
+    out, err = process.communicate(timeout=60)
     assert process.returncode == status, err
     assert err.splitlines()[-1] == line
     assert "Traceback" not in err
+    # the summary, and the nightly's log, say the run did not end by itself
+    (summary,) = [line for line in out.splitlines() if " up to date" in line] or [
+        line
+        for log in (site.output / "logs").glob("*.log")
+        for line in log.read_text().splitlines()
+        if " up to date" in line
+    ]
+    assert ", interrupted in root in " in summary
+    for log in (site.output / "logs").glob("nightly-*.log"):
+        assert log.read_text().splitlines()[-1].startswith(f"domus nightly: {line[7:]} after ")
 
 
 def test_an_unexpected_exception_is_one_line_unless_debugging(monkeypatch, capsys):
@@ -339,3 +353,163 @@ def test_an_unexpected_exception_is_one_line_unless_debugging(monkeypatch, capsy
     monkeypatch.setattr(cli, "DEBUG", True)
     with pytest.raises(ZeroDivisionError):
         cli.main(["gc"])
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "message"),
+    [
+        ("Welcome to {{ name }\n", 1, "unexpected '}'"),
+        ("Welcome\n{{ memory }}\n", 2, "'memory' is undefined"),
+        ("Welcome\n{{ name | shout }}\n", 2, "No filter named 'shout'."),
+        ("Welcome\n{% include 'local/etc/banner' %}\n", 2, "includes 'local/etc/banner': "),
+    ],
+    ids=["syntax", "undefined", "filter", "include"],
+)
+@pytest.mark.parametrize("command", ["build", "nightly"])
+def test_a_template_error_fails_its_task_naming_the_template_and_line(
+    tmp_path, text, line, message, command
+):
+    site = Site(tmp_path / "site")
+    site.data["templates"] = "templates"
+    site.save()
+    motd = site.directory / "templates" / "local" / "etc" / "motd"
+    motd.parent.mkdir(parents=True)
+    motd.write_text(text)
+    done = domus(command, f"config={site.path}", cwd=tmp_path)
+    assert done.returncode == 1, done.stdout + done.stderr
+    output = done.stdout + done.stderr
+    assert f"{motd}:{line}: {message}" in output
+    assert re.search(r"^(FAILED +|failed: )local:www1\b", output, re.M)
+    assert "bug in domus" not in output
+    if command == "build" and "undefined" in message:
+        assert "`./domus render www1 local/etc/motd --context`" in done.stdout
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["status", "nosuch"],
+        ["check", "nosuch"],
+        ["render", "nosuch", "etc/fstab"],
+        ["diff", "local:nosuch"],
+        ["show", "local:nosuch:/etc/rc"],
+        ["ls", "local:nosuch:/etc"],
+        ["converge", "nosuch"],
+        ["converge", "--dry-run", "nosuch"],
+        ["reprovision", "nosuch"],
+        ["generations", "pkg:nosuch"],
+        ["activate", "pkg:nosuch", "abc"],
+        ["rollback", "pkg:nosuch"],
+        ["pin", "pkg:nosuch"],
+        ["unpin", "pkg:nosuch"],
+    ],
+    ids=" ".join,
+)
+def test_an_unknown_domain_is_a_usage_error_worded_the_same_everywhere(tmp_path, command):
+    site = Site(tmp_path / "site")
+    done = domus(*command, f"config={site.path}", cwd=tmp_path)
+    assert (done.returncode, done.stderr) == (
+        2,
+        f"domus: no domain named nosuch in {site.path}\n  hint: the domains are db1, www1, www2\n",
+    )
+
+
+@pytest.mark.parametrize(
+    "command", [["clean"], ["forget"], ["info", "root"], ["ignore", "root"], ["reset-dep"]]
+)
+def test_the_doit_commands_exit_0_when_they_worked(tmp_path, command):
+    site = Site(tmp_path / "site")
+    for _ in range(2):  # on a clean tree, then after a build
+        done = domus("build", *command, f"config={site.path}", cwd=tmp_path)
+        assert done.returncode == 0, done.stdout + done.stderr
+        site.build()
+
+
+def test_domus_runs_through_a_chain_of_symlinks_from_any_directory(tmp_path):
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "domus").symlink_to(REPO / "domus")
+    (tmp_path / "bin" / "domus").symlink_to("../lib/domus")  # relative, as ln -s makes
+    site = Site(tmp_path / "site")
+    done = subprocess.run(
+        [str(tmp_path / "bin" / "domus"), "status", f"config={site.path}"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path / "lib",
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "root" in done.stdout
+
+
+@pytest.mark.parametrize("name", [name for name in COMMANDS if name != "test"])
+def test_every_command_has_domus_own_help_both_ways(tmp_path, name):
+    dashed = domus(name, "--help", cwd=tmp_path)
+    asked = domus("help", name, cwd=tmp_path)
+    assert dashed == asked
+    assert dashed.returncode == 0, dashed.stderr
+    assert dashed.stdout.startswith(f"usage: ./domus {name} ")
+    assert "doit -- automation tool" not in dashed.stdout
+
+
+def test_build_help_lists_domus_options_and_the_doit_commands_it_passes_on(tmp_path):
+    done = domus("build", "--help", cwd=tmp_path)
+    assert "-n, --dry-run" in done.stdout
+    assert "-j N, --jobs N" in done.stdout
+    for command in ("list", "info", "clean", "forget", "ignore", "reset-dep", "dumpdb"):
+        assert re.search(rf"^  {command} +\S", done.stdout, re.M), command
+    assert "strace" not in done.stdout
+    assert domus("build", "strace", cwd=tmp_path).returncode == 2
+
+
+def test_version_is_the_project_version(tmp_path):
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    done = domus("--version", cwd=tmp_path)
+    assert (done.returncode, done.stdout) == (0, f"domus {project['version']}\n")
+
+
+def test_build_dry_run_says_what_would_run_and_builds_nothing(tmp_path):
+    site = Site(tmp_path / "site")
+    for flag in ("-n", "--dry-run"):
+        done = domus("build", flag, f"config={site.path}", cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        assert re.search(r"^www1 +local +build ", done.stdout, re.M), done.stdout
+        assert not site.image("root.img").exists()
+    done = domus("build", "-j", "2", "-v", f"config={site.path}", cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert site.image("root.img").exists()
+
+
+def test_generations_and_check_speak_json(tmp_path):
+    import json
+
+    site = Site(tmp_path / "site")
+    site.build()
+    listed = json.loads(domus("generations", "--json", f"config={site.path}", cwd=tmp_path).stdout)
+    root = next(slot for slot in listed if slot["image"] == "root")
+    assert [g["active"] for g in root["generations"]] == [True]
+    checked = domus("check", "--json", f"config={site.path}", cwd=tmp_path)
+    findings = json.loads(checked.stdout)
+    assert {"subject", "check", "problem", "ok"} <= set(findings[0])
+    assert checked.returncode == (0 if all(f["ok"] for f in findings) else 1)
+
+
+def test_bash_completes_commands_and_options_from_the_parser(tmp_path):
+    script = tmp_path / "domus.bash"
+    script.write_text(domus("completion", "bash", cwd=tmp_path).stdout)
+    done = subprocess.run(
+        [
+            "bash",
+            "-c",
+            f"source {script}; for line in 'domus sta' './domus build --dr'; do "
+            "COMP_WORDS=($line); COMP_CWORD=$((${#COMP_WORDS[@]} - 1)); _shtab_domus; "
+            'echo "${COMPREPLY[*]}"; done',
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert done.stdout.split("\n")[:2] == ["status", "--dry-run"], done.stderr
+    zsh = domus("completion", "zsh", cwd=tmp_path).stdout
+    assert zsh.startswith("#compdef domus\n")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import time
 
 import pytest
@@ -26,7 +28,7 @@ from tests.commands import (
     xl_domain,
 )
 from tests.image_reader import ImageReader
-from tests.sites import Site
+from tests.sites import REPO, Site
 
 
 @pytest.fixture
@@ -164,8 +166,8 @@ def test_activate_needs_a_generation_that_exists(tmp_path):
     assert run.returncode == 1
     assert "no root generations start with 'ffffffff'" in run.stderr
     run = domus(site, "rollback", "pkg:nosuch")
-    assert run.returncode == 1
-    assert "no domain named 'nosuch'" in run.stderr
+    assert run.returncode == 2
+    assert "no domain named nosuch" in run.stderr
     run = domus(site, "rollback", "root")
     assert run.returncode == 1
     assert "root: nothing is active yet" in run.stderr
@@ -247,6 +249,7 @@ def test_gc_without_xl_keeps_the_newest_and_the_active(site):
     run = domus(site, "gc")
     assert run.returncode == 0, run.stderr
     assert "removed 1 generation (" in run.stdout
+    assert f"removed root generation {ids[0]}, built " in run.stdout
     assert generations(site, "root") == set(ids[1:])
     assert not list(site.image("generations", "root").glob(".*"))
 
@@ -353,3 +356,39 @@ def test_which_generation_a_domu_booted_from_its_start_time(tmp_path):
     assert used(500.0) == {}  # booted before domus made any generation
     elsewhere = Domain("other", 1500.0, ("/srv/other.img",))
     assert in_use(store, [elsewhere], [ROOT]) == {}
+
+
+def test_generations_are_listed_by_date_after_a_reuse_and_activating_the_active_one_says_so(
+    site,
+):
+    first = active(site)
+    change_root_template(site, "# second\n")
+    site.build()
+    second = active(site)
+    change_root_template(site, "")
+    site.data["templates"] = None  # the first build's inputs again: reused, active
+    site.save()
+    site.build()
+    listed = domus(site, "generations", "root").stdout
+    assert listed.index(second) < listed.index(first), listed  # newest first
+    run = domus(site, "activate", "root", first)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == f"root: generation {first} is active already\n"
+    assert f"was {first}" not in run.stdout
+
+
+def test_diff_after_a_rollback_compares_with_the_generation_rolled_back_from(site):
+    first = active(site)
+    change_root_template(site, "# second\n")
+    site.build()
+    second = active(site)
+    assert domus(site, "rollback", "root").returncode == 0
+    done = subprocess.run(
+        [sys.executable, "-m", "tasks.cli", "diff", "root", f"config={site.path}"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "no generation was active before" not in done.stderr
+    assert second in done.stdout and first in done.stdout, done.stdout

@@ -69,7 +69,7 @@ def test_a_site_template_overrides_the_builtin_one(site, tmp_path):
 @pytest.mark.parametrize(
     ("args", "message", "hint"),
     [
-        (["nosuch", "etc/fstab"], "no domain named 'nosuch'", "the domains are: www1, www2, db1"),
+        (["nosuch", "etc/fstab"], "no domain named nosuch", "the domains are db1, www1, www2"),
         (["www1", "etc/nosuch"], "no template 'etc/nosuch'", "local/etc/fstab, "),
     ],
 )

@@ -55,7 +55,7 @@ def test_show_reads_every_kind_of_local_image(site):
 
 
 def test_ls_lists_mode_owner_size_and_mtime_like_ls(site):
-    done = run(site, "ls", "local:www1:/etc/cgd")
+    done = run(site, "ls", "-n", "local:www1:/etc/cgd")
     assert done.returncode == 0, done.stderr
     local = ImageReader(site.image("www1", "local.img"), "ffs")
     lines = done.stdout.splitlines()
@@ -67,8 +67,17 @@ def test_ls_lists_mode_owner_size_and_mtime_like_ls(site):
         assert mode == stat.filemode(stat.S_IFREG | entry.mode) == "-rw-------"
         assert (int(uid), int(gid), int(size)) == (entry.uid, entry.gid, entry.size)
         assert time.strptime(f"{day} {minute}", "%Y-%m-%d %H:%M")
-    one = run(site, "ls", "local:db1:/etc/fstab")
+    one = run(site, "ls", "--numeric", "local:db1:/etc/fstab")
     assert one.stdout.startswith("-rw-r--r--  0 0  ") and one.stdout.endswith(" fstab\n")
+
+
+def test_ls_names_owners_and_groups_from_the_image_own_passwd_and_group(site):
+    local = run(site, "ls", "local:db1:/etc/fstab").stdout
+    assert local.startswith("-rw-r--r--  root wheel  ") and local.endswith(" fstab\n")
+    root = run(site, "ls", "root:/").stdout
+    assert "drwxrwxrwt  root wheel  512" in root
+    # a pkg.img has no etc/passwd of its own: the numbers, as they are
+    assert "lrwxr-xr-x  0 0 " in run(site, "ls", "pkg:www1:/").stdout
 
 
 def test_ls_shows_symlinks_and_the_top_of_a_pkg_image(site):
@@ -79,7 +88,7 @@ def test_ls_shows_symlinks_and_the_top_of_a_pkg_image(site):
     assert names == ["bin", "/etc/pkg", "pkgdb", "share"]
     assert "etc -> /etc/pkg" in done.stdout
     root = run(site, "ls", "root:/").stdout
-    assert "drwxrwxrwt  0 0  512" in root  # /tmp, sticky
+    assert "drwxrwxrwt  root wheel  512" in root  # /tmp, sticky
 
 
 def test_an_encrypted_ffs_image_is_read_without_any_plaintext_copy(site, monkeypatch, capsys):
@@ -109,7 +118,7 @@ def test_an_encrypted_ext2fs_image_leaves_no_plaintext_on_any_path(site):
         (["show", "root/etc/rc"], 2, "domus: 'root/etc/rc' is not IMAGE:PATH"),
         (["show", "swap:www1:/"], 2, "domus: 'swap:www1' names no image"),
         (["show", "local:www1@1234:/etc"], 2, "a local.img has no generations"),
-        (["show", "local:nosuch:/etc/rc"], 2, "domus: no domain named 'nosuch'"),
+        (["show", "local:nosuch:/etc/rc"], 2, "domus: no domain named nosuch"),
         (["show", "root@ffffff:/etc/rc"], 1, "domus: no root generations start with 'ffffff'"),
         (["show", "root:/etc"], 1, "domus: root@"),
         (["ls", "root:/nosuch"], 1, "/nosuch is not there"),

@@ -59,7 +59,7 @@ def test_the_images_hold_fast_and_slow_symlinks(site, name):
 
 @pytest.mark.parametrize("name", sorted(LOCALS))
 def test_ls_lists_every_symlink_with_its_target(site, name):
-    done = run(site, "ls", f"local:{name}:/links")
+    done = run(site, "ls", "-n", f"local:{name}:/links")
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert len(lines) == len(LENGTHS)

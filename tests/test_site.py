@@ -521,6 +521,10 @@ DOMAIN_PROBLEMS = [
     ("{memory: 1000k}", "memory: expected a whole number of MiB such as 256m, got '1000k'"),
     ("{memory: [1g]}", "memory: expected a size such as 256m or 1g, got a list"),
     ("{memory: 1.5}", "memory: expected a size such as 256m or 1g, got 1.5"),
+    (
+        "{memory: 100000g}",
+        "memory: expected at most 2047g, the most Xen supports for a PV domU, got '100000g'",
+    ),
     ("{vcpus: 0}", "vcpus: expected an integer from 1 to 64, got 0"),
     ("{vcpus: 65}", "vcpus: expected an integer from 1 to 64, got 65"),
     ("{vcpus: '2'}", "vcpus: expected an integer from 1 to 64, got '2'"),
@@ -1450,3 +1454,20 @@ def test_the_model_says_who_opens_each_encrypted_local_img(tmp_path, inputs):
         (True, False, True),
     ]
     assert (site.passphrase_domus, site.dom0_cgd_domus) == ((itself,), (dom0,))
+
+
+def test_a_domain_named_as_a_directory_of_the_output_images_is_refused(
+    tmp_path: Path, inputs: Path
+) -> None:
+    (inputs / "netbsd").write_bytes(b"kernel")
+    text = ROOT.replace("netbsd-XEN3_DOMU", "netbsd")
+    path = write_site(tmp_path, text + "domains:\n  www1: {}\n  generations: {}\n  netbsd: {}\n")
+    found = problems(path)
+    assert (
+        f"{path}:7: domains.generations: reserved: images/generations of the output holds "
+        in (found[0])
+    )
+    assert (
+        f"{path}:8: domains.netbsd: reserved: images/netbsd of the output holds the kernel"
+        in (found[1])
+    )

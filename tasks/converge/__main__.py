@@ -17,7 +17,7 @@ import sys
 
 from tasks.converge.local import converge
 from tasks.converge.plan import unified_diff
-from tasks.errors import DomusError
+from tasks.errors import DomusError, require_known
 from tasks.inputs import make_record, write_record
 from tasks.kinds.local import context as local_context
 from tasks.kinds.local import template_files
@@ -33,9 +33,7 @@ def run(args: argparse.Namespace) -> int:
     site = args.site
     layout = site.layout
     domus = {domu.name: domu for domu in site.domus}
-    unknown = [name for name in args.names if name not in domus]
-    if unknown:
-        raise DomusError(f"no domain named {', '.join(unknown)} in {site.path}")
+    require_known(args.names, domus, "domain", site.path)
     if not args.dry_run:
         start_run(layout)
     templates = Templates(site.templates, layout.cache / "template-references.json")

@@ -23,7 +23,7 @@ from tasks.errors import DomusError
 from tasks.generations.collect import Collected, collect
 from tasks.generations.running import in_use
 from tasks.generations.slots import ROOT, Slot, parse_slots, pkg_slot, stable_links
-from tasks.generations.store import Generation, Store
+from tasks.generations.store import RECORD, Generation, Store
 from tasks.inputs import changes, describe
 from tasks.site import Site
 from tasks.xl import running_domains
@@ -59,23 +59,48 @@ class Commands:
         if not names:
             known = {ROOT, *(pkg_slot(name) for name in self.domus), *self.store.slots()}
             return sorted(known, key=lambda slot: (slot.pool != "root", slot.name))
-        return [slot for name in names for slot in parse_slots(name, self.domus)]
+        return [slot for name in names for slot in parse_slots(name, self.domus, self.site.path)]
 
     def links(self, slot: Slot) -> dict[Path, str]:
         return stable_links(self.layout, slot, self.site.root.kernel.name)
 
     # -- the commands ----------------------------------------------------------------
 
-    def list(self, names: Sequence[str]) -> int:
+    def list(self, names: Sequence[str], as_json: bool = False) -> int:
         slots = self.slots(names)
         try:
             used = in_use(self.store, running_domains(), slots)
         except DomusError as error:
-            print(f"running domUs unknown: {error.message}")
+            if not as_json:
+                print(f"running domUs unknown: {error.message}")
             used = {}
+        if as_json:
+            import json
+
+            print(json.dumps([self._slot_json(slot, used) for slot in slots], indent=2))
+            return 0
         for slot in slots:
             self._list_slot(slot, used)
         return 0
+
+    def _slot_json(self, slot: Slot, used: dict[tuple[str, str], set[str]]) -> dict:
+        state = self.store.state(slot)
+        active = self.store.active(slot)
+        ids = [g for g in state.built if self.store.exists(slot.pool, g)]
+        if active is not None and active not in ids:
+            ids.append(active)
+        rows = []
+        for generation in self._by_date(slot, ids):
+            rows.append(
+                {
+                    "id": generation.id,
+                    "built": generation.built,
+                    "disk": generation.disk,
+                    "active": generation.id == active,
+                    "used_by": sorted(used.get((slot.pool, generation.id), set())),
+                }
+            )
+        return {"image": slot.name, "pinned": state.pinned, "generations": rows}
 
     def _list_slot(self, slot: Slot, used: dict[tuple[str, str], set[str]]) -> None:
         state = self.store.state(slot)
@@ -88,7 +113,7 @@ class Commands:
             print(f"{title}: no generations yet")
             return
         print(f"{title}:")
-        generations = [self.store.generation(slot.pool, g) for g in ids]
+        generations = self._by_date(slot, ids)
         for index in reversed(range(len(generations))):
             generation = generations[index]
             older = generations[index - 1] if index > 0 else None
@@ -101,6 +126,18 @@ class Commands:
                     used.get((slot.pool, generation.id), set()),
                 )
             )
+
+    def _by_date(self, slot: Slot, ids: Sequence[str]) -> list[Generation]:
+        """Oldest first, by when each was built: a build that reuses a generation (the same
+        inputs again) moves it to the end of the slot's record, not in time."""
+        generations = [self.store.generation(slot.pool, g) for g in ids]
+
+        def when(generation: Generation) -> tuple[str, int]:
+            # `built` has whole seconds; its record's mtime orders two built in one second
+            record = generation.path / RECORD
+            return generation.built, record.stat().st_mtime_ns if record.exists() else 0
+
+        return sorted(generations, key=when)
 
     def _line(
         self, generation: Generation, older: Generation | None, active: bool, users: set[str]
@@ -124,13 +161,16 @@ class Commands:
                 "usage: ./domus activate IMAGE GENERATION",
                 hint="IMAGE is root or pkg:NAME; `./domus generations` lists them",
             )
-        slots = parse_slots(names[0], self.domus)
+        slots = parse_slots(names[0], self.domus, self.site.path)
         if len(slots) != 1:
             raise DomusError("activate names one image: root or pkg:NAME")
         slot = slots[0]
         generation = self.store.find(slot.pool, names[1])
-        previous = self.store.activate(slot, generation, self.links(slot))
         pinned = " (still pinned)" if self.store.state(slot).pinned else ""
+        if self.store.active(slot) == generation:
+            print(f"{slot.name}: generation {generation} is active already{pinned}")
+            return 0
+        previous = self.store.activate(slot, generation, self.links(slot))
         print(
             f"{slot.name}: generation {generation} active{pinned}, was {previous}; "
             "domUs that start from now on use it"
@@ -190,6 +230,11 @@ class Commands:
         start_run(self.layout, generations=False)  # collecting removes those
         start = time.monotonic()
         collected = collect_now(self.store, self.site.generations.keep)
+        for generation in collected.removed:
+            print(
+                f"removed {generation.pool} generation {generation.id}, built "
+                f"{local_time(generation.built)} ({human_size(generation.disk)})"
+            )
         print(
             f"removed {generations_count(len(collected.removed))} "
             f"({human_size(collected.freed)}), kept {collected.kept}, "

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from tasks.errors import DomusError
+from tasks.errors import UsageError, require_known
 from tasks.site import Layout
 
 POOLS = ("root", "pkg")
@@ -52,8 +52,9 @@ def from_key(key: str) -> Slot | None:
     return None
 
 
-def parse_slots(text: str, domus: list[str]) -> list[Slot]:
-    """`root`, `pkg:NAME`, or `pkg` for the pkg.img of every domU of the site."""
+def parse_slots(text: str, domus: list[str], site: object = "the site") -> list[Slot]:
+    """`root`, `pkg:NAME`, or `pkg` for the pkg.img of every domU of the site (the file
+    `site`)."""
     if text == "root":
         return [ROOT]
     if text == "pkg":
@@ -62,8 +63,8 @@ def parse_slots(text: str, domus: list[str]) -> list[Slot]:
     if pool == "pkg" and name in domus:
         return [pkg_slot(name)]
     if pool == "pkg" and name:
-        raise DomusError(f"{text}: no domain named {name!r} in the site")
-    raise DomusError(
+        require_known([name], domus, "domain", site)
+    raise UsageError(
         f"unknown image {text!r}",
         hint="name root, pkg:NAME (one domU's pkg.img) or pkg (every pkg.img)",
     )

@@ -186,9 +186,10 @@ def previous(site: Site, name: ImageName) -> tuple[str, str]:
     active = store.active(slot)
     if active is None:
         raise DomusError(f"{slot.name} has no active generation yet", hint="`./domus build`")
-    earlier = [
-        g for g in store.state(slot).stack[:-1] if g != active and store.exists(slot.pool, g)
-    ]
+    # the activations in order (a rollback is one too), then the stack of an older record
+    state = store.state(slot)
+    earlier = [g for g in [*state.stack[:-1], *(g for g, _ in state.log)] if g != active]
+    earlier = [g for g in earlier if store.exists(slot.pool, g)]
     if not earlier:
         raise DomusError(
             f"{slot.name}: no generation was active before {active}",

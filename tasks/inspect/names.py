@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tasks.cgd.params import Params
-from tasks.errors import DomusError, UsageError
+from tasks.errors import DomusError, UsageError, require_known
 from tasks.generations.slots import ROOT, Slot, pkg_slot
 from tasks.generations.store import Store
 from tasks.site import DomU, Site
@@ -75,11 +75,9 @@ def normal_path(path: str) -> str:
 
 
 def find_domu(site: Site, name: str) -> DomU:
-    for domu in site.domus:
-        if domu.name == name:
-            return domu
-    known = ", ".join(domu.name for domu in site.domus) or "none"
-    raise UsageError(f"no domain named {name!r} in {site.path}", hint=f"the domains are: {known}")
+    domus = {domu.name: domu for domu in site.domus}
+    require_known([name], domus, "domain", site.path)
+    return domus[name]
 
 
 def slot_of(name: ImageName) -> Slot:

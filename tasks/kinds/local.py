@@ -133,19 +133,21 @@ def converge_unless_same(
     templates: Templates,
     config: dict[str, object],
     record: dict[str, str],
-) -> None:
-    """An existing image built from these very inputs is kept; any other is converged in
-    place (only the managed files change), or refused with what would work instead."""
+) -> bool:
+    """An existing image built from these very inputs is kept (False); any other is
+    converged in place (only the managed files change), or refused with what would work
+    instead."""
     from tasks.converge.local import converge
     from tasks.inputs import changes, read_record, record_path, write_record
 
     image = layout.local_image(domu.name)
     old = read_record(image)
     if old == record:
-        return
+        return False
     changed = changes(old, record) if old else [f"no record of its inputs ({record_path(image)})"]
     converge(site, domu, layout, templates, config, dry_run=False, changed=changed)
     write_record(image, record)
+    return True
 
 
 def write_local_image(site: Site, domu: DomU, tree: Tree, dest: Path) -> None:
@@ -173,7 +175,9 @@ def build(
     files: dict[str, Path],
     config: dict[str, object],
     reprovision: bool,
-) -> None:
+) -> dict[str, bool] | None:
+    """Build the local.img, or converge the one there; a converge says so, in the task's
+    values, for the build's report."""
     from tasks.images.publish import publishing
     from tasks.inputs import make_record, write_record
     from tasks.log import note
@@ -188,8 +192,8 @@ def build(
     with image_lock(layout.locks, image):
         if image.exists():
             if not reprovision:
-                converge_unless_same(site, domu, layout, templates, config, record)
-                return
+                changed = converge_unless_same(site, domu, layout, templates, config, record)
+                return {"converged": changed}
             backup = backup_name(image)
             image.rename(backup)
             note(f"{domu.name}: previous local image kept as {backup}")

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import platform
 from collections.abc import Sequence
+from pathlib import PurePath
 
 from tasks.cgd.table import CIPHERS, DEFAULT_CIPHER
+from tasks.private import SHARED
 from tasks.site.netbsd import allowed_keylengths, this_dom0
 from tasks.site.reader import INVALID, Context, Found, Layer
 from tasks.site.settings import DomainEntry, HostEntry
@@ -21,6 +23,7 @@ def check_site(
     hosts: Sequence[HostEntry] = (),
 ) -> None:
     """Report what no single key shows: keys that exclude or depend on each other."""
+    _check_reserved_names(layer, entries, ctx)
     _check_hosts(layer, defaults, entries, hosts, ctx)
     _check_root_source(layer, ctx)
     _check_dom0(layer, ctx)
@@ -32,6 +35,24 @@ def check_site(
         _check_keylengths(defaults, entries, ctx, group)
     _check_encrypted_fs(defaults, entries, ctx)
     _check_image_sizes(layer, defaults, entries, ctx)
+
+
+def _check_reserved_names(layer: Layer, entries: Sequence[DomainEntry], ctx: Context) -> None:
+    """A domU's images are in images/NAME: a name the output's images/ uses for something
+    else (the generations, the kernel published beside root.img) would mix them."""
+    kernel = layer.values.get("root.kernel")
+    taken = {name: "the generations of root.img and pkg.img" for name in SHARED}
+    if kernel is not None and kernel.value is not INVALID:
+        name = kernel.value if isinstance(kernel.value, str) else getattr(kernel.value, "name", "")
+        taken[PurePath(str(name)).name] = "the kernel, published beside root.img"
+    for entry in entries:
+        if entry.name in taken:
+            ctx.report(
+                entry.line,
+                f"domains.{entry.name}",
+                f"reserved: images/{entry.name} of the output holds {taken[entry.name]}; "
+                "name the domain otherwise",
+            )
 
 
 def _check_hosts(

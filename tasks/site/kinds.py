@@ -52,6 +52,9 @@ class Memory(Kind):
     type_doc = "size (bare number: MiB)"
     expected = "a size such as 256m or 1g"
     minimum = 32
+    # Xen's SUPPORT.md: a 64-bit PV guest (the domUs' `type = "pv"`) is security-supported
+    # up to 2047 GiB of RAM ("Limits/Guest", Virtual RAM)
+    maximum = 2047 * 1024
 
     def parse(self, node: Node, key: str, ctx: Context) -> int:
         value = ctx.scalar(node, self.expected)
@@ -69,6 +72,11 @@ class Memory(Kind):
             mib = size // MiB
         if mib < self.minimum:
             raise Invalid(f"expected at least {self.minimum}m, got {got(node)}")
+        if mib > self.maximum:
+            raise Invalid(
+                f"expected at most {self.maximum // 1024}g, the most Xen supports for a PV "
+                f"domU, got {got(node)}"
+            )
         return mib
 
     def show(self, value: int) -> str:

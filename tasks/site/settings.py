@@ -75,7 +75,9 @@ HOST_NAME = Word(
 
 DOMAIN = Table(
     [
-        Setting("memory", Memory(), 256, "Memory of the domU; at least 32m, whole MiB"),
+        Setting(
+            "memory", Memory(), 256, "Memory of the domU; 32m to 2047g (Xen's PV limit), whole MiB"
+        ),
         Setting("vcpus", Integer(1, 64), 1, "Number of virtual CPUs"),
         Setting(
             "vif",

@@ -80,7 +80,6 @@ def status(config: Path, names: list[str], as_json: bool, out: TextIO = sys.stdo
             {row["domain"] for row in rows},
             "domain",
             site,
-            hint="`./domus status` without names shows every one",
         )
         # the shared images (root.img, the hotplug script) are part of every domU
         rows = [row for row in rows if row["domain"] is None or row["domain"] in names]

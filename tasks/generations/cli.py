@@ -184,12 +184,25 @@ class Commands:
 
         return each(self.slots(names), one)
 
-    def gc(self) -> int:
+    def gc(self, keep: Sequence[str] = ()) -> int:
+        """Retire what the site no longer has (tasks.orphans), then collect generations."""
+        from tasks import orphans
         from tasks.run import start_run
 
         start_run(self.layout, generations=False)  # collecting removes those
         start = time.monotonic()
-        collected = collect_now(self.store, self.site.generations.keep)
+        running = running_domains()
+        when = orphans.stamp()
+        for orphan in orphans.find(self.layout, [*self.domus, *keep]):
+            if any(domain.name == orphan.name for domain in running):
+                print(f"{orphan.name} runs: not retired until it is shut down")
+                continue
+            for line in orphans.retire(self.layout, orphan, when):
+                print(line)
+        slots = self.store.slots()
+        collected = collect(
+            self.store, self.site.generations.keep, in_use(self.store, running, slots)
+        )
         print(
             f"removed {generations_count(len(collected.removed))} "
             f"({human_size(collected.freed)}), kept {collected.kept}, "

@@ -27,6 +27,14 @@ from tasks.deploy.moves import (
     record_placement,
     stamp,
 )
+from tasks.deploy.retire import (
+    add_retiring,
+    forget_retired,
+    retired_there,
+    retiring,
+    unreached,
+    would_retire,
+)
 from tasks.deploy.ssh import write_known_hosts
 from tasks.deploy.stage import Prepared, build_here, deploy_dir, inventory, prepare
 from tasks.errors import EXIT_FAILED, EXIT_OK, DomusError, UsageError, require_known
@@ -67,11 +75,15 @@ def run_playbook(
     prepared: list[Prepared],
     moving_out: dict[str, list[dict[str, str]]],
     playbook: str = "deploy.yml",
+    retire_only: Sequence[Host] = (),
+    log_mode: str = "w",
 ) -> dict[str, dict]:
     """Run the role on every prepared host at once; what each did, by host name."""
     top = deploy_dir(site)
     path = top / "inventory.json"
-    path.write_text(json.dumps(inventory(site, prepared, moving_out), indent=1))
+    hosts = inventory(site, prepared, moving_out)
+    add_retiring(hosts, site, list(retire_only))
+    path.write_text(json.dumps(hosts, indent=1))
     results = top / "results.json"
     results.unlink(missing_ok=True)
     env = {
@@ -87,7 +99,7 @@ def run_playbook(
         "ANSIBLE_LOCAL_TEMP": str(top / "ansible-tmp"),
         "DOMUS_DEPLOY_RESULTS": str(results),
     }
-    with open(top / "ansible.log", "w") as log:
+    with open(top / "ansible.log", log_mode) as log:
         subprocess.run(
             [str(ansible_playbook()), "-i", str(path), str(ANSIBLE / playbook)],
             env=env,
@@ -145,6 +157,7 @@ def summary(
                 f"({files} file{'' if files == 1 else 's'}); "
                 f"there: {built_line(result['output']['Build'])}"
             )
+        lines.extend(f"{'':<{width}}          {line}" for line in retired_there(result))
         for refused in result.get("refused", []):
             lines.append(f"{'':<{width}}          refused: {refused.splitlines()[0]}")
     return lines, failed
@@ -174,7 +187,7 @@ def fetch_downloads(site: Site) -> None:
         raise DomusError(f"downloading the root's sets and kernel failed: {failure}")
 
 
-def deploy(site: Site, names: Sequence[str], check: bool = False) -> int:
+def deploy(site: Site, names: Sequence[str], check: bool = False, serial: int = 0) -> int:
     hosts = select_hosts(site, names)
     check_no_state_left_behind(site)
     ansible_playbook()
@@ -195,15 +208,20 @@ def deploy(site: Site, names: Sequence[str], check: bool = False) -> int:
         for host in hosts
     ]
     ready = [each for each in prepared if each.error is None and each.domus]
+    # a host left without domUs is still visited to retire the ones the site no longer has
+    to_retire = retiring(site)
+    ready += [p for p in prepared if p.error is None and not p.domus and p.host.name in to_retire]
     when = stamp()
     moving_out: dict[str, list[dict[str, str]]] = {}
     for move in moving:
         if any(each.host.name == move.new for each in ready):
             moving_out.setdefault(move.old, []).append(outgoing(site, move, when))
     built = time.monotonic()
-    results = run_playbook(site, ready, moving_out) if ready else {}
+    results = run_in_batches(site, ready, moving_out, serial)
     lines, failed = summary(prepared, results, moving_out)
-    record_placement(site, [each.host.name for each in prepared if each.host.name not in failed])
+    done = [each.host.name for each in prepared if each.host.name not in failed]
+    record_placement(site, done)
+    forget_retired(site, [each.host.name for each in ready if each.host.name in done])
     print("\n".join(lines))
     seconds = time.monotonic() - start
     timing = f"{built - start:.1f} s building here, {seconds - built + start:.1f} s Ansible"
@@ -218,6 +236,37 @@ def deploy(site: Site, names: Sequence[str], check: bool = False) -> int:
     hosts_done = f"{len(prepared)} host{'' if len(prepared) == 1 else 's'}"
     print(f"deployed {hosts_done} in {seconds:.1f} s ({timing})")
     return EXIT_OK
+
+
+def run_in_batches(
+    site: Site, ready: list[Prepared], moving_out: dict[str, list[dict[str, str]]], serial: int
+) -> dict[str, dict]:
+    """The playbook on `serial` hosts at a time (all at once for 0), stopping after a batch
+    in which a host failed: the hosts after it are marked as not deployed."""
+    size = serial or len(ready) or 1
+    batches = [ready[start : start + size] for start in range(0, len(ready), size)]
+    results: dict[str, dict] = {}
+    for index, batch in enumerate(batches):
+        names = {each.host.name for each in batch}
+        moves_out = {
+            old: [move for move in moves if move["to"] in names]
+            for old, moves in moving_out.items()
+        }
+        results.update(
+            run_playbook(
+                site,
+                [each for each in batch if each.domus],
+                {old: moves for old, moves in moves_out.items() if moves},
+                retire_only=[each.host for each in batch if not each.domus],
+                log_mode="a" if index else "w",
+            )
+        )
+        if any(_problem(each, results.get(each.host.name, {})) for each in batch):
+            for later in batches[index + 1 :]:
+                for each in later:
+                    each.error = "not deployed: a host before it failed (--serial)"
+            break
+    return results
 
 
 # -- deploy --check --------------------------------------------------------------------------
@@ -246,6 +295,10 @@ def check_hosts(site: Site, hosts: list[Host]) -> int:
         print(f"{name}:")
         for line in would_do(each, result, [m for m in moving if name in (m.old, m.new)]):
             print(f"  {line}")
+        for line in would_retire(site, name):
+            print(f"  {line}")
+    for name, domus in unreached(site).items():
+        print(f"{name} (no longer in hosts): {', '.join(domus)} stay there as they are")
     if failed:
         print(f"domus: could not check {', '.join(failed)}", file=sys.stderr)
         return EXIT_FAILED

@@ -43,9 +43,15 @@ def would_retire(site: Site, host: str) -> list[str]:
     ]
 
 
-def forget_retired(site: Site, deployed: list[str]) -> None:
-    """Drop the entries of the domUs retired on the hosts in `deployed`."""
-    gone = {name for host in deployed for name in retiring(site).get(host, [])}
+def forget_retired(site: Site, deployed: dict[str, dict]) -> None:
+    """Drop the entries of the domUs retired on the hosts in `deployed` (name -> what the
+    host did); one that still runs there stays, to be retired by a later deploy."""
+    gone = {
+        name
+        for host, result in deployed.items()
+        for name in retiring(site).get(host, [])
+        if f"{name} runs: not retired until it is shut down" not in retired_there(result)
+    }
     if gone:
         kept = {name: host for name, host in placement(site).items() if name not in gone}
         write_file(placement_file(site), json.dumps(kept, indent=1, sort_keys=True) + "\n")

@@ -221,7 +221,9 @@ def deploy(site: Site, names: Sequence[str], check: bool = False, serial: int = 
     lines, failed = summary(prepared, results, moving_out)
     done = [each.host.name for each in prepared if each.host.name not in failed]
     record_placement(site, done)
-    forget_retired(site, [each.host.name for each in ready if each.host.name in done])
+    forget_retired(
+        site, {p.host.name: results.get(p.host.name, {}) for p in ready if p.host.name in done}
+    )
     print("\n".join(lines))
     seconds = time.monotonic() - start
     timing = f"{built - start:.1f} s building here, {seconds - built + start:.1f} s Ansible"

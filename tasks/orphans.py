@@ -119,3 +119,38 @@ def retire(layout: Layout, orphan: Orphan, when: str) -> list[str]:
         Store(layout).forget(pkg_slot(orphan.name))
         lines.append(f"retired pkg:{orphan.name}: its generations go unless another domU uses them")
     return lines
+
+
+def retire_here(layout: Layout, names: Collection[str], running: Collection[str]) -> list[str]:
+    """Retire those of `names` that have outputs below `layout`, but not one of `running`."""
+    lines = []
+    when = stamp()
+    for orphan in find(layout, ()):
+        if orphan.name not in names:
+            continue
+        if orphan.name in running:
+            lines.append(f"{orphan.name} runs: not retired until it is shut down")
+            continue
+        lines.extend(retire(layout, orphan, when))
+    return lines
+
+
+def main(argv: list[str]) -> int:
+    """`python -m tasks.orphans OUTPUT NAME...`, run by a deploy on a dom0 left without
+    domUs, where no site can say which it has (a site has at least one)."""
+    from tasks.locks import hold_run_lock
+    from tasks.xl import running_domains
+
+    output, *names = argv
+    layout = Layout(Path(output), Path(output) / "locks")
+    hold_run_lock(layout.locks)
+    running = {domain.name for domain in running_domains()}
+    for line in retire_here(layout, names, running):
+        print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main(sys.argv[1:]))

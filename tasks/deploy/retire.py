@@ -57,21 +57,17 @@ def forget_retired(site: Site, deployed: dict[str, dict]) -> None:
         write_file(placement_file(site), json.dumps(kept, indent=1, sort_keys=True) + "\n")
 
 
-def retire_only(site: Site, host: Host) -> dict[str, str]:
-    """The variables of the play that retires on a host left without domUs: its site
-    there (now without them), and where the domus deployed there is."""
-    from tasks.deploy.restrict import host_inputs, restricted_site, site_text
-
+def retire_only(site: Site, host: Host) -> dict[str, object]:
+    """The variables of the play that retires on a host left without domUs: what to retire
+    and where the domus deployed there is. A site names at least one domU, so that host's
+    site there is removed instead of rewritten: nothing builds there any more."""
     deploy = PurePosixPath(host.output) / "deploy"
-    inputs = host_inputs(site, ())
-    data = restricted_site(
-        site, host, host.output, str(deploy / "keys"), inputs.to(deploy / "inputs")
-    )
     return {
         "output": host.output,
-        "site": site_text(data),
+        "names": retiring(site).get(host.name, []),
         "python": str(deploy / "venv" / "bin" / "python"),
         "source": str(deploy / "domus"),
+        "site": str(deploy / "site.yaml"),
     }
 
 

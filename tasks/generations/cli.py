@@ -192,13 +192,9 @@ class Commands:
         start_run(self.layout, generations=False)  # collecting removes those
         start = time.monotonic()
         running = running_domains()
-        when = orphans.stamp()
-        for orphan in orphans.find(self.layout, [*self.domus, *keep]):
-            if any(domain.name == orphan.name for domain in running):
-                print(f"{orphan.name} runs: not retired until it is shut down")
-                continue
-            for line in orphans.retire(self.layout, orphan, when):
-                print(line)
+        gone = [o.name for o in orphans.find(self.layout, [*self.domus, *keep])]
+        for line in orphans.retire_here(self.layout, gone, {d.name for d in running}):
+            print(line)
         slots = self.store.slots()
         collected = collect(
             self.store, self.site.generations.keep, in_use(self.store, running, slots)

@@ -4,7 +4,8 @@
     activate IMAGE GENERATION   make one active (an id, or the start of one)
     rollback IMAGE...           back to the generation active before this one
     pin IMAGE... / unpin IMAGE...   builds and nightly runs leave a pinned image alone
-    gc                          remove old generations (see generations.keep)
+    gc [--keep NAME]            retire the outputs of domUs the site no longer has
+                                (tasks.orphans), remove old generations (generations.keep)
 
 IMAGE is root, pkg:NAME or pkg (the pkg.img of every domU). Add config=PATH for a site
 other than config/site.yaml (tasks.cli parses the command line). Activation and rollback

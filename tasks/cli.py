@@ -284,7 +284,11 @@ def generations(args: argparse.Namespace) -> int:
     if getattr(args, "host", None):
         from tasks.deploy.remote import on_host
 
-        return on_host(args.site, args.host, [args.command, *args.images])
+        if args.command == "activate":
+            words = [args.image, args.generation]
+        else:
+            words = getattr(args, "images", [])  # gc has none
+        return on_host(args.site, args.host, [args.command, *words])
     commands = Commands(args.site)
     if args.command == "generations":
         return commands.list(args.images, as_json=args.json)
@@ -294,7 +298,7 @@ def generations(args: argparse.Namespace) -> int:
         return commands.rollback(args.images)
     if args.command in ("pin", "unpin"):
         return commands.pin(args.images, args.command == "pin")
-    return commands.gc()
+    return commands.gc(args.keep)
 
 
 def render(args: argparse.Namespace) -> int:
@@ -343,7 +347,7 @@ def deploy(args: argparse.Namespace) -> int:
 
         trust(args.site, select_hosts(args.site, args.hosts), sys.stdout)
         return EXIT_OK
-    return deploy(args.site, args.hosts, check=args.check)
+    return deploy(args.site, args.hosts, check=args.check, serial=args.serial)
 
 
 # -- their arguments ---------------------------------------------------------------------
@@ -462,6 +466,7 @@ COMMANDS: dict[str, Command] = {
         lambda p: (
             p.add_argument("image", metavar="IMAGE", help="root or pkg:NAME"),
             p.add_argument("generation", metavar="GENERATION", help="an id, or its start"),
+            host_option(p),
         ),
     ),
     "rollback": (
@@ -472,10 +477,29 @@ COMMANDS: dict[str, Command] = {
     "pin": (
         "builds and nightly runs leave a pinned image alone",
         generations,
-        lambda p: images(p, "+"),
+        lambda p: (images(p, "+"), host_option(p)),
     ),
-    "unpin": ("undo pin; names the newest build", generations, lambda p: images(p, "+")),
-    "gc": ("remove old generations (keeps generations.keep of each)", generations, None),
+    "unpin": (
+        "undo pin; names the newest build",
+        generations,
+        lambda p: (images(p, "+"), host_option(p)),
+    ),
+    "gc": (
+        "retire the outputs of domUs the site no longer has, remove old generations "
+        "(keeps generations.keep of each)",
+        generations,
+        lambda p: (
+            host_option(p),
+            p.add_argument(
+                "--keep",
+                action="append",
+                default=[],
+                metavar="NAME",
+                help="leave the outputs of this domU (no longer in the site) as they are; "
+                "a deploy keeps those of a domU moving away until its new host has it",
+            ),
+        ),
+    ),
     "render": (
         "what a template renders for a domU, without building",
         render,
@@ -545,6 +569,14 @@ COMMANDS: dict[str, Command] = {
                 help="read the ssh host key each host offers now, show its fingerprint and "
                 "trust it from then on (a host pinned with hosts.NAME.host_key keeps its pin); "
                 "deploys nothing",
+            ),
+            p.add_argument(
+                "--serial",
+                type=int,
+                default=0,
+                metavar="N",
+                help="a rolling deploy: N hosts at a time, stopping after the first batch in "
+                "which a host failed (default: every host at once, each failing alone)",
             ),
         ),
     ),

@@ -1,8 +1,12 @@
-"""Change detection for large source trees without reading their contents.
+"""Change detection for large source trees without reading their contents, and the
+identity of a tree by what it holds.
 
 A tree is fingerprinted by the path, size, mtime and mode of every entry, the way
 make-like tools trust timestamps: a few milliseconds for thousands of files, where
-hashing a gigabyte would take seconds.
+hashing a gigabyte would take seconds. That is the no-op check only: a directory's size
+and an entry's mtime are the file system's choice (4096 on ext4, other sizes on tmpfs, FFS
+or xfs; seconds or nanoseconds), so what names a generation is the tree's content
+(`tree_content`), read only when a build runs.
 """
 
 from __future__ import annotations
@@ -49,6 +53,38 @@ def fingerprint_of(entries: Iterable[Entry]) -> str:
 
 def tree_fingerprint(top: Path) -> str:
     return fingerprint_of(tree_entries(top))
+
+
+def tree_content(top: Path) -> str:
+    """A tree by the name, mode, owner and link target or content of every entry: the same
+    for a copy on any file system that keeps modes and owners (rsync -a, cp -a)."""
+    digest = hashlib.sha256()
+    prefix = len(os.fsencode(top)) + 1
+    stack = [str(top)]
+    while stack:
+        directory = stack.pop()
+        with os.scandir(directory) as listing:
+            items = sorted(listing, key=lambda item: item.name)
+        for item in items:
+            st = item.stat(follow_symlinks=False)
+            # a name is bytes to NetBSD, not always UTF-8: hashed as those bytes
+            digest.update(b"/" + os.fsencode(item.path)[prefix:])
+            digest.update(f"\0{st.st_mode:o}\0{st.st_uid}\0{st.st_gid}\0".encode())
+            if item.is_symlink():
+                digest.update(os.fsencode(os.readlink(item.path)))
+            elif item.is_dir(follow_symlinks=False):
+                stack.append(item.path)
+            elif item.is_file(follow_symlinks=False):
+                digest.update(_file_digest(item.path))
+            else:  # a device node: its number is its content
+                digest.update(f"{st.st_rdev}".encode())
+            digest.update(b"\n")
+    return digest.hexdigest()
+
+
+def _file_digest(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").digest()
 
 
 def located_anywhere(path: Path) -> str:

@@ -11,7 +11,7 @@ import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from tasks.fingerprint import tree_fingerprint
+from tasks.fingerprint import tree_content
 
 
 def file_hash(path: Path) -> str:
@@ -38,12 +38,11 @@ def flatten(value: object, prefix: str = "") -> dict[str, str]:
 def make_record(
     files: Mapping[str, Path], config: Mapping[str, object], trees: Mapping[str, Path] | None = None
 ) -> dict[str, str]:
-    """Files by content; large trees by fingerprint (path, size, mtime and mode of every
-    entry), as their tasks' change checks see them."""
+    """Files by content; large trees by the name, mode, owner and content of every entry
+    (tasks.fingerprint.tree_content), never by what a file system chooses (a directory's
+    size, an mtime's precision), so a copy of a tree on a dom0 gives the same record."""
     record = {f"file {name}": file_hash(path) for name, path in files.items()}
-    record.update(
-        {f"tree {name}": tree_fingerprint(path)[:16] for name, path in (trees or {}).items()}
-    )
+    record.update({f"tree {name}": tree_content(path)[:16] for name, path in (trees or {}).items()})
     record.update({f"config {key}": value for key, value in flatten(config).items()})
     return dict(sorted(record.items()))
 

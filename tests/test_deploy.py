@@ -476,3 +476,82 @@ def test_a_move_killed_in_the_build_resumes_and_ends_on_one_host(cluster: Cluste
     assert not (cluster.output("alpha") / "xen" / "www2.cfg.released").exists()
     assert json.loads((top / "moves.json").read_text())["moves"] == {}
     assert len(list(top.glob("ansible-*.log"))) <= 5
+
+
+def test_activate_pin_and_unpin_on_one_host(cluster: Cluster) -> None:
+    output = cluster.output("gamma")
+    state = output / "images" / "generations" / "slots" / "root.json"
+    current = active_root(output)
+    (other,) = {p.name for p in (output / "images" / "generations" / "root").iterdir()} - {current}
+    others = {host: active_root(cluster.output(host)) for host in ("alpha", "beta")}
+    activated = domus_command(cluster, "activate", "root", other[:8], "--host", "gamma")
+    assert activated.returncode == 0, activated.stdout + activated.stderr
+    assert f"root: generation {other} active" in activated.stdout
+    assert active_root(output) == other
+    pinned = domus_command(cluster, "pin", "root", "--host", "gamma")
+    assert pinned.returncode == 0, pinned.stdout + pinned.stderr
+    assert json.loads(state.read_text())["pinned"] is True
+    listed = domus_command(cluster, "generations", "--host", "gamma")
+    assert "root (pinned):" in listed.stdout, listed.stdout
+    unpinned = domus_command(cluster, "unpin", "root", "--host", "gamma")
+    assert unpinned.returncode == 0, unpinned.stdout + unpinned.stderr
+    assert json.loads(state.read_text())["pinned"] is False
+    assert {host: active_root(cluster.output(host)) for host in ("alpha", "beta")} == others
+    # the changes were there: here, nothing of gamma's was touched
+    assert not (cluster.site.output / "images" / "generations" / "slots" / "root.json").exists()
+
+
+def test_a_rolling_deploy_stops_after_the_first_host_that_fails(cluster: Cluster) -> None:
+    cluster.set_role("5")
+    cluster.dom0s["alpha"].stop()
+    try:
+        stopped = domus_command(cluster, "deploy", "--serial", "1")
+    finally:
+        cluster.dom0s["alpha"].start()
+    assert stopped.returncode == 1
+    assert "alpha  FAILED  unreachable" in stopped.stdout, stopped.stdout
+    assert "gamma  FAILED  not deployed: a host before it failed (--serial)" in stopped.stdout
+    assert "db1" not in (cluster.site.output / "deploy" / "inventory.json").read_text()
+    rolling = domus_command(cluster, "deploy", "--serial", "1")
+    assert rolling.returncode == 0, rolling.stdout + rolling.stderr
+    assert "alpha  ok" in rolling.stdout and "gamma  ok" in rolling.stdout
+    # one batch after the other, each an ansible-playbook run of its own
+    log = (cluster.site.output / "deploy" / "ansible.log").read_text()
+    assert log.count("PLAY RECAP") >= 2, log
+    assert ImageReader(cluster.local("www1"), "ext2fs").text("etc/domus-role") == "web 5\n"
+
+
+def test_a_deploy_retires_the_domus_the_site_no_longer_has(cluster: Cluster) -> None:
+    placed = json.loads((cluster.site.output / "deploy" / "placement.json").read_text())
+    states = {name: digests(cluster.local(name, placed[name]).parent) for name in ("www2", "db1")}
+    for name in ("www2", "db1"):
+        del cluster.site.data["domains"][name]
+    cluster.site.save()
+    checked = domus_command(cluster, "deploy", "--check")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    lines = checked.stdout.splitlines()
+    retire = "  retire {} (no longer in the site): its local.img and xl config kept there as "
+    for name in ("www2", "db1"):
+        line = retire.format(name) + f"images/{name}.retired-STAMP"
+        assert line in lines, lines
+        assert lines.index(f"{placed[name]}:") < lines.index(line)
+        assert cluster.local(name, placed[name]).exists()
+    deployed = cluster.deploy()
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    # a host that keeps other domUs retires in its deploy; one left without domUs (db1's
+    # gamma) is visited for that alone
+    for name, host in (("www2", placed["www2"]), ("db1", placed["db1"])):
+        images = cluster.output(host) / "images"
+        (archive,) = images.glob(f"{name}.retired-*")
+        assert f"retired {name}: {archive}" in deployed.stdout, deployed.stdout
+        assert stat.S_IMODE(archive.stat().st_mode) == 0o700
+        assert (archive / f"{name}.cfg").exists()
+        assert not (cluster.output(host) / "xen" / f"{name}.cfg").exists()
+        assert not (images / name).exists()
+        kept = digests(archive)
+        assert kept["local.img"] == states[name]["local.img"]
+    assert cluster.local("www1").exists()
+    placement = json.loads((cluster.site.output / "deploy" / "placement.json").read_text())
+    assert placement == {"www1": "alpha"}
+    again = domus_command(cluster, "deploy", "--check")
+    assert "retire" not in again.stdout, again.stdout

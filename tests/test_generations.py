@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -392,3 +393,38 @@ def test_diff_after_a_rollback_compares_with_the_generation_rolled_back_from(sit
     assert done.returncode == 0, done.stderr
     assert "no generation was active before" not in done.stderr
     assert second in done.stdout and first in done.stdout, done.stdout
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    mount = tmp_path / "tmpfs"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mount)], check=True)
+    yield mount
+    subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_a_root_tree_copied_to_another_file_system_names_the_same_generation(tmp_path, tmpfs):
+    # ext4 gives a directory 4096 bytes, tmpfs a size from its entries: a dom0 on another
+    # file system must find the generation shipped to it, not build its own
+    site = Site(tmp_path / "site")
+    source = Path(site.data["root"]["source"]["tree"])
+    copies = [tmp_path / "ext4" / "root", tmpfs / "root"]
+    for copy in copies:
+        copy.parent.mkdir(exist_ok=True)
+        subprocess.run(["cp", "-a", str(source), str(copy)], check=True)
+    sizes = {copy: os.lstat(copy / "etc").st_size for copy in copies}
+    assert len(set(sizes.values())) == 2, sizes
+    site.data["root"]["source"]["tree"] = str(copies[0])
+    site.save()
+    site.build()
+    (first,) = generations(site, "root")
+    site.data["root"]["source"]["tree"] = str(copies[1])
+    site.save()
+    run = site.build()
+    assert f"root: generation {first} reused (same inputs)" in run.stdout + run.stderr
+    assert generations(site, "root") == {first}
+    # what names it is the content: a changed file is a new generation
+    (copies[1] / "etc" / "motd").write_text("another motd\n")
+    site.build()
+    assert len(generations(site, "root")) == 2

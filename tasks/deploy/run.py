@@ -36,6 +36,14 @@ from tasks.deploy.moves import (
     record_placement,
     stamp,
 )
+from tasks.deploy.retire import (
+    add_retiring,
+    forget_retired,
+    retired_there,
+    retiring,
+    unreached,
+    would_retire,
+)
 from tasks.deploy.ssh import write_known_hosts
 from tasks.deploy.stage import Prepared, build_here, deploy_dir, inventory, prepare
 from tasks.errors import EXIT_FAILED, EXIT_OK, DomusError, UsageError, require_known
@@ -72,11 +80,19 @@ def ansible_playbook() -> Path:
     return program
 
 
-def run_playbook(site: Site, prepared: list[Prepared], playbook: str = "deploy.yml") -> Ran:
-    """Run the role on every prepared host at once; what each did, by host name."""
+def run_playbook(
+    site: Site,
+    prepared: list[Prepared],
+    playbook: str = "deploy.yml",
+    retire_only: Sequence[Host] = (),
+) -> Ran:
+    """Run the role on every prepared host at once (and on `retire_only`, hosts left
+    without domUs, the retiring of those the site no longer has); what each did."""
     top = deploy_dir(site)
     path = top / "inventory.json"
-    path.write_text(json.dumps(inventory(site, prepared), indent=1))
+    hosts = inventory(site, prepared)
+    add_retiring(hosts, site, list(retire_only))
+    path.write_text(json.dumps(hosts, indent=1))
     results = top / "results.json"
     results.unlink(missing_ok=True)
     env = {
@@ -224,6 +240,7 @@ def summary(
                 f"({files} file{'' if files == 1 else 's'}); "
                 f"there: {built_line(result['output']['Build'])}"
             )
+        lines.extend(f"{'':<{width}}          {line}" for line in retired_there(result))
         for note in notes.get(name, []):
             lines.append(f"{'':<{width}}          {note}")
             if not note.startswith("refused:") and name not in failed:
@@ -256,7 +273,7 @@ def fetch_downloads(site: Site) -> None:
         raise DomusError(f"downloading the root's sets and kernel failed: {failure}")
 
 
-def deploy(site: Site, names: Sequence[str], check: bool = False) -> int:
+def deploy(site: Site, names: Sequence[str], check: bool = False, serial: int = 0) -> int:
     hosts = select_hosts(site, names)
     check_no_state_left_behind(site)
     ansible_playbook()
@@ -279,9 +296,19 @@ def deploy(site: Site, names: Sequence[str], check: bool = False) -> int:
     for each in prepared:
         if each.host.name in handed.failed and each.error is None:
             each.error = "; ".join(handed.failed[each.host.name])
+    # a domU handed over but not yet confirmed is no longer in its old host's site: the
+    # garbage collection there leaves it for the confirmation to archive
+    released = {entry["old"]: [] for entry in in_flight(site).values()}
+    for name, entry in in_flight(site).items():
+        released[entry["old"]].append(name)
+    for each in prepared:
+        each.role["keep"] = sorted(released.get(each.host.name, []))
     built = time.monotonic()
     going = [each for each in prepared if each.error is None and each.domus]
-    ran = run_playbook(site, going) if going else None
+    # a host left without domUs is still visited to retire the ones the site no longer has
+    to_retire = retiring(site)
+    going += [p for p in prepared if p.error is None and not p.domus and p.host.name in to_retire]
+    ran = run_in_batches(site, going, serial)
     results = ran.results if ran else {}
     log = ran.log if ran else None
     done = [
@@ -295,7 +322,9 @@ def deploy(site: Site, names: Sequence[str], check: bool = False) -> int:
     lines, failed = summary(prepared, results, notes, log)
     # the domUs still moving stay where they were until their move is confirmed
     unconfirmed = {n for n, entry in in_flight(site).items() if entry["step"] != "confirmed"}
-    record_placement(site, [name for name in done if name not in failed], unconfirmed)
+    deployed = [name for name in done if name not in failed]
+    record_placement(site, deployed, unconfirmed)
+    forget_retired(site, {name: results.get(name, {}) for name in deployed})
     print("\n".join(lines))
     seconds = time.monotonic() - start
     timing = f"{built - start:.1f} s building here, {seconds - built + start:.1f} s Ansible"
@@ -310,6 +339,28 @@ def deploy(site: Site, names: Sequence[str], check: bool = False) -> int:
     hosts_done = f"{len(prepared)} host{'' if len(prepared) == 1 else 's'}"
     print(f"deployed {hosts_done} in {seconds:.1f} s ({timing})")
     return EXIT_OK
+
+
+def run_in_batches(site: Site, ready: list[Prepared], serial: int) -> Ran | None:
+    """The playbook on `serial` hosts at a time (all at once for 0), stopping after a batch
+    in which a host failed: the hosts after it are marked as not deployed. None when no
+    host is to be visited."""
+    size = serial or len(ready) or 1
+    batches = [ready[start : start + size] for start in range(0, len(ready), size)]
+    ran: Ran | None = None
+    for index, batch in enumerate(batches):
+        this = run_playbook(
+            site,
+            [each for each in batch if each.domus],
+            retire_only=[each.host for each in batch if not each.domus],
+        )
+        ran = this if ran is None else Ran({**ran.results, **this.results}, this.log)
+        if any(_problem(each, ran.results.get(each.host.name, {})) for each in batch):
+            for later in batches[index + 1 :]:
+                for each in later:
+                    each.error = "not deployed: a host before it failed (--serial)"
+            break
+    return ran
 
 
 # -- deploy --check --------------------------------------------------------------------------
@@ -338,6 +389,10 @@ def check_hosts(site: Site, hosts: list[Host]) -> int:
         print(f"{name}:")
         for line in would_do(each, result, [m for m in moving if name in (m.old, m.new)]):
             print(f"  {line}")
+        for line in would_retire(site, name):
+            print(f"  {line}")
+    for name, domus in unreached(site).items():
+        print(f"{name} (no longer in hosts): {', '.join(domus)} stay there as they are")
     if failed:
         print(f"domus: could not check {', '.join(failed)}", file=sys.stderr)
         return EXIT_FAILED

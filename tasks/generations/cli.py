@@ -4,7 +4,8 @@
     activate IMAGE GENERATION   make one active (an id, or the start of one)
     rollback IMAGE...           back to the generation active before this one
     pin IMAGE... / unpin IMAGE...   builds and nightly runs leave a pinned image alone
-    gc                          remove old generations (see generations.keep)
+    gc [--keep NAME]            retire the outputs of domUs the site no longer has
+                                (tasks.orphans), remove old generations (generations.keep)
 
 IMAGE is root, pkg:NAME or pkg (the pkg.img of every domU). Add config=PATH for a site
 other than config/site.yaml (tasks.cli parses the command line). Activation and rollback
@@ -224,12 +225,21 @@ class Commands:
 
         return each(self.slots(names), one)
 
-    def gc(self) -> int:
+    def gc(self, keep: Sequence[str] = ()) -> int:
+        """Retire what the site no longer has (tasks.orphans), then collect generations."""
+        from tasks import orphans
         from tasks.run import start_run
 
         start_run(self.layout, generations=False)  # collecting removes those
         start = time.monotonic()
-        collected = collect_now(self.store, self.site.generations.keep)
+        running = running_domains()
+        gone = [o.name for o in orphans.find(self.layout, [*self.domus, *keep])]
+        for line in orphans.retire_here(self.layout, gone, {d.name for d in running}):
+            print(line)
+        slots = self.store.slots()
+        collected = collect(
+            self.store, self.site.generations.keep, in_use(self.store, running, slots)
+        )
         for generation in collected.removed:
             print(
                 f"removed {generation.pool} generation {generation.id}, built "

@@ -327,3 +327,10 @@ class Store:
         if (built, stack) != (state.built, state.stack):
             state.built, state.stack = built, stack
             self._save(slot, state)
+
+    def forget(self, slot: Slot) -> None:
+        """The slot of a domU the site no longer has: its active link and its state go, so
+        garbage collection keeps its generations only for the domUs that still use them."""
+        with self.lock():
+            self.active_link(slot).unlink(missing_ok=True)
+            self.state_path(slot).unlink(missing_ok=True)

@@ -40,6 +40,7 @@ def rows_judged(config: Path) -> tuple[str, list[Row]]:
     from tasks.site import load_site
     from tasks.status.items import items
     from tasks.status.judge import after_root, judge, retiring
+    from tasks.status.orphaned import orphan_rows
     from tasks.status.record import Trees, load_records
 
     site = load_site(config)
@@ -65,13 +66,18 @@ def rows_judged(config: Path) -> tuple[str, list[Row]]:
                 "task": item.task,
             }
         )
+    rows.extend(orphan_rows(build.layout.output, [domu.name for domu in site.domus]))
     return str(site.path), rows
 
 
 def status(config: Path, names: list[str], as_json: bool, out: TextIO = sys.stdout) -> int:
     record = noop.unchanged(config)
     if record is not None:
+        from tasks.status.orphaned import orphan_rows
+
         site, rows = record["site"], rows_unchanged(record)
+        domains = {str(row["domain"]) for row in rows if row["domain"] is not None}
+        rows.extend(orphan_rows(Path(record["output"]), domains))
     else:
         site, rows = rows_judged(config)
     if names:

@@ -481,7 +481,7 @@ FSCK = {"ffs": "fsck_ffs", "ext2fs": "fsck_ext2fs"}
 
 
 def e2fsck_problem(image: Path) -> str | None:
-    done = run(["e2fsck", "-fn", str(image)], f"checking {image.name}", check=False)
+    done = run(["e2fsck", "-fn", str(image)], f"checking {image.name}", check=False, guest=True)
     if done.returncode == 0:
         return None
     lines = [line for line in done.stdout.splitlines() if line.strip()]

@@ -50,6 +50,7 @@ from tasks.converge.shape import Shape, has_density
 from tasks.errors import DomusError
 from tasks.images.ffs import inodes_per_group, makefs_argv, room_options
 from tasks.images.ffs_reader import FfsEntry, FfsError, FfsImage, FfsParams
+from tasks.images.guest_limits import MAX_FILE_SIZE, too_large
 from tasks.images.plaintext import private_dir
 from tasks.images.publish import fsync_dir, publishing
 from tasks.images.sparse import punch_zeros
@@ -177,6 +178,8 @@ class RewriteFiles:
     image is itself the image); `shape`: the new image's size and inode density (None:
     the old image's shape, kept exactly)."""
 
+    max_file_size = MAX_FILE_SIZE  # converge.max_file_size: a larger file is not read
+
     def __init__(
         self,
         image: Path,
@@ -234,6 +237,8 @@ class RewriteFiles:
                 "manages it and does not replace it",
                 hint="make it a regular file again, or reprovision",
             )
+        if entry.size > self.max_file_size:
+            raise too_large(str(self.image), path, entry.size, self.max_file_size)
         return FileState(self.reader.read(entry), entry.mode, entry.uid, entry.gid, entry.flags)
 
     def read_all(self, paths: Sequence[str]) -> dict[str, FileState | None]:
@@ -319,7 +324,7 @@ class RewriteFiles:
         try:
             with timed(f"{self.image.name}: makefs"):
                 run(makefs_argv(spec, shape.size, dest, staging, ORDERS[params.order], options),
-                    dest.name)  # fmt: skip
+                    dest.name, guest=True)  # fmt: skip
         except DomusError as error:
             raise DomusError(
                 f"{self.image} cannot be made anew at {format_size(shape.size)}: makefs "
@@ -424,7 +429,7 @@ def makefs(
     ]
     dest.unlink(missing_ok=True)
     argv = makefs_argv(spec, size, dest, staging, ORDERS[params.order], options)
-    run(argv, dest.name)
+    run(argv, dest.name, guest=True)
 
 
 # --- the staged tree ----------------------------------------------------------------

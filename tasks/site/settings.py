@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from yaml.nodes import MappingNode, Node, ScalarNode
 
 from tasks.cgd.table import CIPHERS, DEFAULT_CIPHER, SUPPORTED_CIPHERS
+from tasks.images.guest_limits import MAX_FILE_SIZE
 from tasks.site.kinds import (
     Choice,
     FileOrUrl,
@@ -403,6 +404,14 @@ SITE = Table(
             "Old local.img files a converge that rewrites the image (FFS where it cannot be "
             "mounted read-write) keeps beside it as local-converge-YYYYmmddTHHMMSS.img, "
             "newest first; 0 keeps none",
+        ),
+        Setting(
+            "converge.max_file_size",
+            Size(4096, 1024 * MiB),
+            MAX_FILE_SIZE,
+            "Largest file a converge, `status` or a dry run reads from a local.img (a managed "
+            "file, the image's record of them): the domU writes that image, so a larger one "
+            "is refused, named, before it is read",
         ),
         Group(
             "blockdev",

@@ -49,7 +49,7 @@ from tasks.converge.plan import Change, FileState, backup_name, pruned_backups
 from tasks.converge.shape import Shape, has_density
 from tasks.errors import DomusError
 from tasks.images.ffs import inodes_per_group, makefs_argv, room_options
-from tasks.images.ffs_reader import FfsEntry, FfsError, FfsImage, FfsParams
+from tasks.images.ffs_reader import CHUNK, FfsEntry, FfsError, FfsImage, FfsParams
 from tasks.images.guest_limits import MAX_FILE_SIZE, too_large
 from tasks.images.plaintext import private_dir
 from tasks.images.publish import fsync_dir, publishing
@@ -254,7 +254,12 @@ class RewriteFiles:
         check_rewritable(self.image, self.reader)
         entries = list(self.reader.entries())
         params = self.reader.params
-        staged = sum(e.size + STAGING_SLACK for e in entries if e.type in ("file", "dir"))
+        # a sparse file is staged with its holes: it costs the blocks it holds
+        staged = sum(
+            min(e.size, e.blocks * 512) + STAGING_SLACK
+            for e in entries
+            if e.type in ("file", "dir")
+        )
         changed = sum(len(c.new.data) + STAGING_SLACK for c in changes if c.new is not None)
         # the staged tree and the new image (and, sealed, its encrypted copy: counted by
         # the caller with the plaintext)
@@ -471,7 +476,7 @@ class Staged:
                 os.link(first[entry.inode], host, follow_symlinks=False)
                 digest = digests.get(entry.inode)
             elif entry.type == "file":
-                digest = _write(host, reader.chunks(entry))
+                digest = _write_sparse(host, reader, entry)
                 digests[entry.inode] = digest
             elif entry.type == "link":
                 os.symlink(entry.link or b"", host)
@@ -618,6 +623,39 @@ def _write(host: bytes, chunks: Iterable[bytes]) -> bytes:
             view = memoryview(chunk)
             while view:
                 view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
+    return digest.digest()
+
+
+def _write_sparse(host: bytes, reader: FfsImage, entry: FfsEntry) -> bytes:
+    """The file staged with its holes: only the blocks the image holds are written, so a
+    file the guest made sparse costs its blocks, not the size it claims. The digest is
+    of its whole content, holes read as zeros."""
+    digest = hashlib.sha256()
+    hashed = 0
+
+    def zeros_to(offset: int) -> None:
+        nonlocal hashed
+        while hashed < offset:
+            step = min(offset - hashed, CHUNK)
+            digest.update(bytes(step))
+            hashed += step
+
+    fd = os.open(host, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        for offset, at, length in reader.file_extents(entry):
+            zeros_to(offset)
+            for step in range(0, length, CHUNK):
+                data = reader.read_at(at + step, min(CHUNK, length - step))
+                view = memoryview(data)
+                done = 0
+                while done < len(view):
+                    done += os.pwrite(fd, view[done:], offset + step + done)
+                digest.update(data)
+                hashed += len(data)
+        zeros_to(entry.size)
+        os.ftruncate(fd, entry.size)
     finally:
         os.close(fd)
     return digest.digest()

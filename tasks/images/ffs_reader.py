@@ -454,9 +454,17 @@ class FfsImage:
     def data_extents(self, entry: FfsEntry) -> Iterator[tuple[int, int]]:
         """(byte offset in the image, bytes) of a regular file's or directory's allocated
         data, holes left out: what reading it back costs, whatever size it claims."""
+        for _, at, length in self.file_extents(entry):
+            yield at, length
+
+    def file_extents(self, entry: FfsEntry) -> Iterator[tuple[int, int, int]]:
+        """(byte offset in the file, byte offset in the image, bytes) of the allocated
+        data of a regular file or directory, holes left out."""
+        offset = 0
         for address, length in self._extents(self.stat_inode(entry.inode)):
             if address:
-                yield self._inside(address, length), length
+                yield offset, self._inside(address, length), length
+            offset += length
 
     def read_at(self, offset: int, size: int) -> bytes:
         """`size` bytes of the image at `offset` (of a data extent), or FfsError."""

@@ -1,0 +1,236 @@
+"""A guest's disk is hostile input to every command that reads it: on a local.img whose
+superblock, inodes or directory entries the guest chose, `converge --dry-run`, `show`,
+`ls`, `diff` and `check` each end with a documented exit status and one clear line, in
+bounded time and memory (RLIMIT_AS 1 GiB, a wall-clock limit), never a traceback, and
+write nothing outside the site's output directory.
+
+FFS (www1, read by domus's own reader) and ext2fs (db1, read by debugfs: the site attaches
+no image, so no kernel reads a crafted file system here)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+
+from tasks.images.ffs_reader import FfsImage
+from tests.sites import REPO, Site
+from tests.test_hostile_images import VALUES, mutate, targets
+
+LIMIT_AS = 1 << 30
+SECONDS = 120
+EXITS = {0, 1, 2, 78}
+
+
+def commands(name: str) -> list[list[str]]:
+    return [
+        ["converge", "--dry-run", name],
+        ["show", f"local:{name}:/etc/rc.conf"],
+        ["ls", f"local:{name}:/etc"],
+        ["diff", f"local:{name}"],
+        ["check", name],
+    ]
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Site:
+    site = Site(tmp_path_factory.mktemp("hostile-commands"))
+    site.data["blockdev"] = {"backend": "none"}
+    site.save()
+    site.build()
+    return site
+
+
+@pytest.fixture(scope="module")
+def pristine(site: Site, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    keep = tmp_path_factory.mktemp("pristine")
+    found = {}
+    for name in ("www1", "db1"):
+        found[name] = keep / f"{name}.img"
+        shutil.copyfile(site.image(name, "local.img"), found[name])
+    return found
+
+
+def ext2_targets(image: Path) -> dict[str, list[tuple[int, int]]]:
+    """(offset, width) of the superblock's fields, of the inodes of /etc and /etc/rc.conf
+    (mode, size, links, blocks, flags, block pointers, size_high) and of /etc's entries."""
+    sb = 1024
+    fields = [(0, 4), (4, 4), (20, 4), (24, 4), (28, 4), (32, 4), (36, 4), (40, 4), (56, 2),
+              (58, 2), (76, 4), (84, 4), (88, 2), (92, 4), (96, 4), (100, 4)]  # fmt: skip
+    found: dict[str, list[tuple[int, int]]] = {
+        "superblock": [(sb + off, width) for off, width in fields],
+        "inode": [],
+        "directory": [],
+    }
+
+    def debugfs(command: str) -> str:
+        return subprocess.run(
+            ["debugfs", "-R", command, str(image)], capture_output=True, text=True, check=True
+        ).stdout
+
+    block = int(re.search(r"Block size:\s+(\d+)", debugfs("stats"))[1])  # type: ignore[index]
+    for path in ("/etc", "/etc/rc.conf"):
+        where = re.search(r"located at block (\d+), offset 0x([0-9a-f]+)", debugfs(f"imap {path}"))
+        assert where is not None
+        at = int(where[1]) * block + int(where[2], 16)
+        for off, width in [(0, 2), (4, 4), (26, 2), (28, 4), (32, 4), (108, 4)]:
+            found["inode"].append((at + off, width))
+        found["inode"] += [(at + 40 + 4 * index, 4) for index in range(15)]
+    for number in debugfs("blocks /etc").split()[:1]:
+        found["directory"] += [(int(number) * block + off, 4) for off in range(0, 256, 4)]
+    return found
+
+
+@pytest.fixture(scope="module")
+def places(pristine: dict[str, Path]) -> dict[str, dict[str, list[tuple[int, int]]]]:
+    return {"www1": targets(pristine["www1"]), "db1": ext2_targets(pristine["db1"])}
+
+
+def run_all(site: Site, name: str, tmp: Path) -> list[str]:
+    """Each command on the mutant of `name`: what went wrong, as text (none: all well)."""
+    wrong = []
+    for argv in commands(name):
+        try:
+            done = subprocess.run(
+                ["prlimit", f"--as={LIMIT_AS}", str(REPO / "domus"), *argv,
+                 f"config={site.path}"],
+                capture_output=True, text=True, errors="replace", cwd=site.directory,
+                env={**os.environ, "TMPDIR": str(tmp)}, stdin=subprocess.DEVNULL,
+                timeout=SECONDS,
+            )  # fmt: skip
+        except subprocess.TimeoutExpired:
+            wrong.append(f"{argv}: did not end in {SECONDS} s")
+            continue
+        said = done.stderr
+        if done.returncode not in EXITS:
+            wrong.append(f"{argv}: exit {done.returncode}: {said[-500:]}")
+        for bad in ("Traceback", "MemoryError", "a bug in domus"):
+            if bad in said:
+                wrong.append(f"{argv}: {bad}: {said[-800:]}")
+        if done.returncode != 0 and not (said + done.stdout).strip():
+            wrong.append(f"{argv}: exit {done.returncode} without a word")
+    left = os.listdir(tmp)
+    if left:
+        wrong.append(f"written to TMPDIR: {left}")
+    return wrong
+
+
+def outside(site: Site) -> set[str]:
+    """The site directory's entries beside the output directory."""
+    return {p.name for p in site.directory.iterdir()} - {site.output.name}
+
+
+Changes = list[tuple[int, int, int]]
+
+
+def mutant_of(
+    site: Site, pristine: dict[str, Path], name: str, changes: Changes, tmp: Path
+) -> list[str]:
+    for each, image in pristine.items():
+        shutil.copyfile(image, site.image(each, "local.img"))
+    mutate(pristine[name], site.image(name, "local.img"), changes)
+    before = outside(site)
+    scratch = tmp / "tmpdir"
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir()
+    wrong = run_all(site, name, scratch)
+    if outside(site) != before:
+        wrong.append(f"written beside the output directory: {outside(site) - before}")
+    return wrong
+
+
+@settings(
+    # a mutant costs five commands of seconds each; DOMUS_HOSTILE_EXAMPLES=50 searches more
+    max_examples=int(os.environ.get("DOMUS_HOSTILE_EXAMPLES", "1")),
+    deadline=None,
+    derandomize=True,
+    database=None,
+    phases=(Phase.explicit, Phase.generate),  # a mutant costs seconds: no shrinking
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(data=st.data())
+@pytest.mark.parametrize("name", ["www1", "db1"])
+@pytest.mark.parametrize("group", ["superblock", "inode", "directory"])
+def test_every_command_on_a_mutated_local_img_ends_in_a_documented_exit(
+    name: str,
+    group: str,
+    data: st.DataObject,
+    site: Site,
+    pristine: dict[str, Path],
+    places: dict[str, dict[str, list[tuple[int, int]]]],
+    tmp_path: Path,
+) -> None:
+    changes = data.draw(
+        st.lists(
+            st.tuples(st.sampled_from(places[name][group]), VALUES).map(
+                lambda pair: (pair[0][0], pair[0][1], pair[1])
+            ),
+            min_size=1,
+            max_size=3,
+        ),
+        label="changes",
+    )
+    assert mutant_of(site, pristine, name, changes, tmp_path) == [], changes
+
+
+def ffs_field(image: Path, edit: Callable[[FfsImage], Changes]) -> Changes:
+    with FfsImage(image) as reader:
+        return edit(reader)
+
+
+def test_a_huge_sparse_managed_file_is_refused_by_name_and_shown_by_streaming(
+    site: Site, pristine: dict[str, Path], tmp_path: Path
+) -> None:
+    """/etc/rc.conf made a 1 GiB hole by the guest's root: converge and diff name it and
+    read nothing; show streams it within the 1 GiB address space."""
+
+    def rc_conf_size(reader: FfsImage) -> Changes:
+        return [(reader.inode_offset(reader.entry(b"etc/rc.conf").inode) + 8, 8, 1 << 30)]
+
+    changes = ffs_field(pristine["www1"], rc_conf_size)
+    assert mutant_of(site, pristine, "www1", changes, tmp_path) == []
+    dry = subprocess.run(
+        [str(REPO / "domus"), "converge", "--dry-run", "www1", f"config={site.path}"],
+        capture_output=True, text=True, cwd=site.directory,
+    )  # fmt: skip
+    assert dry.returncode == 1
+    assert "/etc/rc.conf is 1g, larger than converge.max_file_size (1m)" in dry.stderr
+
+
+def test_a_sparse_file_is_staged_with_its_holes(tmp_path: Path) -> None:
+    """A file the guest made sparse (a size far beyond its blocks) costs the rewrite's
+    staging its blocks, and stages with the content the reader reads."""
+    from tasks.converge.rewrite import Staged
+
+    tree = tmp_path / "tree"
+    (tree / "var").mkdir(parents=True)
+    (tree / "var" / "sparse").write_bytes(b"head" * 1024)
+    image = tmp_path / "local.img"
+    subprocess.run(
+        ["makefs", "-t", "ffs", "-B", "le", "-o", "version=1,bsize=8192,fsize=1024",
+         "-s", "4m", str(image), str(tree)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+
+    def claim_256_mib(reader: FfsImage) -> Changes:
+        return [(reader.inode_offset(reader.entry(b"var/sparse").inode) + 8, 8, 1 << 28)]
+
+    mutate(image, image, ffs_field(image, claim_256_mib))
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    with FfsImage(image) as reader:
+        Staged.of(reader, list(reader.entries()), staging)
+        entry = reader.entry(b"var/sparse")
+        head = next(reader.chunks(entry))
+    staged = staging / "var" / "sparse"
+    assert staged.stat().st_size == 1 << 28
+    assert staged.stat().st_blocks * 512 <= 64 * 1024
+    with open(staged, "rb") as f:
+        assert f.read(len(head)) == head

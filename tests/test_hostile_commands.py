@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from tasks.images.ffs_reader import FfsImage
+from tasks.sizes import parse_size
 from tests.sites import REPO, Site
 from tests.test_hostile_images import VALUES, mutate, targets
 
@@ -58,6 +59,23 @@ def pristine(site: Site, tmp_path_factory: pytest.TempPathFactory) -> dict[str, 
     return found
 
 
+def debugfs(image: Path, command: str) -> str:
+    return subprocess.run(
+        ["debugfs", "-R", command, str(image)], capture_output=True, text=True, check=True
+    ).stdout
+
+
+def ext2_block_size(image: Path) -> int:
+    return int(re.search(r"Block size:\s+(\d+)", debugfs(image, "stats"))[1])  # type: ignore[index]
+
+
+def ext2_inode_offset(image: Path, path: str) -> int:
+    found = debugfs(image, f"imap {path}")
+    where = re.search(r"located at block (\d+), offset 0x([0-9a-f]+)", found)
+    assert where is not None
+    return int(where[1]) * ext2_block_size(image) + int(where[2], 16)
+
+
 def ext2_targets(image: Path) -> dict[str, list[tuple[int, int]]]:
     """(offset, width) of the superblock's fields, of the inodes of /etc and /etc/rc.conf
     (mode, size, links, blocks, flags, block pointers, size_high) and of /etc's entries."""
@@ -70,27 +88,27 @@ def ext2_targets(image: Path) -> dict[str, list[tuple[int, int]]]:
         "directory": [],
     }
 
-    def debugfs(command: str) -> str:
-        return subprocess.run(
-            ["debugfs", "-R", command, str(image)], capture_output=True, text=True, check=True
-        ).stdout
-
-    block = int(re.search(r"Block size:\s+(\d+)", debugfs("stats"))[1])  # type: ignore[index]
+    block = ext2_block_size(image)
     for path in ("/etc", "/etc/rc.conf"):
-        where = re.search(r"located at block (\d+), offset 0x([0-9a-f]+)", debugfs(f"imap {path}"))
-        assert where is not None
-        at = int(where[1]) * block + int(where[2], 16)
+        at = ext2_inode_offset(image, path)
         for off, width in [(0, 2), (4, 4), (26, 2), (28, 4), (32, 4), (108, 4)]:
             found["inode"].append((at + off, width))
         found["inode"] += [(at + 40 + 4 * index, 4) for index in range(15)]
-    for number in debugfs("blocks /etc").split()[:1]:
+    for number in debugfs(image, "blocks /etc").split()[:1]:
         found["directory"] += [(int(number) * block + off, 4) for off in range(0, 256, 4)]
     return found
 
 
+class Places(dict):
+    """(offset, width) of what a guest could change, by image and group."""
+
+    def __repr__(self) -> str:  # hypothesis prints the test's arguments: not these
+        return "places"
+
+
 @pytest.fixture(scope="module")
-def places(pristine: dict[str, Path]) -> dict[str, dict[str, list[tuple[int, int]]]]:
-    return {"www1": targets(pristine["www1"]), "db1": ext2_targets(pristine["db1"])}
+def places(pristine: dict[str, Path]) -> Places:
+    return Places(www1=targets(pristine["www1"]), db1=ext2_targets(pristine["db1"]))
 
 
 def run_all(site: Site, name: str, tmp: Path) -> list[str]:
@@ -164,7 +182,7 @@ def test_every_command_on_a_mutated_local_img_ends_in_a_documented_exit(
     data: st.DataObject,
     site: Site,
     pristine: dict[str, Path],
-    places: dict[str, dict[str, list[tuple[int, int]]]],
+    places: Places,
     tmp_path: Path,
 ) -> None:
     changes = data.draw(
@@ -185,23 +203,33 @@ def ffs_field(image: Path, edit: Callable[[FfsImage], Changes]) -> Changes:
         return edit(reader)
 
 
+# ext2fs: 64m, as `check` reads every byte of a file through The Sleuth Kit
+@pytest.mark.parametrize(("name", "size"), [("www1", "1g"), ("db1", "64m")])
 def test_a_huge_sparse_managed_file_is_refused_by_name_and_shown_by_streaming(
-    site: Site, pristine: dict[str, Path], tmp_path: Path
+    name: str, size: str, site: Site, pristine: dict[str, Path], tmp_path: Path
 ) -> None:
-    """/etc/rc.conf made a 1 GiB hole by the guest's root: converge and diff name it and
-    read nothing; show streams it within the 1 GiB address space."""
+    """/etc/rc.conf made a hole of `size` by the guest's root: converge and diff name it
+    and read nothing; show streams it within the 1 GiB address space."""
+    claim = parse_size(size)
 
     def rc_conf_size(reader: FfsImage) -> Changes:
-        return [(reader.inode_offset(reader.entry(b"etc/rc.conf").inode) + 8, 8, 1 << 30)]
+        return [(reader.inode_offset(reader.entry(b"etc/rc.conf").inode) + 8, 8, claim)]
 
-    changes = ffs_field(pristine["www1"], rc_conf_size)
-    assert mutant_of(site, pristine, "www1", changes, tmp_path) == []
-    dry = subprocess.run(
-        [str(REPO / "domus"), "converge", "--dry-run", "www1", f"config={site.path}"],
-        capture_output=True, text=True, cwd=site.directory,
-    )  # fmt: skip
-    assert dry.returncode == 1
-    assert "/etc/rc.conf is 1g, larger than converge.max_file_size (1m)" in dry.stderr
+    if name == "www1":
+        changes = ffs_field(pristine[name], rc_conf_size)
+    else:
+        changes = [(ext2_inode_offset(pristine[name], "/etc/rc.conf") + 4, 4, claim)]
+    assert mutant_of(site, pristine, name, changes, tmp_path) == []
+    for argv in (["converge", "--dry-run", name], ["diff", f"local:{name}"]):
+        done = subprocess.run(
+            [str(REPO / "domus"), *argv, f"config={site.path}"],
+            capture_output=True, text=True, cwd=site.directory,
+        )  # fmt: skip
+        assert done.returncode == 1, done.stderr
+        assert (
+            f"{site.image(name, 'local.img')}: /etc/rc.conf is {size}, larger than "
+            "converge.max_file_size (1m); domus does not read it"
+        ) in done.stderr
 
 
 def test_a_sparse_file_is_staged_with_its_holes(tmp_path: Path) -> None:
@@ -234,3 +262,29 @@ def test_a_sparse_file_is_staged_with_its_holes(tmp_path: Path) -> None:
     assert staged.stat().st_blocks * 512 <= 64 * 1024
     with open(staged, "rb") as f:
         assert f.read(len(head)) == head
+
+
+def root_not_a_directory(reader: FfsImage) -> Changes:
+    return [(reader.inode_offset(2), 2, 0)]  # di_mode 0
+
+
+def etc_block_outside(reader: FfsImage) -> Changes:
+    return [(reader.inode_offset(reader.entry(b"etc").inode) + 40, 4, 2**31 - 1)]  # di_db[0]
+
+
+def huge_block_size(reader: FfsImage) -> Changes:
+    return [(8192 + 48, 4, 2**31 - 1)]  # fs_bsize
+
+
+def no_fragments_per_group(reader: FfsImage) -> Changes:
+    return [(8192 + 188, 4, 0)]  # fs_fpg
+
+
+@pytest.mark.parametrize(
+    "craft", [root_not_a_directory, etc_block_outside, huge_block_size, no_fragments_per_group]
+)
+def test_a_crafted_ffs_local_img_is_refused_in_one_line_by_every_command(
+    craft: Callable[[FfsImage], Changes], site: Site, pristine: dict[str, Path], tmp_path: Path
+) -> None:
+    changes = ffs_field(pristine["www1"], craft)
+    assert mutant_of(site, pristine, "www1", changes, tmp_path) == []

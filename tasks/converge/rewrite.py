@@ -215,6 +215,12 @@ class RewriteFiles:
             return None
 
     def current(self, path: str) -> FileState | None:
+        try:
+            return self._current(path)
+        except FfsError as error:
+            raise DomusError(f"{self.image}: {error}") from None
+
+    def _current(self, path: str) -> FileState | None:
         parts = path.split("/")
         for depth in range(len(parts)):
             above = self._lookup("/".join(parts[:depth]))
@@ -271,7 +277,13 @@ class RewriteFiles:
             staging = private / "tree"
             staging.mkdir(mode=0o700)
             with timed(f"{self.image.name}: stage"):
-                tree = Staged.of(self.reader, entries, staging)
+                try:
+                    tree = Staged.of(self.reader, entries, staging)
+                except FfsError as error:
+                    raise DomusError(
+                        f"{self.image} cannot be rewritten: {error}; nothing was changed",
+                        hint=refusal_hint(str(error)),
+                    ) from None
             backups = tree.apply(changes, stamp, keep)
             self.pruned = tree.pruned
             spec = private / "spec"

@@ -543,9 +543,15 @@ class FfsImage:
             link=self._link_target(inode) if kind == "link" else None,
         )
 
+    def _root(self) -> FfsInode:
+        root = self.stat_inode(UFS_ROOTINO)
+        if root.type != "dir":  # fsck_ffs: "ROOT INODE NOT DIRECTORY"
+            raise FfsError(f"{self.name}: the root inode is a {root.type}, not a directory")
+        return root
+
     def entries(self) -> Iterator[FfsEntry]:
         """Every entry: the root (path b"") first, each directory before what it holds."""
-        root = self.stat_inode(UFS_ROOTINO)
+        root = self._root()
         yield self._entry(b"", root)
         # a directory has one name (fsck_ffs finds a second one, or a loop, in pass 2/3):
         # reached twice, it would be walked again for each name, a loop forever
@@ -570,7 +576,7 @@ class FfsImage:
 
     def entry(self, path: bytes) -> FfsEntry:
         """The entry at `path` (relative, b"" the root), found by walking, not by listing."""
-        inode = self.stat_inode(UFS_ROOTINO)
+        inode = self._root()
         for name in [part for part in path.split(b"/") if part]:
             if inode.type != "dir":
                 raise KeyError(path)

@@ -316,8 +316,12 @@ def opened(located: Located) -> Iterator[Reader]:
             if located.key is not None:
                 raise wrong_key(located, "FFS") from None
             raise
+        from tasks.images.ffs_reader import FfsError
+
         try:
             yield reader
+        except FfsError as error:  # met in what was read after the superblock
+            raise DomusError(f"{located.name}: {error}") from None
         finally:
             reader.close()
             if located.key is not None:

@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -166,7 +167,7 @@ def mutant_of(
 
 @settings(
     # a mutant costs five commands of seconds each; DOMUS_HOSTILE_EXAMPLES=50 searches more
-    max_examples=int(os.environ.get("DOMUS_HOSTILE_EXAMPLES", "1")),
+    max_examples=int(os.environ.get("DOMUS_HOSTILE_EXAMPLES", "2")),
     deadline=None,
     derandomize=True,
     database=None,
@@ -175,16 +176,15 @@ def mutant_of(
 )
 @given(data=st.data())
 @pytest.mark.parametrize("name", ["www1", "db1"])
-@pytest.mark.parametrize("group", ["superblock", "inode", "directory"])
 def test_every_command_on_a_mutated_local_img_ends_in_a_documented_exit(
     name: str,
-    group: str,
     data: st.DataObject,
     site: Site,
     pristine: dict[str, Path],
     places: Places,
     tmp_path: Path,
 ) -> None:
+    group = data.draw(st.sampled_from(["superblock", "inode", "directory"]), label="group")
     changes = data.draw(
         st.lists(
             st.tuples(st.sampled_from(places[name][group]), VALUES).map(
@@ -288,3 +288,37 @@ def test_a_crafted_ffs_local_img_is_refused_in_one_line_by_every_command(
 ) -> None:
     changes = ffs_field(pristine["www1"], craft)
     assert mutant_of(site, pristine, "www1", changes, tmp_path) == []
+
+
+def test_a_mounted_image_s_file_beyond_the_limit_is_refused_before_it_is_read(
+    tmp_path: Path,
+) -> None:
+    """The mount path reads through the O_NOFOLLOW descriptor's fstat: a sparse 1 GiB
+    /etc/rc.conf is named, and nothing of it read."""
+    from tasks.converge.mounted import MountedFiles
+    from tasks.errors import DomusError
+
+    (tmp_path / "etc").mkdir()
+    with open(tmp_path / "etc" / "rc.conf", "wb") as f:
+        f.truncate(1 << 30)
+    (tmp_path / "etc" / "fstab").write_text("small\n")
+    files = MountedFiles(tmp_path, tmp_path / "local.img")
+    assert files.read_all(["etc/fstab"])["etc/fstab"].data == b"small\n"  # type: ignore[union-attr]
+    with pytest.raises(DomusError) as refused:
+        files.read_all(["etc/fstab", "etc/rc.conf"])
+    assert refused.value.message == (
+        f"{tmp_path / 'local.img'}: /etc/rc.conf is 1g, larger than converge.max_file_size "
+        "(1m); domus does not read it"
+    )
+
+
+def test_a_tool_reading_a_guest_s_disk_runs_within_its_memory_limit() -> None:
+    """RLIMIT_AS of GUEST_TOOL_MEMORY: a tool reserving more fails, said as a DomusError."""
+    from tasks.errors import DomusError
+    from tasks.images.guest_limits import GUEST_TOOL_MEMORY
+    from tasks.tools import run
+
+    reserve = f"import mmap; mmap.mmap(-1, {GUEST_TOOL_MEMORY + (1 << 30)})"
+    assert run([sys.executable, "-c", reserve], "reserving").returncode == 0
+    with pytest.raises(DomusError, match="failed"):
+        run([sys.executable, "-c", reserve], "reserving", guest=True)

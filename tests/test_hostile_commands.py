@@ -280,8 +280,24 @@ def no_fragments_per_group(reader: FfsImage) -> Changes:
     return [(8192 + 188, 4, 0)]  # fs_fpg
 
 
+def billions_of_groups(reader: FfsImage) -> Changes:
+    return [(8192 + 44, 4, 2**31 - 1)]  # fs_ncg
+
+
+def one_inode_per_group(reader: FfsImage) -> Changes:
+    return [(8192 + 184, 4, 1)]  # fs_ipg
+
+
 @pytest.mark.parametrize(
-    "craft", [root_not_a_directory, etc_block_outside, huge_block_size, no_fragments_per_group]
+    "craft",
+    [
+        root_not_a_directory,
+        etc_block_outside,
+        huge_block_size,
+        no_fragments_per_group,
+        billions_of_groups,
+        one_inode_per_group,
+    ],
 )
 def test_a_crafted_ffs_local_img_is_refused_in_one_line_by_every_command(
     craft: Callable[[FfsImage], Changes], site: Site, pristine: dict[str, Path], tmp_path: Path

@@ -80,7 +80,10 @@ class FfsReader:
             raise DomusError(str(error)) from None
         self.where = where
         self.walked: dict[str, FfsEntry] = {}  # what walk() saw, so a path is not looked up
-        why = self.image.refusal()
+        try:
+            why = self.image.refusal()
+        except FfsError as error:
+            raise DomusError(str(error)) from None
         if why is not None:
             note(f"{where}: read as it is on disk, which may not be what its domU sees: {why}")
 

@@ -10,7 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from tasks.errors import DomusError
 from tasks.progress import on_terminal
@@ -60,6 +60,7 @@ def run(
     errors: str = "surrogateescape",
     reads: int | None = None,
     timeout: float | None = None,
+    guest: bool = False,
 ) -> subprocess.CompletedProcess[str]:
     """Run a tool; with `check`, a failure is a DomusError quoting the command and its stderr.
 
@@ -67,9 +68,16 @@ def run(
     operator's terminal. `reads`: the bytes the tool reads to do its work (the files of a
     tree makefs copies), for a progress line on a terminal while it runs. `timeout`:
     seconds it may run (a tool reading a guest's disk may be led into a loop), then it is
-    killed and that is the DomusError.
+    killed and that is the DomusError. `guest`: the tool reads a guest's disk, so it runs
+    within GUEST_TOOL_SECONDS and GUEST_TOOL_MEMORY (tasks/images/guest_limits.py).
     """
+    from tasks.images.guest_limits import GUEST_TOOL_MEMORY, GUEST_TOOL_SECONDS, limit_memory
+    from tasks.sizes import format_size
+
     path = require(argv[0], what)
+    limit = limit_memory if guest else None
+    if guest and timeout is None:
+        timeout = GUEST_TOOL_SECONDS
     try:
         if reads is None or not on_terminal(sys.stderr):
             done = subprocess.run(
@@ -80,16 +88,24 @@ def run(
                 encoding="utf-8",
                 errors=errors,
                 timeout=timeout,
+                preexec_fn=limit,
             )
         else:
             label = f"{what}: {argv[0]}"
-            done = _run_watched([path, *argv[1:]], label, input, errors, reads, timeout)
+            done = _run_watched([path, *argv[1:]], label, input, errors, reads, timeout, limit)
     except subprocess.TimeoutExpired:
         raise DomusError(
             f"{what}: `{argv[0]}` did not finish in {timeout:g} s and was stopped",
             hint="an image whose structures lead a reader in circles (a guest's own disk "
             "can be crafted so) is refused this way; `./domus check` says more",
         ) from None
+    if guest and done.returncode < 0:
+        raise DomusError(
+            f"{what}: `{argv[0]}` was killed by signal {-done.returncode} reading the image",
+            hint=f"a tool reading a guest's disk runs within {format_size(GUEST_TOOL_MEMORY)} "
+            f"of memory and {GUEST_TOOL_SECONDS:g} s; an image crafted to exhaust it is "
+            "refused this way; `./domus check` says more",
+        )
     if check and done.returncode != 0:
         raise DomusError(
             f"{what}: `{' '.join(argv)}` failed (exit {done.returncode}): "
@@ -99,7 +115,13 @@ def run(
 
 
 def _run_watched(
-    argv: list[str], label: str, input: str | None, errors: str, reads: int, timeout: float | None
+    argv: list[str],
+    label: str,
+    input: str | None,
+    errors: str,
+    reads: int,
+    timeout: float | None,
+    limit: Callable[[], None] | None,
 ) -> subprocess.CompletedProcess[str]:
     """subprocess.run, with a progress line of what the tool has read so far."""
     from tasks.progress import bytes_read_by, watching
@@ -111,6 +133,7 @@ def _run_watched(
         stderr=subprocess.PIPE,
         encoding="utf-8",
         errors=errors,
+        preexec_fn=limit,
     ) as process:
         try:
             with watching(label, lambda: bytes_read_by(process.pid), reads):

@@ -20,6 +20,7 @@ from collections import Counter
 from pathlib import Path
 
 from tasks.images.ffs_reader import CHUNK, FfsError, FfsImage
+from tasks.images.guest_limits import GUEST_TOOL_SECONDS, limit_memory
 from tasks.tools import require, run
 
 TSK_TYPES = {"ffs": "ufs", "ext2fs": "ext2"}
@@ -28,7 +29,7 @@ _FLS_LINE = re.compile(r"^(\S)/(\S) (\*?)\s*(\d+)(?:\(realloc\))?:\t(.*)$")
 # the most problems one image reports: a crafted image can have millions
 MOST = 20
 # seconds one tool may read one image, or one file of it
-TOOL_SECONDS = 600
+TOOL_SECONDS = GUEST_TOOL_SECONDS
 
 
 def ffs_read_problems(image: Path) -> list[str]:
@@ -84,6 +85,7 @@ def _icat_length(icat: str, fstype: str, image: Path, inode: int) -> tuple[int, 
         [icat, "-f", fstype, str(image), str(inode)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        preexec_fn=limit_memory,
     ) as process:
         assert process.stdout is not None and process.stderr is not None
         length = 0
@@ -106,7 +108,7 @@ def tsk_read_problems(image: Path, fs: str) -> list[str]:
         f"reading {image.name}",
         check=False,
         errors="surrogateescape",
-        timeout=TOOL_SECONDS,
+        guest=True,
     )
     icat = require("icat", f"reading {image.name}")
     if listing.returncode != 0:

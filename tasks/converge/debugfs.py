@@ -13,7 +13,9 @@ from __future__ import annotations
 import os
 import re
 import stat
-from collections.abc import Sequence
+import subprocess
+import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from tasks.converge.flags import from_ext2
@@ -28,18 +30,27 @@ from tasks.converge.plan import (
 )
 from tasks.errors import DomusError
 from tasks.images.ext2_marks import require_netbsd_superblock, take_back_linux_mount_marks
+from tasks.images.ffs_reader import CHUNK
+from tasks.images.guest_limits import (
+    GUEST_TOOL_SECONDS,
+    MAX_FILE_SIZE,
+    limit_memory,
+    too_large,
+)
 from tasks.images.plaintext import private_dir
 from tasks.images.publish import publishing
 from tasks.images.working_copy import working_copy
 from tasks.recipes.templated import dir_mode
-from tasks.tools import run
+from tasks.tools import require, run
 
 _ECHO = "debugfs: "
 _BANNER = re.compile(r"^(debugfs|e2fsck) \d")
 _MISSING = "File not found by ext2_lookup"
+_NOT_OPEN = ": Filesystem not open"  # each command's, after the one error that says why
 _TYPE = re.compile(r"Type:\s+(\S+)\s+Mode:\s+(\d+)")
 _OWNER = re.compile(r"User:\s+(\d+)\s+Group:\s+(\d+)")
 _FLAGS = re.compile(r"Flags:\s+0x([0-9a-fA-F]+)")
+_SIZE = re.compile(r"\bSize:\s+(\d+)")
 
 
 def quoted(path: str) -> str:
@@ -68,6 +79,7 @@ def run_debugfs(
         check=False,
         input="".join(f"{c}\n" for c in commands),
         errors="surrogateescape",
+        guest=True,
     )
     outputs: dict[str, str] = {}
     current = None
@@ -80,16 +92,58 @@ def run_debugfs(
     errors = [
         line.strip()
         for line in done.stderr.splitlines()
-        if line.strip() and not _BANNER.match(line)
+        if line.strip() and not _BANNER.match(line) and not line.endswith(_NOT_OPEN)
     ]
     if done.returncode != 0:
         errors.append(f"debugfs exited with status {done.returncode}")
     return outputs, errors
 
 
+def streamed(image: Path, path: str, what: str) -> Iterator[bytes]:
+    """The content of the file /`path` of the image, as `debugfs cat` writes it: a chunk at
+    a time, so neither memory nor a disk holds it whole; within the limits of a tool
+    reading a guest's disk."""
+    debugfs = require("debugfs", what)
+    argv = [debugfs, "-R", f"cat {absolute(path)}", str(image)]
+    with subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=limit_memory,
+    ) as process:
+        stopped: list[bool] = []
+
+        def stop() -> None:
+            stopped.append(True)
+            process.kill()
+
+        timer = threading.Timer(GUEST_TOOL_SECONDS, stop)
+        timer.start()
+        try:
+            assert process.stdout is not None and process.stderr is not None
+            while chunk := process.stdout.read(CHUNK):
+                yield chunk
+            errors = process.stderr.read(64 * 1024).decode(errors="replace").splitlines()
+            process.wait()
+        finally:
+            timer.cancel()
+            process.kill()
+    if stopped:
+        raise DomusError(
+            f"{what}: `debugfs` did not finish in {GUEST_TOOL_SECONDS:g} s and was stopped"
+        )
+    fatal = [e.strip() for e in errors if e.strip() and not _BANNER.match(e)]
+    if process.returncode != 0 or fatal:
+        raise DomusError(
+            f"{what}: debugfs cannot read /{path}: "
+            + ("; ".join(fatal) or f"exit {process.returncode}")
+        )
+
+
 def check_clean(image: Path) -> None:
     """debugfs trusts the file system it edits: one with errors is not edited."""
-    done = run(["e2fsck", "-fn", str(image)], image.name, check=False)
+    done = run(["e2fsck", "-fn", str(image)], image.name, check=False, guest=True)
     if done.returncode != 0:
         found = [line for line in done.stdout.splitlines() if line and not _BANNER.match(line)]
         raise DomusError(
@@ -115,6 +169,8 @@ def keep_owner(image: Path, copy: Path) -> None:
 
 
 class DebugfsFiles:
+    max_file_size = MAX_FILE_SIZE  # converge.max_file_size: a larger file is not read
+
     def __init__(self, image: Path, in_place: bool = False) -> None:
         """`in_place`: the image is itself a private copy (a sealed image's plaintext),
         written directly and thrown away when anything fails."""
@@ -134,15 +190,8 @@ class DebugfsFiles:
         with private_dir(self.image) as tmp:  # the guest's files: never in the system's /tmp
             commands = [f"stat {absolute(d)}" for d in dirs]
             commands += [f"ls -p {absolute(d)}" for d in parents]
-            for index, path in enumerate(paths):
-                commands += [
-                    f"stat {absolute(path)}",
-                    f"dump {absolute(path)} {quoted(f'{tmp}/{index}')}",
-                ]
-            outputs, errors = run_debugfs(self.image, commands)
-            fatal = [error for error in errors if _MISSING not in error]
-            if fatal:
-                raise DomusError(f"{self.image}: debugfs cannot read it: {'; '.join(fatal)}")
+            commands += [f"stat {absolute(path)}" for path in paths]
+            outputs = self._run(commands)
             for directory in dirs:
                 stat_output = outputs[f"stat {absolute(directory)}"]
                 kind = self._kind(stat_output)
@@ -163,6 +212,14 @@ class DebugfsFiles:
                 self._files[directory] = {
                     fields[5] for fields in entries if stat.S_ISREG(int(fields[2] or "0", 8))
                 }
+            for path in paths:  # a file is dumped whole: its size is known first
+                self._state(path, outputs[f"stat {absolute(path)}"], None)
+            dumps = [
+                f"dump {absolute(path)} {quoted(f'{tmp}/{index}')}"
+                for index, path in enumerate(paths)
+                if self._kind(outputs[f"stat {absolute(path)}"]) is not None
+            ]
+            outputs |= self._run(dumps) if dumps else {}
             return {
                 path: self._state(path, outputs[f"stat {absolute(path)}"], Path(tmp, str(index)))
                 for index, path in enumerate(paths)
@@ -171,10 +228,7 @@ class DebugfsFiles:
     def missing_dirs(self, paths: Sequence[str]) -> set[str]:
         chains = {path: [*ancestors(path), path] for path in paths}
         dirs = sorted({"", *(d for chain in chains.values() for d in chain)})
-        outputs, errors = run_debugfs(self.image, [f"stat {absolute(d)}" for d in dirs])
-        fatal = [error for error in errors if _MISSING not in error]
-        if fatal:
-            raise DomusError(f"{self.image}: debugfs cannot read it: {'; '.join(fatal)}")
+        outputs = self._run([f"stat {absolute(d)}" for d in dirs])
         missing = set()
         for path, chain in chains.items():
             for depth, directory in enumerate(["", *chain]):
@@ -189,12 +243,21 @@ class DebugfsFiles:
                 self.directory_flags[directory] = _flags(stat_output)
         return missing
 
+    def _run(self, commands: Sequence[str]) -> dict[str, str]:
+        outputs, errors = run_debugfs(self.image, commands)
+        fatal = [error for error in errors if _MISSING not in error]
+        if fatal:
+            raise DomusError(f"{self.image}: debugfs cannot read it: {'; '.join(fatal)}")
+        return outputs
+
     @staticmethod
     def _kind(stat_output: str) -> tuple[str, int] | None:
         match = _TYPE.search(stat_output)
         return None if match is None else (match[1], int(match[2], 8))
 
-    def _state(self, path: str, stat_output: str, dumped: Path) -> FileState | None:
+    def _state(self, path: str, stat_output: str, dumped: Path | None) -> FileState | None:
+        """The file's state; a DomusError for what is not a regular file or is larger than
+        max_file_size. `dumped`: None to check only."""
         kind = self._kind(stat_output)
         if kind is None:
             return None
@@ -204,8 +267,14 @@ class DebugfsFiles:
                 "manages it and does not replace it",
                 hint="make it a regular file again, or reprovision",
             )
+        size = _SIZE.search(stat_output)
         owner = _OWNER.search(stat_output)
-        assert owner is not None
+        if size is None or owner is None:
+            raise DomusError(f"{self.image}: debugfs cannot stat /{path}: {stat_output[:200]!r}")
+        if int(size[1]) > self.max_file_size:
+            raise too_large(str(self.image), path, int(size[1]), self.max_file_size)
+        if dumped is None:
+            return None
         return FileState(
             dumped.read_bytes(), kind[1], int(owner[1]), int(owner[2]), _flags(stat_output)
         )

@@ -61,6 +61,7 @@ class ImageFiles(Protocol):
     # domU's, and what lies past it too)
     def missing_dirs(self, paths: Sequence[str]) -> set[str]: ...
 
+    max_file_size: int  # bytes: read_all refuses a larger file before reading it
     pruned: list[str]  # the backups apply removed, beyond converge.keep_backups
     # the chflags of the managed files' existing ancestor directories ("" the top), by read_all
     directory_flags: dict[str, int]
@@ -179,7 +180,26 @@ def image_files(
     """The image's files to read (readonly) or to converge: a converge never writes into
     the image itself, but into a copy that replaces it once converged and checked.
     `extra`: the bytes the converge writes into the image, for the copy's room; `shape`:
-    the new size and inode density a rewrite makes the image with."""
+    the new size and inode density a rewrite makes the image with. A file larger than
+    converge.max_file_size is refused before it is read."""
+    with _image_files(
+        site, domu, layout, readonly=readonly, method=method, extra=extra, shape=shape
+    ) as files:
+        files.max_file_size = site.converge.max_file_size
+        yield files
+
+
+@contextmanager
+def _image_files(
+    site: Site,
+    domu: DomU,
+    layout: Layout,
+    *,
+    readonly: bool,
+    method: str,
+    extra: int = 0,
+    shape: Shape | None = None,
+) -> Iterator[ImageFiles]:
     image = layout.local_image(domu.name)
     check_not_in_use(image, domu.name, watchers(configured_backend(site.blockdev.backend)))
     if method == "mount":
@@ -219,13 +239,13 @@ def _mounted_files(
 
     if readonly:
         with mount(image) as top:
-            yield MountedFiles(top)
+            yield MountedFiles(top, image)
         return
     with publishing(image) as copy:
         working_copy(image, copy, extra, f"converging {image} on a copy")
         keep_owner(image, copy)
         with mount(copy) as top:
-            yield MountedFiles(top)
+            yield MountedFiles(top, image)
         if cgd_params(site, domu) is None:
             check_converged(copy, domu.local.fs)
 

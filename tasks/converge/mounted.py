@@ -28,6 +28,7 @@ from tasks.converge.plan import (
     stray_backups,
 )
 from tasks.errors import DomusError
+from tasks.images.guest_limits import MAX_FILE_SIZE, too_large
 from tasks.recipes.templated import dir_mode
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
@@ -62,8 +63,11 @@ def _files(directory: int) -> list[str]:
 
 
 class MountedFiles:
-    def __init__(self, top: Path) -> None:
-        self.top = top
+    max_file_size = MAX_FILE_SIZE  # converge.max_file_size: a larger file is not read
+
+    def __init__(self, top: Path, image: Path | None = None) -> None:
+        """`image`: the image mounted at `top`, to name in messages."""
+        self.top, self.where = top, str(image or top)
         self.pruned: list[str] = []
         self.directory_flags: dict[str, int] = {}
 
@@ -143,7 +147,12 @@ class MountedFiles:
                 )
             fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=directory)
             with os.fdopen(fd, "rb") as f:
-                data = f.read()
+                size = os.fstat(fd).st_size
+                if size > self.max_file_size:
+                    raise too_large(self.where, path, size, self.max_file_size)
+                data = f.read(self.max_file_size + 1)  # the domU may grow it meanwhile
+                if len(data) > self.max_file_size:
+                    raise too_large(self.where, path, len(data), self.max_file_size)
                 flags = chflags(fd)
             return FileState(data, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, flags)
 

@@ -57,7 +57,8 @@ from tasks.converge.plan import (
 from tasks.converge.shape import Shape, has_density
 from tasks.errors import DomusError
 from tasks.images.ffs import inodes_per_group, makefs_argv, room_options
-from tasks.images.ffs_reader import FfsEntry, FfsError, FfsImage, FfsParams
+from tasks.images.ffs_reader import CHUNK, FfsEntry, FfsError, FfsImage, FfsParams
+from tasks.images.guest_limits import MAX_FILE_SIZE, too_large
 from tasks.images.plaintext import private_dir
 from tasks.images.publish import fsync_dir, publishing
 from tasks.images.sparse import punch_zeros
@@ -185,6 +186,8 @@ class RewriteFiles:
     image is itself the image); `shape`: the new image's size and inode density (None:
     the old image's shape, kept exactly)."""
 
+    max_file_size = MAX_FILE_SIZE  # converge.max_file_size: a larger file is not read
+
     def __init__(
         self,
         image: Path,
@@ -220,6 +223,12 @@ class RewriteFiles:
             return None
 
     def current(self, path: str) -> FileState | None:
+        try:
+            return self._current(path)
+        except FfsError as error:
+            raise DomusError(f"{self.image}: {error}") from None
+
+    def _current(self, path: str) -> FileState | None:
         parts = path.split("/")
         for depth in range(len(parts)):
             above = self._lookup("/".join(parts[:depth]))
@@ -242,6 +251,8 @@ class RewriteFiles:
                 "manages it and does not replace it",
                 hint="make it a regular file again, or reprovision",
             )
+        if entry.size > self.max_file_size:
+            raise too_large(str(self.image), path, entry.size, self.max_file_size)
         return FileState(self.reader.read(entry), entry.mode, entry.uid, entry.gid, entry.flags)
 
     def read_all(self, paths: Sequence[str]) -> dict[str, FileState | None]:
@@ -272,7 +283,12 @@ class RewriteFiles:
         check_rewritable(self.image, self.reader)
         entries = list(self.reader.entries())
         params = self.reader.params
-        staged = sum(e.size + STAGING_SLACK for e in entries if e.type in ("file", "dir"))
+        # a sparse file is staged with its holes: it costs the blocks it holds
+        staged = sum(
+            min(e.size, e.blocks * 512) + STAGING_SLACK
+            for e in entries
+            if e.type in ("file", "dir")
+        )
         changed = sum(len(c.new.data) + STAGING_SLACK for c in changes if c.new is not None)
         # the staged tree and the new image (and, sealed, its encrypted copy: counted by
         # the caller with the plaintext)
@@ -284,7 +300,13 @@ class RewriteFiles:
             staging = private / "tree"
             staging.mkdir(mode=0o700)
             with timed(f"{self.image.name}: stage"):
-                tree = Staged.of(self.reader, entries, staging)
+                try:
+                    tree = Staged.of(self.reader, entries, staging)
+                except FfsError as error:
+                    raise DomusError(
+                        f"{self.image} cannot be rewritten: {error}; nothing was changed",
+                        hint=refusal_hint(str(error)),
+                    ) from None
             backups = tree.apply(changes, stamp, keep)
             self.pruned = tree.pruned
             spec = private / "spec"
@@ -342,7 +364,7 @@ class RewriteFiles:
         try:
             with timed(f"{self.image.name}: makefs"):
                 run(makefs_argv(spec, shape.size, dest, staging, ORDERS[params.order], options),
-                    dest.name)  # fmt: skip
+                    dest.name, guest=True)  # fmt: skip
         except DomusError as error:
             raise DomusError(
                 f"{self.image} cannot be made anew at {format_size(shape.size)}: makefs "
@@ -447,7 +469,7 @@ def makefs(
     ]
     dest.unlink(missing_ok=True)
     argv = makefs_argv(spec, size, dest, staging, ORDERS[params.order], options)
-    run(argv, dest.name)
+    run(argv, dest.name, guest=True)
 
 
 # --- the staged tree ----------------------------------------------------------------
@@ -489,7 +511,7 @@ class Staged:
                 os.link(first[entry.inode], host, follow_symlinks=False)
                 digest = digests.get(entry.inode)
             elif entry.type == "file":
-                digest = _write(host, reader.chunks(entry))
+                digest = _write_sparse(host, reader, entry)
                 digests[entry.inode] = digest
             elif entry.type == "link":
                 os.symlink(entry.link or b"", host)
@@ -665,6 +687,39 @@ def _write(host: bytes, chunks: Iterable[bytes]) -> bytes:
             view = memoryview(chunk)
             while view:
                 view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
+    return digest.digest()
+
+
+def _write_sparse(host: bytes, reader: FfsImage, entry: FfsEntry) -> bytes:
+    """The file staged with its holes: only the blocks the image holds are written, so a
+    file the guest made sparse costs its blocks, not the size it claims. The digest is
+    of its whole content, holes read as zeros."""
+    digest = hashlib.sha256()
+    hashed = 0
+
+    def zeros_to(offset: int) -> None:
+        nonlocal hashed
+        while hashed < offset:
+            step = min(offset - hashed, CHUNK)
+            digest.update(bytes(step))
+            hashed += step
+
+    fd = os.open(host, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        for offset, at, length in reader.file_extents(entry):
+            zeros_to(offset)
+            for step in range(0, length, CHUNK):
+                data = reader.read_at(at + step, min(CHUNK, length - step))
+                view = memoryview(data)
+                done = 0
+                while done < len(view):
+                    done += os.pwrite(fd, view[done:], offset + step + done)
+                digest.update(data)
+                hashed += len(data)
+        zeros_to(entry.size)
+        os.ftruncate(fd, entry.size)
     finally:
         os.close(fd)
     return digest.digest()

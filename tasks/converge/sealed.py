@@ -42,6 +42,14 @@ class SealedFiles:
     def directory_flags(self) -> dict[str, int]:
         return self.files.directory_flags
 
+    @property
+    def max_file_size(self) -> int:
+        return self.files.max_file_size
+
+    @max_file_size.setter
+    def max_file_size(self, size: int) -> None:
+        self.files.max_file_size = size
+
     def read_all(self, paths: Sequence[str]) -> dict[str, FileState | None]:
         return self.files.read_all(paths)
 

@@ -105,7 +105,7 @@ def grow_ext2fs(image: Path, size: int) -> None:
             f.truncate(size)
         with timed(f"{image.name}: resize2fs"):
             # -f: the copy is private; e2fsck -fn above stands for the check it asks
-            run(["resize2fs", "-f", str(copy)], image.name)
+            run(["resize2fs", "-f", str(copy)], image.name, guest=True)
         check_clean(copy)
         with open(copy, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
             problem = ext2_problem(data)

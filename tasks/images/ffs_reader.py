@@ -454,9 +454,17 @@ class FfsImage:
     def data_extents(self, entry: FfsEntry) -> Iterator[tuple[int, int]]:
         """(byte offset in the image, bytes) of a regular file's or directory's allocated
         data, holes left out: what reading it back costs, whatever size it claims."""
+        for _, at, length in self.file_extents(entry):
+            yield at, length
+
+    def file_extents(self, entry: FfsEntry) -> Iterator[tuple[int, int, int]]:
+        """(byte offset in the file, byte offset in the image, bytes) of the allocated
+        data of a regular file or directory, holes left out."""
+        offset = 0
         for address, length in self._extents(self.stat_inode(entry.inode)):
             if address:
-                yield self._inside(address, length), length
+                yield offset, self._inside(address, length), length
+            offset += length
 
     def read_at(self, offset: int, size: int) -> bytes:
         """`size` bytes of the image at `offset` (of a data extent), or FfsError."""
@@ -535,9 +543,15 @@ class FfsImage:
             link=self._link_target(inode) if kind == "link" else None,
         )
 
+    def _root(self) -> FfsInode:
+        root = self.stat_inode(UFS_ROOTINO)
+        if root.type != "dir":  # fsck_ffs: "ROOT INODE NOT DIRECTORY"
+            raise FfsError(f"{self.name}: the root inode is a {root.type}, not a directory")
+        return root
+
     def entries(self) -> Iterator[FfsEntry]:
         """Every entry: the root (path b"") first, each directory before what it holds."""
-        root = self.stat_inode(UFS_ROOTINO)
+        root = self._root()
         yield self._entry(b"", root)
         # a directory has one name (fsck_ffs finds a second one, or a loop, in pass 2/3):
         # reached twice, it would be walked again for each name, a loop forever
@@ -562,7 +576,7 @@ class FfsImage:
 
     def entry(self, path: bytes) -> FfsEntry:
         """The entry at `path` (relative, b"" the root), found by walking, not by listing."""
-        inode = self.stat_inode(UFS_ROOTINO)
+        inode = self._root()
         for name in [part for part in path.split(b"/") if part]:
             if inode.type != "dir":
                 raise KeyError(path)

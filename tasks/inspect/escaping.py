@@ -9,7 +9,9 @@ stay two names, and the bytes can be typed back (`printf '\\033'`, `$'\\033'` in
 
 from __future__ import annotations
 
+import codecs
 import re
+from collections.abc import Iterable, Iterator
 
 # What a terminal acts on (unicodedata's Cc: C0, DEL, C1), the surrogates that stand for
 # bytes that are not UTF-8 (surrogateescape), and the backslash that starts an escape.
@@ -45,3 +47,12 @@ def escaped_content(text: str) -> str:
 def for_terminal(data: bytes) -> bytes:
     """A file's bytes as `./domus show` writes them to a terminal."""
     return escaped_content(data.decode("utf-8", "surrogateescape")).encode()
+
+
+def for_terminal_chunks(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """for_terminal of a file read a chunk at a time: a character cut between two chunks
+    is decoded whole."""
+    decoder = codecs.getincrementaldecoder("utf-8")("surrogateescape")
+    for chunk in chunks:
+        yield escaped_content(decoder.decode(chunk)).encode()
+    yield escaped_content(decoder.decode(b"", final=True)).encode()

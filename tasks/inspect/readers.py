@@ -17,8 +17,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Protocol
 
-from tasks.converge.debugfs import absolute, quoted, run_debugfs
+from tasks.converge.debugfs import absolute, quoted, run_debugfs, streamed
 from tasks.errors import DomusError
+from tasks.images.guest_limits import MAX_FILE_SIZE
 from tasks.images.plaintext import private_dir
 from tasks.inspect.names import Located
 from tasks.log import note
@@ -50,7 +51,9 @@ class Reader(Protocol):
 
     def children(self, path: str) -> list[Entry]: ...
 
-    def read(self, path: str) -> bytes: ...
+    def read(self, path: str) -> bytes: ...  # a file known to be small (its size is read)
+
+    def chunks(self, path: str) -> Iterator[bytes]: ...  # any file, a bounded chunk at a time
 
     def walk(self) -> Iterator[Entry]: ...
 
@@ -77,7 +80,10 @@ class FfsReader:
             raise DomusError(str(error)) from None
         self.where = where
         self.walked: dict[str, FfsEntry] = {}  # what walk() saw, so a path is not looked up
-        why = self.image.refusal()
+        try:
+            why = self.image.refusal()
+        except FfsError as error:
+            raise DomusError(str(error)) from None
         if why is not None:
             note(f"{where}: read as it is on disk, which may not be what its domU sees: {why}")
 
@@ -113,6 +119,9 @@ class FfsReader:
 
     def read(self, path: str) -> bytes:
         return self.image.read(self._find(path))
+
+    def chunks(self, path: str) -> Iterator[bytes]:
+        return self.image.chunks(self._find(path))
 
     def walk(self) -> Iterator[Entry]:
         for found in self.image.entries():
@@ -157,6 +166,13 @@ _LS_LINE = re.compile(r"^/(\d+)/(\d+)/(\d+)/(\d+)/(.*)/(\d*)/$")
 class DebugfsReader:
     def __init__(self, image: Path, where: str) -> None:
         self.image, self.where = image, where
+        self.sizes: dict[str, int] = {}  # what walk() saw: the files digests() streams
+
+    def chunks(self, path: str) -> Iterator[bytes]:
+        found = self.entry(path)
+        if found.type != "file":
+            raise DomusError(f"{self.where}: /{path} is a {found.type}, not a file")
+        return streamed(self.image, path, self.where)
 
     def _debugfs(self, commands: Sequence[str]) -> dict[str, str]:
         outputs, errors = run_debugfs(self.image, commands)
@@ -250,16 +266,27 @@ class DebugfsReader:
                 if found is None:
                     continue
                 yield found
+                self.sizes[path] = found.size
                 if found.type == "dir":
                     level.append(path)
 
     def digests(self, paths: Sequence[str]) -> dict[str, str]:
         result = {}
+        # a large file is streamed (debugfs dumps a sparse one whole); the others are
+        # dumped, a batch of bounded size at a time
+        large = [p for p in paths if self.sizes.get(p, MAX_FILE_SIZE + 1) > MAX_FILE_SIZE]
+        small = [p for p in paths if p not in set(large)]
         with Progress(f"reading {self.where}", len(paths), unit="files") as progress:
-            for start in range(0, len(paths), 200):  # a bounded plaintext at a time
-                for path, data in self._dump(paths[start : start + 200]).items():
+            for start in range(0, len(small), 200):
+                for path, data in self._dump(small[start : start + 200]).items():
                     result[path] = hashlib.sha256(data).hexdigest()
-                progress.update(min(start + 200, len(paths)))
+                progress.update(min(start + 200, len(small)))
+            for path in large:
+                digest = hashlib.sha256()
+                for chunk in streamed(self.image, path, self.where):
+                    digest.update(chunk)
+                result[path] = digest.hexdigest()
+                progress.advance(1)
         return result
 
     def close(self) -> None:
@@ -292,8 +319,12 @@ def opened(located: Located) -> Iterator[Reader]:
             if located.key is not None:
                 raise wrong_key(located, "FFS") from None
             raise
+        from tasks.images.ffs_reader import FfsError
+
         try:
             yield reader
+        except FfsError as error:  # met in what was read after the superblock
+            raise DomusError(f"{located.name}: {error}") from None
         finally:
             reader.close()
             if located.key is not None:

@@ -13,7 +13,7 @@ import time
 
 from tasks.errors import DomusError
 from tasks.images.ffs_reader import TYPES
-from tasks.inspect.escaping import escaped, for_terminal
+from tasks.inspect.escaping import escaped, for_terminal_chunks
 from tasks.inspect.names import locate, parse
 from tasks.inspect.readers import Entry, Reader, opened
 from tasks.site import Site
@@ -105,8 +105,9 @@ def show(site: Site, target: str) -> int:
             )
         if entry.type != "file":
             raise DomusError(f"{located.name}:/{path} is a {entry.type}, which holds no content")
-        data = reader.read(path)
-    # raw into a pipe or a file, which get the file as it is
-    sys.stdout.buffer.write(for_terminal(data) if sys.stdout.isatty() else data)
-    sys.stdout.flush()
+        # raw into a pipe or a file, which get the file as it is
+        chunks = reader.chunks(path)
+        for chunk in for_terminal_chunks(chunks) if sys.stdout.isatty() else chunks:
+            sys.stdout.buffer.write(chunk)
+        sys.stdout.flush()
     return 0

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from tasks.images.guest_limits import MAX_FILE_SIZE
 from tasks.site.layout import Layout
 from tasks.urls import Download
 
@@ -120,6 +121,7 @@ class ConvergeSpec:
     keep_backups: int  # newest NAME.domus-STAMP backups of each managed file a converge keeps
     keep_images: int  # newest local-converge-STAMP.img a rewriting converge keeps beside it
     mount: bool  # as root, converge by mounting the image (after fsck -n) rather than in user space
+    max_file_size: int = MAX_FILE_SIZE  # a larger file of a local.img is refused unread
 
 
 @dataclass(frozen=True)

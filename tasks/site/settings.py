@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from yaml.nodes import MappingNode, Node, ScalarNode
 
 from tasks.cgd.table import CIPHERS, DEFAULT_CIPHER, SUPPORTED_CIPHERS
+from tasks.images.guest_limits import MAX_FILE_SIZE
 from tasks.site.kinds import (
     Boolean,
     Choice,
@@ -418,6 +419,14 @@ SITE = Table(
             "host kernel parse the domU's own disk, which the domU can craft: each mount is "
             "preceded by `e2fsck -fn` (NetBSD: `fsck_ffs -n`, `fsck_ext2fs -n`), and a "
             "problem refuses the converge",
+        ),
+        Setting(
+            "converge.max_file_size",
+            Size(4096, 1024 * MiB),
+            MAX_FILE_SIZE,
+            "Largest file a converge, `status` or a dry run reads from a local.img (a managed "
+            "file, the image's record of them): the domU writes that image, so a larger one "
+            "is refused, named, before it is read",
         ),
         Group(
             "blockdev",

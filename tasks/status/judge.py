@@ -243,7 +243,10 @@ def readable(site: Site, domu: DomU, image: Path) -> Iterator[ImageFiles | None]
         from tasks.converge.debugfs import DebugfsFiles
 
         readable = not domu.local_encrypted and shutil.which("debugfs") is not None
-        yield DebugfsFiles(image) if readable else None
+        files = DebugfsFiles(image) if readable else None
+        if files is not None:
+            files.max_file_size = site.converge.max_file_size
+        yield files
         return
     from tasks.cgd.seekable import open_decrypted
     from tasks.converge.rewrite import RewriteFiles
@@ -256,4 +259,6 @@ def readable(site: Site, domu: DomU, image: Path) -> Iterator[ImageFiles | None]
             key = local_params(site.keys, domu)
             source = stack.enter_context(open_decrypted(image, *key))
         reader = stack.enter_context(FfsImage(source))
-        yield RewriteFiles(image, reader, keep_images=0)
+        ffs = RewriteFiles(image, reader, keep_images=0)
+        ffs.max_file_size = site.converge.max_file_size
+        yield ffs

@@ -537,7 +537,7 @@ def test_a_packages_directories_are_made_and_the_domus_links_and_files_left_alon
     a link the domU put on the way is not followed out of the image, nor a file replaced."""
     from tests.pkgsrc_fixture import make_package
 
-    site = ext2_site(tmp_path / "site", ("db1",), backend=backend)
+    site = ext2_site(tmp_path / "site", ("db1",), mount=backend == "auto", backend=backend)
     image = site.image("db1", "local.img")
     outside = tmp_path / "outside"
     outside.mkdir()
@@ -576,7 +576,7 @@ def test_a_packages_directories_are_made_and_the_domus_links_and_files_left_alon
 def test_a_mounted_converge_keeps_an_old_rc_d_script_where_rc_does_not_run_it(tmp_path):
     from tests.test_rc_pwd_mkdb import boot_scripts, change_pwd_mkdb
 
-    site = ext2_site(tmp_path / "site", ("db1",), data=None)
+    site = ext2_site(tmp_path / "site", ("db1",), mount=True)
     image = site.image("db1", "local.img")
     before = boot_scripts(ImageReader(image, "ext2fs"))
     stray = "pwd_mkdb.domus-20200101T000000"  # where an earlier converge kept it: it runs

@@ -13,9 +13,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from tasks.images.guest_limits import MAX_FILE_SIZE
 from tasks.site.layout import Layout
 from tasks.urls import Download
+
+# converge.max_file_size's default: a managed file is a few KiB of configuration
+MAX_FILE_SIZE = 1 << 20
 
 T = typing.TypeVar("T")
 

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from yaml.nodes import MappingNode, Node, ScalarNode
 
 from tasks.cgd.table import CIPHERS, DEFAULT_CIPHER, SUPPORTED_CIPHERS
-from tasks.images.guest_limits import MAX_FILE_SIZE
 from tasks.site.kinds import (
     Boolean,
     Choice,
@@ -28,6 +27,7 @@ from tasks.site.kinds import (
     Size,
     Word,
 )
+from tasks.site.model import MAX_FILE_SIZE
 from tasks.site.netbsd import (
     BLOCKDEV_BACKENDS,
     DEFAULT_BRIDGE,

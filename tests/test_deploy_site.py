@@ -136,7 +136,7 @@ def test_downloaded_sets_go_to_a_host_as_its_inputs(tmp_path: Path) -> None:
         site_file.save()
         site = load_site(site_file.path)
         fetch_downloads(site)
-    prepared = prepare(site, site.host("beta"), [])
+    prepared = prepare(site, site.host("beta"))
     assert prepared.error is None, prepared.error
     there = yaml.safe_load(prepared.role["site"])
     # the verified copies, under their own names, below the host's deploy/inputs

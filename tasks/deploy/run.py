@@ -296,13 +296,10 @@ def deploy(site: Site, names: Sequence[str], check: bool = False, serial: int = 
     for each in prepared:
         if each.host.name in handed.failed and each.error is None:
             each.error = "; ".join(handed.failed[each.host.name])
-    # a domU handed over but not yet confirmed is no longer in its old host's site: the
-    # garbage collection there leaves it for the confirmation to archive
-    released = {entry["old"]: [] for entry in in_flight(site).values()}
-    for name, entry in in_flight(site).items():
-        released[entry["old"]].append(name)
+    # a host's garbage collection retires only the domUs the site no longer has: one the
+    # site places elsewhere is moving (or failed to), and its move settles its copy here
     for each in prepared:
-        each.role["keep"] = sorted(released.get(each.host.name, []))
+        each.role["keep"] = sorted(d.name for d in site.domus if d.host != each.host.name)
     built = time.monotonic()
     going = [each for each in prepared if each.error is None and each.domus]
     # a host left without domUs is still visited to retire the ones the site no longer has

@@ -49,9 +49,9 @@ from __future__ import annotations
 import os
 import stat
 import struct
-from itertools import chain
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
 

@@ -473,18 +473,21 @@ class FfsImage:
     def data_extents(self, entry: FfsEntry | FfsInode) -> Iterator[tuple[int, int]]:
         """(byte offset in the image, bytes) of a regular file's or directory's allocated
         data, holes left out: what reading it back costs, whatever size it claims."""
-        for _, at, length in self.file_extents(entry):
-            yield at, length
+        for address, length in self._extents(self._inode_of(entry)):
+            if address:
+                yield self._inside(address, length), length
 
     def file_extents(self, entry: FfsEntry | FfsInode) -> Iterator[tuple[int, int, int]]:
         """(byte offset in the file, byte offset in the image, bytes) of the allocated
         data of a regular file or directory, holes left out."""
-        inode = entry if isinstance(entry, FfsInode) else self.stat_inode(entry.inode)
         offset = 0
-        for address, length in self._extents(inode):
+        for address, length in self._extents(self._inode_of(entry)):
             if address:
                 yield offset, self._inside(address, length), length
             offset += length
+
+    def _inode_of(self, entry: FfsEntry | FfsInode) -> FfsInode:
+        return entry if isinstance(entry, FfsInode) else self.stat_inode(entry.inode)
 
     def read_at(self, offset: int, size: int) -> bytes:
         """`size` bytes of the image at `offset` (of a data extent), or FfsError."""

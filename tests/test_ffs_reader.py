@@ -249,3 +249,47 @@ def test_ffsv2_and_extended_attributes_are_refused(tmp_path: Path) -> None:
 def test_a_file_object_of_bytes_is_read_too(image: Path) -> None:
     with FfsImage(io.BytesIO(image.read_bytes())) as ffs:
         assert ffs.read(ffs.entry(b"var/tail")) == CONTENTS[b"var/tail"]
+
+
+class _CountedReads(io.BytesIO):
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self.reads = 0
+
+    def read(self, size: int | None = -1) -> bytes:
+        self.reads += 1
+        return super().read(size)
+
+
+def test_walk_gives_what_entries_give(image: Path) -> None:
+    with FfsImage(image) as ffs:
+        entries = list(ffs.entries())
+        walked = list(ffs.walk())
+        assert [(e.path, e.inode, e.nlink, e.size) for e in entries] == [
+            (path, inode.inode, inode.nlink, inode.size) for path, inode in walked
+        ]
+        links = {e.path: e.link for e in entries if e.type == "link"}
+        assert links
+        assert {
+            path: ffs.link_target(inode) for path, inode in walked if inode.type == "link"
+        } == links
+        for entry, (_, inode) in zip(entries, walked, strict=True):
+            if entry.type == "file":
+                assert list(ffs.data_extents(entry)) == list(ffs.data_extents(inode))
+
+
+def test_a_listing_reads_each_inode_table_block_once(image: Path) -> None:
+    source = _CountedReads(image.read_bytes())
+    with FfsImage(source) as ffs:
+        entries = list(ffs.entries())
+        ipg, inopb = ffs.sb.fs_ipg, ffs.sb.fs_inopb
+        tables = {(e.inode // ipg, e.inode % ipg // inopb) for e in entries}
+        # what else a listing reads: each directory's extents and each slow symlink's target
+        contents = sum(len(list(ffs.data_extents(e))) for e in entries if e.type == "dir")
+        contents += sum(1 for e in entries if e.type == "link" and e.blocks)
+    with FfsImage(source) as ffs:
+        source.reads = 0
+        listed = sum(1 for _ in ffs.entries())
+    assert listed == len(entries) > len(tables) + contents
+    # one read an inode-table block, none an inode
+    assert source.reads <= len(tables) + contents

@@ -42,17 +42,22 @@ def ffs_read_problems(image: Path) -> list[str]:
     directories: dict[bytes, int] = {}
     try:
         with FfsImage(image) as reader:
-            for entry in reader.entries():
-                names[entry.inode] += 1
-                nlink.setdefault(entry.inode, (entry.nlink, entry.path))
-                if entry.type == "dir":
-                    directories[entry.path] = entry.inode
-                    if entry.path:
-                        subdirs[directories[entry.path.rpartition(b"/")[0]]] += 1
-                if entry.type == "file" and names[entry.inode] == 1:
-                    for offset, length in reader.data_extents(entry):
+            for path, inode in reader.walk():
+                number, kind = inode.inode, inode.type
+                names[number] += 1
+                nlink.setdefault(number, (inode.nlink, path))
+                if kind == "dir":
+                    directories[path] = number
+                    if path:
+                        subdirs[directories[path.rpartition(b"/")[0]]] += 1
+                elif names[number] > 1:
+                    continue
+                elif kind == "file":
+                    for offset, length in reader.data_extents(inode):
                         for at in range(offset, offset + length, CHUNK):
                             reader.read_at(at, min(CHUNK, offset + length - at))
+                elif kind == "link":
+                    reader.link_target(inode)
     except FfsError as error:
         return [str(error)]
     for inode, (count, path) in nlink.items():

@@ -16,14 +16,17 @@ API (stable; other modules and `./domus show/ls/diff` build on it):
                                 attributes, quotas), None when it can
         image.entries()      -> Iterator[FfsEntry], the root (path b"") first, then each
                                 directory's entries (depth first, in directory order)
+        image.walk()         -> Iterator[(path, FfsInode)]: the same, undecorated (faster)
         image.entry(b"etc/rc.conf") -> FfsEntry (KeyError when absent)
         image.children(entry) -> Iterator[FfsEntry]: one directory's entries
         image.chunks(entry, size=1 MiB) -> Iterator[bytes]: a regular file's content
         image.read(entry)    -> bytes: the whole content
-        image.data_extents(entry) -> Iterator[(offset, bytes)]: a file's allocated data,
-                                holes left out (checked to lie inside the file system)
+        image.data_extents(entry or inode) -> Iterator[(offset, bytes)]: a file's
+                                allocated data, holes left out (checked to lie inside the
+                                file system)
         image.read_at(offset, size) -> bytes: of an extent
         image.stat_inode(n)  -> FfsInode (the raw metadata of inode n)
+        image.link_target(inode) -> bytes: a symlink inode's target
         image.inode_offset(n) -> int: where inode n's struct ufs1_dinode lies in the image
         image.free_bytes()   -> int: bytes free beyond the minfree reserve (as df counts)
         image.free_inodes()  -> int: inodes free (the superblock's summary, as df -i counts)
@@ -46,10 +49,11 @@ from __future__ import annotations
 import os
 import stat
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 from tasks.checks.filesystem import Superblock, ffs_sizes_problems, find_superblock
 from tasks.superblocks import SBLOCK_PIGGY, SBLOCKSIZE, UFS2_MAGIC
@@ -73,6 +77,9 @@ _DIRECT = "IHBB"
 DIRECT_HEAD = 8
 # The chunk a file's content is read in, and the most bytes read at once
 CHUNK = 1 << 20
+# Inode-table blocks, and decoded inodes, kept: a listing meets inodes in the order makefs
+# allocated them, a table block at a time, and reading a file's data follows its listing
+INODE_BLOCKS, INODES_KEPT = 8, 64
 
 TYPES = {
     stat.S_IFREG: "file",
@@ -134,8 +141,11 @@ class FfsParams:
         return "space" if self.optim == 1 else "time"
 
 
-@dataclass(frozen=True)
-class FfsInode:
+class FfsInode(NamedTuple):
+    """One struct ufs1_dinode, decoded. A named tuple, not a frozen dataclass: one is built
+    for every inode read, and a frozen dataclass's field-by-field construction is most of
+    what that costs."""
+
     inode: int
     mode: int  # di_mode: type and permission bits
     nlink: int
@@ -160,7 +170,7 @@ class FfsInode:
         return TYPES.get(stat.S_IFMT(self.mode), "unknown")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FfsEntry:
     path: bytes
     type: str
@@ -216,9 +226,14 @@ class FfsImage:
             self._file: BinaryIO = open(source, "rb")  # noqa: SIM115 (closed by close())
             self._owned = True
             self.name = str(source)
+            # pread(2) on our own descriptor: one system call a read, no buffer to seek
+            self._fd: int | None = self._file.fileno()
         else:
-            self._file, self._owned = source, False
+            # a file object (a decrypting one) is read only through its own read()
+            self._file, self._owned, self._fd = source, False, None
             self.name = getattr(source, "name", "<image>")
+        self._iblocks: dict[int, bytes] = {}  # inode-table block offset -> its bytes
+        self._inodes: dict[int, FfsInode] = {}  # inode number -> decoded, the last few
         head = self._pread(0, SBLOCK_PIGGY + SBLOCKSIZE)
         sb = find_superblock(head.ljust(SBLOCK_PIGGY + SBLOCKSIZE, b"\0"))
         if sb is None:
@@ -312,6 +327,8 @@ class FfsImage:
     # --- low-level reads -----------------------------------------------------------
 
     def _pread(self, offset: int, size: int) -> bytes:
+        if self._fd is not None:
+            return os.pread(self._fd, size, offset)
         self._file.seek(offset)
         return self._file.read(size)
 
@@ -355,46 +372,48 @@ class FfsImage:
         return max(dsize - dsize * self.sb.fs_minfree // 100, 0) * self.sb.fs_fsize
 
     def stat_inode(self, number: int) -> FfsInode:
+        found = self._inodes.get(number)
+        if found is not None:
+            return found
+        g = self._g
         offset = self.inode_offset(number)
-        raw = self._pread(offset, DINODE1_SIZE)
+        # the inode-table block that holds it, read whole once (fs_inopb inodes)
+        block = g.itables[number // g.ipg] + number % g.ipg // g.inopb * g.bsize
+        slot = offset - block
+        table = self._iblocks.get(block)
+        if table is None:
+            table = self._iblocks[block] = self._pread(block, g.bsize)
+            if len(self._iblocks) > INODE_BLOCKS:
+                del self._iblocks[next(iter(self._iblocks))]
+        raw = table[slot : slot + DINODE1_SIZE]
         if len(raw) < DINODE1_SIZE:
             raise FfsError(f"{self.name}: inode {number} lies beyond the image")
         f = self._dinode.unpack(raw)
-        return FfsInode(
-            inode=number,
-            mode=f[0],
-            nlink=f[1],
-            size=f[3],
-            atime=f[4],
-            atime_ns=f[5],
-            mtime=f[6],
-            mtime_ns=f[7],
-            ctime=f[8],
-            ctime_ns=f[9],
-            db=tuple(f[10:22]),
-            ib=tuple(f[22:25]),
-            flags=f[25],
-            blocks=f[26],
-            generation=f[27],
-            uid=f[28],
-            gid=f[29],
-            raw=raw,
+        # _DINODE1's fields in FfsInode's order (di_u, the old uid and gid, left out)
+        found = self._inodes[number] = FfsInode(
+            number, f[0], f[1], *f[3:10], f[10:22], f[22:25], *f[25:30], raw
         )
+        if len(self._inodes) > INODES_KEPT:
+            del self._inodes[next(iter(self._inodes))]
+        return found
 
     def _pointers(self, address: int) -> tuple[int, ...]:
         data = self._frag(address, self._g.bsize)
         return struct.unpack(f"{self._end}{self._g.nindir}i", data)
 
-    def _runs(self, inode: FfsInode) -> Iterator[tuple[int, int]]:
+    def _runs(self, inode: FfsInode) -> Iterable[tuple[int, int]]:
         """(fragment address or 0 for a hole, logical blocks) of the whole file: one run a
         block where there is data, one run for a whole hole, so a sparse file of any size
         costs the blocks it has, not the bytes it claims."""
         if not 0 <= inode.size <= self._g.maxfilesize:
             raise FfsError(f"{self.name}: inode {inode.inode} claims {inode.size} bytes")
         count = -(-inode.size // self._g.bsize)
-        for address in inode.db[: min(count, UFS_NDADDR)]:
-            yield address, 1
-        left = count - UFS_NDADDR
+        direct = [(address, 1) for address in inode.db[: min(count, UFS_NDADDR)]]
+        if count <= UFS_NDADDR:  # most files: no generator of indirect blocks to resume
+            return direct
+        return chain(direct, self._indirect_runs(inode, count - UFS_NDADDR))
+
+    def _indirect_runs(self, inode: FfsInode, left: int) -> Iterator[tuple[int, int]]:
         met: set[int] = set()  # an indirect block pointed to twice would be read forever
         for level, top in enumerate(inode.ib):
             if left <= 0:
@@ -451,20 +470,24 @@ class FfsImage:
         if length:
             yield start, length
 
-    def data_extents(self, entry: FfsEntry) -> Iterator[tuple[int, int]]:
+    def data_extents(self, entry: FfsEntry | FfsInode) -> Iterator[tuple[int, int]]:
         """(byte offset in the image, bytes) of a regular file's or directory's allocated
         data, holes left out: what reading it back costs, whatever size it claims."""
-        for _, at, length in self.file_extents(entry):
-            yield at, length
+        for address, length in self._extents(self._inode_of(entry)):
+            if address:
+                yield self._inside(address, length), length
 
-    def file_extents(self, entry: FfsEntry) -> Iterator[tuple[int, int, int]]:
+    def file_extents(self, entry: FfsEntry | FfsInode) -> Iterator[tuple[int, int, int]]:
         """(byte offset in the file, byte offset in the image, bytes) of the allocated
         data of a regular file or directory, holes left out."""
         offset = 0
-        for address, length in self._extents(self.stat_inode(entry.inode)):
+        for address, length in self._extents(self._inode_of(entry)):
             if address:
                 yield offset, self._inside(address, length), length
             offset += length
+
+    def _inode_of(self, entry: FfsEntry | FfsInode) -> FfsInode:
+        return entry if isinstance(entry, FfsInode) else self.stat_inode(entry.inode)
 
     def read_at(self, offset: int, size: int) -> bytes:
         """`size` bytes of the image at `offset` (of a data extent), or FfsError."""
@@ -514,13 +537,13 @@ class FfsImage:
                 yield name, number
             at += reclen
 
-    def _link_target(self, inode: FfsInode) -> bytes:
+    def link_target(self, inode: FfsInode) -> bytes:
         if inode.size < self._g.maxsymlinklen or (self._g.maxsymlinklen == 0 and inode.blocks == 0):
             return inode.raw[40 : 40 + inode.size]  # kept in di_db and di_ib
         return b"".join(self._content(inode))
 
     def _entry(self, path: bytes, inode: FfsInode) -> FfsEntry:
-        kind = inode.type
+        kind = TYPES.get(stat.S_IFMT(inode.mode), "unknown")
         return FfsEntry(
             path=path,
             type=kind,
@@ -540,7 +563,7 @@ class FfsImage:
             flags=inode.flags,
             blocks=inode.blocks,
             rdev=inode.db[0] & 0xFFFFFFFF if kind in ("char", "block") else None,
-            link=self._link_target(inode) if kind == "link" else None,
+            link=self.link_target(inode) if kind == "link" else None,
         )
 
     def _root(self) -> FfsInode:
@@ -551,8 +574,14 @@ class FfsImage:
 
     def entries(self) -> Iterator[FfsEntry]:
         """Every entry: the root (path b"") first, each directory before what it holds."""
+        for path, inode in self.walk():
+            yield self._entry(path, inode)
+
+    def walk(self) -> Iterator[tuple[bytes, FfsInode]]:
+        """(path, inode) of every entry, in the order of entries(), with no FfsEntry built
+        and no symlink's target read: a pass over every inode (a check) needs no more."""
         root = self._root()
-        yield self._entry(b"", root)
+        yield b"", root
         # a directory has one name (fsck_ffs finds a second one, or a loop, in pass 2/3):
         # reached twice, it would be walked again for each name, a loop forever
         seen = {UFS_ROOTINO}
@@ -563,8 +592,8 @@ class FfsImage:
             for name, number in self._directory(directory):
                 path = top + b"/" + name if top else name
                 inode = self.stat_inode(number)
-                yield self._entry(path, inode)
-                if inode.type == "dir":
+                yield path, inode
+                if stat.S_ISDIR(inode.mode):
                     if number in seen:
                         raise FfsError(
                             f"{self.name}: directory inode {number} is reached again at "

@@ -19,8 +19,9 @@ from pathlib import Path
 Entry = tuple[str, int, int, int]  # path below the top, size, mtime_ns, mode
 
 
-def tree_entries(top: Path) -> Iterator[Entry]:
-    """Every entry below `top`, in the order the fingerprint hashes them."""
+def _walk(top: Path) -> Iterator[tuple[bytes, os.DirEntry[str], os.stat_result]]:
+    """(path below the top as bytes, entry, its lstat) of every entry below `top`: each
+    directory's entries by name, a directory before what it holds."""
     prefix = len(os.fsencode(top)) + 1
     stack = [str(top)]
     while stack:
@@ -28,15 +29,15 @@ def tree_entries(top: Path) -> Iterator[Entry]:
         with os.scandir(directory) as listing:
             items = sorted(listing, key=lambda item: item.name)
         for item in items:
-            st = item.stat(follow_symlinks=False)
-            yield (
-                os.fsencode(item.path)[prefix:].decode(errors="surrogateescape"),
-                st.st_size,
-                st.st_mtime_ns,
-                st.st_mode,
-            )
+            yield os.fsencode(item.path)[prefix:], item, item.stat(follow_symlinks=False)
             if item.is_dir(follow_symlinks=False):
                 stack.append(item.path)
+
+
+def tree_entries(top: Path) -> Iterator[Entry]:
+    """Every entry below `top`, in the order the fingerprint hashes them."""
+    for path, _, st in _walk(top):
+        yield path.decode(errors="surrogateescape"), st.st_size, st.st_mtime_ns, st.st_mode
 
 
 def fingerprint_of(entries: Iterable[Entry]) -> str:
@@ -59,26 +60,17 @@ def tree_content(top: Path) -> str:
     """A tree by the name, mode, owner and link target or content of every entry: the same
     for a copy on any file system that keeps modes and owners (rsync -a, cp -a)."""
     digest = hashlib.sha256()
-    prefix = len(os.fsencode(top)) + 1
-    stack = [str(top)]
-    while stack:
-        directory = stack.pop()
-        with os.scandir(directory) as listing:
-            items = sorted(listing, key=lambda item: item.name)
-        for item in items:
-            st = item.stat(follow_symlinks=False)
-            # a name is bytes to NetBSD, not always UTF-8: hashed as those bytes
-            digest.update(b"/" + os.fsencode(item.path)[prefix:])
-            digest.update(f"\0{st.st_mode:o}\0{st.st_uid}\0{st.st_gid}\0".encode())
-            if item.is_symlink():
-                digest.update(os.fsencode(os.readlink(item.path)))
-            elif item.is_dir(follow_symlinks=False):
-                stack.append(item.path)
-            elif item.is_file(follow_symlinks=False):
-                digest.update(_file_digest(item.path))
-            else:  # a device node: its number is its content
-                digest.update(f"{st.st_rdev}".encode())
-            digest.update(b"\n")
+    for path, item, st in _walk(top):
+        # a name is bytes to NetBSD, not always UTF-8: hashed as those bytes
+        digest.update(b"/" + path)
+        digest.update(f"\0{st.st_mode:o}\0{st.st_uid}\0{st.st_gid}\0".encode())
+        if item.is_symlink():
+            digest.update(os.fsencode(os.readlink(item.path)))
+        elif item.is_file(follow_symlinks=False):
+            digest.update(_file_digest(item.path))
+        elif not item.is_dir(follow_symlinks=False):  # a device node: its number is its content
+            digest.update(f"{st.st_rdev}".encode())
+        digest.update(b"\n")
     return digest.hexdigest()
 
 

@@ -363,11 +363,16 @@ def read_package(path: Path) -> Package:
 def read_packing_list(path: Path) -> PackingList:
     """The packing list alone, from the archive's first member: enough to plan an install.
     Kept per file version, as every domU's pkg task asks for the same packages."""
+    return _packing_list(path, *file_version(path))
+
+
+def file_version(path: Path) -> tuple[int, int]:
+    """(mtime_ns, size) of a package file: what a cache of what is read from it is kept by."""
     try:
         stat = path.stat()
     except OSError as error:
         raise DomusError(f"cannot read package {path}: {error.strerror}") from None
-    return _packing_list(path, stat.st_mtime_ns, stat.st_size)
+    return stat.st_mtime_ns, stat.st_size
 
 
 @functools.lru_cache(maxsize=4096)

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tasks.errors import DomusError
-from tasks.pkgsrc.packages import PREFIX, open_package, plan, read_packing_list
+from tasks.pkgsrc.packages import PREFIX, file_version, open_package, plan, read_packing_list
 from tasks.site import PkgSource
 
 SYSCONFDIR = f"{PREFIX}/etc"  # pkgsrc's default PKG_SYSCONFDIR
@@ -111,11 +111,7 @@ def data_lines(text: str) -> dict[str, list[str]]:
 
 def read_install_script(path: Path) -> str:
     """The package's +INSTALL, from its leading metadata members ("" without one)."""
-    try:
-        stat = path.stat()
-    except OSError as error:
-        raise DomusError(f"cannot read package {path}: {error.strerror}") from None
-    return _install_script(path, stat.st_mtime_ns, stat.st_size)
+    return _install_script(path, *file_version(path))
 
 
 @functools.lru_cache(maxsize=4096)

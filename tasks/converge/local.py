@@ -20,7 +20,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -182,41 +182,24 @@ def image_files(
     `extra`: the bytes the converge writes into the image, for the copy's room; `shape`:
     the new size and inode density a rewrite makes the image with. A file larger than
     converge.max_file_size is refused before it is read."""
-    with _image_files(
-        site, domu, layout, readonly=readonly, method=method, extra=extra, shape=shape
-    ) as files:
-        files.max_file_size = site.converge.max_file_size
-        yield files
-
-
-@contextmanager
-def _image_files(
-    site: Site,
-    domu: DomU,
-    layout: Layout,
-    *,
-    readonly: bool,
-    method: str,
-    extra: int = 0,
-    shape: Shape | None = None,
-) -> Iterator[ImageFiles]:
     image = layout.local_image(domu.name)
     check_not_in_use(image, domu.name, watchers(configured_backend(site.blockdev.backend)))
-    if method == "mount":
-        with _mounted_files(site, domu, layout, image, readonly, extra) as files:
-            yield files
-        return
     keep_images = site.converge.keep_images
-    if method == "sealed":
-        params, passphrase = local_params(site.keys, domu)
-        with sealed.opened(image, params, passphrase, domu.local.fs, keep_images) as files:
-            yield files
-        return
-    if method == "rewrite":
-        with rewrite.opened(image, keep_images, shape) as files:
-            yield files
-        return
-    yield DebugfsFiles(image)
+    with ExitStack() as stack:
+        files: ImageFiles
+        if method == "mount":
+            files = stack.enter_context(_mounted_files(site, domu, layout, image, readonly, extra))
+        elif method == "sealed":
+            params, passphrase = local_params(site.keys, domu)
+            files = stack.enter_context(
+                sealed.opened(image, params, passphrase, domu.local.fs, keep_images)
+            )
+        elif method == "rewrite":
+            files = stack.enter_context(rewrite.opened(image, keep_images, shape))
+        else:
+            files = DebugfsFiles(image)
+        files.max_file_size = site.converge.max_file_size
+        yield files
 
 
 @contextmanager

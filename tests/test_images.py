@@ -5,8 +5,8 @@ import os
 import pytest
 
 from tasks.errors import DomusError
-from tasks.images import write_image
 from tasks.images.publish import partial_name, publishing
+from tasks.images.writers import write_image
 from tasks.tree import Tree
 from tests.image_reader import ImageReader
 

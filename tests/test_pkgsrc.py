@@ -14,8 +14,8 @@ from dbopen import dbcreate, dbopen, pkgdb_info
 from pkgsrc_fixture import MTIME, Hardlink, Symlink, make_package, write_package
 
 from tasks.errors import DomusError
-from tasks.images import write_image
 from tasks.images.ffs_reader import FfsImage
+from tasks.images.writers import write_image
 from tasks.kinds import pkg as pkg_kind
 from tasks.kinds.pkg import pkg_record
 from tasks.pkgsrc import install as pkgsrc_install

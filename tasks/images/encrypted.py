@@ -11,8 +11,8 @@ from pathlib import Path
 
 from tasks.cgd.params import Params
 from tasks.cgd.stream import encrypt_file
-from tasks.images import write_image
 from tasks.images.plaintext import private_dir
+from tasks.images.writers import write_image
 from tasks.log import timed
 from tasks.tree import Tree
 

@@ -151,7 +151,7 @@ def converge_unless_same(
 
 
 def write_local_image(site: Site, domu: DomU, tree: Tree, dest: Path) -> None:
-    from tasks.images import write_image
+    from tasks.images.writers import write_image
 
     # the domU writes it: as many inodes as newfs would give it, or local.density's
     density = domu.local.density

@@ -69,7 +69,7 @@ def build(domu: DomU, layout: Layout) -> None:
     from tasks.generations.making import make_generation
     from tasks.generations.slots import pkg_slot, stable_links
     from tasks.generations.store import Store
-    from tasks.images import write_image
+    from tasks.images.writers import write_image
     from tasks.leftovers import undone_on_failure
     from tasks.log import note
     from tasks.recipes.pkg import setup_pkg

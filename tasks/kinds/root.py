@@ -124,7 +124,7 @@ def build(
 ) -> None:
     from tasks.generations.making import make_generation
     from tasks.generations.slots import KERNEL, ROOT, stable_links
-    from tasks.images import write_image
+    from tasks.images.writers import write_image
     from tasks.inputs import make_record
     from tasks.log import note, timed
     from tasks.recipes.root import setup_root

@@ -28,10 +28,10 @@ from tasks.blockdev.holders import check_not_in_use
 from tasks.blockdev.recovery import clean_up, recover
 from tasks.blockdev.signals import signals_deferred, sigterm_raises
 from tasks.blockdev.units import unit_from_pool
-from tasks.errors import DomusError
 from tasks.images.ext2_marks import require_netbsd_superblock, take_back_linux_mount_marks
-from tasks.log import note
-from tasks.private import private_directory
+from tasks.images.private import private_directory
+from tasks.run.errors import DomusError
+from tasks.run.log import note
 from tasks.site import BlockdevSpec
 
 

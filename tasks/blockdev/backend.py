@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from tasks.errors import DomusError
+from tasks.run.errors import DomusError
 from tasks.tools import run
 
 # Mounted images come from domUs: nothing on them is run, and no device node is honoured.

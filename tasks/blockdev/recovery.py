@@ -16,8 +16,8 @@ from tasks.blockdev import records
 from tasks.blockdev.backend import Backend, backend_named
 from tasks.blockdev.records import Record
 from tasks.blockdev.unit_locks import try_lock, unit_lock
-from tasks.errors import DomusError
-from tasks.log import note
+from tasks.run.errors import DomusError
+from tasks.run.log import note
 
 LINUX_MOUNTS = "/proc/self/mounts"
 

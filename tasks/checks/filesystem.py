@@ -28,8 +28,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tasks.site import BlockdevSpec
-from tasks.superblocks import (
+from tasks.formats.superblocks import (
     BYTE_ORDERS,
     EXT2_MAGIC,
     EXT2_MAGIC_AT,
@@ -43,6 +42,7 @@ from tasks.superblocks import (
     UFS2_MAGIC,
     ffs_magic,
 )
+from tasks.site import BlockdevSpec
 from tasks.tools import run
 
 # --- ext2fs (sys/ufs/ext2fs/ext2fs.h: struct ext2fs, little-endian on disk) ---------------

@@ -17,14 +17,14 @@ import sys
 
 from tasks.converge.local import converge
 from tasks.converge.plan import unified_diff
-from tasks.errors import DomusError, require_known
-from tasks.inputs import make_record, write_record
 from tasks.kinds.local import context as local_context
 from tasks.kinds.local import template_files
-from tasks.locks import image_lock
 from tasks.render import Templates
-from tasks.run import start_run
+from tasks.run.build import start_run
+from tasks.run.errors import DomusError, require_known
+from tasks.run.locks import image_lock
 from tasks.site import DomU, Layout, Site
+from tasks.sources.inputs import make_record, write_record
 
 EXIT_SAME, EXIT_DIFFERENT = 0, 1
 

@@ -26,7 +26,7 @@ from tasks.checks.filesystem import (
     image_bytes,
     without_linux_mount_marks,
 )
-from tasks.errors import DomusError
+from tasks.run.errors import DomusError
 
 
 def take_back_linux_mount_marks(image: Path) -> bool:

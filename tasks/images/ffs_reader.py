@@ -56,7 +56,7 @@ from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
 from tasks.checks.filesystem import Superblock, ffs_sizes_problems, find_superblock
-from tasks.superblocks import SBLOCK_PIGGY, SBLOCKSIZE, UFS2_MAGIC
+from tasks.formats.superblocks import SBLOCK_PIGGY, SBLOCKSIZE, UFS2_MAGIC
 
 # fs.h: fs_clean and fs_flags
 FS_ISCLEAN = 0x01

@@ -8,7 +8,7 @@ from pathlib import Path
 from tasks.images.ext2fs import write_ext2fs
 from tasks.images.ffs import write_ffs
 from tasks.images.publish import host_full
-from tasks.tree import Tree
+from tasks.images.tree import Tree
 
 WRITERS = {"ffs": write_ffs, "ext2fs": write_ext2fs}
 

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from tasks.errors import DomusError
+from tasks.run.errors import DomusError
 
 ROOT = "."
 
@@ -90,7 +90,7 @@ class Tree:
     @classmethod
     def stage(cls, source: Path, entries: dict[str, Entry], staging: Path) -> Tree:
         """A tree whose files are hard links to the same paths below `source`."""
-        from tasks.progress import Progress
+        from tasks.run.progress import Progress
 
         for path in entries:
             above = blocked_by(entries, path)

@@ -26,10 +26,10 @@ from doit.doit_cmd import DoitMain
 from doit.exceptions import InvalidCommand, InvalidDodoFile, InvalidTask
 
 from tasks import REPO
-from tasks import run as doit_build
-from tasks.errors import EXIT_FAILED, EXIT_OK, DomusError, UsageError
-from tasks.reporter import Reporter
-from tasks.run import Build
+from tasks.run import build as doit_build
+from tasks.run.build import Build
+from tasks.run.errors import EXIT_FAILED, EXIT_OK, DomusError, UsageError
+from tasks.run.reporter import Reporter
 
 DODO = REPO / "dodo.py"
 

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
-    from tasks.tree import Tree
+    from tasks.images.tree import Tree
 
 INTERVAL = 0.25  # seconds between redraws
 MiB = 1 << 20

@@ -11,9 +11,8 @@ import stat
 from pathlib import Path
 
 from tasks.images.publish import host_full
-from tasks.images.tree import ROOT, Entry, Tree
+from tasks.images.tree import ROOT, Entry, Tree, tree_bytes
 from tasks.run.errors import DomusError
-from tasks.run.progress import tree_bytes
 from tasks.site.sizes import format_size
 from tasks.tools import run
 

@@ -18,10 +18,9 @@ from pathlib import Path
 from tasks.formats.mtree import write_spec
 from tasks.images.publish import host_full
 from tasks.images.sparse import punch_zeros
-from tasks.images.tree import Tree
+from tasks.images.tree import Tree, tree_bytes
 from tasks.run.errors import DomusError
 from tasks.run.log import timed
-from tasks.run.progress import tree_bytes
 from tasks.site.sizes import format_size
 from tasks.tools import run
 

@@ -17,13 +17,8 @@ from datetime import datetime
 from pathlib import Path
 
 from tasks.blockdev import records
-from tasks.blockdev.backend import (
-    Attachment,
-    Backend,
-    backend_named,
-    configured_backend,
-    platform_backend_name,
-)
+from tasks.blockdev.backend import Attachment, Backend
+from tasks.blockdev.backends import backend_named, configured_backend, platform_backend_name
 from tasks.blockdev.holders import check_not_in_use
 from tasks.blockdev.recovery import clean_up, recover
 from tasks.blockdev.signals import signals_deferred, sigterm_raises

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Protocol
 
 from tasks.blockdev.attach import mounted, watchers
-from tasks.blockdev.backend import configured_backend
+from tasks.blockdev.backends import configured_backend
 from tasks.blockdev.holders import check_not_in_use
 from tasks.blockdev.signals import sigterm_raises
 from tasks.cgd.keyfiles import params_path

@@ -23,9 +23,9 @@ import pytest
 
 from tasks.cgd.params import parse
 from tasks.cgd.stream import decrypt_file
-from tasks.checks.filesystem import ffs_problems
 from tasks.converge.plan import Change, FileState
 from tasks.converge.rewrite import Staged, kept_images, opened, write_inode_fields
+from tasks.formats.fsck_rules import ffs_problems
 from tasks.formats.mtree import encode
 from tasks.formats.superblocks import SBLOCK_UFS1, has_ffs_superblock
 from tasks.images.ffs import makefs_argv

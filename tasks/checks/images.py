@@ -16,19 +16,11 @@ from tasks.cgd.keyfiles import params_path, passphrase_path
 from tasks.cgd.keys import local_params
 from tasks.cgd.stream import decrypt_file
 from tasks.checks import Finding
-from tasks.checks.filesystem import (
-    FSCK,
-    LINUX_MOUNT_MARKS,
-    e2fsck_problem,
-    ext2_problem,
-    ffs_problems,
-    image_bytes,
-    netbsd_fsck_problem,
-    on_netbsd,
-)
+from tasks.checks.filesystem import FSCK, e2fsck_problem, netbsd_fsck_problem, on_netbsd
 from tasks.checks.readback import read_back_problems
 from tasks.checks.room import room_finding
 from tasks.checks.verdicts import Verdicts
+from tasks.formats.fsck_rules import LINUX_MOUNT_MARKS, ext2_problem, ffs_problems, image_bytes
 from tasks.formats.superblocks import detect_fs
 from tasks.images.plaintext import private_dir
 from tasks.run.errors import DomusError

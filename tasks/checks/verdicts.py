@@ -55,6 +55,7 @@ _CODE = Path(__file__).parent
 CODE_FILES = (
     *sorted(_CODE.glob("*.py")),
     _CODE.parent / "images" / "ffs_reader.py",
+    _CODE.parent / "formats" / "fsck_rules.py",
     _CODE.parent / "formats" / "superblocks.py",
 )
 

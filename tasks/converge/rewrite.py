@@ -44,7 +44,6 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from tasks.checks.filesystem import ffs_problems
 from tasks.converge.debugfs import keep_owner
 from tasks.converge.plan import (
     Change,
@@ -55,6 +54,7 @@ from tasks.converge.plan import (
     stray_backups,
 )
 from tasks.converge.shape import Shape, has_density
+from tasks.formats.fsck_rules import ffs_problems
 from tasks.formats.mtree import encode
 from tasks.images.ffs import inodes_per_group, makefs_argv, room_options
 from tasks.images.ffs_reader import CHUNK, FfsEntry, FfsError, FfsImage, FfsParams

@@ -203,7 +203,7 @@ def reprovision(args: argparse.Namespace) -> int:
 
 
 def converge(args: argparse.Namespace) -> int:
-    from tasks.converge.__main__ import run
+    from tasks.converge.command import run
 
     return run(args)
 

@@ -270,9 +270,3 @@ def prune_logs(logs: Path) -> None:
 def nightly(site: Site) -> int:
     start_run(site.layout, generations=False)  # the generations' leftovers: reported below
     return Nightly(site, site.path).run()
-
-
-if __name__ == "__main__":
-    from tasks.cli import main
-
-    sys.exit(main(["nightly", *sys.argv[1:]]))

@@ -5,7 +5,7 @@ pkg:NAME, swap:NAME and xen:NAME; one kind of image each, in tasks/kinds/.
 """
 
 from tasks.kinds import KINDS, generator_for
-from tasks.run import build_for_dodo
+from tasks.run.build import build_for_dodo
 
 _build = build_for_dodo()
 

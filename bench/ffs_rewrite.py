@@ -35,7 +35,7 @@ os.environ["DOMUS_DEBUG"] = "1"
 from tasks.converge.plan import Change, FileState  # noqa: E402
 from tasks.converge.rewrite import kept_images, opened  # noqa: E402
 from tasks.images.ffs_reader import FfsImage  # noqa: E402
-from tasks.sizes import parse_size  # noqa: E402
+from tasks.site.sizes import parse_size  # noqa: E402
 
 MiB = 1 << 20
 SMALL = 2000

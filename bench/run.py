@@ -181,11 +181,11 @@ def makefs_alone(build: Path, size: str, durable: bool) -> float:
     """makefs on the staged root tree with the same spec, writing the same kind of image;
     with `durable`, followed by what every published image gets: holes punched, fsync."""
     sys.path.insert(0, str(REPO))
+    from tasks.formats.mtree import write_spec
     from tasks.images.ffs import makefs_argv
     from tasks.images.sparse import punch_zeros
-    from tasks.mtree import write_spec
-    from tasks.sizes import parse_size
-    from tasks.tree import Tree
+    from tasks.images.tree import Tree
+    from tasks.site.sizes import parse_size
 
     tree = Tree.load(build / "stage" / "root", build / "stage" / "root.manifest.json")
     spec, image = build / "bench.spec", build / "bench.img"

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from tasks import DEFAULT_SITE
-from tasks.errors import (
+from tasks.run.errors import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -32,7 +32,7 @@ from tasks.errors import (
     UsageError,
     print_error,
 )
-from tasks.log import DEBUG
+from tasks.run.log import DEBUG
 
 if TYPE_CHECKING:  # the site package is loaded only by the commands that need it
     from tasks.site import Site
@@ -161,23 +161,23 @@ def doit_words(words: Sequence[str]) -> tuple[bool, list[str]]:
 
 
 def build_site(site: Site, doit_args: Sequence[str], reprovision: set[str] | None = None) -> int:
-    from tasks.doit_run import run_doit
-    from tasks.run import prepare
+    from tasks.run.build import prepare
+    from tasks.run.doit import run_doit
 
     return run_doit(prepare(site, reprovision or set(), doit_args), doit_args)
 
 
 def unchanged_build(args: argparse.Namespace) -> bool:
     """A whole-site build with nothing to do, answered from the record of the last one
-    (tasks.noop) without loading the site or doit."""
-    from tasks.noop import unchanged
+    (tasks.run.noop) without loading the site or doit."""
+    from tasks.run.noop import unchanged
 
     if args.command != "build" or args.rest:
         return False
     record = unchanged(args.config)
     if record is None:
         return False
-    from tasks.private import make_images_private
+    from tasks.images.private import make_images_private
 
     if make_images_private(Path(record["output"]) / "images", every_image=False):
         return False  # the record holds the modes they had: doit records the new ones
@@ -203,7 +203,7 @@ def reprovision(args: argparse.Namespace) -> int:
 
 
 def converge(args: argparse.Namespace) -> int:
-    from tasks.converge.__main__ import run
+    from tasks.converge.command import run
 
     return run(args)
 
@@ -228,7 +228,7 @@ def cgd(args: argparse.Namespace) -> int:
 
 
 def nightly(args: argparse.Namespace) -> int:
-    from tasks.nightly import nightly
+    from tasks.nightly.refresh import nightly
 
     return nightly(args.site)
 
@@ -704,7 +704,7 @@ def load(args: argparse.Namespace) -> Site | None:
     removed."""
     if args.command not in SITE_COMMANDS or args.command == "status":
         return None  # status loads the site itself, only when it must, and removes nothing
-    from tasks.leftovers import remove_plaintext_left
+    from tasks.run.leftovers import remove_plaintext_left
     from tasks.site import load_site
 
     site = load_site(args.config)

@@ -17,11 +17,11 @@ import re
 import shutil
 from pathlib import Path
 
-from tasks.errors import DomusError, UsageError
-from tasks.fetch import parse_listing, read_listing
 from tasks.images.publish import fsync_dir, fsync_file
-from tasks.log import note
 from tasks.render import BUILTIN
+from tasks.run.errors import DomusError, UsageError
+from tasks.run.log import note
+from tasks.sources.fetch import parse_listing, read_listing
 
 DEFAULT_MIRROR = "https://cdn.netbsd.org/pub/NetBSD"
 # The NetBSD ports that run as a Xen PV domU, and the kernel each one boots.

@@ -20,8 +20,8 @@ from pathlib import Path
 
 from tasks.generations.slots import pkg_slot
 from tasks.generations.store import Store
+from tasks.images.private import PRIVATE_DIR, PRIVATE_FILE
 from tasks.images.publish import fsync_dir
-from tasks.private import PRIVATE_DIR, PRIVATE_FILE
 from tasks.site import Layout
 from tasks.site.settings import DOMAIN_NAME
 
@@ -138,7 +138,7 @@ def retire_here(layout: Layout, names: Collection[str], running: Collection[str]
 def main(argv: list[str]) -> int:
     """`python -m tasks.orphans OUTPUT NAME...`, run by a deploy on a dom0 left without
     domUs, where no site can say which it has (a site has at least one)."""
-    from tasks.locks import hold_run_lock
+    from tasks.run.locks import hold_run_lock
     from tasks.xl import running_domains
 
     output, *names = argv

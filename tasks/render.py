@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from functools import cache, cached_property
 from pathlib import Path
 
-from tasks.errors import DomusError
+from tasks.run.errors import DomusError
 
 BUILTIN = Path(__file__).resolve().parent.parent / "templates"
 

@@ -12,8 +12,8 @@ import subprocess
 import sys
 from collections.abc import Callable, Sequence
 
-from tasks.errors import DomusError
-from tasks.progress import on_terminal
+from tasks.run.errors import DomusError
+from tasks.run.progress import on_terminal
 
 SBIN_DIRS = ("/usr/sbin", "/sbin", "/usr/pkg/sbin", "/usr/local/sbin")
 
@@ -72,7 +72,7 @@ def run(
     within GUEST_TOOL_SECONDS and GUEST_TOOL_MEMORY (tasks/images/guest_limits.py).
     """
     from tasks.images.guest_limits import GUEST_TOOL_MEMORY, GUEST_TOOL_SECONDS, limit_memory
-    from tasks.sizes import format_size
+    from tasks.site.sizes import format_size
 
     path = require(argv[0], what)
     limit = limit_memory if guest else None
@@ -124,7 +124,7 @@ def _run_watched(
     limit: Callable[[], None] | None,
 ) -> subprocess.CompletedProcess[str]:
     """subprocess.run, with a progress line of what the tool has read so far."""
-    from tasks.progress import bytes_read_by, watching
+    from tasks.run.progress import bytes_read_by, watching
 
     with subprocess.Popen(
         argv,

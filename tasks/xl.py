@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tasks.errors import DomusError
+from tasks.run.errors import DomusError
 from tasks.tools import find
 
 # `xl uptime`: "%-33s %4d %s" with an uptime of "[N day[s], ]H:MM:SS"

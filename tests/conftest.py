@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.tree import Tree
+from tasks.images.tree import Tree
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

@@ -20,8 +20,8 @@ from pathlib import Path
 from tasks.converge import mounted
 from tasks.converge.local import converge
 from tasks.kinds.local import context as local_context
-from tasks.locks import image_lock
 from tasks.render import Templates
+from tasks.run.locks import image_lock
 from tasks.site import load_site
 
 

@@ -1,6 +1,6 @@
 """Berkeley DB 1.85 files read and written by the real db code, through ctypes.
 
-The judge of tasks/btree_db.py: NetBSD's dbopen(3) is in its libc; on Linux the same 4.4BSD
+The judge of tasks/formats/btree_db.py: NetBSD's dbopen(3) is in its libc; on Linux the same 4.4BSD
 code is Debian's libdb1-compat (libdb1.so.2), which `./domus test` installs.
 """
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from tasks.errors import EditError
+from tasks.run.errors import EditError
 
 _MARKER = re.compile(r"%([A-Za-z_][A-Za-z0-9_]*)%")
 _MD_DEVICES = "%MD_DEVICES%"

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks.checks.filesystem import EXT2_SUPERBLOCK, ext2_superblocks, without_linux_mount_marks
+from tasks.formats.fsck_rules import ext2_superblocks, without_linux_mount_marks
+from tasks.formats.superblocks import EXT2_SUPERBLOCK
 
 needs_root = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("losetup") is None,

@@ -1,4 +1,4 @@
-"""The test oracle: NetBSD's own rules (tasks/checks/filesystem.py) applied to an image.
+"""The test oracle: NetBSD's own rules (tasks/formats/fsck_rules.py) applied to an image.
 
 Every image a test builds or converges goes through `assert_netbsd_accepts`: an image that
 passes Linux's tools but that NetBSD's fsck would refuse at boot fails the test.

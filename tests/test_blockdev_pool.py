@@ -16,7 +16,7 @@ from tasks import xl
 from tasks.blockdev.holders import domain_running
 from tasks.blockdev.loop import Loop
 from tasks.blockdev.units import unit_from_pool
-from tasks.errors import DomusError
+from tasks.run.errors import DomusError
 from tests.commands import fake_xl, xl_domain
 from tests.conftest import REPO
 

@@ -19,7 +19,7 @@ import pytest
 from tasks.blockdev.attach import mounted
 from tasks.blockdev.vnd import parse_listing
 from tasks.checks.filesystem import PHASES
-from tasks.errors import DomusError
+from tasks.run.errors import DomusError
 from tasks.site import BlockdevSpec
 from tests.mounting import mounts_under, needs_root, release_everything_under
 from tests.sites import Site

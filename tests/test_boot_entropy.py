@@ -17,12 +17,12 @@ import pytest
 
 from tasks.cgd.params import URandomKey, parse
 from tasks.edits.rcconf import set_rc_vars
+from tasks.images.tree import Tree
 from tasks.kinds.local import context as local_context
 from tasks.recipes.local import make_entropy_dir
 from tasks.render import Templates
 from tasks.site import load_site
 from tasks.site.netbsd import ENTROPY_FILE
-from tasks.tree import Tree
 from tests.conftest import NETBSD, REPO
 
 RC_D = NETBSD / "rc.d"

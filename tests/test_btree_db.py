@@ -1,4 +1,4 @@
-"""Berkeley DB 1.85 B-tree files (tasks/btree_db.py), judged by the real db code."""
+"""Berkeley DB 1.85 B-tree files (tasks/formats/btree_db.py), judged by the real db code."""
 
 import random
 import struct
@@ -6,7 +6,7 @@ import struct
 import pytest
 from dbopen import R_DUP, dbcreate, dbopen, pkgdb_info
 
-from tasks.btree_db import B_NODUPS, MAGIC, PAGE_SIZE, overflow_size, write_btree
+from tasks.formats.btree_db import B_NODUPS, MAGIC, PAGE_SIZE, overflow_size, write_btree
 
 
 def records(count, seed=0):

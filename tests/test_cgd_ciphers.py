@@ -24,9 +24,9 @@ from tasks.cgd.ciphers import (
 )
 from tasks.cgd.stream import decrypt_sectors, encrypt_sectors
 from tasks.cgd.table import CIPHERS
-from tasks.errors import DomusError
+from tasks.formats.superblocks import has_ffs_superblock
+from tasks.run.errors import DomusError
 from tasks.site.settings import DOMAIN
-from tasks.superblocks import has_ffs_superblock
 from tests.sites import REPO
 
 SHARED_CGD = Path(__file__).resolve().parents[2] / "shared" / "cgd"

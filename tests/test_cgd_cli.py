@@ -13,7 +13,7 @@ import pytest
 from tasks.cgd import params as cgd
 from tasks.cgd.ciphers import SectorCipher, make_cipher
 from tasks.cgd.stream import decrypt_file, encrypt_file
-from tasks.errors import DomusError
+from tasks.run.errors import DomusError
 
 REPO = Path(__file__).resolve().parents[1]
 MAKEFS = shutil.which("makefs") or next(

@@ -13,7 +13,7 @@ from tasks.cgd.params import (
     StoredKey,
     URandomKey,
 )
-from tasks.errors import DomusError
+from tasks.run.errors import DomusError
 
 SPEC_KEY_B64 = "AAABAJtnmp3XZspMBAFpCYnB8Hekn0gj5cDVngslfGLSqwcy"
 SPEC_KEY = bytes.fromhex("9b679a9dd766ca4c0401690989c1f077a49f4823e5c0d59e0b257c62d2ab0732")

@@ -1,4 +1,4 @@
-"""NetBSD's file-system rules (tasks/checks/filesystem.py) catch what NetBSD refuses."""
+"""NetBSD's file-system rules (tasks/formats/fsck_rules.py) catch what NetBSD refuses."""
 
 from __future__ import annotations
 
@@ -8,18 +8,18 @@ from pathlib import Path
 
 import pytest
 
-from tasks.checks.filesystem import (
-    EXT2_SUPERBLOCK,
+from tasks.checks.filesystem import fsck_output_problem
+from tasks.checks.images import check_image
+from tasks.checks.readback import ffs_read_problems, tsk_files, tsk_read_problems
+from tasks.formats.fsck_rules import (
     ext2_alternate_offset,
     ext2_problem,
     ext2_superblocks,
     ffs_problems,
     find_superblock,
-    fsck_output_problem,
     without_linux_mount_marks,
 )
-from tasks.checks.images import check_image
-from tasks.checks.readback import ffs_read_problems, tsk_files, tsk_read_problems
+from tasks.formats.superblocks import EXT2_SUPERBLOCK
 from tasks.images.ext2fs import FEATURES
 from tests.netbsd_rules import assert_netbsd_accepts, netbsd_problems
 

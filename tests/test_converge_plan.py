@@ -10,12 +10,12 @@ import pytest
 
 from tasks.converge.mounted import MountedFiles
 from tasks.converge.plan import Change, FileState, backup_name, plan, unified_diff
-from tasks.errors import DomusError
+from tasks.formats.superblocks import detect_fs
 from tasks.kinds.local import context as local_context
 from tasks.recipes.local import ManagedFile, managed_files
 from tasks.render import Templates
+from tasks.run.errors import DomusError
 from tasks.site import load_site
-from tasks.superblocks import detect_fs
 from tests.conftest import REPO
 
 TEMPLATE = ManagedFile("etc/fstab", "new\n", 0o644)

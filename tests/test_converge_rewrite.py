@@ -23,15 +23,15 @@ import pytest
 
 from tasks.cgd.params import parse
 from tasks.cgd.stream import decrypt_file
-from tasks.checks.filesystem import ffs_problems
 from tasks.converge.plan import Change, FileState
 from tasks.converge.rewrite import Staged, kept_images, opened, write_inode_fields
-from tasks.errors import DomusError
+from tasks.formats.fsck_rules import ffs_problems
+from tasks.formats.mtree import encode
+from tasks.formats.superblocks import SBLOCK_UFS1, has_ffs_superblock
 from tasks.images.ffs import makefs_argv
 from tasks.images.ffs_reader import FS_DOSOFTDEP, FS_DOWAPBL, FS_FLAGS_AT, FfsImage
-from tasks.mtree import encode
 from tasks.recipes.managed_record import RECORD
-from tasks.superblocks import SBLOCK_UFS1, has_ffs_superblock
+from tasks.run.errors import DomusError
 from tests.conftest import REPO
 from tests.mounting import needs_root, sha
 from tests.netbsd_rules import assert_netbsd_accepts

@@ -11,10 +11,10 @@ from pathlib import Path, PurePosixPath
 
 import yaml
 
+from tasks.cgd.keyfiles import params_path
 from tasks.deploy.restrict import host_inputs, host_keys, restricted_site, site_text
-from tasks.fingerprint import tree_fingerprint
-from tasks.keyfiles import params_path
 from tasks.site import load_site
+from tasks.sources.fingerprint import tree_fingerprint
 from tests.sites import REPO, Site, example_site
 
 

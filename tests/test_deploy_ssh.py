@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tasks.deploy.ssh import known_hosts, rsh, ssh_options, write_known_hosts
-from tasks.errors import SiteError
+from tasks.run.errors import SiteError
 from tasks.site import load_site
 from tests.commands import domus
 from tests.dom0s import SSHD, Dom0, start_dom0s

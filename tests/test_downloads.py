@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.fetch import parse_listing
+from tasks.sources.fetch import parse_listing
 from tests.commands import active, generations, nightly
 from tests.image_reader import ImageReader
 from tests.release_server import KERNELS, SETS, Release, serving

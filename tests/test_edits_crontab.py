@@ -1,7 +1,7 @@
 import pytest
 
 from tasks.edits.crontab import disable_periodic
-from tasks.errors import EditError
+from tasks.run.errors import EditError
 
 DAILY = "15\t3\t*\t*\t*\t/bin/sh /etc/daily 2>&1 | tee /var/log/daily.out | sendmail -t\n"
 WEEKLY = "30\t4\t*\t*\t6\t/bin/sh /etc/weekly 2>&1 | tee /var/log/weekly.out | sendmail -t\n"

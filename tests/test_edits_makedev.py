@@ -12,7 +12,7 @@ from tasks.edits.makedev import (
     patch_init_target,
     restore_init_target,
 )
-from tasks.errors import EditError
+from tasks.run.errors import EditError
 from tasks.site.netbsd import MAKEDEV_ADD, MAKEDEV_REMOVE
 from tests.conftest import NETBSD
 from tests.makedev_compose import compose_makedev

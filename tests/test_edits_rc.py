@@ -5,7 +5,7 @@ import subprocess
 import pytest
 
 from tasks.edits.rc import HOOK, add_pre_hook
-from tasks.errors import EditError
+from tasks.run.errors import EditError
 from tests.conftest import REPO
 
 OLD_STYLE_RC = """#!/bin/sh

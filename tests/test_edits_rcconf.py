@@ -5,7 +5,7 @@ import subprocess
 import pytest
 
 from tasks.edits.rcconf import MARKER, set_rc_vars, shell_quote
-from tasks.errors import EditError
+from tasks.run.errors import EditError
 
 needs_sh = pytest.mark.skipif(shutil.which("sh") is None, reason="needs /bin/sh")
 

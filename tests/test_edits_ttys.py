@@ -3,7 +3,7 @@ import re
 import pytest
 
 from tasks.edits.ttys import domu_ttys
-from tasks.errors import EditError
+from tasks.run.errors import EditError
 
 CURRENT = "etc.amd64/ttys"
 VARIANT = "../_variants/etc/etc.amd64/ttys.rev1.5-lparkes"

@@ -11,8 +11,8 @@ import pytest
 
 from tasks.cgd.params import format, generate, parse
 from tasks.cgd.stream import decrypt_file, encrypt_file
-from tasks.errors import DomusError
-from tasks.superblocks import has_ffs_superblock
+from tasks.formats.superblocks import has_ffs_superblock
+from tasks.run.errors import DomusError
 from tests.image_reader import ImageReader
 from tests.netbsd_rules import assert_netbsd_accepts
 from tests.sites import Site

@@ -22,7 +22,7 @@ import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from tasks.errors import DomusError
+from tasks.run.errors import DomusError
 from tasks.site import settings as tables
 from tasks.site.load import load_site
 from tests.conftest import REPO

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tasks.formats.mtree import encode
+from tasks.formats.superblocks import SBLOCK_UFS1
 from tasks.images.ffs_reader import (
     FS_DOSOFTDEP,
     FS_DOWAPBL,
@@ -18,8 +20,6 @@ from tasks.images.ffs_reader import (
     FS_POSIX1EACLS,
     FfsImage,
 )
-from tasks.mtree import encode
-from tasks.superblocks import SBLOCK_UFS1
 
 # name (bytes) -> spec words; the content of a regular file is written to the staging tree
 WEIRD = b"name with space\nand newline \xff\xfe"

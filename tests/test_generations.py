@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from tasks import xl
-from tasks.errors import DomusError
 from tasks.generations.running import in_use
 from tasks.generations.slots import ROOT
 from tasks.generations.state import SlotState, save_state
 from tasks.generations.store import Store
+from tasks.run.errors import DomusError
 from tasks.site import Layout
 from tasks.xl import Domain, find_xl, no_hypervisor_here, running_domains
 from tests.commands import (

@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from tasks.images.ffs_reader import FfsImage
-from tasks.sizes import parse_size
+from tasks.site.sizes import parse_size
 from tests.sites import REPO, Site
 from tests.test_hostile_images import VALUES, mutate, targets
 
@@ -312,7 +312,7 @@ def test_a_mounted_image_s_file_beyond_the_limit_is_refused_before_it_is_read(
     """The mount path reads through the O_NOFOLLOW descriptor's fstat: a sparse 1 GiB
     /etc/rc.conf is named, and nothing of it read."""
     from tasks.converge.mounted import MountedFiles
-    from tasks.errors import DomusError
+    from tasks.run.errors import DomusError
 
     (tmp_path / "etc").mkdir()
     with open(tmp_path / "etc" / "rc.conf", "wb") as f:
@@ -330,8 +330,8 @@ def test_a_mounted_image_s_file_beyond_the_limit_is_refused_before_it_is_read(
 
 def test_a_tool_reading_a_guest_s_disk_runs_within_its_memory_limit() -> None:
     """RLIMIT_AS of GUEST_TOOL_MEMORY: a tool reserving more fails, said as a DomusError."""
-    from tasks.errors import DomusError
     from tasks.images.guest_limits import GUEST_TOOL_MEMORY
+    from tasks.run.errors import DomusError
     from tasks.tools import run
 
     reserve = f"import mmap; mmap.mmap(-1, {GUEST_TOOL_MEMORY + (1 << 30)})"

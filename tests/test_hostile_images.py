@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tasks.checks.filesystem import FS_INT32, FS_INT64, find_superblock
+from tasks.formats.fsck_rules import FS_INT32, FS_INT64, find_superblock
 from tasks.images.ffs_reader import FfsImage
 from tests.conftest import REPO
 

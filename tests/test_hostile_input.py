@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.errors import DomusError
+from tasks.run.errors import DomusError
 from tests.mounting import sha
 from tests.netbsd_rules import assert_netbsd_accepts
 from tests.sites import Site
@@ -196,7 +196,7 @@ def test_a_lock_directory_on_a_read_only_file_system_is_one_line(tmp_path):
 
 def test_a_full_disk_while_saving_an_attachment_record_leaves_no_temporary(tmp_path):
     from tasks.blockdev.records import Record, record_path, save
-    from tasks.errors import DomusError
+    from tasks.run.errors import DomusError
 
     locks = tmp_path / "locks"
     with tmpfs(locks, "64k"):

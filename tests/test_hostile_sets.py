@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from tasks.errors import DomusError
+from tasks.images.tree import Tree
 from tasks.pkgsrc.install import install_packages
-from tasks.tree import Tree
+from tasks.run.errors import DomusError
 from tests.pkgsrc_fixture import Symlink, make_package
 from tests.release_server import SETS, Release, serving, sha512_listing
 from tests.sites import Site

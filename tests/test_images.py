@@ -4,10 +4,10 @@ import os
 
 import pytest
 
-from tasks.errors import DomusError
-from tasks.images import write_image
 from tasks.images.publish import partial_name, publishing
-from tasks.tree import Tree
+from tasks.images.tree import Tree
+from tasks.images.writers import write_image
+from tasks.run.errors import DomusError
 from tests.image_reader import ImageReader
 
 

@@ -2,9 +2,9 @@
 
 from pathlib import Path
 
+from tasks.formats.mtree import decode, encode, parse_metalog, spec_line
 from tasks.images.ffs import write_ffs
-from tasks.mtree import decode, encode, parse_metalog, spec_line
-from tasks.tree import Entry, Tree
+from tasks.images.tree import Entry, Tree
 from tests.image_reader import ImageReader
 
 

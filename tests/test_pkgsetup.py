@@ -11,14 +11,14 @@ import pytest
 
 from tasks.converge.plan import FileState, plan
 from tasks.edits.accounts import add_groups, add_master_users, add_passwd_users
-from tasks.errors import DomusError
+from tasks.images.tree import Entry, Tree
 from tasks.pkgsrc.install import install_packages
 from tasks.pkgsrc.setup import Group, User, account_tables, data_lines, package_setup
 from tasks.recipes.local import ManagedFile
 from tasks.recipes.pkg import setup_pkg
 from tasks.recipes.pkgsetup import apply_package_setup, with_package_setup
+from tasks.run.errors import DomusError
 from tasks.site import PkgSource
-from tasks.tree import Entry, Tree
 from tests.image_reader import ImageReader
 from tests.pkgsrc_fixture import make_package
 from tests.sites import Site

@@ -13,17 +13,17 @@ import pytest
 from dbopen import dbcreate, dbopen, pkgdb_info
 from pkgsrc_fixture import MTIME, Hardlink, Symlink, make_package, write_package
 
-from tasks.errors import DomusError
-from tasks.images import write_image
 from tasks.images.ffs_reader import FfsImage
+from tasks.images.tree import Entry, Tree
+from tasks.images.writers import write_image
 from tasks.kinds import pkg as pkg_kind
 from tasks.kinds.pkg import pkg_record
 from tasks.pkgsrc import install as pkgsrc_install
 from tasks.pkgsrc import packages as pkgsrc_packages
 from tasks.pkgsrc.install import install_packages
 from tasks.pkgsrc.packages import dewey_cmp, pkg_match, read_package
+from tasks.run.errors import DomusError
 from tasks.site import Layout, PkgSource, PkgSpec
-from tasks.tree import Entry, Tree
 from tests.conftest import assert_staged
 from tests.test_site import domu
 

@@ -114,7 +114,7 @@ def test_images_made_readable_are_tightened_by_the_next_no_op_build(tmp_path, um
 
 
 def test_the_pass_over_existing_images_stats_them_and_reads_nothing(tmp_path):
-    from tasks.private import make_images_private
+    from tasks.images.private import make_images_private
 
     images = tmp_path / "images"
     (images / "generations" / "pkg").mkdir(parents=True)

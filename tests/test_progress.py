@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks import progress as progress_module
-from tasks.progress import ERASE, Progress, watching
+from tasks.run import progress as progress_module
+from tasks.run.progress import ERASE, Progress, watching
 from tasks.tools import run
 from tests.sites import REPO, Site
 

@@ -8,7 +8,7 @@ import pytest
 from doit.exceptions import TaskError, TaskFailed
 from doit.task import Task
 
-from tasks.reporter import Reporter
+from tasks.run.reporter import Reporter
 
 
 def failing(reporter: Reporter, fail) -> str:

@@ -141,8 +141,8 @@ def test_an_invalid_site_exits_78(tmp_path):
 
 
 def test_the_decrypting_file_reads_any_range_as_the_plaintext(site, tmp_path):
+    from tasks.cgd.keys import local_params
     from tasks.cgd.seekable import open_decrypted
-    from tasks.keys import local_params
     from tasks.site import load_site
 
     loaded = load_site(site.path)

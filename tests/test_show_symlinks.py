@@ -10,7 +10,7 @@ import pytest
 
 from tasks.images.ext2fs import write_ext2fs
 from tasks.images.ffs import write_ffs
-from tasks.tree import Tree
+from tasks.images.tree import Tree
 from tests.image_reader import ImageReader
 from tests.sites import Site
 from tests.test_cli import domus

@@ -1,6 +1,6 @@
 import pytest
 
-from tasks.sizes import format_size, parse_size
+from tasks.site.sizes import format_size, parse_size
 
 
 @pytest.mark.parametrize(

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks import noop
-from tasks.noop import NAME as NOOP_RECORD
+from tasks.run import noop
+from tasks.run.noop import NAME as NOOP_RECORD
 from tasks.site.settings import SITE
 from tests.mounting import sha
 from tests.sites import REPO, Run, Site
@@ -215,7 +215,7 @@ def test_status_writes_nothing_and_answers_while_a_run_holds_the_lock(site):
         [
             sys.executable,
             "-c",
-            "import sys; from pathlib import Path; from tasks.locks import hold_run_lock; "
+            "import sys; from pathlib import Path; from tasks.run.locks import hold_run_lock; "
             "hold_run_lock(Path(sys.argv[1])); print('held', flush=True); sys.stdin.read()",
             str(site.output / "locks"),
         ],

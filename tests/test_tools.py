@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tasks import tools
-from tasks.errors import DomusError
+from tasks.run.errors import DomusError
 
 
 def stand_in(directory: Path, name: str, script: str) -> Path:

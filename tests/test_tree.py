@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from tasks.errors import DomusError
-from tasks.source_tree import load_tree
-from tasks.tree import Entry, Tree, normalize
+from tasks.images.tree import Entry, Tree, normalize
+from tasks.run.errors import DomusError
+from tasks.sources.directory import load_tree
 from tests.conftest import assert_staged
 
 

@@ -17,21 +17,16 @@ from datetime import datetime
 from pathlib import Path
 
 from tasks.blockdev import records
-from tasks.blockdev.backend import (
-    Attachment,
-    Backend,
-    backend_named,
-    configured_backend,
-    platform_backend_name,
-)
+from tasks.blockdev.backend import Attachment, Backend
+from tasks.blockdev.backends import backend_named, configured_backend, platform_backend_name
 from tasks.blockdev.holders import check_not_in_use
 from tasks.blockdev.recovery import clean_up, recover
 from tasks.blockdev.signals import signals_deferred, sigterm_raises
 from tasks.blockdev.units import unit_from_pool
-from tasks.errors import DomusError
 from tasks.images.ext2_marks import require_netbsd_superblock, take_back_linux_mount_marks
-from tasks.log import note
-from tasks.private import private_directory
+from tasks.images.private import private_directory
+from tasks.run.errors import DomusError
+from tasks.run.log import note
 from tasks.site import BlockdevSpec
 
 

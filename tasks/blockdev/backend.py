@@ -1,20 +1,20 @@
 """The block-device interface: attach an image file to a device, mount it, undo both.
 
-Two backends implement it, vnd(4) with vnconfig on NetBSD and loop with losetup on Linux;
-everything above (the unit pool, the records, converging) is the same for both. A backend
+Two backends implement it, vnd(4) with vnconfig on NetBSD and loop with losetup on Linux
+(backends.py picks one); everything above (the unit pool, the records, converging) is the
+same for both. A backend
 is stateless: what is attached where is asked from the system each time, never assumed.
 """
 
 from __future__ import annotations
 
-import sys
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from tasks.errors import DomusError
+from tasks.run.errors import DomusError
 from tasks.tools import run
 
 # Mounted images come from domUs: nothing on them is run, and no device node is honoured.
@@ -102,31 +102,3 @@ class Backend(ABC):
 
     def unmount(self, mountpoint: Path) -> None:
         run(["umount", str(mountpoint)], f"unmounting {mountpoint}")
-
-
-def platform_backend_name() -> str | None:
-    if sys.platform.startswith("netbsd"):
-        return "vnd"
-    if sys.platform.startswith("linux"):
-        return "loop"
-    return None
-
-
-def backend_named(name: str) -> Backend:
-    if name == "vnd":
-        from tasks.blockdev.vnd import Vnd
-
-        return Vnd()
-    if name == "loop":
-        from tasks.blockdev.loop import Loop
-
-        return Loop()
-    raise DomusError(f"no block-device backend named {name!r}")
-
-
-def configured_backend(setting: str) -> Backend | None:
-    """The backend `blockdev.backend` names; None for `none`, or `auto` on another system."""
-    if setting == "none":
-        return None
-    name = platform_backend_name() if setting == "auto" else setting
-    return backend_named(name) if name else None

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from tasks import xl
 from tasks.blockdev.backend import Backend
-from tasks.errors import DomusError
+from tasks.run.errors import DomusError
 
 
 def domain_running(name: str) -> bool | None:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from tasks.blockdev.backend import Attachment, Backend
-from tasks.errors import DomusError
+from tasks.run.errors import DomusError
 from tasks.tools import output, run
 
 ATTEMPTS = 8  # another process may take the free device between `losetup -f` and the attach

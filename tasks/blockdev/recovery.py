@@ -13,11 +13,12 @@ import re
 from pathlib import Path
 
 from tasks.blockdev import records
-from tasks.blockdev.backend import Backend, backend_named
+from tasks.blockdev.backend import Backend
+from tasks.blockdev.backends import backend_named
 from tasks.blockdev.records import Record
 from tasks.blockdev.unit_locks import try_lock, unit_lock
-from tasks.errors import DomusError
-from tasks.log import note
+from tasks.run.errors import DomusError
+from tasks.run.log import note
 
 LINUX_MOUNTS = "/proc/self/mounts"
 

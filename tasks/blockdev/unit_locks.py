@@ -10,7 +10,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from tasks.locks import lock_path
+from tasks.run.locks import lock_path
 
 
 def unit_lock(locks: Path, unit_name: str) -> FileLock:

@@ -18,8 +18,8 @@ from tasks.blockdev import records
 from tasks.blockdev.backend import Backend
 from tasks.blockdev.recovery import clean_leftovers
 from tasks.blockdev.unit_locks import try_lock, unit_lock
-from tasks.errors import DomusError
-from tasks.log import note
+from tasks.run.errors import DomusError
+from tasks.run.log import note
 
 POLL = 0.1  # seconds between two passes over a full pool
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from cryptography.hazmat.primitives.ciphers import Cipher, CipherAlgorithm, algorithms, modes
 
 from tasks.cgd.table import CIPHERS, CipherSpec
-from tasks.errors import DomusError
+from tasks.run.errors import DomusError
 
 if TYPE_CHECKING:
     import numpy as np

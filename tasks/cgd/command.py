@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tasks.cgd import params as cgd_params
 from tasks.cgd.stream import atomic_output, decrypt_file, encrypt_file
-from tasks.errors import DomusError
+from tasks.run.errors import DomusError
 
 
 def encrypt(args: argparse.Namespace) -> None:

@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 
 from tasks.cgd.ciphers import algorithm_info, check_iv_method, check_keylength
-from tasks.errors import DomusError
+from tasks.run.errors import DomusError
 
 VERIFY_METHODS = ("none", "disklabel", "ffs", "re-enter", "mbr", "gpt")
 DEFAULT_SALT_BITS = 128  # what cgdconfig -g uses

@@ -21,9 +21,9 @@ from typing import IO, BinaryIO
 
 from tasks.cgd.ciphers import SECTOR_SIZE, BytesLike, SectorCipher, make_cipher
 from tasks.cgd.params import Params, derive_key
-from tasks.errors import DomusError
-from tasks.progress import Progress
-from tasks.superblocks import SBLOCKSEARCH, SBLOCKSIZE, has_ffs_superblock
+from tasks.formats.superblocks import SBLOCKSEARCH, SBLOCKSIZE, has_ffs_superblock
+from tasks.run.errors import DomusError
+from tasks.run.progress import Progress
 
 CHUNK_SIZE = 1 << 20
 PARALLEL_MIN_BYTES = 32 << 20  # below this, starting workers costs more than it saves

@@ -12,27 +12,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from tasks.blockdev.signals import sigterm_raises
+from tasks.cgd.keyfiles import params_path, passphrase_path
+from tasks.cgd.keys import local_params
 from tasks.cgd.stream import decrypt_file
 from tasks.checks import Finding
-from tasks.checks.filesystem import (
-    FSCK,
-    LINUX_MOUNT_MARKS,
-    e2fsck_problem,
-    ext2_problem,
-    ffs_problems,
-    image_bytes,
-    netbsd_fsck_problem,
-    on_netbsd,
-)
+from tasks.checks.filesystem import FSCK, e2fsck_problem, netbsd_fsck_problem, on_netbsd
 from tasks.checks.readback import read_back_problems
 from tasks.checks.room import room_finding
 from tasks.checks.verdicts import Verdicts
-from tasks.errors import DomusError
+from tasks.formats.fsck_rules import LINUX_MOUNT_MARKS, ext2_problem, ffs_problems, image_bytes
+from tasks.formats.superblocks import detect_fs
 from tasks.images.plaintext import private_dir
-from tasks.keyfiles import params_path, passphrase_path
-from tasks.keys import local_params
+from tasks.run.errors import DomusError
 from tasks.site import BlockdevSpec, DomU, Layout, Site
-from tasks.superblocks import detect_fs
 from tasks.xl import running_domains
 
 SKIPPED = "its domU runs (xl list): checked when it is shut down"

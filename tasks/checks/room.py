@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tasks.checks import Finding
+from tasks.formats.superblocks import EXT2_SUPERBLOCK
 from tasks.images.ffs_reader import FfsError, FfsImage
-from tasks.superblocks import EXT2_SUPERBLOCK
 
 CHECK = "room for the domU's files (a tenth free)"
 LOW = 10  # percent free of inodes or of blocks below which the check warns

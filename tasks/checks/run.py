@@ -16,7 +16,7 @@ from tasks.checks import Finding
 from tasks.checks.dom0 import check_dom0
 from tasks.checks.images import check_images
 from tasks.checks.xl import check_xl_configs
-from tasks.errors import require_known
+from tasks.run.errors import require_known
 from tasks.site import Layout, Site
 
 Check = Callable[[Site, Layout], Iterable[Finding]]

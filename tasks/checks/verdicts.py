@@ -40,8 +40,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 from tasks.checks import Finding
-from tasks.leftovers import _alive
-from tasks.private import PRIVATE_FILE
+from tasks.images.private import PRIVATE_FILE
+from tasks.run.leftovers import _alive
 
 FILE = "check-verdicts.json"
 HEAD = 80 * 1024  # the ext2fs superblock at 1 KiB, FFS's at 8 or 64 KiB, 8 KiB long
@@ -55,7 +55,8 @@ _CODE = Path(__file__).parent
 CODE_FILES = (
     *sorted(_CODE.glob("*.py")),
     _CODE.parent / "images" / "ffs_reader.py",
-    _CODE.parent / "superblocks.py",
+    _CODE.parent / "formats" / "fsck_rules.py",
+    _CODE.parent / "formats" / "superblocks.py",
 )
 
 Identity = list[object]

@@ -28,7 +28,6 @@ from tasks.converge.plan import (
     room_needed,
     stray_backups,
 )
-from tasks.errors import DomusError
 from tasks.images.ext2_marks import require_netbsd_superblock, take_back_linux_mount_marks
 from tasks.images.ffs_reader import CHUNK
 from tasks.images.guest_limits import (
@@ -41,6 +40,7 @@ from tasks.images.plaintext import private_dir
 from tasks.images.publish import publishing
 from tasks.images.working_copy import working_copy
 from tasks.recipes.templated import dir_mode
+from tasks.run.errors import DomusError
 from tasks.tools import require, run
 
 _ECHO = "debugfs: "

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from tasks.converge.plan import Change
-from tasks.errors import DomusError
+from tasks.run.errors import DomusError
 
 # sys/sys/stat.h: the chflags(2) flags, FFS's di_flags
 UF_IMMUTABLE, UF_APPEND = 0x00000002, 0x00000004

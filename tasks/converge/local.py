@@ -27,9 +27,11 @@ from pathlib import Path
 from typing import Protocol
 
 from tasks.blockdev.attach import mounted, watchers
-from tasks.blockdev.backend import configured_backend
+from tasks.blockdev.backends import configured_backend
 from tasks.blockdev.holders import check_not_in_use
 from tasks.blockdev.signals import sigterm_raises
+from tasks.cgd.keyfiles import params_path
+from tasks.cgd.keys import local_params
 from tasks.checks.filesystem import FSCK, e2fsck_problem, netbsd_fsck_problem
 from tasks.converge import rewrite, sealed
 from tasks.converge.debugfs import DebugfsFiles, check_clean, keep_owner
@@ -38,20 +40,18 @@ from tasks.converge.mounted import MountedFiles
 from tasks.converge.plan import Change, FileState, decode, directory_changes, plan, room_needed
 from tasks.converge.retire import Retirement, record_file, recorded, retirement
 from tasks.converge.shape import Shape, check_size, describe, grow_ext2fs, new_shape
-from tasks.errors import DomusError
+from tasks.formats.superblocks import detect_fs
 from tasks.images.publish import publishing
 from tasks.images.working_copy import working_copy
-from tasks.keyfiles import params_path
-from tasks.keys import local_params
-from tasks.log import note
 from tasks.pkgsrc.setup import PackageSetup, setup_of
 from tasks.recipes.local import RC_CONF, managed_files
 from tasks.recipes.managed_record import RECORD
 from tasks.recipes.pkgsetup import package_dirs, package_paths, with_package_setup
 from tasks.render import Templates
+from tasks.run.errors import DomusError
+from tasks.run.log import note
 from tasks.site import DomU, Layout, Site
-from tasks.sizes import format_size
-from tasks.superblocks import detect_fs
+from tasks.site.sizes import format_size
 
 
 class ImageFiles(Protocol):

@@ -27,9 +27,9 @@ from tasks.converge.plan import (
     pruned_backups,
     stray_backups,
 )
-from tasks.errors import DomusError
 from tasks.images.guest_limits import MAX_FILE_SIZE, too_large
 from tasks.recipes.templated import dir_mode
+from tasks.run.errors import DomusError
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
 FS_IOC_GETFLAGS = 0x80086601  # Linux's _IOR('f', 1, long): an ext2 inode's flags

@@ -15,8 +15,6 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from tasks.converge.plan import ENCODING, ERRORS, Change, FileState
-from tasks.errors import DomusError
-from tasks.log import note
 from tasks.recipes.local import MUTABLE_DIRS, RC_CONF, ManagedFile
 from tasks.recipes.managed_record import (
     RECORD,
@@ -26,6 +24,8 @@ from tasks.recipes.managed_record import (
     parse_record,
     record_text,
 )
+from tasks.run.errors import DomusError
+from tasks.run.log import note
 
 REMOVED = "no longer managed, removed"
 KEPT = "no longer managed, kept: changed in the domU"

@@ -44,7 +44,6 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from tasks.checks.filesystem import ffs_problems
 from tasks.converge.debugfs import keep_owner
 from tasks.converge.plan import (
     Change,
@@ -55,7 +54,8 @@ from tasks.converge.plan import (
     stray_backups,
 )
 from tasks.converge.shape import Shape, has_density
-from tasks.errors import DomusError
+from tasks.formats.fsck_rules import ffs_problems
+from tasks.formats.mtree import encode
 from tasks.images.ffs import inodes_per_group, makefs_argv, room_options
 from tasks.images.ffs_reader import CHUNK, FfsEntry, FfsError, FfsImage, FfsParams
 from tasks.images.guest_limits import MAX_FILE_SIZE, too_large
@@ -63,10 +63,10 @@ from tasks.images.plaintext import private_dir
 from tasks.images.publish import fsync_dir, publishing
 from tasks.images.sparse import punch_zeros
 from tasks.images.working_copy import require_room
-from tasks.log import timed
-from tasks.mtree import encode
 from tasks.recipes.templated import dir_mode
-from tasks.sizes import format_size
+from tasks.run.errors import DomusError
+from tasks.run.log import timed
+from tasks.site.sizes import format_size
 from tasks.tools import run
 
 # what makefs cannot make from a staged tree and a spec

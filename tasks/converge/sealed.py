@@ -19,12 +19,12 @@ from tasks.cgd.stream import decrypt_file, encrypt_file
 from tasks.converge.debugfs import DebugfsFiles
 from tasks.converge.plan import Change, FileState
 from tasks.converge.rewrite import RewriteFiles, check_rewritable
-from tasks.errors import DomusError
+from tasks.formats.superblocks import detect_fs
 from tasks.images.ffs_reader import FfsImage
 from tasks.images.plaintext import private_dir
 from tasks.images.publish import publishing
 from tasks.images.working_copy import require_room
-from tasks.superblocks import detect_fs
+from tasks.run.errors import DomusError
 
 
 class SealedFiles:

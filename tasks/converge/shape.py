@@ -14,16 +14,16 @@ import mmap
 from dataclasses import dataclass
 from pathlib import Path
 
-from tasks.checks.filesystem import ext2_problem
 from tasks.converge.debugfs import check_clean, keep_owner
-from tasks.errors import DomusError
+from tasks.formats.fsck_rules import ext2_problem
 from tasks.images.ffs import DINODE1_SIZE, frags_per_inode, inodes_per_group, newfs_density
 from tasks.images.ffs_reader import FfsError, FfsImage, FfsParams
 from tasks.images.publish import publishing
 from tasks.images.working_copy import working_copy
-from tasks.log import timed
+from tasks.run.errors import DomusError
+from tasks.run.log import timed
 from tasks.site import DomU
-from tasks.sizes import format_size
+from tasks.site.sizes import format_size
 from tasks.tools import run
 
 

@@ -33,9 +33,9 @@ from pathlib import Path, PurePosixPath
 from tasks.deploy import handover
 from tasks.deploy.cause import cause
 from tasks.deploy.stage import deploy_dir, rsh
-from tasks.errors import DomusError
+from tasks.images.private import PRIVATE_DIR, PRIVATE_FILE
 from tasks.images.publish import write_file
-from tasks.private import PRIVATE_DIR, PRIVATE_FILE
+from tasks.run.errors import DomusError
 from tasks.site import Host, Site
 
 

@@ -15,7 +15,7 @@ from pathlib import PurePosixPath
 from tasks.deploy.run import ansible_playbook, select_hosts
 from tasks.deploy.ssh import write_known_hosts
 from tasks.deploy.stage import connection, deploy_dir
-from tasks.errors import EXIT_FAILED, DomusError
+from tasks.run.errors import EXIT_FAILED, DomusError
 from tasks.site import Site
 
 # `NAME | CHANGED | rc=N >>` heads the output of an ad-hoc command

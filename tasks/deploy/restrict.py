@@ -3,7 +3,7 @@
 Written from the loaded model, every value spelled out, so the dom0 reads exactly the site
 this machine checked: no `defaults`, no `hosts`, no URLs (the verified downloads are
 inputs like any file). Each input keeps its file name, because a generation's id holds an
-input by name and content (tasks.fingerprint.located_anywhere): the dom0's build of the
+input by name and content (tasks.sources.fingerprint.located_anywhere): the dom0's build of the
 same inputs then finds the generation this machine built and shipped.
 """
 
@@ -15,7 +15,7 @@ from pathlib import Path, PurePosixPath
 
 import yaml
 
-from tasks.keyfiles import params_path, passphrase_path
+from tasks.cgd.keyfiles import params_path, passphrase_path
 from tasks.pkgsrc.packages import package_files
 from tasks.site import DomU, Host, Site
 

@@ -46,8 +46,8 @@ from tasks.deploy.retire import (
 )
 from tasks.deploy.ssh import write_known_hosts
 from tasks.deploy.stage import Prepared, build_here, deploy_dir, inventory, prepare
-from tasks.errors import EXIT_FAILED, EXIT_OK, DomusError, UsageError, require_known
-from tasks.locks import hold_run_lock
+from tasks.run.errors import EXIT_FAILED, EXIT_OK, DomusError, UsageError, require_known
+from tasks.run.locks import hold_run_lock
 from tasks.site import Host, Site
 
 ANSIBLE = Path(__file__).resolve().parent / "ansible"

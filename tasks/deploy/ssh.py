@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from tasks.errors import DomusError, SiteError
+from tasks.run.errors import DomusError, SiteError
 from tasks.site import Host, Site
 
 # a unix socket's path must fit in sun_path (104 bytes on NetBSD, 108 on Linux), with the

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from tasks.errors import EditError
+from tasks.run.errors import EditError
 
 if TYPE_CHECKING:
     from tasks.pkgsrc.setup import Group, User

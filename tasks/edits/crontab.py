@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from tasks.errors import EditError
+from tasks.run.errors import EditError
 
 _JOB = re.compile(r"[A-Za-z0-9_.-]+")
 

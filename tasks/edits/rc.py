@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 
-from tasks.errors import EditError
+from tasks.run.errors import EditError
 
 HOOK = "/etc/rc.pre-hooks"
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from tasks.errors import EditError
+from tasks.run.errors import EditError
 
 MARKER = "# Managed by domus: set in the site configuration."
 

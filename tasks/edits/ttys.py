@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 
-from tasks.errors import EditError
+from tasks.run.errors import EditError
 
 CONSOLE_ENTRIES = ("console", "constty")
 

@@ -20,13 +20,13 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 
-from tasks.errors import DomusError
 from tasks.generations.collect import Collected, collect
 from tasks.generations.running import in_use
 from tasks.generations.slots import ROOT, Slot, parse_slots, pkg_slot, stable_links
 from tasks.generations.store import RECORD, Generation, Store
-from tasks.inputs import changes, describe
+from tasks.run.errors import DomusError
 from tasks.site import Site
+from tasks.sources.inputs import changes, describe
 from tasks.xl import running_domains
 
 
@@ -228,7 +228,7 @@ class Commands:
     def gc(self, keep: Sequence[str] = ()) -> int:
         """Retire what the site no longer has (tasks.orphans), then collect generations."""
         from tasks import orphans
-        from tasks.run import start_run
+        from tasks.run.build import start_run
 
         start_run(self.layout, generations=False)  # collecting removes those
         start = time.monotonic()

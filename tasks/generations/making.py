@@ -10,9 +10,9 @@ from pathlib import Path
 
 from tasks.generations.slots import Slot
 from tasks.generations.store import Store, generation_id
-from tasks.inputs import changes, describe
-from tasks.locks import image_lock
+from tasks.run.locks import image_lock
 from tasks.site import Layout
+from tasks.sources.inputs import changes, describe
 
 
 @dataclass(frozen=True)

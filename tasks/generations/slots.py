@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from tasks.errors import UsageError, require_known
+from tasks.run.errors import UsageError, require_known
 from tasks.site import Layout
 
 POOLS = ("root", "pkg")

@@ -16,8 +16,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from tasks.errors import DomusError
 from tasks.images.publish import write_file
+from tasks.run.errors import DomusError
 
 STACK_LIMIT = 100
 LOG_LIMIT = 1000

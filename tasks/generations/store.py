@@ -22,11 +22,11 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from tasks.errors import DomusError
 from tasks.generations.slots import POOLS, Slot, from_key
 from tasks.generations.state import SlotState, load_state, save_state
 from tasks.images.publish import fsync_dir, fsync_file
-from tasks.locks import lock_path
+from tasks.run.errors import DomusError
+from tasks.run.locks import lock_path
 from tasks.site import Layout
 
 RECORD = "generation.json"

@@ -11,10 +11,10 @@ from pathlib import Path
 
 from tasks.cgd.params import Params
 from tasks.cgd.stream import encrypt_file
-from tasks.images import write_image
 from tasks.images.plaintext import private_dir
-from tasks.log import timed
-from tasks.tree import Tree
+from tasks.images.tree import Tree
+from tasks.images.writers import write_image
+from tasks.run.log import timed
 
 
 def write_encrypted_image(

@@ -3,7 +3,7 @@
 Linux writes `s_last_mounted` (the mount point) and `s_kbytes_written` into the primary
 superblock on every mount, even one that changes nothing, and never into the backups.
 NetBSD's fsck_ext2fs compares the primary with the first backup and refuses the file
-system at boot when anything but a short list of counters differs (tasks/checks/filesystem.py
+system at boot when anything but a short list of counters differs (tasks/formats/fsck_rules.py
 has the rule). Both fields are informational: NetBSD reads neither, and e2fsprogs only
 prints them. So after domus unmounts an image it copies the two fields back from the
 backup (which mke2fs or debugfs wrote), and then holds the image to NetBSD's whole rule.
@@ -19,14 +19,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from tasks.checks.filesystem import (
-    EXT2_SUPERBLOCK,
+from tasks.formats.fsck_rules import (
     ext2_problem,
     ext2_superblocks,
     image_bytes,
     without_linux_mount_marks,
 )
-from tasks.errors import DomusError
+from tasks.formats.superblocks import EXT2_SUPERBLOCK
+from tasks.run.errors import DomusError
 
 
 def take_back_linux_mount_marks(image: Path) -> bool:

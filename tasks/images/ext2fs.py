@@ -10,12 +10,11 @@ from __future__ import annotations
 import stat
 from pathlib import Path
 
-from tasks.errors import DomusError
 from tasks.images.publish import host_full
-from tasks.progress import tree_bytes
-from tasks.sizes import format_size
+from tasks.images.tree import ROOT, Entry, Tree, tree_bytes
+from tasks.run.errors import DomusError
+from tasks.site.sizes import format_size
 from tasks.tools import run
-from tasks.tree import ROOT, Entry, Tree
 
 FEATURES = "none,filetype,sparse_super,large_file"
 _TYPE_BITS = {

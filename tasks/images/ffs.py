@@ -15,15 +15,14 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from tasks.errors import DomusError
+from tasks.formats.mtree import write_spec
 from tasks.images.publish import host_full
 from tasks.images.sparse import punch_zeros
-from tasks.log import timed
-from tasks.mtree import write_spec
-from tasks.progress import tree_bytes
-from tasks.sizes import format_size
+from tasks.images.tree import Tree, tree_bytes
+from tasks.run.errors import DomusError
+from tasks.run.log import timed
+from tasks.site.sizes import format_size
 from tasks.tools import run
-from tasks.tree import Tree
 
 
 def makefs_argv(

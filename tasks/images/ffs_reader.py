@@ -55,8 +55,8 @@ from itertools import chain
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
-from tasks.checks.filesystem import Superblock, ffs_sizes_problems, find_superblock
-from tasks.superblocks import SBLOCK_PIGGY, SBLOCKSIZE, UFS2_MAGIC
+from tasks.formats.fsck_rules import Superblock, ffs_sizes_problems, find_superblock
+from tasks.formats.superblocks import SBLOCK_PIGGY, SBLOCKSIZE, UFS2_MAGIC
 
 # fs.h: fs_clean and fs_flags
 FS_ISCLEAN = 0x01

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import resource
 
-from tasks.errors import DomusError
+from tasks.run.errors import DomusError
 
 # converge.max_file_size's default, also for readers given no site (show, ls, diff)
 from tasks.site.model import MAX_FILE_SIZE as MAX_FILE_SIZE
-from tasks.sizes import MiB, format_size
+from tasks.site.sizes import MiB, format_size
 
 # seconds a tool reading a guest's disk (debugfs, e2fsck, makefs on its files, resize2fs)
 # may run: each does its work in seconds on a healthy image; a crafted one may loop

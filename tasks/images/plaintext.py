@@ -6,7 +6,7 @@ a private directory beside its image, `.plaintext.PID` (mode 0700, named after t
 process that made it), with a umask of 077 so every file in it is 0600 from its creation;
 never in the system's temporary directory. The process removes the directory on every
 exit path it lives through. A SIGKILL skips all of that, so every command first removes
-the directories of processes that are gone (tasks/leftovers.py), before it does anything
+the directories of processes that are gone (tasks/run/leftovers.py), before it does anything
 else.
 """
 
@@ -19,8 +19,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tasks.leftovers import PREFIX
-from tasks.private import PRIVATE_DIR
+from tasks.images.private import PRIVATE_DIR
+from tasks.run.leftovers import PREFIX
 
 PRIVATE_UMASK = 0o077
 

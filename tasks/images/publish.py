@@ -3,7 +3,7 @@
 A kill at any moment leaves either the old image or the new one, never half of one; a
 running domU keeps the inode it opened. The file to write is created with its final mode
 before any byte is in it, whatever the umask: 0600 in a 0700 directory unless the caller
-says otherwise (tasks/private.py), as nearly everything published so is a domU's own.
+says otherwise (tasks/images/private.py), as nearly everything published so is a domU's own.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tasks.errors import DomusError
-from tasks.log import timed
-from tasks.private import PRIVATE_FILE, private_directory
-from tasks.sizes import MiB
+from tasks.images.private import PRIVATE_FILE, private_directory
+from tasks.run.errors import DomusError
+from tasks.run.log import timed
+from tasks.site.sizes import MiB
 
 
 def partial_name(final: Path) -> Path:

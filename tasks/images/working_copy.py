@@ -9,9 +9,9 @@ import fcntl
 import os
 from pathlib import Path
 
-from tasks.errors import DomusError
 from tasks.images.sparse_copy import copy_sparse
-from tasks.sizes import format_size
+from tasks.run.errors import DomusError
+from tasks.site.sizes import format_size
 
 FICLONE = 0x40049409  # linux/fs.h: _IOW(0x94, 9, int)
 _NO_REFLINK = {errno.EOPNOTSUPP, errno.ENOTTY, errno.EXDEV, errno.EINVAL, errno.ENOSYS}

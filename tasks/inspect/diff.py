@@ -25,11 +25,11 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from tasks.errors import DomusError, UsageError
 from tasks.generations.store import Store
 from tasks.inspect.escaping import escaped, escaped_content
 from tasks.inspect.names import ImageName, Located, find_domu, locate, parse_image, slot_of
 from tasks.inspect.readers import Entry, Reader, opened
+from tasks.run.errors import DomusError, UsageError
 from tasks.site import Site
 
 TEXT_LIMIT = 1 << 20  # bytes: a larger file's change is told, not shown line by line
@@ -203,8 +203,8 @@ def drift(site: Site, name: str) -> Iterator[str]:
     from tasks.converge.local import converge
     from tasks.converge.plan import unified_diff
     from tasks.kinds.local import context
-    from tasks.locks import image_lock
     from tasks.render import Templates
+    from tasks.run.locks import image_lock
 
     domu = find_domu(site, name)
     layout = site.layout

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tasks.cgd.params import Params
-from tasks.errors import DomusError, UsageError, require_known
+from tasks.formats.superblocks import detect_fs
 from tasks.generations.slots import ROOT, Slot, pkg_slot
 from tasks.generations.store import Store
+from tasks.run.errors import DomusError, UsageError, require_known
 from tasks.site import DomU, Site
-from tasks.superblocks import detect_fs
 
 SYNTAX = "root[@GENERATION], pkg:NAME[@GENERATION] or local:NAME, then :PATH"
 _IMAGE = re.compile(r"^(root|pkg:[^:@/]+|local:[^:@/]+)(?:@([0-9a-f]+))?$")
@@ -111,7 +111,7 @@ def _local(site: Site, domu: DomU) -> Located:
         raise DomusError(f"{domu.name} has no local image yet ({image})", hint="`./domus build`")
     if not domu.local_encrypted:
         return Located(f"local:{domu.name}", image, _fs(image))
-    from tasks.keys import local_params
+    from tasks.cgd.keys import local_params
 
     return Located(f"local:{domu.name}", image, domu.local.fs, local_params(site.keys, domu))
 

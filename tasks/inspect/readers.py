@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 from tasks.converge.debugfs import absolute, quoted, run_debugfs, streamed
-from tasks.errors import DomusError
 from tasks.images.guest_limits import MAX_FILE_SIZE
 from tasks.images.plaintext import private_dir
 from tasks.inspect.names import Located
-from tasks.log import note
-from tasks.progress import Progress
+from tasks.run.errors import DomusError
+from tasks.run.log import note
+from tasks.run.progress import Progress
 
 if TYPE_CHECKING:
     from tasks.images.ffs_reader import FfsEntry
@@ -334,7 +334,7 @@ def opened(located: Located) -> Iterator[Reader]:
         yield DebugfsReader(located.image, located.name)
         return
     from tasks.cgd.stream import decrypt_file
-    from tasks.superblocks import detect_fs
+    from tasks.formats.superblocks import detect_fs
 
     # debugfs reads a file: a private plaintext copy, removed whatever happens
     with private_dir(located.image) as private:

@@ -7,10 +7,10 @@ import json
 import sys
 from collections.abc import Mapping
 
-from tasks.errors import DomusError, UsageError
 from tasks.inspect.names import find_domu
 from tasks.kinds import hotplug, local, root, xen
 from tasks.render import Templates
+from tasks.run.errors import DomusError, UsageError
 from tasks.site import DomU, Site
 
 # The template groups, each rendered from its kind's context.

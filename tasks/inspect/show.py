@@ -11,11 +11,11 @@ import stat
 import sys
 import time
 
-from tasks.errors import DomusError
 from tasks.images.ffs_reader import TYPES
 from tasks.inspect.escaping import escaped, for_terminal_chunks
 from tasks.inspect.names import locate, parse
 from tasks.inspect.readers import Entry, Reader, opened
+from tasks.run.errors import DomusError
 from tasks.site import Site
 
 TYPE_BITS = {kind: bits for bits, kind in TYPES.items()}

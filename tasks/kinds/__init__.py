@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Protocol
 from tasks.kinds import fetch, hotplug, local, pkg, root, swap, xen
 
 if TYPE_CHECKING:
-    from tasks.run import Build
+    from tasks.run.build import Build
 
 TaskDicts = dict[str, object] | Iterator[dict[str, object]]
 

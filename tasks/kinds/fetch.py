@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from tasks.actions import Deferred
-from tasks.urls import Download
+from tasks.run.actions import Deferred
+from tasks.sources.urls import Download
 
 if TYPE_CHECKING:
-    from tasks.run import Build
+    from tasks.run.build import Build
 
 NAME = "fetch"
 DOC = "sets and kernels given by URL, downloaded into the cache"
@@ -27,7 +27,7 @@ class Verified:
         self.download = download
 
     def __call__(self, task, values) -> bool:
-        from tasks.fetch import up_to_date
+        from tasks.sources.fetch import up_to_date
 
         return up_to_date(self.download)
 
@@ -41,7 +41,7 @@ def task(download: Download) -> dict[str, object]:
     return {
         "name": download.path.name,
         "doc": f"{download.url}, checked against {download.sha512}",
-        "actions": [(Deferred("tasks.fetch:fetch"), [download])],
+        "actions": [(Deferred("tasks.sources.fetch:fetch"), [download])],
         "targets": [str(download.path)],
         "uptodate": [Verified(download)],
     }

@@ -9,12 +9,12 @@ from typing import TYPE_CHECKING
 
 from doit.tools import config_changed
 
-from tasks.actions import Deferred
 from tasks.render import Templates
+from tasks.run.actions import Deferred
 from tasks.site import Layout
 
 if TYPE_CHECKING:
-    from tasks.run import Build
+    from tasks.run.build import Build
 
 NAME = "hotplug"
 DOC = "xl's hotplug script for the local images the dom0 opens, when any domU has one"

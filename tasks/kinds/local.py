@@ -17,15 +17,15 @@ from typing import TYPE_CHECKING
 
 from doit.tools import config_changed
 
-from tasks.actions import Deferred
-from tasks.errors import DomusError
-from tasks.locks import image_lock
 from tasks.render import Templates
+from tasks.run.actions import Deferred
+from tasks.run.errors import DomusError
+from tasks.run.locks import image_lock
 from tasks.site import DomU, Layout, Site
 
 if TYPE_CHECKING:
-    from tasks.run import Build
-    from tasks.tree import Tree
+    from tasks.images.tree import Tree
+    from tasks.run.build import Build
 
 NAME = "local"
 DOC = "each domU's local.img: its /etc, /var, /tmp (built once, then converged)"
@@ -138,7 +138,7 @@ def converge_unless_same(
     converged in place (only the managed files change), or refused with what would work
     instead."""
     from tasks.converge.local import converge
-    from tasks.inputs import changes, read_record, record_path, write_record
+    from tasks.sources.inputs import changes, read_record, record_path, write_record
 
     image = layout.local_image(domu.name)
     old = read_record(image)
@@ -151,15 +151,15 @@ def converge_unless_same(
 
 
 def write_local_image(site: Site, domu: DomU, tree: Tree, dest: Path) -> None:
-    from tasks.images import write_image
+    from tasks.images.writers import write_image
 
     # the domU writes it: as many inodes as newfs would give it, or local.density's
     density = domu.local.density
     if not domu.local_encrypted:
         write_image(tree, domu.local.fs, domu.local.size, dest, room=True, density=density)
         return
+    from tasks.cgd.keys import local_params
     from tasks.images.encrypted import write_encrypted_image
-    from tasks.keys import local_params
 
     params, passphrase = local_params(site.keys, domu)
     write_encrypted_image(
@@ -179,12 +179,12 @@ def build(
     """Build the local.img, or converge the one there; a converge says so, in the task's
     values, for the build's report."""
     from tasks.images.publish import publishing
-    from tasks.inputs import make_record, write_record
-    from tasks.log import note
+    from tasks.images.tree import Tree
     from tasks.pkgsrc.setup import setup_of
     from tasks.recipes.local import setup_local
     from tasks.recipes.pkgsetup import apply_package_setup
-    from tasks.tree import Tree
+    from tasks.run.log import note
+    from tasks.sources.inputs import make_record, write_record
 
     start = time.monotonic()
     image = layout.local_image(domu.name)

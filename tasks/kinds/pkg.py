@@ -15,14 +15,14 @@ from typing import TYPE_CHECKING
 
 from doit.tools import config_changed
 
-from tasks.actions import Deferred
-from tasks.fingerprint import TreeUnchanged
-from tasks.locks import image_lock
 from tasks.pkgsrc.packages import package_files
+from tasks.run.actions import Deferred
+from tasks.run.locks import image_lock
 from tasks.site import DomU, Layout, plain
+from tasks.sources.fingerprint import TreeUnchanged
 
 if TYPE_CHECKING:
-    from tasks.run import Build
+    from tasks.run.build import Build
 
 NAME = "pkg"
 DOC = "each domU's pkg.img: /usr/pkg"
@@ -56,8 +56,8 @@ def task(domu: DomU, layout: Layout) -> dict[str, object]:
 
 
 def pkg_record(domu: DomU) -> dict[str, str]:
-    from tasks.fingerprint import located_anywhere
-    from tasks.inputs import make_record
+    from tasks.sources.fingerprint import located_anywhere
+    from tasks.sources.inputs import make_record
 
     source = domu.pkg.source
     files = {f"package {path.name}": path for path in package_files(source.packages)}
@@ -69,10 +69,10 @@ def build(domu: DomU, layout: Layout) -> None:
     from tasks.generations.making import make_generation
     from tasks.generations.slots import pkg_slot, stable_links
     from tasks.generations.store import Store
-    from tasks.images import write_image
-    from tasks.leftovers import undone_on_failure
-    from tasks.log import note
+    from tasks.images.writers import write_image
     from tasks.recipes.pkg import setup_pkg
+    from tasks.run.leftovers import undone_on_failure
+    from tasks.run.log import note
 
     start = time.monotonic()
     slot = pkg_slot(domu.name)
@@ -85,7 +85,7 @@ def build(domu: DomU, layout: Layout) -> None:
         shutil.rmtree(stage)
 
     # A failed build removes its stage and the empty directories it made; its lock files
-    # stay, as every job's do (tasks/locks.py).
+    # stay, as every job's do (tasks/run/locks.py).
     pool = Store(layout).pool(slot.pool)
     with (
         image_lock(layout.locks, layout.pkg_image(domu.name)),

@@ -10,17 +10,17 @@ from typing import TYPE_CHECKING
 
 from doit.tools import config_changed
 
-from tasks.actions import Deferred
-from tasks.fingerprint import TreeUnchanged, located_anywhere
-from tasks.keyfiles import params_path
+from tasks.cgd.keyfiles import params_path
 from tasks.kinds.local import LOCAL_CGD, LOCAL_DEVICE, LOCAL_DISK
-from tasks.locks import image_lock
 from tasks.render import Templates
+from tasks.run.actions import Deferred
+from tasks.run.locks import image_lock
 from tasks.site import Layout, Site, plain
+from tasks.sources.fingerprint import TreeUnchanged, located_anywhere
 
 if TYPE_CHECKING:
-    from tasks.run import Build
-    from tasks.tree import Tree
+    from tasks.images.tree import Tree
+    from tasks.run.build import Build
 
 NAME = "root"
 DOC = "the shared read-only root.img and the kernel beside it"
@@ -98,9 +98,9 @@ def task(site: Site, layout: Layout, templates: Templates) -> dict[str, object]:
 
 
 def load_source(site: Site, layout: Layout) -> Tree:
-    from tasks.source_image import load_image
-    from tasks.source_sets import load_sets
-    from tasks.source_tree import load_tree
+    from tasks.sources.directory import load_tree
+    from tasks.sources.image import load_image
+    from tasks.sources.sets import load_sets
 
     source = site.root.source
     if source.tree is not None:
@@ -124,10 +124,10 @@ def build(
 ) -> None:
     from tasks.generations.making import make_generation
     from tasks.generations.slots import KERNEL, ROOT, stable_links
-    from tasks.images import write_image
-    from tasks.inputs import make_record
-    from tasks.log import note, timed
+    from tasks.images.writers import write_image
     from tasks.recipes.root import setup_root
+    from tasks.run.log import note, timed
+    from tasks.sources.inputs import make_record
 
     start = time.monotonic()
     source_tree = site.root.source.tree

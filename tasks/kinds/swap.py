@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING
 
 from doit.tools import config_changed
 
-from tasks.actions import Deferred
-from tasks.locks import image_lock
+from tasks.run.actions import Deferred
+from tasks.run.locks import image_lock
 from tasks.site import DomU, Layout
 
 if TYPE_CHECKING:
-    from tasks.run import Build
+    from tasks.run.build import Build
 
 NAME = "swap"
 DOC = "each domU's swap.img (sparse)"

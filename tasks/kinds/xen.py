@@ -8,13 +8,13 @@ from typing import TYPE_CHECKING
 
 from doit.tools import config_changed
 
-from tasks.actions import Deferred
-from tasks.keyfiles import params_path
+from tasks.cgd.keyfiles import params_path
 from tasks.render import Templates
+from tasks.run.actions import Deferred
 from tasks.site import DomU, Layout, Site
 
 if TYPE_CHECKING:
-    from tasks.run import Build
+    from tasks.run.build import Build
 
 NAME = "xen"
 DOC = "each domU's xl config"

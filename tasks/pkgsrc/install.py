@@ -36,8 +36,8 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
-from tasks.btree_db import write_btree
-from tasks.errors import DomusError
+from tasks.formats.btree_db import write_btree
+from tasks.images.tree import ROOT, Tree, parent_of
 from tasks.pkgsrc.packages import (
     PKGDB,
     PREFIX,
@@ -51,7 +51,7 @@ from tasks.pkgsrc.packages import (
     read_package,
     relative_member,
 )
-from tasks.tree import ROOT, Tree, parent_of
+from tasks.run.errors import DomusError
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from tasks.errors import DomusError
+from tasks.run.errors import DomusError
 
 PREFIX = "/usr/pkg"  # the tree's top: where the domU mounts pkg.img
 PKGDB = "pkgdb"  # PKG_DBDIR (/usr/pkg/pkgdb), relative to the top

@@ -35,8 +35,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tasks.errors import DomusError
 from tasks.pkgsrc.packages import PREFIX, file_version, open_package, plan, read_packing_list
+from tasks.run.errors import DomusError
 from tasks.site import PkgSource
 
 SYSCONFDIR = f"{PREFIX}/etc"  # pkgsrc's default PKG_SYSCONFDIR

@@ -17,12 +17,12 @@ from tasks.edits.crontab import disable_periodic
 from tasks.edits.rc import HOOK
 from tasks.edits.rcconf import set_rc_vars
 from tasks.edits.ttys import domu_ttys
-from tasks.errors import DomusError
+from tasks.images.tree import Tree
 from tasks.recipes.managed_record import RECORD, RECORD_MODE, digest, record_text
 from tasks.recipes.templated import ensure_dirs, render_group, write_templates
 from tasks.render import Templates
+from tasks.run.errors import DomusError
 from tasks.site.netbsd import ENTROPY_FILE, LOCAL_MOUNT
-from tasks.tree import Tree
 
 MUTABLE_DIRS = ("etc", "tmp", "var")
 ROOT_CRONTAB = "var/cron/tabs/root"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tasks.images.tree import Tree
 from tasks.pkgsrc.install import install_packages
 from tasks.pkgsrc.packages import PREFIX
 from tasks.pkgsrc.setup import (
@@ -17,8 +18,7 @@ from tasks.pkgsrc.setup import (
 )
 from tasks.recipes.templated import ensure_dirs
 from tasks.site import PkgSource
-from tasks.source_tree import load_tree
-from tasks.tree import Tree
+from tasks.sources.directory import load_tree
 
 
 def setup_pkg(source: PkgSource, staging: Path, cache: Path) -> Tree:

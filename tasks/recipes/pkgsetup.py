@@ -14,11 +14,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 
 from tasks.edits.accounts import add_groups, add_master_users, add_passwd_users
-from tasks.errors import DomusError
+from tasks.images.tree import Tree
 from tasks.pkgsrc.setup import LOCAL_SYSCONFDIR, PackageSetup, example, local_path, pkg_path
 from tasks.recipes.local import ManagedDir, ManagedFile
 from tasks.recipes.templated import ensure_dirs
-from tasks.tree import Tree
+from tasks.run.errors import DomusError
 
 log = logging.getLogger(__name__)
 

@@ -12,11 +12,11 @@ from pathlib import Path
 
 from tasks.edits.makedev import patch_init_target
 from tasks.edits.rc import add_pre_hook
-from tasks.errors import DomusError
+from tasks.images.tree import Tree
 from tasks.kinds.root import CGD_PARAMS_DIR
 from tasks.recipes.templated import write_templates
 from tasks.render import Templates
-from tasks.tree import Tree
+from tasks.run.errors import DomusError
 
 MOUNT_POINTS = ("emul", "local", "usr/pkg", "kern", "proc")
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from tasks.images.tree import Tree, parent_of
 from tasks.render import Templates
-from tasks.tree import Tree, parent_of
 
 # Where a converge keeps the old versions of the scripts of /etc/rc.d (tasks/converge/plan.py).
 RC_D_BACKUPS = "etc/rc.d.domus-backups"

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from tasks.errors import print_error
+from tasks.run.errors import print_error
 from tasks.site.load import ConfigError, load_site
 from tasks.site.model import plain
 from tasks.site.reference import reference_markdown

@@ -7,12 +7,12 @@ from collections.abc import Sequence
 from pathlib import PurePath
 
 from tasks.cgd.table import CIPHERS, DEFAULT_CIPHER
-from tasks.private import SHARED
+from tasks.images.private import SHARED
 from tasks.site.netbsd import allowed_keylengths, this_dom0
 from tasks.site.reader import INVALID, Context, Found, Layer
 from tasks.site.settings import DomainEntry, HostEntry
-from tasks.sizes import FS_SIZES, format_size
-from tasks.urls import Url
+from tasks.site.sizes import FS_SIZES, format_size
+from tasks.sources.urls import Url
 
 
 def check_site(

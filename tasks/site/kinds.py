@@ -11,9 +11,9 @@ from typing import Any
 from yaml.nodes import MappingNode, Node, SequenceNode
 
 from tasks.site.reader import INVALID, Context, Invalid, InvalidValue, Kind, got, or_list
-from tasks.sizes import EXPECTED as SIZE_EXPECTED
-from tasks.sizes import SIZE_PATTERN, UNITS, MiB, format_size, parse_size
-from tasks.urls import Url, looks_like_url, parse_url
+from tasks.site.sizes import EXPECTED as SIZE_EXPECTED
+from tasks.site.sizes import SIZE_PATTERN, UNITS, MiB, format_size, parse_size
+from tasks.sources.urls import Url, looks_like_url, parse_url
 
 
 class Size(Kind):

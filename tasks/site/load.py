@@ -15,13 +15,13 @@ import yaml
 from yaml.nodes import MappingNode
 
 from tasks.cgd.table import CIPHERS
-from tasks.errors import SiteError
+from tasks.run.errors import SiteError
 from tasks.site.checks import check_site
 from tasks.site.model import DomU, Host, Site, fill
 from tasks.site.netbsd import default_vif, this_dom0
 from tasks.site.reader import INVALID, Context, Layer, Problem, Table, read_layer, resolve
 from tasks.site.settings import DOMAIN, HOST, SITE, DomainEntry, HostEntry
-from tasks.urls import local_files
+from tasks.sources.urls import local_files
 
 # libyaml composes a 100-domain site several times faster than the pure-Python parser
 LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)

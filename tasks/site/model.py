@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tasks.site.layout import Layout
-from tasks.urls import Download
+from tasks.sources.urls import Download
 
 # converge.max_file_size's default: a managed file is a few KiB of configuration
 MAX_FILE_SIZE = 1 << 20

@@ -54,7 +54,7 @@ from tasks.site.reader import (
     line_of,
     read_layer,
 )
-from tasks.sizes import MiB
+from tasks.site.sizes import MiB
 
 DEVICE = Word(r"[A-Za-z0-9_]+", "a MAKEDEV device name (letters, digits and '_')", "device name")
 DEVICE_PATTERN = Word(

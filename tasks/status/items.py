@@ -10,13 +10,13 @@ from typing import TYPE_CHECKING
 
 from doit.tools import config_changed
 
-from tasks.fingerprint import TreeUnchanged
-from tasks.inputs import flatten
 from tasks.kinds import KINDS
 from tasks.render import BUILTIN
+from tasks.sources.fingerprint import TreeUnchanged
+from tasks.sources.inputs import flatten
 
 if TYPE_CHECKING:
-    from tasks.run import Build
+    from tasks.run.build import Build
 
 # What status calls each kind's output; the kind modules name their task groups.
 IMAGES = {

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
-from tasks.errors import DomusError
+from tasks.run.errors import DomusError
 from tasks.site import Layout, Site
 from tasks.status.items import Item
 from tasks.status.record import Listing, Record, Trees, file_state, load_listing
@@ -248,10 +248,10 @@ def readable(site: Site, domu: DomU, image: Path) -> Iterator[ImageFiles | None]
             files.max_file_size = site.converge.max_file_size
         yield files
         return
+    from tasks.cgd.keys import local_params
     from tasks.cgd.seekable import open_decrypted
     from tasks.converge.rewrite import RewriteFiles
     from tasks.images.ffs_reader import FfsImage
-    from tasks.keys import local_params
 
     with ExitStack() as stack:
         source: Path | BinaryIO = image

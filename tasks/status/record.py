@@ -15,9 +15,9 @@ import os
 from collections.abc import Collection, Mapping
 from pathlib import Path
 
-from tasks.fingerprint import Entry, fingerprint_of, tree_entries
-from tasks.inputs import file_hash
 from tasks.site import Layout
+from tasks.sources.fingerprint import Entry, fingerprint_of, tree_entries
+from tasks.sources.inputs import file_hash
 from tasks.status.items import Item
 
 RECORDS = ".domus-status.json"

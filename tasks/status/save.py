@@ -1,16 +1,16 @@
 """After a build: the inputs of every task that succeeded or was up to date recorded for
 `./domus status` (tasks.status.record), and, after a complete successful run, the record
-that makes the next no-op build and status instant (tasks.noop)."""
+that makes the next no-op build and status instant (tasks.run.noop)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from tasks import noop
-from tasks.locks import lock_path
 from tasks.render import BUILTIN
-from tasks.reporter import Reporter
-from tasks.run import Build
+from tasks.run import noop
+from tasks.run.build import Build
+from tasks.run.locks import lock_path
+from tasks.run.reporter import Reporter
 from tasks.status import record
 from tasks.status.items import Item, items
 
@@ -38,7 +38,7 @@ def watched(build: Build, found: list[Item]) -> list[str]:
     """Every path whose change the next no-op build must notice."""
     layout, site = build.layout, build.site
     # not doit's database: every doit run writes it, and any that could change it (forget,
-    # clean, ignore) takes the run lock, which removes the record (tasks.run.start_run)
+    # clean, ignore) takes the run lock, which removes the record (tasks.run.build.start_run)
     paths: set[str] = set()
     for item in found:
         paths.update(map(str, item.targets))

@@ -2,7 +2,7 @@
 next build would do to it and why; a table on a terminal, JSON for scripts.
 
 It takes no lock and writes nothing, so it answers while a build runs (telling what that
-build started from). When the record of the last complete run still holds (tasks.noop)
+build started from). When the record of the last complete run still holds (tasks.run.noop)
 everything is up to date and the site is not even loaded.
 """
 
@@ -14,8 +14,8 @@ from collections import Counter
 from pathlib import Path
 from typing import TextIO
 
-from tasks import noop
-from tasks.errors import EXIT_OK, require_known
+from tasks.run import noop
+from tasks.run.errors import EXIT_OK, require_known
 
 Row = dict[str, object]  # domain, image, path, action, why, task
 
@@ -36,7 +36,7 @@ def rows_unchanged(record: dict) -> list[Row]:
 
 def rows_judged(config: Path) -> tuple[str, list[Row]]:
     from tasks.render import Templates
-    from tasks.run import Build
+    from tasks.run.build import Build
     from tasks.site import load_site
     from tasks.status.items import items
     from tasks.status.judge import after_root, judge, retiring

@@ -12,10 +12,10 @@ import re
 import stat
 from pathlib import Path
 
-from tasks.errors import DomusError
-from tasks.log import note
-from tasks.mtree import parse_device, parse_metalog
-from tasks.tree import ROOT, SPECIAL, Entry, Tree, beneath_what, blocked_by
+from tasks.formats.mtree import parse_device, parse_metalog
+from tasks.images.tree import ROOT, SPECIAL, Entry, Tree, beneath_what, blocked_by
+from tasks.run.errors import DomusError
+from tasks.run.log import note
 
 _TYPES = {
     stat.S_IFDIR: "dir",

@@ -5,7 +5,7 @@ it paged out; a reprovision's dated backup, a rewriting converge's kept image an
 domU's copy are the same bytes. Each is created 0600 (tasks/images/publish.py) in its
 domU's directory, itself 0700, whatever the umask. Images made before that are tightened
 by the next build, converge or nightly run (a stat per image and per directory, nothing
-read); a no-op build (tasks/noop.py) stats each domU's directory. root.img and the pkg.img
+read); a no-op build (tasks/run/noop.py) stats each domU's directory. root.img and the pkg.img
 generations are shared and hold nothing of one domU: they stay world-readable.
 
 Plaintext taken out of an image lives in a private directory of its own

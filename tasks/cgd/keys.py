@@ -18,9 +18,9 @@ import secrets
 import stat
 from pathlib import Path
 
+from tasks.cgd.keyfiles import params_path, passphrase_path
 from tasks.cgd.params import Params, format, generate, parse
-from tasks.errors import DomusError
-from tasks.keyfiles import params_path, passphrase_path
+from tasks.run.errors import DomusError
 from tasks.site import DomU
 
 PASSPHRASE_BYTES = 24

@@ -11,7 +11,7 @@ import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from tasks.fingerprint import tree_content
+from tasks.sources.fingerprint import tree_content
 
 
 def file_hash(path: Path) -> str:
@@ -39,7 +39,7 @@ def make_record(
     files: Mapping[str, Path], config: Mapping[str, object], trees: Mapping[str, Path] | None = None
 ) -> dict[str, str]:
     """Files by content; large trees by the name, mode, owner and content of every entry
-    (tasks.fingerprint.tree_content), never by what a file system chooses (a directory's
+    (tasks.sources.fingerprint.tree_content), never by what a file system chooses (a directory's
     size, an mtime's precision), so a copy of a tree on a dom0 gives the same record."""
     record = {f"file {name}": file_hash(path) for name, path in files.items()}
     record.update({f"tree {name}": tree_content(path)[:16] for name, path in (trees or {}).items()})

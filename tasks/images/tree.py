@@ -14,11 +14,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from tasks.errors import DomusError
+from tasks.run.errors import DomusError
+from tasks.run.progress import Progress, on_terminal
 
 ROOT = "."
 
@@ -90,8 +92,6 @@ class Tree:
     @classmethod
     def stage(cls, source: Path, entries: dict[str, Entry], staging: Path) -> Tree:
         """A tree whose files are hard links to the same paths below `source`."""
-        from tasks.progress import Progress
-
         for path in entries:
             above = blocked_by(entries, path)
             if above is not None:
@@ -279,3 +279,9 @@ def link_or_copy(source: Path, dest: Path) -> None:
         os.link(source, dest)
     except OSError:
         shutil.copyfile(source, dest)
+
+
+def tree_bytes(tree: Tree) -> int | None:
+    """What writing `tree` into an image reads, for its progress; None (not counted) when
+    no progress is shown."""
+    return tree.file_bytes() if on_terminal(sys.stderr) else None

@@ -26,15 +26,15 @@ from typing import TextIO
 
 from tasks.blockdev.signals import Terminated
 from tasks.checks.run import failure_lines, run_checks, skipped_lines
-from tasks.errors import DomusError
 from tasks.generations.cli import collect_now, generations_count, human_size
 from tasks.generations.collect import Collected
 from tasks.generations.slots import POOLS, ROOT, Slot, pkg_slot
 from tasks.generations.store import Store
-from tasks.inputs import changes, describe
-from tasks.reporter import Reporter
-from tasks.run import start_run
+from tasks.run.build import start_run
+from tasks.run.errors import DomusError
+from tasks.run.reporter import Reporter
 from tasks.site import Site
+from tasks.sources.inputs import changes, describe
 
 LOGS_KEPT = 100
 
@@ -209,8 +209,8 @@ class Nightly:
     def _doit(self, log: TextIO) -> tuple[int, Reporter]:
         """The build, in this process, its output and that of every program it runs into
         the log; the reporter says what ran."""
-        from tasks.doit_run import run_doit
-        from tasks.run import prepare
+        from tasks.run.build import prepare
+        from tasks.run.doit import run_doit
 
         log.write("\n--- doit\n")
         build = prepare(self.site, set(), [])
@@ -270,9 +270,3 @@ def prune_logs(logs: Path) -> None:
 def nightly(site: Site) -> int:
     start_run(site.layout, generations=False)  # the generations' leftovers: reported below
     return Nightly(site, site.path).run()
-
-
-if __name__ == "__main__":
-    from tasks.cli import main
-
-    sys.exit(main(["nightly", *sys.argv[1:]]))

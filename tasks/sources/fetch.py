@@ -20,11 +20,11 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from tasks.errors import DomusError
 from tasks.images.publish import fsync_dir, fsync_file, write_file
-from tasks.log import note
-from tasks.progress import Progress
-from tasks.urls import Download, looks_like_url
+from tasks.run.errors import DomusError
+from tasks.run.log import note
+from tasks.run.progress import Progress
+from tasks.sources.urls import Download, looks_like_url
 
 BLOCK = 1 << 20
 TIMEOUT = 60.0  # seconds without a byte before a download counts as interrupted

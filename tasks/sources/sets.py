@@ -16,9 +16,9 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-from tasks.errors import DomusError
-from tasks.progress import Progress
-from tasks.tree import ROOT, Entry, Tree, beneath_what, blocked_by, normalize
+from tasks.images.tree import ROOT, Entry, Tree, beneath_what, blocked_by, normalize
+from tasks.run.errors import DomusError
+from tasks.run.progress import Progress
 
 
 def cache_key(sets: Sequence[Path]) -> str:

@@ -16,10 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, TextIO
-
-if TYPE_CHECKING:
-    from tasks.tree import Tree
+from typing import TextIO
 
 INTERVAL = 0.25  # seconds between redraws
 MiB = 1 << 20
@@ -141,9 +138,3 @@ def bytes_read_by(pid: int) -> int | None:
     except (OSError, ValueError):
         return None
     return None
-
-
-def tree_bytes(tree: Tree) -> int | None:
-    """What writing `tree` into an image reads, for its progress; None (not counted) when
-    no progress is shown."""
-    return tree.file_bytes() if on_terminal(sys.stderr) else None

@@ -20,7 +20,7 @@ from typing import TextIO
 
 from doit.exceptions import BaseFail, DependencyError, TaskFailed, UnmetDependency
 
-from tasks.log import DEBUG
+from tasks.run.log import DEBUG
 
 BUG_HINT = "this is a bug in domus; DOMUS_DEBUG=1 shows where it happened"
 COLOURS = {"built": "32", "FAILED": "1;31", "not run": "33", "ignored": "33"}

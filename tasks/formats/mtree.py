@@ -10,8 +10,8 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-from tasks.errors import DomusError
-from tasks.tree import ROOT, Entry
+from tasks.images.tree import ROOT, Entry
+from tasks.run.errors import DomusError
 
 _PLAIN = re.compile(r"[A-Za-z0-9._/+,:@%=~-]")
 

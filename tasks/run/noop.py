@@ -9,7 +9,7 @@ recorded knows that every task is up to date, without loading the site or declar
 doit's thousands of tasks. Whatever the record does not cover makes it run doit as
 before: a site that downloads its sets (each run asks the mirror whether they changed),
 a run of some tasks only, a run that failed. Every command that takes the run lock
-removes the record first (tasks.run.start_run), so a run in progress or killed leaves none.
+removes the record first (tasks.run.build.start_run), so a run in progress or killed leaves none.
 
 This module imports only the standard library: it is the whole of a no-op build.
 """
@@ -94,7 +94,7 @@ def environment() -> str:
 def digest(paths: Iterable[str], trees: dict[str, str]) -> tuple[str, int]:
     """One hash over the signature of every path, domus's code and the source trees, and
     the newest mtime among them."""
-    from tasks.fingerprint import fingerprint_of, tree_entries
+    from tasks.sources.fingerprint import fingerprint_of, tree_entries
 
     h = hashlib.sha256(environment().encode())
     newest = 0
@@ -110,7 +110,7 @@ def digest(paths: Iterable[str], trees: dict[str, str]) -> tuple[str, int]:
 
 
 def lock_free(lock: str) -> bool:
-    """Whether no run holds the run lock (tasks.locks: flock(2) through filelock); a run
+    """Whether no run holds the run lock (tasks.run.locks: flock(2) through filelock); a run
     that does makes this one run doit, which says so (exit 75) as every run does."""
     import fcntl
 

@@ -13,13 +13,13 @@ import os
 from pathlib import Path
 
 from tasks.blockdev.attach import backend_for, mounted
-from tasks.errors import DomusError
-from tasks.locks import image_lock
-from tasks.log import timed
+from tasks.formats.superblocks import detect_fs
+from tasks.images.tree import Tree
+from tasks.run.errors import DomusError
+from tasks.run.locks import image_lock
+from tasks.run.log import timed
 from tasks.site import Layout, Site
-from tasks.source_tree import load_tree
-from tasks.superblocks import detect_fs
-from tasks.tree import Tree
+from tasks.sources.directory import load_tree
 
 # made by mke2fs and fsck, not part of the NetBSD tree: the new image gets its own
 FILE_SYSTEM_DIRS = ("lost+found",)

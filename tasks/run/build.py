@@ -1,7 +1,7 @@
 """One doit run over a site: the site loaded and checked, the run lock, the keys, and what
 every image kind's tasks are made from (tasks.kinds).
 
-`./domus build` prepares the Build itself (tasks.doit_run) and hands it to dodo.py; plain
+`./domus build` prepares the Build itself (tasks.run.doit) and hands it to dodo.py; plain
 `doit` in the repository makes one here from its command line (`config=PATH`).
 """
 
@@ -11,26 +11,26 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from tasks import noop
 from tasks.blockdev.records import any_left as attachments_left
-from tasks.errors import DomusError, SiteError, print_error, require_known
-from tasks.locks import hold_run_lock
-from tasks.private import make_images_private, make_private_directories
+from tasks.images.private import make_images_private, make_private_directories
 from tasks.render import Templates
-from tasks.reporter import Reporter
+from tasks.run import noop
+from tasks.run.errors import DomusError, SiteError, print_error, require_known
+from tasks.run.locks import hold_run_lock
+from tasks.run.reporter import Reporter
 from tasks.site import DEFAULT_SITE, Layout, Site, load_site
 
 # doit commands that only read: they neither need nor take the run lock.
 READ_ONLY_COMMANDS = {"list", "info", "help", "dumpdb", "tabcompletion"}
 
-handed: Build | None = None  # set by tasks.doit_run for the dodo.py it loads
+handed: Build | None = None  # set by tasks.run.doit for the dodo.py it loads
 
 
 def start_run(layout: Layout, *, generations: bool = True) -> None:
     """The run lock held (LockHeld when another run has it), then what a killed run left
     undone put right before any work: images it left attached or mounted, files it left
     half-written (the generations' too, unless the caller reports those itself); and the
-    domUs' images private, even those made before domus made them so (tasks/private.py)."""
+    domUs' images private, even those made before domus made them so (tasks/images/private.py)."""
     layout.output.mkdir(parents=True, exist_ok=True)
     hold_run_lock(layout.locks)
     noop.forget(layout.output)  # this run may change what the record of the last one says
@@ -38,7 +38,7 @@ def start_run(layout: Layout, *, generations: bool = True) -> None:
         from tasks.blockdev.recovery import recover_at_start
 
         recover_at_start(layout.locks)
-    from tasks.leftovers import remove_half_written
+    from tasks.run.leftovers import remove_half_written
 
     remove_half_written(layout, generations=generations)
     make_images_private(layout.images)
@@ -109,7 +109,7 @@ class Build:
         encrypted = [d for d in self.site.domus if d.local_encrypted]
         if not encrypted:
             return
-        from tasks.keys import ensure_local_key  # brings in cryptography: only when needed
+        from tasks.cgd.keys import ensure_local_key  # brings in cryptography: only when needed
 
         try:
             for domu in encrypted:

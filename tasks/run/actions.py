@@ -10,7 +10,7 @@ import importlib
 
 from doit.exceptions import TaskFailed
 
-from tasks.errors import DomusError
+from tasks.run.errors import DomusError
 
 
 class Deferred:

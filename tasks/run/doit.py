@@ -16,7 +16,6 @@ import sqlite3
 import sys
 from collections.abc import Sequence
 from contextlib import closing
-from pathlib import Path
 from types import ModuleType
 
 from doit.cmd_base import ModuleTaskLoader, get_loader
@@ -26,12 +25,13 @@ from doit.dependency import DatabaseException
 from doit.doit_cmd import DoitMain
 from doit.exceptions import InvalidCommand, InvalidDodoFile, InvalidTask
 
-from tasks import run as doit_build
-from tasks.errors import EXIT_FAILED, EXIT_OK, DomusError, UsageError
-from tasks.reporter import Reporter
-from tasks.run import Build
+from tasks import REPO
+from tasks.run import build as doit_build
+from tasks.run.build import Build
+from tasks.run.errors import EXIT_FAILED, EXIT_OK, DomusError, UsageError
+from tasks.run.reporter import Reporter
 
-DODO = Path(__file__).resolve().parents[1] / "dodo.py"
+DODO = REPO / "dodo.py"
 
 
 def load_dodo(build: Build) -> ModuleType:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from tasks.errors import DomusError, LockHeld, SiteError
+from tasks.run.errors import DomusError, LockHeld, SiteError
 
 IMAGE_LOCK_TIMEOUT = 3600.0
 

@@ -1,0 +1,1 @@
+"""`./domus nightly`: the unattended refresh, for cron (refresh.py)."""

@@ -14,6 +14,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -338,3 +339,29 @@ def test_a_tool_reading_a_guest_s_disk_runs_within_its_memory_limit() -> None:
     assert run([sys.executable, "-c", reserve], "reserving").returncode == 0
     with pytest.raises(DomusError, match="failed"):
         run([sys.executable, "-c", reserve], "reserving", guest=True)
+
+
+def test_netbsd_s_fsck_of_a_converged_copy_is_stopped_at_the_guest_tools_time_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The copy a converge checks with fsck_ffs holds the guest's bytes, which can lead fsck
+    in circles: past GUEST_TOOL_SECONDS it is stopped, and the image stays as it was."""
+    from tasks.converge.local import check_converged
+    from tasks.images import guest_limits
+    from tasks.run.errors import DomusError
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fsck = bin_dir / "fsck_ffs"
+    fsck.write_text("#!/bin/sh\nexec sleep 60\n")
+    fsck.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setattr(guest_limits, "GUEST_TOOL_SECONDS", 0.5)
+    started = time.monotonic()
+    with pytest.raises(DomusError) as stopped:
+        check_converged(tmp_path / "local.img.copy", "ffs")
+    assert time.monotonic() - started < 30
+    assert stopped.value.message == (
+        "the converged copy failed its check, the image is unchanged: local.img.copy: "
+        "`fsck_ffs` did not finish in 0.5 s and was stopped"
+    )

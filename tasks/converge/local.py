@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager
@@ -52,6 +51,7 @@ from tasks.run.errors import DomusError
 from tasks.run.log import note
 from tasks.site import DomU, Layout, Site
 from tasks.site.sizes import format_size
+from tasks.tools import run
 
 
 class ImageFiles(Protocol):
@@ -239,7 +239,8 @@ def check_converged(copy: Path, fs: str) -> None:
         if fs == "ext2fs":
             check_clean(copy)
         elif shutil.which("fsck_ffs"):  # NetBSD's, where FFS is written
-            done = subprocess.run(["fsck_ffs", "-fn", str(copy)], capture_output=True, text=True)
+            # the copy holds the guest's bytes: fsck runs within the guest tools' bounds
+            done = run(["fsck_ffs", "-fn", str(copy)], copy.name, check=False, guest=True)
             if done.returncode != 0:
                 raise DomusError(f"`fsck_ffs -fn` exit {done.returncode}: {done.stdout[-300:]}")
     except DomusError as error:

@@ -2,6 +2,9 @@
 
 Tools are looked up on PATH, then in the sbin directories where the systems keep them
 (base system, pkgsrc, local), so that a test can put recording stand-ins first on PATH.
+As NetBSD's mkimage takes `MAKEFS=${TOOL_MAKEFS:-makefs}`, the environment variable
+TOOL_<NAME> (TOOL_MAKEFS, TOOL_FSCK_FFS, ...) names another program for a tool: build.sh's
+`nbmakefs` from a NetBSD tools directory, say.
 """
 
 from __future__ import annotations
@@ -38,13 +41,23 @@ def search_path() -> str:
     return os.pathsep.join([*parts, *(d for d in SBIN_DIRS if d not in parts)])
 
 
+def override(tool: str) -> str:
+    """The environment variable that names another program for `tool`."""
+    return "TOOL_" + "".join(c if c.isalnum() else "_" for c in tool).upper()
+
+
 def find(tool: str) -> str | None:
-    return shutil.which(tool, path=search_path())
+    return shutil.which(os.environ.get(override(tool)) or tool, path=search_path())
 
 
 def require(tool: str, what: str) -> str:
     """The path of `tool`, or a DomusError saying how to install it."""
     path = find(tool)
+    if path is None and os.environ.get(override(tool)):
+        raise DomusError(
+            f"{what}: {override(tool)}={os.environ[override(tool)]} names no program to run",
+            hint=f"set {override(tool)} to an executable's path, or unset it to use `{tool}`",
+        )
     if path is None:
         raise DomusError(f"{what}: `{tool}` is not installed", hint=INSTALL_HINT.get(tool))
     return path

@@ -54,3 +54,21 @@ def test_stdin_is_the_input_given_or_empty(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
     assert tools.run(["domus-cat"], "reading", input="ls /\n").stdout == "ls /\n"
     assert tools.run(["domus-cat"], "reading").stdout == ""
+
+
+def test_tool_variables_name_another_program_as_netbsd_s_mkimage_takes_them(tmp_path, monkeypatch):
+    """TOOL_MAKEFS=nbmakefs (build.sh's name for it) is the makefs every image is made with;
+    a variable naming nothing is an error naming the variable, not a fallback."""
+    nbmakefs = stand_in(tmp_path / "tools" / "bin", "nbmakefs", 'echo "nbmakefs $*"')
+    monkeypatch.setenv("TOOL_MAKEFS", str(nbmakefs))
+    monkeypatch.setenv("TOOL_FSCK_FFS", "nbfsck_ffs")
+    monkeypatch.setenv("PATH", f"{tmp_path / 'tools' / 'bin'}:/usr/bin:/bin")
+    assert tools.run(["makefs", "-t", "ffs"], "making root.img").stdout == "nbmakefs -t ffs\n"
+    assert tools.find("fsck_ffs") is None
+    with pytest.raises(DomusError) as refused:
+        tools.require("fsck_ffs", "checking root.img")
+    assert refused.value.message == (
+        "checking root.img: TOOL_FSCK_FFS=nbfsck_ffs names no program to run"
+    )
+    monkeypatch.setenv("TOOL_FSCK_FFS", "nbmakefs")
+    assert tools.find("fsck_ffs") == str(nbmakefs)

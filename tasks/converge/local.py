@@ -16,7 +16,6 @@ an FFS one rewritten through makefs, an encrypted one decrypted and sealed again
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager
@@ -51,7 +50,7 @@ from tasks.run.errors import DomusError
 from tasks.run.log import note
 from tasks.site import DomU, Layout, Site
 from tasks.site.sizes import format_size
-from tasks.tools import run
+from tasks.tools import find, run
 
 
 class ImageFiles(Protocol):
@@ -238,7 +237,7 @@ def check_converged(copy: Path, fs: str) -> None:
     try:
         if fs == "ext2fs":
             check_clean(copy)
-        elif shutil.which("fsck_ffs"):  # NetBSD's, where FFS is written
+        elif find("fsck_ffs"):  # NetBSD's, where FFS is written
             # the copy holds the guest's bytes: fsck runs within the guest tools' bounds
             done = run(["fsck_ffs", "-fn", str(copy)], copy.name, check=False, guest=True)
             if done.returncode != 0:

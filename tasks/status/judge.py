@@ -7,7 +7,6 @@ the files domus wrote there that the site no longer manages are removed or kept.
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from tasks.run.errors import DomusError
 from tasks.site import Layout, Site
 from tasks.status.items import Item
 from tasks.status.record import Listing, Record, Trees, file_state, load_listing
+from tasks.tools import find
 
 if TYPE_CHECKING:
     from tasks.converge.local import ImageFiles
@@ -242,7 +242,7 @@ def readable(site: Site, domu: DomU, image: Path) -> Iterator[ImageFiles | None]
     if domu.local.fs == "ext2fs":
         from tasks.converge.debugfs import DebugfsFiles
 
-        readable = not domu.local_encrypted and shutil.which("debugfs") is not None
+        readable = not domu.local_encrypted and find("debugfs") is not None
         files = DebugfsFiles(image) if readable else None
         if files is not None:
             files.max_file_size = site.converge.max_file_size

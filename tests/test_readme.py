@@ -102,6 +102,17 @@ def test_no_link_hides_in_a_code_block():
     assert hidden == []
 
 
+def test_the_pages_the_code_names_exist():
+    named = {
+        name
+        for source in (REPO / "tasks").rglob("*.py")
+        for name in re.findall(r"\bdocs/[\w-]+\.md", source.read_text())
+    }
+    assert "docs/templates.md" in named  # the hint of a template that fails names it
+    assert sorted(name for name in named if not (REPO / name).is_file()) == []
+    assert "the README (" not in "".join(p.read_text() for p in (REPO / "tasks").rglob("*.py"))
+
+
 def test_the_readme_indexes_every_page_of_docs():
     readme = (REPO / "README.md").read_text()
     index = readme[readme.index("## Where to read more") :]

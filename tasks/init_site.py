@@ -30,12 +30,13 @@ SETS = ("base", "etc")  # the least a root needs: the rest of the sets are the o
 SET_SUFFIXES = (".tar.xz", ".tgz")
 RELEASE = re.compile(r"^[0-9]+\.[0-9]+(\.[0-9]+)?(_[A-Z0-9]+)?$")
 EXAMPLE_DOMU = "example"
+DOCS = BUILTIN.parent / "docs"  # the pages the files written here point to
 
 SITE = """\
 # A domus site for NetBSD {release}/{arch}, written by `./domus init`. Build it with
 #   ./domus build config={site}
 # Relative paths start at this file's directory; every key, its default and meaning:
-# README.md, Reference.
+# the Reference in {docs}/site.md
 output: build
 templates: templates  # your templates, found before the built-in ones (templates/README.md)
 keys: keys            # keys of encrypted local images (0700); back it up, keep it private
@@ -87,8 +88,8 @@ and see what it renders for a domU before building:
     ./domus render {domu} xen/domu.cfg config={site}
     ./domus render {domu} xen/domu.cfg --context config={site}   # the values it sees
 
-The built-in templates, and the values each one sees, are listed in domus's README.md
-(Templates). Files here are trusted input: keep the directory writable by you alone.
+The built-in templates, and the values each one sees, are listed in
+{docs}/templates.md. Files here are trusted input: keep the directory writable by you alone.
 """
 
 
@@ -122,6 +123,7 @@ def site_text(mirror: str, release: str, arch: str, site: Path) -> str:
         sha512=sets_dir + "SHA512",
         kernel=kernel_dir + kernel,
         domu=EXAMPLE_DOMU,
+        docs=DOCS,
     )
 
 
@@ -161,7 +163,7 @@ def init(directory: Path, release: str, arch: str, mirror: str) -> int:
         write(partial / "site.yaml", text)
         write(
             partial / "templates" / "README.md",
-            TEMPLATES_README.format(domu=EXAMPLE_DOMU, site=site, builtin=BUILTIN),
+            TEMPLATES_README.format(domu=EXAMPLE_DOMU, site=site, builtin=BUILTIN, docs=DOCS),
         )
         os.mkdir(partial / "keys", 0o700)
         os.chmod(partial / "keys", 0o700)  # whatever the umask

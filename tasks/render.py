@@ -132,12 +132,12 @@ class Templates:
                 message = f"includes {error.name!r}: no such template in " + ", ".join(
                     map(str, self.search)
                 )
-            hint = "variables a template can use are listed in the README (Templates)"
+            hint = "variables a template can use are listed in docs/templates.md"
             domu = context.get("name")
             if isinstance(domu, str):  # a domU's template: render shows what it sees
                 hint = (
                     f"`./domus render {domu} {self.relative(where)} --context` shows the values "
-                    "it can use; the README lists them (Templates)"
+                    "it can use; docs/templates.md lists them"
                 )
             if isinstance(error, SecurityError):
                 hint = "templates run sandboxed: no Python internals, files or commands"
@@ -200,7 +200,7 @@ def _environment(search: tuple[str, ...]):
             contained(Path(directory), Path(filename))
             return source, filename, uptodate
 
-    # Sandboxed: a template reaches no Python internals, files or processes (README, Templates).
+    # Sandboxed: a template reaches no Python internals, files or processes (docs/templates.md).
     env = SandboxedEnvironment(
         loader=ContainedLoader(list(search)),
         undefined=StrictUndefined,

@@ -261,7 +261,7 @@ def test_a_failed_build_says_what_failed_and_what_it_kept_from_running(tmp_path)
     assert normalised(done.stdout) == [
         f"FAILED   root                 {hook}:1: 'nosuch' is undefined",
         "                                hint: variables a template can use are listed in "
-        "the README (Templates)",
+        "docs/templates.md",
         "not run  local:www1           root failed",
         "not run  local:www2           root failed",
         "not run  local:db1            root failed",

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from tasks.site import load_site
+from tests.conftest import REPO
 from tests.image_reader import ImageReader
 from tests.netbsd_rules import assert_netbsd_accepts
 from tests.release_server import KERNELS, SETS, Release, serving
@@ -35,6 +36,11 @@ def test_init_writes_a_site_that_validates_and_builds(tmp_path, mirror):
     copy = next(line.split() for line in readme.splitlines() if line.strip().startswith("cp "))
     assert Path(copy[1]).is_file() and copy[2] == "xen/domu.cfg"  # the built-in template
     assert "./domus render example xen/domu.cfg" in readme
+    # both files name the page of domus's docs that says more, and it is there
+    templates, reference = REPO / "docs" / "templates.md", REPO / "docs" / "site.md"
+    assert f"{templates}." in readme
+    assert f"# the Reference in {reference}\n" in (directory / "site.yaml").read_text()
+    assert templates.is_file() and reference.is_file()
 
     data = yaml.safe_load((directory / "site.yaml").read_text())
     assert data["root"]["source"] == {

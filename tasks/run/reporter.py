@@ -2,7 +2,7 @@
 
     built    root          0.4 s  the shared read-only root.img and the kernel beside it
     FAILED   local:www1           templates/local/etc/motd: 'nosuch' is undefined
-                                  hint: variables a template can use are listed in the README
+                                  hint: variables a template can use are listed in docs/templates.md
     not run  xen:www1             local:www1 failed
     1 built, 11 up to date, 1 failed, 1 not run in 0.5 s
 

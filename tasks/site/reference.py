@@ -1,4 +1,4 @@
-"""The settings reference of the README, made from the settings tables."""
+"""The settings reference of docs/site.md, made from the settings tables."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def _rows(table: Table, prefix: str) -> list[tuple[str, str, str, str]]:
 
 
 def reference_markdown() -> str:
-    """The settings reference for the README: one markdown table, made from the tables."""
+    """The settings reference for docs/site.md: one markdown table, made from the tables."""
     lines = ["| key | type | default | meaning |", "|---|---|---|---|"]
     rows = [*_rows(SITE, ""), *_rows(HOST, "hosts.<name>."), *_rows(DOMAIN, "domains.<name>.")]
     for row in rows:

@@ -2,8 +2,8 @@
 the model field it fills.
 
 tasks.site.reader walks the YAML by these tables, tasks.site.load fills the model from
-them, and tasks.site.reference turns them into the README's reference, so the three cannot
-drift apart.
+them, and tasks.site.reference turns them into the reference in docs/site.md, so the three
+cannot drift apart.
 """
 
 from __future__ import annotations

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# the most problems one image reports: a crafted image can have millions
+MOST = 20
+
 
 @dataclass(frozen=True)
 class Finding:

@@ -116,6 +116,17 @@ def test_xts_batches_equal_one_sector_at_a_time(native, key, sectors, first_sect
     assert cipher.decrypt(encrypted, first_sector) == plain
 
 
+@WHITENINGS
+def test_xts_across_batches_equals_one_sector_at_a_time(native):
+    # more sectors than two batches of either whitening, the last one partial
+    key = os.urandom(64)
+    plain = os.urandom(512 * 8195)
+    expected = reference_xts(key, plain, 2**40 - 5, encrypt=True)
+    cipher = XtsCipher(key, native=native)
+    assert cipher.encrypt(plain, 2**40 - 5) == expected
+    assert cipher.decrypt(expected, 2**40 - 5) == plain
+
+
 def test_xts_output_is_written_over_only_once_released():
     cipher = make_cipher("aes-xts", os.urandom(64))
     first_plain, second_plain = os.urandom(4096), os.urandom(4096)

@@ -33,8 +33,8 @@ def libraries(cache: Path) -> list[str]:
 
 @needs_cc
 def test_built_once_into_the_cache_and_checked(tmp_path):
-    whiten = native.build(tmp_path)
-    assert whiten is not None and native.agrees(whiten)
+    functions = native.build(tmp_path)
+    assert functions is not None and native.agrees(functions)
     [library] = libraries(tmp_path)
     assert library.startswith("xts_whiten-") and library.endswith(".so")
     built = (tmp_path / library).stat().st_mtime_ns
@@ -64,30 +64,37 @@ def test_an_unwritable_cache_means_none(tmp_path):
     assert native.build(tmp_path / "file" / "cache") is None
 
 
-def test_a_whitening_that_makes_other_masks_is_refused():
-    def copy(tweaks, source, target, sectors):  # no masks at all
+def python_relative(tweaks: int, sectors: int) -> None:
+    first = int.from_bytes(ctypes.string_at(tweaks, 16), "little")
+    for index in range(sectors):
+        value = int.from_bytes(ctypes.string_at(tweaks + 16 * index, 16), "little")
+        relative = value ^ native.times_alpha(first, 32 * index)
+        ctypes.memmove(tweaks + 16 * index, relative.to_bytes(16, "little"), 16)
+
+
+def python_whiten(tweaks: int, source: int, target: int, sectors: int, power: int = 0) -> None:
+    for index in range(sectors):
+        tweak = int.from_bytes(ctypes.string_at(tweaks + 16 * index, 16), "little")
+        masks = native.masks(native.times_alpha(tweak, power).to_bytes(16, "little"))
+        data = ctypes.string_at(source + 512 * index, 512)
+        whitened = bytes(a ^ b for a, b in zip(data, masks, strict=True))
+        ctypes.memmove(target + 512 * index, whitened, 512)
+
+
+def test_functions_that_compute_something_else_are_refused():
+    def no_masks(tweaks, source, target, sectors):
         ctypes.memmove(target, source, 512 * sectors)
 
     def doubled_once_too_often(tweaks, source, target, sectors):
-        for index in range(sectors):
-            tweak = ctypes.string_at(tweaks + 16 * index, 16)
-            value = int.from_bytes(tweak, "little") << 1
-            shifted = (value ^ (0x87 if value >> 128 else 0)) & ((1 << 128) - 1)
-            masks = native.masks(shifted.to_bytes(16, "little"))
-            data = ctypes.string_at(source + 512 * index, 512)
-            whitened = bytes(a ^ b for a, b in zip(data, masks, strict=True))
-            ctypes.memmove(target + 512 * index, whitened, 512)
+        python_whiten(tweaks, source, target, sectors, power=1)
 
-    def right(tweaks, source, target, sectors):
-        for index in range(sectors):
-            masks = native.masks(ctypes.string_at(tweaks + 16 * index, 16))
-            data = ctypes.string_at(source + 512 * index, 512)
-            whitened = bytes(a ^ b for a, b in zip(data, masks, strict=True))
-            ctypes.memmove(target + 512 * index, whitened, 512)
+    def absolute(tweaks, sectors):  # leaves T_r as it is
+        pass
 
-    assert not native.agrees(copy)
-    assert not native.agrees(doubled_once_too_often)
-    assert native.agrees(right)
+    assert native.agrees(native.Whitening(python_relative, python_whiten))
+    assert not native.agrees(native.Whitening(python_relative, no_masks))
+    assert not native.agrees(native.Whitening(python_relative, doubled_once_too_often))
+    assert not native.agrees(native.Whitening(absolute, python_whiten))
 
 
 def test_masks_follow_ieee_1619():
@@ -138,8 +145,8 @@ def test_a_host_without_a_compiler_encrypts_all_the_same():
 @settings(max_examples=40, deadline=None)
 @given(
     half=st.binary(min_size=16, max_size=16) | st.binary(min_size=32, max_size=32),
-    sectors=st.integers(0, 4200),
-    first_sector=st.integers(0, 2**64 - 4201) | st.just(2**64 - 4201),
+    sectors=st.integers(0, 4200) | st.sampled_from([1023, 1025, 4095, 4096, 4097, 8193]),
+    first_sector=st.integers(0, 2**64 - 8194) | st.just(2**64 - 8194),
     seed=st.integers(0, 2**32),
 )
 def test_c_and_numpy_whitening_agree(half, sectors, first_sector, seed):

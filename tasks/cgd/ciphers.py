@@ -7,9 +7,10 @@ cipher block size; CBC ciphers derive the sector IV from it, aes-xts uses it as 
 Work is done on many sectors per call because Python per-sector overhead, not the cipher,
 sets the speed: IVs of a whole batch are one ECB call, CBC decryption is one call plus a
 fix-up of each sector's first block, and CBC encryption feeds one running CBC context,
-cancelling the chaining value at each sector start. XTS is AES-ECB over the whole batch,
-whitened before and after with every sector's masks: by a small C function built with the
-host's cc (tasks/cgd/native.py), or where there is none by numpy, several times slower.
+cancelling the chaining value at each sector start. aes-xts runs OpenSSL's XTS over a whole
+batch as one data unit, whitened before and after by a small C function built with the
+host's cc (tasks/cgd/native.py) that turns the batch's masks into each sector's own; where
+there is none, AES-ECB over the batch whitened with every sector's masks made in numpy.
 
 Adiantum is not implemented: `cryptography` provides neither XChaCha12 nor NH, and a
 pure-Python version would run at a few MB/s; asking for it raises DomusError.
@@ -23,13 +24,7 @@ from array import array
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from cryptography.hazmat.primitives.ciphers import (
-    Cipher,
-    CipherAlgorithm,
-    CipherContext,
-    algorithms,
-    modes,
-)
+from cryptography.hazmat.primitives.ciphers import Cipher, CipherAlgorithm, algorithms, modes
 
 from tasks.cgd.table import CIPHERS, CipherSpec
 from tasks.errors import DomusError
@@ -37,7 +32,7 @@ from tasks.errors import DomusError
 if TYPE_CHECKING:
     import numpy as np
 
-    from tasks.cgd.native import Whiten
+    from tasks.cgd.native import Whitening
 
 try:
     from cryptography.hazmat.decrepit.ciphers.algorithms import Blowfish, TripleDES
@@ -175,8 +170,6 @@ class XtsCipher(SectorCipher):
             )
         self.key = key
         self.native = native
-        self._data_key = algorithms.AES(key[:half])
-        self._tweak_key = algorithms.AES(key[half:])
         self._batches: _XtsBatches | None = None
         self._out: np.ndarray | None = None
 
@@ -187,19 +180,17 @@ class XtsCipher(SectorCipher):
         return self._run(data, first_sector, encrypt=False)
 
     def _run(self, data: BytesLike, first_sector: int, *, encrypt: bool) -> memoryview:
-        # XTS built from ECB: OpenSSL's own XTS restarts the tweak on every call, so it would
-        # take one call (and one context) a sector. Sectors are done a cache-sized batch at a
-        # time: whitened into a work buffer, through AES-ECB into the output, whitened again.
+        # OpenSSL's XTS takes one tweak a call, so a sector a call would spend far more on
+        # calls than on AES. Sectors are done a cache-sized batch at a time instead: whitened
+        # into a work buffer, through one cipher call into the output, whitened again.
         import numpy as np
 
         count = sector_count(data, first_sector)
         out = self._output(count * SECTOR_SIZE + 16)  # update_into wants a block of room more
         if count:
             if self._batches is None:
-                self._batches = _xts_batches(self._data_key, self._tweak_key, native=self.native)
-            batches = self._batches
-            context = batches.encryptor if encrypt else batches.decryptor
-            batches.run(context, np.frombuffer(data, np.uint8), first_sector, out)
+                self._batches = _xts_batches(self.key, native=self.native)
+            self._batches.run(encrypt, np.frombuffer(data, np.uint8), first_sector, out)
         return memoryview(out)[: count * SECTOR_SIZE]
 
     def _output(self, size: int) -> np.ndarray:
@@ -220,29 +211,25 @@ class XtsCipher(SectorCipher):
 _XTS_BLOCKS = SECTOR_SIZE // 16
 
 
-def _xts_batches(
-    data_key: algorithms.AES, tweak_key: algorithms.AES, *, native: bool
-) -> _XtsBatches:
+def _xts_batches(key: bytes, *, native: bool) -> _XtsBatches:
     from tasks.cgd.native import whitening
 
-    whiten = whitening() if native else None
-    if whiten is None:
-        return _NumpyBatches(data_key, tweak_key)
-    return _NativeBatches(data_key, tweak_key, whiten)
+    functions = whitening() if native else None
+    if functions is None:
+        return _NumpyBatches(key)
+    return _NativeBatches(key, functions)
 
 
 class _XtsBatches(ABC):
-    """What aes-xts keeps from call to call: ECB contexts (ECB holds no state between
-    whole blocks), and the tweak and work buffers of a batch of `size` sectors."""
+    """What aes-xts keeps from call to call: the tweak and work buffers of a batch of
+    `size` sectors, and an ECB context for the tweaks (ECB holds no state between blocks)."""
 
     size: int
 
-    def __init__(self, data_key: algorithms.AES, tweak_key: algorithms.AES) -> None:
+    def __init__(self, key: bytes) -> None:
         import numpy as np
 
-        ecb = Cipher(data_key, modes.ECB())
-        self.encryptor, self.decryptor = ecb.encryptor(), ecb.decryptor()
-        self._tweak_context = Cipher(tweak_key, modes.ECB()).encryptor()
+        self._tweak_context = Cipher(algorithms.AES(key[len(key) // 2 :]), modes.ECB()).encryptor()
         self._offsets = np.arange(self.size, dtype=np.uint64)
         # blk of each sector of the batch: le64 sector number, then eight zero bytes
         self._blk = np.zeros((self.size, 2), "<u8")
@@ -260,23 +247,26 @@ class _XtsBatches(ABC):
         return self._tweaks[: count * 2].reshape(count, 2)
 
     @abstractmethod
-    def run(self, context: CipherContext, sectors: np.ndarray, first: int, out: np.ndarray) -> None:
-        """XTS of `sectors` (bytes, numbered from `first`) into `out`, by ECB `context`."""
+    def run(self, encrypt: bool, sectors: np.ndarray, first: int, out: np.ndarray) -> None:
+        """aes-xts of `sectors` (bytes, the first numbered `first`) into `out`."""
 
 
 class _NativeBatches(_XtsBatches):
-    """Whitened by the C function of tasks/cgd/native.py, which makes the masks in registers."""
+    """A batch through OpenSSL's XTS as one data unit, which runs many blocks at once; the
+    C functions of tasks/cgd/native.py turn its masks into each sector's own around it."""
 
     # Sectors per batch: enough that Python's per-call cost is small, few enough that the
     # work buffer and the batch of output stay in the CPU's caches.
-    size = 2048
+    size = 4096
 
-    def __init__(self, data_key: algorithms.AES, tweak_key: algorithms.AES, whiten: Whiten) -> None:
-        super().__init__(data_key, tweak_key)
-        self._whiten = whiten
+    def __init__(self, key: bytes, functions: Whitening) -> None:
+        super().__init__(key)
+        self._key = algorithms.AES(key)
+        self._functions = functions
 
-    def run(self, context: CipherContext, sectors: np.ndarray, first: int, out: np.ndarray) -> None:
-        whiten, work = self._whiten, self.work
+    def run(self, encrypt: bool, sectors: np.ndarray, first: int, out: np.ndarray) -> None:
+        relative, whiten = self._functions
+        work = self.work
         # addresses taken once: numpy's .ctypes costs a microsecond or two each time
         tweaks, source, middle, target = (
             array.ctypes.data for array in (self._tweaks, sectors, work, out)
@@ -286,7 +276,11 @@ class _NativeBatches(_XtsBatches):
             number = min(self.size, count - start)
             at, size = start * SECTOR_SIZE, number * SECTOR_SIZE
             self.tweaks(first + start, number)
+            relative(tweaks, number)
             whiten(tweaks, source + at, middle, number)
+            # the batch's tweak is its first sector's blk, so its masks start as cgd's do
+            xts = Cipher(self._key, modes.XTS((first + start).to_bytes(16, "little")))
+            context = xts.encryptor() if encrypt else xts.decryptor()
             context.update_into(work[:size], out[at : at + size + 15])
             whiten(tweaks, target + at, target + at, number)
 
@@ -298,15 +292,17 @@ class _NumpyBatches(_XtsBatches):
     shift left by k with the k bits shifted out folded back in as x^7 + x^2 + x + 1.
     Rows j are built block-major, doubling the rows done at each step (1, 2, 4, 8, 16), so
     every numpy call works on long contiguous rows; the batch is then turned sector-major
-    once, with 16-byte elements, to XOR straight onto the sectors.
+    once, with 16-byte elements, to XOR straight onto the sectors before and after AES-ECB.
     """
 
     size = 1024
 
-    def __init__(self, data_key: algorithms.AES, tweak_key: algorithms.AES) -> None:
+    def __init__(self, key: bytes) -> None:
         import numpy as np
 
-        super().__init__(data_key, tweak_key)
+        super().__init__(key)
+        ecb = Cipher(algorithms.AES(key[: len(key) // 2]), modes.ECB())
+        self._encryptor, self._decryptor = ecb.encryptor(), ecb.decryptor()
         sectors = self.size
         self.low = np.empty((_XTS_BLOCKS, sectors), "<u8")
         self.high = np.empty((_XTS_BLOCKS, sectors), "<u8")
@@ -315,9 +311,10 @@ class _NumpyBatches(_XtsBatches):
         self.block_major = np.empty((_XTS_BLOCKS, sectors, 2), "<u8")
         self.sector_major = np.empty((sectors, _XTS_BLOCKS, 2), "<u8")
 
-    def run(self, context: CipherContext, sectors: np.ndarray, first: int, out: np.ndarray) -> None:
+    def run(self, encrypt: bool, sectors: np.ndarray, first: int, out: np.ndarray) -> None:
         import numpy as np
 
+        context = self._encryptor if encrypt else self._decryptor
         work = self.work
         count = len(sectors) // SECTOR_SIZE
         for start in range(0, count, self.size):

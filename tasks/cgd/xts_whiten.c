@@ -1,9 +1,12 @@
 /*
- * The whitening of cgd(4)'s aes-xts: out = in ^ T * alpha^j for the 32 blocks j of every
- * 512-byte sector, T being that sector's encrypted tweak.  tasks/cgd/ciphers.py runs AES-ECB
- * between two such passes; numpy needs several passes over memory to make the masks, this
- * makes them in registers.  tasks/cgd/native.py builds it with the host's cc and checks it
- * against the definition before use.
+ * The whitening of cgd(4)'s aes-xts, for tasks/cgd/ciphers.py, which runs a batch of sectors
+ * through OpenSSL's XTS as one data unit: OpenSSL encrypts many blocks at once, but its
+ * masks run on from the first sector's encrypted tweak T_0, as T_0 * alpha^(32 r + j) for
+ * block j of sector r, where cgd wants T_r * alpha^j.  The two differ by U_r * alpha^j with
+ * U_r = T_r ^ T_0 * alpha^(32 r); XORed in before and after XTS it turns the batch's masks
+ * into the sectors' own.  cgd_xts_relative makes the U_r, cgd_xts_whiten XORs their masks.
+ * numpy would need several passes over memory for the masks; this makes them in registers.
+ * tasks/cgd/native.py builds it with the host's cc and checks it against the definition.
  *
  * Blocks are 128-bit little-endian numbers as IEEE 1619 has them, read as two 64-bit words
  * in host order: on a big-endian host the check fails and numpy is used instead.
@@ -52,6 +55,19 @@ times_alpha_k(block t, int k)
 	return r;
 }
 
+/* tweaks[r] = T_r becomes U_r = T_r ^ T_0 * alpha^(32 r), for every sector r of the batch */
+void
+cgd_xts_relative(unsigned char *tweaks, size_t sectors)
+{
+	block running = load(tweaks);
+
+	for (size_t r = 0; r < sectors; r++) {
+		store(tweaks + 16 * r, load(tweaks + 16 * r) ^ running);
+		running = times_alpha_k(running, 32);
+	}
+}
+
+/* out = in ^ U_r * alpha^j over the 32 blocks j of every sector r, U_r being tweaks[r] */
 void
 cgd_xts_whiten(const unsigned char *tweaks, const unsigned char *in, unsigned char *out,
     size_t sectors)

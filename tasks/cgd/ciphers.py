@@ -7,8 +7,10 @@ cipher block size; CBC ciphers derive the sector IV from it, aes-xts uses it as 
 Work is done on many sectors per call because Python per-sector overhead, not the cipher,
 sets the speed: IVs of a whole batch are one ECB call, CBC decryption is one call plus a
 fix-up of each sector's first block, and CBC encryption feeds one running CBC context,
-cancelling the chaining value at each sector start. XTS is AES-ECB over the whole batch,
-whitened before and after with every sector's masks, computed at once in numpy.
+cancelling the chaining value at each sector start. aes-xts runs OpenSSL's XTS over a whole
+batch as one data unit, whitened before and after by a small C function built with the
+host's cc (tasks/cgd/native.py) that turns the batch's masks into each sector's own; where
+there is none, AES-ECB over the batch whitened with every sector's masks made in numpy.
 
 Adiantum is not implemented: `cryptography` provides neither XChaCha12 nor NH, and a
 pure-Python version would run at a few MB/s; asking for it raises DomusError.
@@ -29,6 +31,8 @@ from tasks.run.errors import DomusError
 
 if TYPE_CHECKING:
     import numpy as np
+
+    from tasks.cgd.native import Whitening
 
 try:
     from cryptography.hazmat.decrepit.ciphers.algorithms import Blowfish, TripleDES
@@ -148,12 +152,15 @@ def blk_blocks(first_sector: int, count: int, block_size: int) -> bytes:
 
 
 class XtsCipher(SectorCipher):
-    """aes-xts: IEEE 1619 XTS, one 512-byte data unit per sector, tweak = blk."""
+    """aes-xts: IEEE 1619 XTS, one 512-byte data unit per sector, tweak = blk.
+
+    native=False whitens with numpy even where the C whitening (tasks/cgd/native.py) builds.
+    """
 
     algorithm = "aes-xts"
     iv_method = "encblkno1"
 
-    def __init__(self, key: bytes) -> None:
+    def __init__(self, key: bytes, *, native: bool = True) -> None:
         check_keylength(self.algorithm, len(key) * 8)
         half = len(key) // 2
         if key[:half] == key[half:]:
@@ -162,9 +169,9 @@ class XtsCipher(SectorCipher):
                 hint="generate a new key (./domus cgd genparams)",
             )
         self.key = key
-        self._data_key = algorithms.AES(key[:half])
-        self._tweak_key = algorithms.AES(key[half:])
-        self._whitening: _Whitening | None = None
+        self.native = native
+        self._batches: _XtsBatches | None = None
+        self._out: np.ndarray | None = None
 
     def encrypt(self, data: BytesLike, first_sector: int) -> memoryview:
         return self._run(data, first_sector, encrypt=True)
@@ -173,70 +180,154 @@ class XtsCipher(SectorCipher):
         return self._run(data, first_sector, encrypt=False)
 
     def _run(self, data: BytesLike, first_sector: int, *, encrypt: bool) -> memoryview:
-        # XTS built from ECB: OpenSSL's own XTS restarts the tweak on every call, so it would
-        # take one call (and one context) a sector. Sectors are done a cache-sized batch at a
-        # time, into an output numpy allocates: a fresh Python bytes of many MiB costs more
-        # in page faults than AES costs to fill it.
+        # OpenSSL's XTS takes one tweak a call, so a sector a call would spend far more on
+        # calls than on AES. Sectors are done a cache-sized batch at a time instead: whitened
+        # into a work buffer, through one cipher call into the output, whitened again.
         import numpy as np
 
         count = sector_count(data, first_sector)
-        # update_into wants room for one block more than it writes
-        out = np.empty(count * SECTOR_SIZE + 16, np.uint8)
-        if not count:
-            return memoryview(out)[:0]
-        tweaks = np.empty(count * 2 + 2, "<u8")
-        first = Cipher(self._tweak_key, modes.ECB()).encryptor()
-        first.update_into(blk_blocks(first_sector, count, 16), tweaks.view(np.uint8))
-        sectors = np.frombuffer(data, "<u8").reshape(count, _XTS_BLOCKS, 2)
-        ecb = Cipher(self._data_key, modes.ECB())
-        context = ecb.encryptor() if encrypt else ecb.decryptor()
-        if self._whitening is None:
-            # kept for the next call: fresh buffers of a few MiB each call cost page faults
-            self._whitening = _Whitening(_XTS_BATCH)
-        whitening, work = self._whitening, self._whitening.work
-        for start in range(0, count, _XTS_BATCH):
-            stop = min(start + _XTS_BATCH, count)
-            size = (stop - start) * SECTOR_SIZE
-            masks = whitening.of(tweaks[start * 2 : stop * 2].reshape(-1, 2))
-            np.bitwise_xor(
-                sectors[start:stop], masks, out=work[:size].view("<u8").reshape(masks.shape)
-            )
-            at = start * SECTOR_SIZE
-            context.update_into(work[:size], out[at : at + size + 15])
-            done = out[at : at + size].view("<u8").reshape(masks.shape)
-            done ^= masks
+        out = self._output(count * SECTOR_SIZE + 16)  # update_into wants a block of room more
+        if count:
+            if self._batches is None:
+                self._batches = _xts_batches(self.key, native=self.native)
+            self._batches.run(encrypt, np.frombuffer(data, np.uint8), first_sector, out)
         return memoryview(out)[: count * SECTOR_SIZE]
+
+    def _output(self, size: int) -> np.ndarray:
+        """The last output again once nothing refers to it any more, else a new one.
+
+        A fresh buffer of many MiB costs more in page faults than AES costs to fill it. A
+        caller still holding the last result (a memoryview or numpy view of it) holds a
+        reference, so CPython's count tells whether it may be written over."""
+        import numpy as np
+
+        out = self._out
+        # three references: self._out, `out` and getrefcount's own argument
+        if out is None or len(out) < size or sys.getrefcount(out) > 3:
+            out = self._out = np.empty(size, np.uint8)
+        return out
 
 
 _XTS_BLOCKS = SECTOR_SIZE // 16
-# Sectors per batch: enough that numpy's per-call cost is small, few enough that the
-# whitening and the work buffer stay in the CPU's caches.
-_XTS_BATCH = 1024
 
 
-class _Whitening:
+def _xts_batches(key: bytes, *, native: bool) -> _XtsBatches:
+    from tasks.cgd.native import whitening
+
+    functions = whitening() if native else None
+    if functions is None:
+        return _NumpyBatches(key)
+    return _NativeBatches(key, functions)
+
+
+class _XtsBatches(ABC):
+    """What aes-xts keeps from call to call: the tweak and work buffers of a batch of
+    `size` sectors, and an ECB context for the tweaks (ECB holds no state between blocks)."""
+
+    size: int
+
+    def __init__(self, key: bytes) -> None:
+        import numpy as np
+
+        self._tweak_context = Cipher(algorithms.AES(key[len(key) // 2 :]), modes.ECB()).encryptor()
+        self._offsets = np.arange(self.size, dtype=np.uint64)
+        # blk of each sector of the batch: le64 sector number, then eight zero bytes
+        self._blk = np.zeros((self.size, 2), "<u8")
+        # update_into wants a block of room more than it writes
+        self._tweaks = np.empty(self.size * 2 + 2, "<u8")
+        self.work = np.empty(self.size * SECTOR_SIZE + 16, np.uint8)
+
+    def tweaks(self, first_sector: int, count: int) -> np.ndarray:
+        """T = AES_k2(blk) of `count` sectors from `first_sector`, as a (count, 2) le64 array."""
+        import numpy as np
+
+        np.add(self._offsets[:count], np.uint64(first_sector), out=self._blk[:count, 0])
+        blk = self._blk.reshape(-1).view(np.uint8)[: count * 16]
+        self._tweak_context.update_into(blk, self._tweaks.view(np.uint8)[: count * 16 + 15])
+        return self._tweaks[: count * 2].reshape(count, 2)
+
+    @abstractmethod
+    def run(self, encrypt: bool, sectors: np.ndarray, first: int, out: np.ndarray) -> None:
+        """aes-xts of `sectors` (bytes, the first numbered `first`) into `out`."""
+
+
+class _NativeBatches(_XtsBatches):
+    """A batch through OpenSSL's XTS as one data unit, which runs many blocks at once; the
+    C functions of tasks/cgd/native.py turn its masks into each sector's own around it."""
+
+    # Sectors per batch: enough that Python's per-call cost is small, few enough that the
+    # work buffer and the batch of output stay in the CPU's caches.
+    size = 4096
+
+    def __init__(self, key: bytes, functions: Whitening) -> None:
+        super().__init__(key)
+        self._key = algorithms.AES(key)
+        self._functions = functions
+
+    def run(self, encrypt: bool, sectors: np.ndarray, first: int, out: np.ndarray) -> None:
+        relative, whiten = self._functions
+        work = self.work
+        # addresses taken once: numpy's .ctypes costs a microsecond or two each time
+        tweaks, source, middle, target = (
+            array.ctypes.data for array in (self._tweaks, sectors, work, out)
+        )
+        count = len(sectors) // SECTOR_SIZE
+        for start in range(0, count, self.size):
+            number = min(self.size, count - start)
+            at, size = start * SECTOR_SIZE, number * SECTOR_SIZE
+            self.tweaks(first + start, number)
+            relative(tweaks, number)
+            whiten(tweaks, source + at, middle, number)
+            # the batch's tweak is its first sector's blk, so its masks start as cgd's do
+            xts = Cipher(self._key, modes.XTS((first + start).to_bytes(16, "little")))
+            context = xts.encryptor() if encrypt else xts.decryptor()
+            context.update_into(work[:size], out[at : at + size + 15])
+            whiten(tweaks, target + at, target + at, number)
+
+
+class _NumpyBatches(_XtsBatches):
     """The XTS masks T_s * alpha^j (j = 0..31) of a batch of sectors, from their tweaks T_s.
 
     Multiplying by alpha^k in GF(2^128) (IEEE 1619's little-endian order) is a 128-bit
     shift left by k with the k bits shifted out folded back in as x^7 + x^2 + x + 1.
     Rows j are built block-major, doubling the rows done at each step (1, 2, 4, 8, 16), so
     every numpy call works on long contiguous rows; the batch is then turned sector-major
-    once, with 16-byte elements, to XOR straight onto the sectors.
+    once, with 16-byte elements, to XOR straight onto the sectors before and after AES-ECB.
     """
 
-    def __init__(self, sectors: int) -> None:
+    size = 1024
+
+    def __init__(self, key: bytes) -> None:
         import numpy as np
 
+        super().__init__(key)
+        ecb = Cipher(algorithms.AES(key[: len(key) // 2]), modes.ECB())
+        self._encryptor, self._decryptor = ecb.encryptor(), ecb.decryptor()
+        sectors = self.size
         self.low = np.empty((_XTS_BLOCKS, sectors), "<u8")
         self.high = np.empty((_XTS_BLOCKS, sectors), "<u8")
         self.carry = np.empty((_XTS_BLOCKS // 2, sectors), "<u8")
         self.scratch = np.empty((_XTS_BLOCKS // 2, sectors), "<u8")
         self.block_major = np.empty((_XTS_BLOCKS, sectors, 2), "<u8")
         self.sector_major = np.empty((sectors, _XTS_BLOCKS, 2), "<u8")
-        # the whitened sectors handed to ECB; update_into wants one block of room more
-        self.work = np.empty(sectors * SECTOR_SIZE + 16, np.uint8)
 
-    def of(self, tweaks: np.ndarray) -> np.ndarray:
+    def run(self, encrypt: bool, sectors: np.ndarray, first: int, out: np.ndarray) -> None:
+        import numpy as np
+
+        context = self._encryptor if encrypt else self._decryptor
+        work = self.work
+        count = len(sectors) // SECTOR_SIZE
+        for start in range(0, count, self.size):
+            number = min(self.size, count - start)
+            at, size = start * SECTOR_SIZE, number * SECTOR_SIZE
+            masks = self.masks(self.tweaks(first + start, number))
+            source = sectors[at : at + size].view("<u8").reshape(masks.shape)
+            np.bitwise_xor(source, masks, out=work[:size].view("<u8").reshape(masks.shape))
+            context.update_into(work[:size], out[at : at + size + 15])
+            done = out[at : at + size].view("<u8").reshape(masks.shape)
+            done ^= masks
+
+    def masks(self, tweaks: np.ndarray) -> np.ndarray:
         """The (sectors, 32, 2) masks of `tweaks`, a (sectors, 2) array of T_s as le64 pairs."""
         import numpy as np
 

@@ -188,11 +188,27 @@ def unchanged_build(args: argparse.Namespace) -> bool:
 def status(args: argparse.Namespace) -> int:
     from tasks.status.show import status
 
-    return status(args.config, args.names, args.json)
+    return status(args.config, args.names, args.json, moved=dict(args.moved))
+
+
+def moved_pair(text: str) -> tuple[str, str]:
+    old, equals, new = text.partition("=")
+    if not equals or not old.startswith("/") or not new.startswith("/"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not OLD=NEW, two absolute paths")
+    return old, new
 
 
 def status_arguments(parser: Parser) -> None:
     parser.add_argument("--json", action="store_true", help="JSON for scripts, not a table")
+    parser.add_argument(
+        "--moved",
+        action="append",
+        default=[],
+        type=moved_pair,
+        metavar="OLD=NEW",
+        help="judge the files last built from below OLD by those below NEW now "
+        "(what `deploy --check` runs on a copy of the new inputs)",
+    )
     parser.add_argument(
         "names", nargs="*", metavar="NAME", help="domUs to show (default: all) beside root"
     )

@@ -223,10 +223,15 @@ def test_moved_inputs_are_judged_by_their_copies(site, tmp_path):
     data = {**site.data, "output": str(site.output), "templates": str(copy / "templates")}
     source = {**data["root"]["source"], "tree": str(copy / "root")}
     data["root"] = {**data["root"], "source": source}
+    # the packages too, which pkg.img's configuration names
+    packages = EXAMPLE / "packages"
+    shutil.copytree(packages, copy / "packages")
+    data = json.loads(json.dumps(data).replace(str(packages), str(copy / "packages")))
     checked = Site(tmp_path / "checked", data)
     moved = [
         f"--moved={tmp_path / 'root'}={copy / 'root'}",
         f"--moved={site.directory / 'templates'}={copy / 'templates'}",
+        f"--moved={packages}={copy / 'packages'}",
     ]
     # the files: reading an image makes a scratch directory beside it, and removes it
     before = {path: st for path, st in snapshot(site.output).items() if not os.path.isdir(path)}

@@ -76,7 +76,7 @@ def judge(
         why = ["no record of the inputs it was built from: the next `./domus build` records them"]
     else:
         why = [
-            *config_changes(old.get("config") or {}, item.config),
+            *config_changes(old.get("config") or {}, item.config, where),
             *file_changes(old.get("files") or {}, item.files, where),
             *tree_changes(old.get("trees") or {}, item.trees, layout, trees, where),
             *(f"{path} does not exist" for path in missing),
@@ -112,12 +112,34 @@ def shown(value: str | None) -> str:
     return decoded if isinstance(decoded, str) else json.dumps(decoded)
 
 
-def config_changes(old: Mapping[str, str], new: Mapping[str, str]) -> list[str]:
+def config_changes(
+    old: Mapping[str, str], new: Mapping[str, str], where: Where = same_place
+) -> list[str]:
+    if where is not same_place:
+        old = {key: relocated_value(value, where) for key, value in old.items()}
     return [
         f"{key}: {shown(old.get(key))} -> {shown(new.get(key))}"
         for key in sorted(old.keys() | new.keys())
         if old.get(key) != new.get(key)
     ]
+
+
+def relocated_value(value: str, where: Where) -> str:
+    """A recorded JSON value with every path in it where it is now (package files are named
+    in pkg.img's configuration)."""
+
+    def moved(item: object) -> object:
+        if isinstance(item, str):
+            return where(item)
+        if isinstance(item, list):
+            return [moved(each) for each in item]
+        if isinstance(item, dict):
+            return {key: moved(each) for key, each in item.items()}
+        return item
+
+    decoded = json.loads(value)
+    now = moved(decoded)
+    return value if now == decoded else json.JSONEncoder(sort_keys=True).encode(now)
 
 
 def file_changes(

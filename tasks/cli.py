@@ -363,7 +363,11 @@ def deploy(args: argparse.Namespace) -> int:
 
         trust(args.site, select_hosts(args.site, args.hosts), sys.stdout)
         return EXIT_OK
-    return deploy(args.site, args.hosts, check=args.check, serial=args.serial)
+    if args.check:
+        from tasks.deploy.check import check
+
+        return check(args.site, args.hosts)
+    return deploy(args.site, args.hosts, serial=args.serial, full=args.full)
 
 
 # -- their arguments ---------------------------------------------------------------------
@@ -576,8 +580,14 @@ COMMANDS: dict[str, Command] = {
             p.add_argument(
                 "--check",
                 action="store_true",
-                help="say what a deploy would do on each host (from `./domus status` there), "
-                "changing nothing there",
+                help="say what a deploy would do on each host (`./domus status` there of the "
+                "new site, sent beside the one the host runs), changing nothing it runs",
+            ),
+            p.add_argument(
+                "--full",
+                action="store_true",
+                help="run the playbook on every host, even those whose last deploy left them "
+                "as this one would",
             ),
             p.add_argument(
                 "--trust",

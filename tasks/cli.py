@@ -125,7 +125,7 @@ def build_namespace(rest: list[str]) -> argparse.Namespace:
     if not dry_run:
         return argparse.Namespace(command="build", run=build, rest=words)
     names = sorted({word.partition(":")[2] for word in words if ":" in word} - {""})
-    return argparse.Namespace(command="status", run=status, names=names, json=False)
+    return argparse.Namespace(command="status", run=status, names=names, json=False, moved=[])
 
 
 def doit_words(words: Sequence[str]) -> tuple[bool, list[str]]:

@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Collection, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -39,7 +40,7 @@ from tasks.deploy.moves import (
 from tasks.deploy.retire import add_retiring, forget_retired, retired_there, retiring
 from tasks.deploy.ssh import write_known_hosts
 from tasks.deploy.stage import Prepared, build_here, deploy_dir, inventory, prepare
-from tasks.deploy.unchanged import leave_alone
+from tasks.deploy.unchanged import ask, leave_alone, worth_asking
 from tasks.errors import EXIT_FAILED, EXIT_OK, DomusError, UsageError, require_known
 from tasks.locks import hold_run_lock
 from tasks.site import Host, Site
@@ -304,12 +305,15 @@ def deploy(site: Site, names: Sequence[str], serial: int = 0, full: bool = False
     hold_run_lock(site.layout.locks)
     (top / "results.json").unlink(missing_ok=True)  # this run's, if the playbook runs
     start = time.monotonic()
-    prepared = [prepare(site, host) for host in hosts]
-    keep_others(site, prepared)
-    built = time.monotonic()
+    # the hosts are asked how their last deploy left them while this machine builds
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        asking = pool.submit(ask, site, worth_asking(site, hosts, full))
+        prepared = [prepare(site, host) for host in hosts]
+        keep_others(site, prepared)
+        answers = asking.result()
     ready = [each for each in prepared if each.error is None and each.domus]
-    alone = leave_alone(site, ready, full)
-    asked = time.monotonic()
+    alone = leave_alone(site, ready, answers)
+    built = time.monotonic()
     visited = {each.host.name for each in ready if each.host.name not in alone}
     moving = [move for move in moves(site, [host.name for host in hosts]) if move.new in visited]
     handed = hand_over(site, moving)
@@ -340,9 +344,9 @@ def deploy(site: Site, names: Sequence[str], serial: int = 0, full: bool = False
     forget_retired(site, {name: results.get(name, {}) for name in deployed})
     print("\n".join(lines))
     seconds = time.monotonic() - start
-    timing = f"{built - start:.1f} s building here, {asked - built:.1f} s asking the hosts"
+    timing = f"{built - start:.1f} s building here and asking the hosts"
     if ran is not None:
-        timing += f", {seconds - asked + start:.1f} s Ansible"
+        timing += f", {seconds - built + start:.1f} s Ansible"
     if alone:
         timing = f"{len(alone)} unchanged; {timing}"
     if failed:

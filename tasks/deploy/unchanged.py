@@ -133,16 +133,22 @@ def holds(answer: dict | None, digest: str) -> bool:
     )
 
 
-def leave_alone(site: Site, ready: list[Prepared], full: bool) -> set[str]:
-    """The names of the hosts in `ready` whose last deploy holds; every host's role gets
-    its digest (which its run records) and the slots to roll forward there."""
-    for each in ready:
-        each.role["digest"] = digest(site, each)
+def worth_asking(site: Site, hosts: list[Host], full: bool) -> list[Host]:
+    """The hosts a deploy might leave alone: none with `--full`, nor one with work to do
+    beyond its own site or without domUs."""
+    if full:
+        return []
     busy = pending(site)
-    asked = [] if full else [each.host for each in ready if each.host.name not in busy]
-    answers = ask(site, asked)
+    return [host for host in hosts if host.name not in busy and site.domus_on(host.name)]
+
+
+def leave_alone(site: Site, ready: list[Prepared], answers: dict[str, dict | None]) -> set[str]:
+    """The names of the hosts in `ready` whose last deploy holds, by their `answers` to
+    `ask`; every host's role gets its digest (which its run records) and the slots to roll
+    forward there."""
     alone = set()
     for each in ready:
+        each.role["digest"] = digest(site, each)
         answer = answers.get(each.host.name)
         if holds(answer, str(each.role["digest"])):
             alone.add(each.host.name)

@@ -125,7 +125,7 @@ def build_namespace(rest: list[str]) -> argparse.Namespace:
     if not dry_run:
         return argparse.Namespace(command="build", run=build, rest=words)
     names = sorted({word.partition(":")[2] for word in words if ":" in word} - {""})
-    return argparse.Namespace(command="status", run=status, names=names, json=False)
+    return argparse.Namespace(command="status", run=status, names=names, json=False, moved=[])
 
 
 def doit_words(words: Sequence[str]) -> tuple[bool, list[str]]:
@@ -188,11 +188,27 @@ def unchanged_build(args: argparse.Namespace) -> bool:
 def status(args: argparse.Namespace) -> int:
     from tasks.status.show import status
 
-    return status(args.config, args.names, args.json)
+    return status(args.config, args.names, args.json, moved=dict(args.moved))
+
+
+def moved_pair(text: str) -> tuple[str, str]:
+    old, equals, new = text.partition("=")
+    if not equals or not old.startswith("/") or not new.startswith("/"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not OLD=NEW, two absolute paths")
+    return old, new
 
 
 def status_arguments(parser: Parser) -> None:
     parser.add_argument("--json", action="store_true", help="JSON for scripts, not a table")
+    parser.add_argument(
+        "--moved",
+        action="append",
+        default=[],
+        type=moved_pair,
+        metavar="OLD=NEW",
+        help="judge the files last built from below OLD by those below NEW now "
+        "(what `deploy --check` runs on a copy of the new inputs)",
+    )
     parser.add_argument(
         "names", nargs="*", metavar="NAME", help="domUs to show (default: all) beside root"
     )
@@ -347,7 +363,11 @@ def deploy(args: argparse.Namespace) -> int:
 
         trust(args.site, select_hosts(args.site, args.hosts), sys.stdout)
         return EXIT_OK
-    return deploy(args.site, args.hosts, check=args.check, serial=args.serial)
+    if args.check:
+        from tasks.deploy.check import check
+
+        return check(args.site, args.hosts)
+    return deploy(args.site, args.hosts, serial=args.serial, full=args.full)
 
 
 # -- their arguments ---------------------------------------------------------------------
@@ -560,8 +580,14 @@ COMMANDS: dict[str, Command] = {
             p.add_argument(
                 "--check",
                 action="store_true",
-                help="say what a deploy would do on each host (from `./domus status` there), "
-                "changing nothing there",
+                help="say what a deploy would do on each host (`./domus status` there of the "
+                "new site, sent beside the one the host runs), changing nothing it runs",
+            ),
+            p.add_argument(
+                "--full",
+                action="store_true",
+                help="run the playbook on every host, even those whose last deploy left them "
+                "as this one would",
             ),
             p.add_argument(
                 "--trust",

@@ -129,6 +129,42 @@ def active_root(output: Path) -> str:
     return os.readlink(output / "images" / "generations" / "active" / "root").rsplit("/", 1)[-1]
 
 
+def snapshot(output: Path, skip: str = "") -> dict[str, tuple]:
+    """Every file below a dom0's output by content and mtime, every link by its target,
+    every directory by its name (reading an image makes a scratch directory beside it)."""
+    found: dict[str, tuple] = {}
+    for path in sorted(output.rglob("*")):
+        name = str(path.relative_to(output))
+        if skip and (name == skip or name.startswith(skip + "/")):
+            continue
+        st = path.lstat()
+        if stat.S_ISLNK(st.st_mode):
+            found[name] = ("link", os.readlink(path))
+        elif stat.S_ISDIR(st.st_mode):
+            found[name] = ("dir",)
+        else:
+            found[name] = (st.st_mtime_ns, hashlib.sha256(path.read_bytes()).hexdigest())
+    return found
+
+
+def ansible_logs(cluster: Cluster) -> set[Path]:
+    return set((cluster.site.output / "deploy").glob("ansible-*.log"))
+
+
+def logins(dom0: Dom0) -> int:
+    """The ssh connections its sshd accepted so far."""
+    return (dom0.directory / "sshd.log").read_text().count("Accepted publickey")
+
+
+def close_shared_connections(cluster: Cluster) -> None:
+    """The connections rsync and the round trip share stay open a while after a deploy;
+    closed, the next deploy's connections are its own."""
+    for socket in (cluster.site.output / "deploy" / "ssh").iterdir():
+        subprocess.run(
+            ["ssh", "-o", f"ControlPath={socket}", "-O", "exit", "domus"], capture_output=True
+        )
+
+
 def test_each_domu_is_built_on_its_host_with_its_paths_and_keys(cluster: Cluster) -> None:
     first = cluster.first  # type: ignore[attr-defined]
     for name, host in PLACES.items():
@@ -163,16 +199,41 @@ def test_each_domu_is_built_on_its_host_with_its_paths_and_keys(cluster: Cluster
     assert_netbsd_accepts(cluster.output("alpha") / "images" / "root.img", "ffs")
 
 
-def test_a_second_deploy_sends_nothing(cluster: Cluster) -> None:
-    before = host_images(cluster)
+def test_a_second_deploy_leaves_every_host_alone_after_one_connection_each(
+    cluster: Cluster,
+) -> None:
+    before = {host: snapshot(cluster.output(host)) for host in cluster.dom0s}
+    logs = ansible_logs(cluster)
+    close_shared_connections(cluster)
+    connections = {host: logins(dom0) for host, dom0 in cluster.dom0s.items()}
     again = cluster.deploy()
     assert again.returncode == 0, again.stdout + again.stderr
+    for name, host in PLACES.items():
+        assert f"{host:<5}  ok      {name}: unchanged\n" in again.stdout, again.stdout
+    assert "(3 unchanged; " in again.stdout and "Ansible" not in again.stdout, again.stdout
+    # no playbook ran: no log of one, no results, nothing changed there
+    assert ansible_logs(cluster) == logs
+    assert again.results == {}
+    assert {host: snapshot(cluster.output(host)) for host in cluster.dom0s} == before
+    # one ssh connection to each host: the round trip that read its record
+    assert {host: logins(dom0) - connections[host] for host, dom0 in cluster.dom0s.items()} == {
+        host: 1 for host in cluster.dom0s
+    }
+
+
+def test_full_runs_the_playbook_on_every_host_and_sends_nothing(cluster: Cluster) -> None:
+    before = host_images(cluster)
+    full = cluster.deploy("--full")
+    assert full.returncode == 0, full.stdout + full.stderr
+    assert "unchanged" not in full.stdout, full.stdout
+    assert set(full.results) == set(cluster.dom0s)
     for host in cluster.dom0s:
-        result = again.results[host]
+        result = full.results[host]
         assert result["files"] == 0, result
         assert result["changed"] == [], result
         assert "0 built" in result["output"]["Build"]
     assert host_images(cluster) == before
+    assert "(3 unchanged; " in cluster.deploy().stdout
 
 
 def test_a_template_change_converges_only_the_domus_it_changes(cluster: Cluster) -> None:
@@ -187,9 +248,20 @@ def test_a_template_change_converges_only_the_domus_it_changes(cluster: Cluster)
         key = f"{name}/local.img"
         assert after[PLACES[name]][key] == before[PLACES[name]][key], name
     assert after["alpha"]["www1/local.img"] != before["alpha"]["www1/local.img"]
-    # the template is an input there: shipped once, to every host
+    # the template is an input there: shipped once, to every host, each of which runs
     for host in cluster.dom0s:
         assert changed.results[host]["files"] == 1, changed.results[host]
+
+
+def test_a_change_to_one_domu_runs_the_playbook_on_its_host_alone(cluster: Cluster) -> None:
+    cluster.site.data["domains"]["www2"]["memory"] = "320m"
+    cluster.site.save()
+    changed = cluster.deploy()
+    assert changed.returncode == 0, changed.stdout + changed.stderr
+    assert set(changed.results) == {"beta"}
+    assert "alpha  ok      www1: unchanged" in changed.stdout, changed.stdout
+    assert "gamma  ok      db1: unchanged" in changed.stdout, changed.stdout
+    assert "memory = 320" in (cluster.output("beta") / "xen" / "www2.cfg").read_text()
 
 
 def test_a_root_change_ships_one_new_generation_to_each_host(cluster: Cluster) -> None:
@@ -276,22 +348,35 @@ def domus_command(cluster: Cluster, *words: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_check_says_what_a_deploy_would_do_and_changes_nothing(cluster: Cluster) -> None:
-    before = host_images(cluster)
-    sites = {h: (cluster.output(h) / "deploy" / "site.yaml").read_text() for h in cluster.dom0s}
+def test_check_runs_the_new_sites_status_on_each_host_and_changes_nothing(
+    cluster: Cluster,
+) -> None:
+    before = {host: snapshot(cluster.output(host), "deploy/check") for host in cluster.dom0s}
     cluster.set_role("4")
     checked = domus_command(cluster, "deploy", "--check")
     assert checked.returncode == 0, checked.stdout + checked.stderr
     lines = checked.stdout.splitlines()
     alpha = lines[lines.index("alpha:") + 1 : lines.index("beta:")]
+    gamma = lines[lines.index("gamma:") + 1 :]
     assert alpha[:2] == ["  send 1 file of domus and the inputs", "  generations: all there"]
     assert lines[lines.index("beta:") + 1] == "  no domUs"
-    # `./domus status` there says the rest, or that the domus there cannot yet
-    assert any(line.startswith("  status there") for line in alpha), alpha
-    assert host_images(cluster) == before
-    assert sites == {
-        h: (cluster.output(h) / "deploy" / "site.yaml").read_text() for h in cluster.dom0s
-    }
+    # what the build of the new site there would do: a converge of every local image the
+    # template is an input of, and nothing else
+    changed = "local: converge (template local/etc/domus-role changed; converged "
+    for host, names in (("alpha", ("www1", "www2")), ("gamma", ("db1",))):
+        said = alpha if host == "alpha" else gamma
+        assert [line.split(" (")[0] for line in said[2:]] == [
+            f"  {name} local: converge" for name in names
+        ], said
+        assert all(any(line.startswith(f"  {n} {changed}") for line in said) for n in names)
+    # the new site, domus and inputs were sent beside what the host runs, which is as it was
+    for host in cluster.dom0s:
+        assert snapshot(cluster.output(host), "deploy/check") == before[host]
+    check = cluster.output("alpha") / "deploy" / "check"
+    role = check / "inputs" / "3" / "templates" / "local" / "etc" / "domus-role"
+    assert "web 4" in role.read_text()
+    deployed = cluster.output("alpha") / "deploy" / "inputs" / "3" / "templates"
+    assert "web 4" not in (deployed / "local" / "etc" / "domus-role").read_text()
 
 
 def test_generations_and_rollback_on_one_host(cluster: Cluster) -> None:
@@ -310,6 +395,28 @@ def test_generations_and_rollback_on_one_host(cluster: Cluster) -> None:
     unknown = domus_command(cluster, "rollback", "root", "--host", "delta")
     assert unknown.returncode == 2
     assert "no host named delta" in unknown.stderr
+
+
+def test_a_deploy_rolls_forward_a_host_rolled_back_since(cluster: Cluster) -> None:
+    output = cluster.output("gamma")
+    wanted = active_root(cluster.site.output / "deploy" / "gamma" / "build")
+    older = active_root(output)
+    assert older != wanted
+    # the template changed for the check above: every host runs
+    settled = cluster.deploy()
+    assert settled.returncode == 0, settled.stdout + settled.stderr
+    assert active_root(output) == wanted
+    assert f"root: generation {wanted} active again, was {older}" in settled.stdout
+    rolled = domus_command(cluster, "rollback", "root", "--host", "gamma")
+    assert rolled.returncode == 0, rolled.stdout + rolled.stderr
+    assert active_root(output) == older
+    # gamma alone changed since: it alone runs, and is what the site says again
+    forward = cluster.deploy()
+    assert forward.returncode == 0, forward.stdout + forward.stderr
+    assert set(forward.results) == {"gamma"}, forward.stdout
+    assert "alpha  ok      www1, www2: unchanged" in forward.stdout, forward.stdout
+    assert active_root(output) == wanted
+    assert "(2 unchanged; " in cluster.deploy().stdout  # beta has no domUs now
 
 
 # -- a move's hand-over, whatever stops it ----------------------------------------------------

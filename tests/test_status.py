@@ -208,6 +208,48 @@ def test_a_changed_root_source_is_a_new_generation_naming_the_entries(site, tmp_
     )
 
 
+def test_moved_inputs_are_judged_by_their_copies(site, tmp_path):
+    """What `deploy --check` runs on a dom0: the new site names a copy of the inputs, and
+    each input is compared with the one the images were built from, not by where it is."""
+    templates = site.directory / "templates" / "local" / "etc"
+    templates.mkdir(parents=True)
+    (templates / "motd").write_text("built\n")
+    site.data["templates"] = "templates"
+    site.save()
+    assert domus(site, "build").returncode == 0
+    copy = tmp_path / "copy"
+    shutil.copytree(tmp_path / "root", copy / "root", symlinks=True)
+    shutil.copytree(site.directory / "templates", copy / "templates")
+    data = {**site.data, "output": str(site.output), "templates": str(copy / "templates")}
+    source = {**data["root"]["source"], "tree": str(copy / "root")}
+    data["root"] = {**data["root"], "source": source}
+    # the packages too, which pkg.img's configuration names
+    packages = EXAMPLE / "packages"
+    shutil.copytree(packages, copy / "packages")
+    data = json.loads(json.dumps(data).replace(str(packages), str(copy / "packages")))
+    checked = Site(tmp_path / "checked", data)
+    moved = [
+        f"--moved={tmp_path / 'root'}={copy / 'root'}",
+        f"--moved={site.directory / 'templates'}={copy / 'templates'}",
+        f"--moved={packages}={copy / 'packages'}",
+    ]
+    # the files: reading an image makes a scratch directory beside it, and removes it
+    before = {path: st for path, st in snapshot(site.output).items() if not os.path.isdir(path)}
+
+    def judged(*args: str) -> dict[tuple[str | None, str], str]:
+        run = domus(checked, "status", "--json", *args)
+        assert run.returncode == 0, run.stdout + run.stderr
+        return changed({(i["domain"], i["image"]): i for i in json.loads(run.stdout)["items"]})
+
+    assert judged(*moved) == {}
+    # without --moved, a copy elsewhere is a change
+    assert judged()[(None, "root")] == "new generation"
+    (copy / "templates" / "local" / "etc" / "motd").write_text("checked\n")
+    assert judged(*moved) == {(name, "local"): "converge" for name in ("www1", "www2", "db1")}
+    assert {p: st for p, st in snapshot(site.output).items() if not os.path.isdir(p)} == before
+    assert domus(checked, "status", "--moved=here").returncode == 2
+
+
 def test_status_writes_nothing_and_answers_while_a_run_holds_the_lock(site):
     site.data["domains"]["www1"]["memory"] = "1g"
     site.save()

@@ -21,7 +21,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -36,16 +37,10 @@ from tasks.deploy.moves import (
     record_placement,
     stamp,
 )
-from tasks.deploy.retire import (
-    add_retiring,
-    forget_retired,
-    retired_there,
-    retiring,
-    unreached,
-    would_retire,
-)
+from tasks.deploy.retire import add_retiring, forget_retired, retired_there, retiring
 from tasks.deploy.ssh import write_known_hosts
 from tasks.deploy.stage import Prepared, build_here, deploy_dir, inventory, prepare
+from tasks.deploy.unchanged import ask, leave_alone, worth_asking
 from tasks.run.errors import EXIT_FAILED, EXIT_OK, DomusError, UsageError, require_known
 from tasks.run.locks import hold_run_lock
 from tasks.site import Host, Site
@@ -213,9 +208,11 @@ def summary(
     results: dict[str, dict],
     notes: dict[str, list[str]] | None = None,
     log: Path | None = None,
+    alone: Collection[str] = (),
 ) -> tuple[list[str], list[str]]:
     """A line per host (with what its moves came to below it), and the hosts that failed:
-    those whose deploy failed, and those a move left unsettled (a note not a refusal)."""
+    those whose deploy failed, and those a move left unsettled (a note not a refusal).
+    The hosts in `alone` were left as their last deploy left them."""
     lines, failed = [], []
     notes = notes or {}
     names = [each.host.name for each in prepared]
@@ -225,7 +222,7 @@ def summary(
     for name in [*names, *others]:
         each = next((p for p in prepared if p.host.name == name), None)
         result = results.get(name, {})
-        problem = _problem(each, result)
+        problem = None if name in alone else problem_of(each, result)
         if problem is not None:
             failed.append(name)
             lines.append(f"{name:<{width}}  FAILED  {problem}")
@@ -233,6 +230,8 @@ def summary(
                 lines.append(f"{'':<{width}}          (see {log})")
         elif each is None or not each.domus:
             lines.append(f"{name:<{width}}  ok      no domUs")
+        elif name in alone:
+            lines.append(f"{name:<{width}}  ok      {', '.join(each.domus)}: unchanged")
         else:
             sent, files = result.get("sent", 0), result.get("files", 0)
             lines.append(
@@ -240,6 +239,8 @@ def summary(
                 f"({files} file{'' if files == 1 else 's'}); "
                 f"there: {built_line(result['output']['Build'])}"
             )
+        rolled = result.get("output", {}).get("Roll forward", "").splitlines()
+        lines.extend(f"{'':<{width}}          {line}" for line in rolled)
         lines.extend(f"{'':<{width}}          {line}" for line in retired_there(result))
         for note in notes.get(name, []):
             lines.append(f"{'':<{width}}          {note}")
@@ -248,7 +249,7 @@ def summary(
     return lines, failed
 
 
-def _problem(each: Prepared | None, result: dict, last: str = "Build") -> str | None:
+def problem_of(each: Prepared | None, result: dict, last: str = "Build") -> str | None:
     """Why a host failed, if it did, in a line; `last` is the task every host that
     finished ran."""
     if each is not None and each.error is not None:
@@ -273,7 +274,10 @@ def fetch_downloads(site: Site) -> None:
         raise DomusError(f"downloading the root's sets and kernel failed: {failure}")
 
 
-def deploy(site: Site, names: Sequence[str], check: bool = False, serial: int = 0) -> int:
+def begin(site: Site, names: Sequence[str]) -> list[Host]:
+    """The hosts named (all by default), once nothing stands in the way of a deploy or a
+    check: no domU's state left behind, Ansible and rsync here, every host key known,
+    the downloads done."""
     hosts = select_hosts(site, names)
     check_no_state_left_behind(site)
     ansible_playbook()
@@ -282,26 +286,41 @@ def deploy(site: Site, names: Sequence[str], check: bool = False, serial: int = 
     write_known_hosts(site, [*hosts, *(h for h in site.hosts if h.name in old and h not in hosts)])
     # before this run holds the run lock, which the download's own build takes
     fetch_downloads(site)
-    if check:
-        return check_hosts(site, hosts)
+    return hosts
+
+
+def keep_others(site: Site, prepared: list[Prepared]) -> None:
+    """A host's garbage collection retires only the domUs the site no longer has: one the
+    site places elsewhere is moving (or failed to), and its move settles its copy there."""
+    for each in prepared:
+        each.role["keep"] = sorted(d.name for d in site.domus if d.host != each.host.name)
+
+
+def deploy(site: Site, names: Sequence[str], serial: int = 0, full: bool = False) -> int:
+    """`full`: the playbook on every host, even those whose last deploy still holds."""
+    hosts = begin(site, names)
     top = deploy_dir(site)
     top.mkdir(parents=True, exist_ok=True)
     # one deploy of a site at a time, and no build of it here meanwhile
     hold_run_lock(site.layout.locks)
+    (top / "results.json").unlink(missing_ok=True)  # this run's, if the playbook runs
     start = time.monotonic()
-    prepared = [prepare(site, host) for host in hosts]
-    ready = {each.host.name for each in prepared if each.error is None and each.domus}
-    moving = [move for move in moves(site, [host.name for host in hosts]) if move.new in ready]
+    # the hosts are asked how their last deploy left them while this machine builds
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        asking = pool.submit(ask, site, worth_asking(site, hosts, full))
+        prepared = [prepare(site, host) for host in hosts]
+        keep_others(site, prepared)
+        answers = asking.result()
+    ready = [each for each in prepared if each.error is None and each.domus]
+    alone = leave_alone(site, ready, answers)
+    built = time.monotonic()
+    visited = {each.host.name for each in ready if each.host.name not in alone}
+    moving = [move for move in moves(site, [host.name for host in hosts]) if move.new in visited]
     handed = hand_over(site, moving)
     for each in prepared:
         if each.host.name in handed.failed and each.error is None:
             each.error = "; ".join(handed.failed[each.host.name])
-    # a host's garbage collection retires only the domUs the site no longer has: one the
-    # site places elsewhere is moving (or failed to), and its move settles its copy here
-    for each in prepared:
-        each.role["keep"] = sorted(d.name for d in site.domus if d.host != each.host.name)
-    built = time.monotonic()
-    going = [each for each in prepared if each.error is None and each.domus]
+    going = [each for each in ready if each.error is None and each.host.name in visited]
     # a host left without domUs is still visited to retire the ones the site no longer has
     to_retire = retiring(site)
     going += [p for p in prepared if p.error is None and not p.domus and p.host.name in to_retire]
@@ -311,12 +330,13 @@ def deploy(site: Site, names: Sequence[str], check: bool = False, serial: int = 
     done = [
         each.host.name
         for each in prepared
-        if each.error is None and _problem(each, results.get(each.host.name, {})) is None
+        if each.error is None
+        and (each.host.name in alone or problem_of(each, results.get(each.host.name, {})) is None)
     ]
     notes = handed.notes
     for host, more in confirm(site, handed.accepted, set(done)).items():
         notes.setdefault(host, []).extend(more)
-    lines, failed = summary(prepared, results, notes, log)
+    lines, failed = summary(prepared, results, notes, log, alone)
     # the domUs still moving stay where they were until their move is confirmed
     unconfirmed = {n for n, entry in in_flight(site).items() if entry["step"] != "confirmed"}
     deployed = [name for name in done if name not in failed]
@@ -324,7 +344,11 @@ def deploy(site: Site, names: Sequence[str], check: bool = False, serial: int = 
     forget_retired(site, {name: results.get(name, {}) for name in deployed})
     print("\n".join(lines))
     seconds = time.monotonic() - start
-    timing = f"{built - start:.1f} s building here, {seconds - built + start:.1f} s Ansible"
+    timing = f"{built - start:.1f} s building here and asking the hosts"
+    if ran is not None:
+        timing += f", {seconds - built + start:.1f} s Ansible"
+    if alone:
+        timing = f"{len(alone)} unchanged; {timing}"
     if failed:
         print(
             f"domus: deploy failed on {', '.join(failed)} ({len(prepared) - len(failed)} of "
@@ -352,96 +376,9 @@ def run_in_batches(site: Site, ready: list[Prepared], serial: int) -> Ran | None
             retire_only=[each.host for each in batch if not each.domus],
         )
         ran = this if ran is None else Ran({**ran.results, **this.results}, this.log)
-        if any(_problem(each, ran.results.get(each.host.name, {})) for each in batch):
+        if any(problem_of(each, ran.results.get(each.host.name, {})) for each in batch):
             for later in batches[index + 1 :]:
                 for each in later:
                     each.error = "not deployed: a host before it failed (--serial)"
             break
     return ran
-
-
-# -- deploy --check --------------------------------------------------------------------------
-
-
-def check_hosts(site: Site, hosts: list[Host]) -> int:
-    """What a deploy would do on each host: what it would send, whether the site there
-    changes, and `./domus status` there. Nothing there changes; here, the root and pkg
-    images the hosts need are built (as a deploy would), so their ids can be compared."""
-    ansible_playbook()
-    deploy_dir(site).mkdir(parents=True, exist_ok=True)
-    hold_run_lock(site.layout.locks)
-    moving = moves(site, [host.name for host in hosts])
-    prepared = [prepare(site, host) for host in hosts]
-    ready = [each for each in prepared if each.error is None and each.domus]
-    results = run_playbook(site, ready, "check.yml").results if ready else {}
-    failed = []
-    for each in prepared:
-        name = each.host.name
-        result = results.get(name, {})
-        problem = _problem(each, result, last="Status there")
-        if problem is not None:
-            failed.append(name)
-            print(f"{name}: cannot tell: {problem}")
-            continue
-        print(f"{name}:")
-        for line in would_do(each, result, [m for m in moving if name in (m.old, m.new)]):
-            print(f"  {line}")
-        for line in would_retire(site, name):
-            print(f"  {line}")
-    for name, domus in unreached(site).items():
-        print(f"{name} (no longer in hosts): {', '.join(domus)} stay there as they are")
-    if failed:
-        print(f"domus: could not check {', '.join(failed)}", file=sys.stderr)
-        return EXIT_FAILED
-    return EXIT_OK
-
-
-def would_do(each: Prepared, result: dict, moving: list) -> list[str]:
-    if not each.domus:
-        return ["no domUs"]
-    output = result["output"]
-    lines = []
-    files = result.get("files", 0)
-    lines.append(
-        f"send {files} file{'' if files == 1 else 's'} of domus and the inputs"
-        if files
-        else "domus and the inputs there are current"
-    )
-    there = set(output.get("Generations there", "").splitlines())
-    missing = [
-        g["final"].rsplit("/", 2)[-2] + " " + g["final"].rsplit("/", 1)[-1]
-        for g in each.role["generations"]
-        if g["final"] not in there
-    ]
-    lines.append(f"send generation {', '.join(missing)}" if missing else "generations: all there")
-    if output.get("Site there", "") != each.role["site"].rstrip("\n"):
-        lines.append("write its new site file")
-    for move in moving:
-        if move.new == each.host.name:
-            lines.append(f"take {move.name} from {move.old} (refused if it runs there)")
-        else:
-            lines.append(f"hand {move.name} over to {move.new}")
-    lines.extend(status_lines(result))
-    return lines
-
-
-def status_lines(result: dict) -> list[str]:
-    """What `./domus status --json` there says would happen, item by item."""
-    text = result["output"].get("Status there", "")
-    if result["rc"].get("Status there") != 0:
-        error = (result["stderr"].get("Status there") or text).strip()
-        if "unknown command 'status'" in error or "venv/bin/python" in error:
-            return ["status there: the domus there has no `status` yet (a deploy installs one)"]
-        return [f"status there failed: {error.splitlines()[0] if error else 'no output'}"]
-    try:
-        items = json.loads(text)["items"]
-    except (ValueError, KeyError, TypeError):
-        return ["status there: not the JSON expected"]
-    pending = [item for item in items if item.get("action") != "up to date"]
-    if not pending:
-        return ["status there: everything up to date (with the site there now)"]
-    return [
-        f"status there: {item.get('domain') or '-'} {item.get('image')}: {item.get('action')}"
-        + (f" ({'; '.join(map(str, item['why']))})" if item.get("why") else "")
-        for item in pending
-    ]

@@ -16,11 +16,12 @@ import shlex
 import subprocess
 import sys
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path, PurePosixPath
 
-from tasks.deploy.restrict import host_inputs, host_keys, restricted_site, site_text
+from tasks.deploy.restrict import Inputs, host_inputs, host_keys, restricted_site, site_text
 from tasks.deploy.ssh import rsh, ssh_options
 from tasks.generations.slots import POOLS, ROOT, pkg_slot
 from tasks.generations.store import Store
@@ -31,6 +32,8 @@ REPO = Path(__file__).resolve().parents[2]
 SHIPPED = ("domus", "dodo.py", "pyproject.toml", "tasks", "templates")
 # not sent, as ansible-core runs only here
 CONTROLLER_ONLY = {"ansible-core"}
+# what `deploy --check` hears from a host without a venv of domus
+NEVER_DEPLOYED = "no domus deployed there yet"
 
 
 @dataclass
@@ -40,13 +43,16 @@ class Prepared:
     error: str | None = None  # why it cannot be deployed
 
     role: dict[str, object] = field(default_factory=dict)  # the role's variables
+    inputs: list[Path] = field(default_factory=list)  # the files and trees sent as its inputs
 
 
 def deploy_dir(site: Site) -> Path:
     return site.output / "deploy"
 
 
-def rsync(site: Site, host: Host, sources: list[str], dest: str) -> list[str]:
+def rsync(
+    site: Site, host: Host, sources: list[str], dest: str, options: Sequence[str] = ("--stats",)
+) -> list[str]:
     # -a keeps mtimes, which a tree's fingerprint holds; -H hard links; -S writes holes
     # as holes (images are sparse), -z sends them as next to nothing; --stats says what
     # was sent
@@ -56,7 +62,7 @@ def rsync(site: Site, host: Host, sources: list[str], dest: str) -> list[str]:
         "--numeric-ids",
         "--delete",
         "--mkpath",
-        "--stats",
+        *options,
         "--exclude=__pycache__",
         "-e",
         rsh(site, host),
@@ -120,11 +126,13 @@ def prepare(site: Site, host: Host) -> Prepared:
         prepared.error = f"building its root and pkg images here failed: {failure}"
         return prepared
     store = Store(layout)
-    used = {(ROOT.pool, store.active(ROOT))}
-    used |= {("pkg", store.active(pkg_slot(domu.name))) for domu in domus}
+    slots = [ROOT, *(pkg_slot(domu.name) for domu in domus)]
+    active = {slot.key: store.active(slot) for slot in slots}
+    used = {(slot.pool, active[slot.key]) for slot in slots}
     remote = PurePosixPath(host.output)
     deploy = remote / "deploy"
     inputs = host_inputs(site, domus)
+    prepared.inputs = list(inputs.paths.values())
     host_site = restricted_site(
         site, host, host.output, str(deploy / "keys"), inputs.to(deploy / "inputs")
     )
@@ -170,8 +178,73 @@ def prepare(site: Site, host: Host) -> Prepared:
             if generation is not None
         ],
         "keys": [{"src": str(path), "name": path.name} for path in host_keys(site, host)],
+        # what each slot there has once deployed, even after a rollback there
+        "active": {key: generation for key, generation in active.items() if generation},
+        "check": check_role(site, host, here, inputs),
     }
     return prepared
+
+
+def check_role(site: Site, host: Host, here: Path, inputs: Inputs) -> dict[str, str]:
+    """What `deploy --check` does there: the new site, domus and inputs go to
+    deploy/check/, beside what the host runs and never over it, and `./domus status` of
+    that site compares them with what the host's images were built from."""
+    deploy = PurePosixPath(host.output) / "deploy"
+    check = deploy / "check"
+    config = here / "check-site.yaml"
+    config.write_text(
+        site_text(
+            restricted_site(
+                site, host, host.output, str(deploy / "keys"), inputs.to(check / "inputs")
+            )
+        )
+    )
+
+    # a file the same as the host's is copied from it there rather than sent; never linked
+    # (--link-dest), as rsync may change a linked file's mode in place
+    ships = [rsync(site, host, [str(config)], f"{check}/site.yaml", ())]
+    ships += [
+        rsync(
+            site,
+            host,
+            [str(REPO / name) for name in SHIPPED],
+            f"{check}/domus/",
+            [f"--copy-dest={deploy}/domus"],
+        )
+    ]
+    for name, path in inputs.paths.items():
+        there = deploy / "inputs" / name
+        ships.append(
+            rsync(
+                site,
+                host,
+                [_source(path)],
+                f"{check / 'inputs' / name}{_slash(path)}",
+                [f"--copy-dest={there if path.is_dir() else there.parent}"],
+            )
+        )
+    python = deploy / "venv" / "bin" / "python"
+    status = shlex.join(
+        [
+            "env",
+            f"PYTHONPATH={check / 'domus'}",
+            str(python),
+            "-P",
+            "-m",
+            "tasks.cli",
+            "status",
+            "--json",
+            # what the host's images were built from is recorded where the host has it
+            f"--moved={deploy / 'domus'}={check / 'domus'}",
+            f"--moved={deploy / 'inputs'}={check / 'inputs'}",
+            f"config={check / 'site.yaml'}",
+        ]
+    )
+    return {
+        "ship": " && ".join(map(shlex.join, ships)),
+        "status": f"if test -x {shlex.quote(str(python))}; then {status}; "
+        f"else echo '{NEVER_DEPLOYED}' >&2; exit 1; fi",
+    }
 
 
 def _source(path: Path) -> str:

@@ -7,7 +7,7 @@ the files domus wrote there that the site no longer manages are removed or kept.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +34,25 @@ REFUSE = "refuse"
 WHEN_CHANGED = {"root": NEW_GENERATION, "pkg": NEW_GENERATION, "local": CONVERGE}
 NAMED = 3  # entries of a source tree named, of those added, removed or changed
 
+# where a file recorded at one path is now (`deploy --check` judges a copy of the inputs)
+Where = Callable[[str], str]
+
+
+def same_place(path: str) -> str:
+    return path
+
+
+def relocated(moved: Mapping[str, str]) -> Where:
+    """Files recorded below each key of `moved` are below its value now."""
+
+    def where(path: str) -> str:
+        for old, new in moved.items():
+            if path == old or path.startswith(old.rstrip("/") + "/"):
+                return new.rstrip("/") + path[len(old.rstrip("/")) :]
+        return path
+
+    return where
+
 
 @dataclass
 class Verdict:
@@ -42,7 +61,14 @@ class Verdict:
     why: list[str] = field(default_factory=list)
 
 
-def judge(item: Item, old: Record | None, site: Site, layout: Layout, trees: Trees) -> Verdict:
+def judge(
+    item: Item,
+    old: Record | None,
+    site: Site,
+    layout: Layout,
+    trees: Trees,
+    where: Where = same_place,
+) -> Verdict:
     missing = [path for path in item.targets if not path.exists()]
     if item.path in missing:
         return Verdict(item, BUILD, [f"{item.path} does not exist"])
@@ -50,9 +76,9 @@ def judge(item: Item, old: Record | None, site: Site, layout: Layout, trees: Tre
         why = ["no record of the inputs it was built from: the next `./domus build` records them"]
     else:
         why = [
-            *config_changes(old.get("config") or {}, item.config),
-            *file_changes(old.get("files") or {}, item.files),
-            *tree_changes(old.get("trees") or {}, item.trees, layout, trees),
+            *config_changes(old.get("config") or {}, item.config, where),
+            *file_changes(old.get("files") or {}, item.files, where),
+            *tree_changes(old.get("trees") or {}, item.trees, layout, trees, where),
             *(f"{path} does not exist" for path in missing),
         ]
     if not why:
@@ -86,7 +112,11 @@ def shown(value: str | None) -> str:
     return decoded if isinstance(decoded, str) else json.dumps(decoded)
 
 
-def config_changes(old: Mapping[str, str], new: Mapping[str, str]) -> list[str]:
+def config_changes(
+    old: Mapping[str, str], new: Mapping[str, str], where: Where = same_place
+) -> list[str]:
+    if where is not same_place:
+        old = {key: relocated_value(value, where) for key, value in old.items()}
     return [
         f"{key}: {shown(old.get(key))} -> {shown(new.get(key))}"
         for key in sorted(old.keys() | new.keys())
@@ -94,7 +124,27 @@ def config_changes(old: Mapping[str, str], new: Mapping[str, str]) -> list[str]:
     ]
 
 
-def file_changes(old: Mapping[str, list], new: Mapping[str, Path]) -> list[str]:
+def relocated_value(value: str, where: Where) -> str:
+    """A recorded JSON value with every path in it where it is now (package files are named
+    in pkg.img's configuration)."""
+
+    def moved(item: object) -> object:
+        if isinstance(item, str):
+            return where(item)
+        if isinstance(item, list):
+            return [moved(each) for each in item]
+        if isinstance(item, dict):
+            return {key: moved(each) for key, each in item.items()}
+        return item
+
+    decoded = json.loads(value)
+    now = moved(decoded)
+    return value if now == decoded else json.JSONEncoder(sort_keys=True).encode(now)
+
+
+def file_changes(
+    old: Mapping[str, list], new: Mapping[str, Path], where: Where = same_place
+) -> list[str]:
     why = []
     for label in sorted(old.keys() | new.keys()):
         if label not in old:
@@ -102,8 +152,9 @@ def file_changes(old: Mapping[str, list], new: Mapping[str, Path]) -> list[str]:
         elif label not in new:
             why.append(f"{label} no longer used")
         else:
-            now = file_state(new[label], old[label])
-            moved = f" (now {now[0]}, was {old[label][0]})" if now[0] != old[label][0] else ""
+            recorded = where(old[label][0])
+            now = file_state(new[label], [recorded, *old[label][1:]])
+            moved = f" (now {now[0]}, was {recorded})" if now[0] != recorded else ""
             if now[3] is None:
                 why.append(f"{label} missing: {now[0]}")
             elif now[3] != old[label][3]:
@@ -114,18 +165,23 @@ def file_changes(old: Mapping[str, list], new: Mapping[str, Path]) -> list[str]:
 
 
 def tree_changes(
-    old: Mapping[str, list], new: Mapping[str, Path], layout: Layout, trees: Trees
+    old: Mapping[str, list],
+    new: Mapping[str, Path],
+    layout: Layout,
+    trees: Trees,
+    where: Where = same_place,
 ) -> list[str]:
     why = []
     for label in sorted(old.keys() | new.keys()):
         if label not in new or label not in old:
             why.append(f"{label} {'added' if label in new else 'no longer used'}")
             continue
-        top, fingerprint = Path(old[label][0]), old[label][1]
+        top, fingerprint = Path(where(old[label][0])), old[label][1]
         if top != new[label]:
             why.append(f"{label}: now {new[label]} (was {top})")
         elif trees.fingerprint(top) != fingerprint:
-            kept = load_listing(layout, top)
+            # filed under the path it was recorded at
+            kept = load_listing(layout, Path(old[label][0]))
             if kept is None or kept[0] != fingerprint:
                 why.append(f"{label} {top} changed (no listing of it was kept to compare)")
             else:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sys
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TextIO
 
@@ -34,12 +35,13 @@ def rows_unchanged(record: dict) -> list[Row]:
     ]
 
 
-def rows_judged(config: Path) -> tuple[str, list[Row]]:
+def rows_judged(config: Path, moved: Mapping[str, str] | None = None) -> tuple[str, list[Row]]:
+    """`moved`: files recorded below each key are compared with those below its value."""
     from tasks.render import Templates
     from tasks.run.build import Build
     from tasks.site import load_site
     from tasks.status.items import items
-    from tasks.status.judge import after_root, judge, retiring
+    from tasks.status.judge import after_root, judge, relocated, retiring
     from tasks.status.orphaned import orphan_rows
     from tasks.status.record import Trees, load_records
 
@@ -48,8 +50,10 @@ def rows_judged(config: Path) -> tuple[str, list[Row]]:
     build.templates = Templates(site.templates, build.templates.cache_file, save=False)
     records = load_records(build.layout)
     trees = Trees()
+    where = relocated(moved or {})
     verdicts = [
-        judge(item, records.get(item.task), site, build.layout, trees) for item in items(build)
+        judge(item, records.get(item.task), site, build.layout, trees, where)
+        for item in items(build)
     ]
     after_root(verdicts)
     retiring(verdicts, site, build.templates)
@@ -70,8 +74,15 @@ def rows_judged(config: Path) -> tuple[str, list[Row]]:
     return str(site.path), rows
 
 
-def status(config: Path, names: list[str], as_json: bool, out: TextIO = sys.stdout) -> int:
-    record = noop.unchanged(config)
+def status(
+    config: Path,
+    names: list[str],
+    as_json: bool,
+    out: TextIO = sys.stdout,
+    moved: Mapping[str, str] | None = None,
+) -> int:
+    """`moved`: as rows_judged; the record of the last run holds only where nothing moved."""
+    record = None if moved else noop.unchanged(config)
     if record is not None:
         from tasks.status.orphaned import orphan_rows
 
@@ -79,7 +90,7 @@ def status(config: Path, names: list[str], as_json: bool, out: TextIO = sys.stdo
         domains = {str(row["domain"]) for row in rows if row["domain"] is not None}
         rows.extend(orphan_rows(Path(record["output"]), domains))
     else:
-        site, rows = rows_judged(config)
+        site, rows = rows_judged(config, moved)
     if names:
         require_known(
             names,
@@ -91,13 +102,17 @@ def status(config: Path, names: list[str], as_json: bool, out: TextIO = sys.stdo
         rows = [row for row in rows if row["domain"] is None or row["domain"] in names]
     rows = by_domain(rows)
     if as_json:
-        # one item a line: readable, and json's C encoder (it has none for indenting)
-        out.write(f'{{"site": {json.dumps(site)}, "items": [\n')
-        out.write(",\n".join(json.dumps(row) for row in rows))
-        out.write("\n]}\n")
+        write_json(site, rows, out)
     else:
         out.write(table(rows))
     return EXIT_OK
+
+
+def write_json(site: str, rows: list[Row], out: TextIO) -> None:
+    # one item a line: readable, and json's C encoder (it has none for indenting)
+    out.write(f'{{"site": {json.dumps(site)}, "items": [\n')
+    out.write(",\n".join(json.dumps(row) for row in rows))
+    out.write("\n]}\n")
 
 
 def by_domain(rows: list[Row]) -> list[Row]:

@@ -1,8 +1,8 @@
 """Ansible callback: what happened on each host, as JSON for `./domus deploy`'s summary.
 
 Written to $DOMUS_DEPLOY_RESULTS when the play ends: per host the tasks that changed
-something, what rsync sent (bytes and files), the output of the build and garbage
-collection there, and the task that failed or why the host was unreachable.
+something, what rsync sent (bytes and files), the output of the build, the roll forward
+and the garbage collection there, and the task that failed or why the host was unreachable.
 """
 
 from __future__ import annotations
@@ -15,7 +15,14 @@ from ansible.plugins.callback import CallbackBase
 
 SENT = re.compile(r"^Total bytes sent: ([\d,.]+)", re.M)
 FILES = re.compile(r"^Number of regular files transferred: ([\d,.]+)", re.M)
-KEPT = ("Build", "Collect garbage", "Site there", "Generations there", "Status there")
+KEPT = (
+    "Build",
+    "Roll forward",
+    "Collect garbage",
+    "Site there",
+    "Generations there",
+    "Status there",
+)
 
 
 def _number(text: str) -> int:

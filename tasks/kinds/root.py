@@ -115,6 +115,12 @@ def domu_cgd_params(site: Site) -> dict[str, Path]:
     return {domu.name: params_path(site.keys, domu.name) for domu in site.passphrase_domus}
 
 
+def cgd_params_files(site: Site) -> dict[str, Path]:
+    """The same params by their path in root.img."""
+    params = sorted(domu_cgd_params(site).items())
+    return {f"{CGD_PARAMS_DIR}/{name}-local": path for name, path in params}
+
+
 def build(
     site: Site,
     layout: Layout,
@@ -144,7 +150,7 @@ def build(
                 site.root.makedev_remove,
                 templates,
                 context(site),
-                domu_cgd_params(site),
+                cgd_params_files(site),
             )
         tree.save_manifest(layout.root_manifest)
 

@@ -22,7 +22,7 @@ from pathlib import Path, PurePosixPath
 
 from tasks.deploy.restrict import host_inputs, host_keys, restricted_site, site_text
 from tasks.deploy.ssh import rsh, ssh_options
-from tasks.generations.slots import POOLS, ROOT, pkg_slot
+from tasks.generations.slots import pool_names, site_slots
 from tasks.generations.store import Store
 from tasks.site import Host, Layout, Site
 
@@ -103,7 +103,7 @@ def prepare(site: Site, host: Host) -> Prepared:
     layout = Layout(here / "build", here / "build" / "locks")
     # every host's build here shares the generation pools: a root two hosts use alike
     # (the same inputs) is built once
-    for pool in POOLS:
+    for pool in pool_names():
         shared = top / "generations" / pool
         shared.mkdir(parents=True, exist_ok=True)
         link = layout.images / "generations" / pool
@@ -115,13 +115,14 @@ def prepare(site: Site, host: Host) -> Prepared:
     config.write_text(site_text(data))
     if not domus:
         return prepared  # nothing to deploy there (domUs may move away from it)
-    failure = build_here(config, ["root", *(f"pkg:{domu.name}" for domu in domus)])
+    # the images kept as generations; their slots are named as their tasks are
+    slots = site_slots(domu.name for domu in domus)
+    failure = build_here(config, [slot.name for slot in slots])
     if failure is not None:
         prepared.error = f"building its root and pkg images here failed: {failure}"
         return prepared
     store = Store(layout)
-    used = {(ROOT.pool, store.active(ROOT))}
-    used |= {("pkg", store.active(pkg_slot(domu.name))) for domu in domus}
+    used = {(slot.pool, store.active(slot)) for slot in slots}
     remote = PurePosixPath(host.output)
     deploy = remote / "deploy"
     inputs = host_inputs(site, domus)

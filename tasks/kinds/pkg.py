@@ -17,15 +17,20 @@ from doit.tools import config_changed
 
 from tasks.actions import Deferred
 from tasks.fingerprint import TreeUnchanged
+from tasks.generations.slots import Pool
+from tasks.kinds.xen import Disk
 from tasks.locks import image_lock
 from tasks.pkgsrc.packages import package_files
-from tasks.site import DomU, Layout, plain
+from tasks.site import DomU, Layout, Place, plain
 
 if TYPE_CHECKING:
     from tasks.run import Build
 
 NAME = "pkg"
 DOC = "each domU's pkg.img: /usr/pkg"
+IMAGE = Place("images/{domu}/pkg.img")  # a link to the active generation's image
+POOL = Pool(NAME, IMAGE)
+DISK = Disk("xvdd", "ro")
 
 
 def tasks(build: Build) -> Iterator[dict[str, object]]:

@@ -12,11 +12,13 @@ from doit.tools import config_changed
 
 from tasks.actions import Deferred
 from tasks.fingerprint import TreeUnchanged, located_anywhere
+from tasks.generations.slots import Pool
 from tasks.keyfiles import params_path
 from tasks.kinds.local import LOCAL_CGD, LOCAL_DEVICE, LOCAL_DISK
+from tasks.kinds.xen import Disk
 from tasks.locks import image_lock
 from tasks.render import Templates
-from tasks.site import Layout, Site, plain
+from tasks.site import Layout, Place, Site, plain
 
 if TYPE_CHECKING:
     from tasks.run import Build
@@ -24,6 +26,12 @@ if TYPE_CHECKING:
 
 NAME = "root"
 DOC = "the shared read-only root.img and the kernel beside it"
+IMAGE = Place("images/root.img")
+KERNEL = Place("images/{kernel}")  # the kernel xl boots: the same bytes as root.img's
+STAGE = Place("stage/root")  # the root tree, which local.img is made from too
+MANIFEST = Place("stage/root.manifest.json")  # its owners and modes
+POOL = Pool(NAME, IMAGE, kernel=KERNEL)
+DISK = Disk("xvda", "ro")
 # where root.img keeps the cgd params (salt, no key) of the domUs that open /local themselves
 CGD_PARAMS_DIR = "etc/cgd/domus"
 

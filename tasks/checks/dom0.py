@@ -22,13 +22,12 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from tasks.checks import Finding
+from tasks.kinds.xen import attached
 from tasks.site import Layout, Site
 from tasks.tools import find, run
 from tasks.xl import no_hypervisor_here
 
 SUBJECT = "dom0"
-# root.img, swap.img, local.img, pkg.img: each a file, each on a vnd of its own
-VNDS_PER_DOMU = 4
 # xl's bridge for a vif spec that names none (vif.default.bridge in xl.conf)
 XL_DEFAULT_BRIDGE = "xenbr0"
 DEV = Path("/dev")
@@ -62,13 +61,15 @@ def netbsd_findings(
     pool = site.blockdev.units if site.blockdev.backend in ("auto", "vnd") else 0
     domus = len(site.domus)
     encrypted = len(site.dom0_cgd_domus)
+    # each disk of a domU (root.img, swap.img, ...) is a file, on a vnd of its own
+    disks = [kind.NAME for kind in attached()]
     findings = [
         _units_finding(
             "vnd",
             names,
-            VNDS_PER_DOMU * domus + pool,
+            len(disks) * domus + pool,
             pool,
-            f"{VNDS_PER_DOMU} file-backed disks (root, swap, local, pkg) for each of {domus} "
+            f"{len(disks)} file-backed disks ({', '.join(disks)}) for each of {domus} "
             f"domU{_s(domus)}, and blockdev.units {pool}",
         )
     ]

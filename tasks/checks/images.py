@@ -2,7 +2,8 @@
 
 root.img and every pkg.img are checked through the stable links the xl configs name (the
 active generation); each local.img as it is, an encrypted one opened with its key into a
-private plain copy (tasks/images/plaintext.py) that is removed on every path.
+private plain copy (tasks/images/plaintext.py) that is removed on every path. Any other
+image a kind gives the domUs as a disk (tasks.kinds.xen) is checked to be published.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from tasks.checks.verdicts import Verdicts
 from tasks.formats.fsck_rules import LINUX_MOUNT_MARKS, ext2_problem, ffs_problems, image_bytes
 from tasks.formats.superblocks import detect_fs
 from tasks.images.plaintext import private_dir
+from tasks.kinds.xen import disks
 from tasks.run.errors import DomusError
 from tasks.site import BlockdevSpec, DomU, Layout, Site
 from tasks.xl import running_domains
@@ -171,6 +173,7 @@ def check_images(site: Site, layout: Layout, *, every: bool = False) -> Iterator
     verdicts = Verdicts(layout.output, every=every)
     running, findings = running_images(site, layout)
     yield from findings
+    checked = {layout.root_image}
     try:
         yield from verdicts.findings(
             "root.img",
@@ -189,13 +192,14 @@ def check_images(site: Site, layout: Layout, *, every: bool = False) -> Iterator
                     subject, [image, *also], expected, lambda d=domu: _local(site, d, layout)
                 )
             pkg = layout.pkg_image(domu.name)
+            swap = layout.swap_image(domu.name)
+            checked |= {image, pkg, swap}
             yield from verdicts.findings(
                 f"{domu.name}/pkg.img",
                 [pkg],
                 [domu.pkg.fs],
                 lambda d=domu, p=pkg: _checked(p, d.pkg.fs, f"{d.name}/pkg.img", site, layout),
             )
-            swap = layout.swap_image(domu.name)
             size = swap.stat().st_size if swap.exists() else None
             problem = None
             if size is None:
@@ -203,5 +207,21 @@ def check_images(site: Site, layout: Layout, *, every: bool = False) -> Iterator
             elif size != domu.swap.size:
                 problem = f"{size} bytes, swap.size is {domu.swap.size}; `./domus build` remakes it"
             yield Finding(f"{domu.name}/swap.img", "published, of its size", problem)
+        yield from _published(site, layout, checked)
     finally:
         verdicts.save()
+
+
+def _published(site: Site, layout: Layout, checked: set[Path]) -> Iterator[Finding]:
+    """Every other disk an xl config gives a domU (tasks.kinds.xen): published."""
+    for domu in site.domus:
+        for disk in disks(site, domu, layout):
+            image = Path(disk["target"])
+            if image in checked:
+                continue
+            checked.add(image)
+            subject = (
+                image.relative_to(layout.images) if image.is_relative_to(layout.images) else image
+            )
+            problem = None if image.exists() else "missing; `./domus build` makes it"
+            yield Finding(str(subject), "published", problem)

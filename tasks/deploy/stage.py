@@ -23,7 +23,7 @@ from pathlib import Path, PurePosixPath
 
 from tasks.deploy.restrict import Inputs, host_inputs, host_keys, restricted_site, site_text
 from tasks.deploy.ssh import rsh, ssh_options
-from tasks.generations.slots import POOLS, ROOT, pkg_slot
+from tasks.generations.slots import pool_names, site_slots
 from tasks.generations.store import Store
 from tasks.site import Host, Layout, Site
 
@@ -109,7 +109,7 @@ def prepare(site: Site, host: Host) -> Prepared:
     layout = Layout(here / "build", here / "build" / "locks")
     # every host's build here shares the generation pools: a root two hosts use alike
     # (the same inputs) is built once
-    for pool in POOLS:
+    for pool in pool_names():
         shared = top / "generations" / pool
         shared.mkdir(parents=True, exist_ok=True)
         link = layout.images / "generations" / pool
@@ -121,12 +121,13 @@ def prepare(site: Site, host: Host) -> Prepared:
     config.write_text(site_text(data))
     if not domus:
         return prepared  # nothing to deploy there (domUs may move away from it)
-    failure = build_here(config, ["root", *(f"pkg:{domu.name}" for domu in domus)])
+    # the images kept as generations; their slots are named as their tasks are
+    slots = site_slots(domu.name for domu in domus)
+    failure = build_here(config, [slot.name for slot in slots])
     if failure is not None:
         prepared.error = f"building its root and pkg images here failed: {failure}"
         return prepared
     store = Store(layout)
-    slots = [ROOT, *(pkg_slot(domu.name) for domu in domus)]
     active = {slot.key: store.active(slot) for slot in slots}
     used = {(slot.pool, active[slot.key]) for slot in slots}
     remote = PurePosixPath(host.output)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from tasks.generations.collect import Collected, collect
 from tasks.generations.running import in_use
-from tasks.generations.slots import ROOT, Slot, parse_slots, pkg_slot, stable_links
+from tasks.generations.slots import Slot, parse_slots, site_slots, stable_links
 from tasks.generations.store import RECORD, Generation, Store
 from tasks.run.errors import DomusError
 from tasks.site import Site
@@ -58,7 +58,7 @@ class Commands:
 
     def slots(self, names: Sequence[str]) -> list[Slot]:
         if not names:
-            known = {ROOT, *(pkg_slot(name) for name in self.domus), *self.store.slots()}
+            known = {*site_slots(self.domus), *self.store.slots()}
             return sorted(known, key=lambda slot: (slot.pool != "root", slot.name))
         return [slot for name in names for slot in parse_slots(name, self.domus, self.site.path)]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from tasks.generations.slots import POOLS, Slot
+from tasks.generations.slots import Slot, pool_names
 from tasks.generations.store import Generation, Store
 
 
@@ -43,7 +43,7 @@ def collect(store: Store, keep: int, used: Mapping[tuple[str, str], object]) -> 
     with store.lock():
         slots = store.slots()
         kept = keepers(store, slots, keep, used)
-        for pool in POOLS:
+        for pool in pool_names():
             for generation in store.ids(pool):
                 if (pool, generation) in kept:
                     collected.kept += 1

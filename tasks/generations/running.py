@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from tasks.generations.slots import POOLS, ROOT, Slot
+from tasks.generations.slots import Slot, link_of, pool_names
 from tasks.generations.store import Store
 from tasks.xl import Domain
 
@@ -25,7 +25,7 @@ def in_use(
     stable: dict[str, Slot] = {}
     for slot in slots:
         active = store.active_link(slot) / slot.image
-        image = store.layout.root_image if slot == ROOT else store.layout.pkg_image(slot.domu or "")
+        image = link_of(store.layout, slot)
         stable[os.path.abspath(image)] = slot
         stable[os.path.abspath(active)] = slot
     used: dict[tuple[str, str], set[str]] = {}
@@ -43,7 +43,7 @@ def _generations(
     if slot is not None:
         return {(slot.pool, g) for g in store.state(slot).active_at(started)}
     path = Path(disk)
-    for pool in POOLS:
+    for pool in pool_names():
         if path.parent.parent == store.pool(pool):
             return {(pool, path.parent.name)}
     return set()

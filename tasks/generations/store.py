@@ -22,7 +22,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from tasks.generations.slots import POOLS, Slot, from_key
+from tasks.generations.slots import Slot, from_key, pool_names
 from tasks.generations.state import SlotState, load_state, save_state
 from tasks.images.publish import fsync_dir, fsync_file
 from tasks.run.errors import DomusError
@@ -199,7 +199,7 @@ class Store:
     def remove_leftovers(self) -> list[Path]:
         """Directories of builds and removals a killed run left; only under the run lock."""
         gone = []
-        for pool in POOLS:
+        for pool in pool_names():
             try:
                 items = list(os.scandir(self.pool(pool)))
             except FileNotFoundError:

@@ -11,7 +11,7 @@ from doit.tools import config_changed
 
 from tasks.render import Templates
 from tasks.run.actions import Deferred
-from tasks.site import Layout
+from tasks.site import Layout, Place
 
 if TYPE_CHECKING:
     from tasks.run.build import Build
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 NAME = "hotplug"
 DOC = "xl's hotplug script for the local images the dom0 opens, when any domU has one"
 TEMPLATE = "xen/block-domus-cgd"
+SCRIPT = Place("xen/block-domus-cgd")
 
 
 def context(layout: Layout) -> dict[str, object]:

@@ -17,11 +17,13 @@ from typing import TYPE_CHECKING
 
 from doit.tools import config_changed
 
+from tasks.cgd.keyfiles import params_path
+from tasks.kinds.xen import Disk
 from tasks.render import Templates
 from tasks.run.actions import Deferred
 from tasks.run.errors import DomusError
 from tasks.run.locks import image_lock
-from tasks.site import DomU, Layout, Site
+from tasks.site import DomU, Layout, Place, Site
 
 if TYPE_CHECKING:
     from tasks.images.tree import Tree
@@ -29,11 +31,25 @@ if TYPE_CHECKING:
 
 NAME = "local"
 DOC = "each domU's local.img: its /etc, /var, /tmp (built once, then converged)"
+IMAGE = Place("images/{domu}/local.img")
+DISK = Disk("xvdc", "rw")
 
 LOCAL_DEVICE = "xbd2a"
 LOCAL_DISK = "xbd2d"  # the whole disk: the raw partition on amd64 and i386
 # An encrypted local.img opened in the domU: cgd1 on the whole disk (cgd0 is swap).
 LOCAL_CGD = "cgd1"
+
+
+def hotplug(site: Site, domu: DomU, layout: Layout) -> dict[str, str] | None:
+    """The hotplug script the dom0 opens an encrypted local.img through, and its argument
+    beside the image: the file of the key kept in the key directory (the xl config names
+    the file, never the key); None where the dom0 does not open it."""
+    if not domu.local_opened_by_dom0:
+        return None
+    return {
+        "script": str(layout.hotplug_script),
+        "params": str(params_path(site.keys, domu.name)),
+    }
 
 
 def context(site: Site, domu: DomU) -> dict[str, object]:

@@ -15,10 +15,12 @@ from typing import TYPE_CHECKING
 
 from doit.tools import config_changed
 
+from tasks.generations.slots import Pool
+from tasks.kinds.xen import Disk
 from tasks.pkgsrc.packages import package_files
 from tasks.run.actions import Deferred
 from tasks.run.locks import image_lock
-from tasks.site import DomU, Layout, plain
+from tasks.site import DomU, Layout, Place, plain
 from tasks.sources.fingerprint import TreeUnchanged
 
 if TYPE_CHECKING:
@@ -26,6 +28,9 @@ if TYPE_CHECKING:
 
 NAME = "pkg"
 DOC = "each domU's pkg.img: /usr/pkg"
+IMAGE = Place("images/{domu}/pkg.img")  # a link to the active generation's image
+POOL = Pool(NAME, IMAGE)
+DISK = Disk("xvdd", "ro")
 
 
 def tasks(build: Build) -> Iterator[dict[str, object]]:

@@ -11,11 +11,13 @@ from typing import TYPE_CHECKING
 from doit.tools import config_changed
 
 from tasks.cgd.keyfiles import params_path
+from tasks.generations.slots import Pool
 from tasks.kinds.local import LOCAL_CGD, LOCAL_DEVICE, LOCAL_DISK
+from tasks.kinds.xen import Disk
 from tasks.render import Templates
 from tasks.run.actions import Deferred
 from tasks.run.locks import image_lock
-from tasks.site import Layout, Site, plain
+from tasks.site import Layout, Place, Site, plain
 from tasks.sources.fingerprint import TreeUnchanged, located_anywhere
 
 if TYPE_CHECKING:
@@ -24,6 +26,12 @@ if TYPE_CHECKING:
 
 NAME = "root"
 DOC = "the shared read-only root.img and the kernel beside it"
+IMAGE = Place("images/root.img")
+KERNEL = Place("images/{kernel}")  # the kernel xl boots: the same bytes as root.img's
+STAGE = Place("stage/root")  # the root tree, which local.img is made from too
+MANIFEST = Place("stage/root.manifest.json")  # its owners and modes
+POOL = Pool(NAME, IMAGE, kernel=KERNEL)
+DISK = Disk("xvda", "ro")
 # where root.img keeps the cgd params (salt, no key) of the domUs that open /local themselves
 CGD_PARAMS_DIR = "etc/cgd/domus"
 
@@ -115,6 +123,12 @@ def domu_cgd_params(site: Site) -> dict[str, Path]:
     return {domu.name: params_path(site.keys, domu.name) for domu in site.passphrase_domus}
 
 
+def cgd_params_files(site: Site) -> dict[str, Path]:
+    """The same params by their path in root.img."""
+    params = sorted(domu_cgd_params(site).items())
+    return {f"{CGD_PARAMS_DIR}/{name}-local": path for name, path in params}
+
+
 def build(
     site: Site,
     layout: Layout,
@@ -144,7 +158,7 @@ def build(
                 site.root.makedev_remove,
                 templates,
                 context(site),
-                domu_cgd_params(site),
+                cgd_params_files(site),
             )
         tree.save_manifest(layout.root_manifest)
 

@@ -8,15 +8,18 @@ from typing import TYPE_CHECKING
 
 from doit.tools import config_changed
 
+from tasks.kinds.xen import Disk
 from tasks.run.actions import Deferred
 from tasks.run.locks import image_lock
-from tasks.site import DomU, Layout
+from tasks.site import DomU, Layout, Place
 
 if TYPE_CHECKING:
     from tasks.run.build import Build
 
 NAME = "swap"
 DOC = "each domU's swap.img (sparse)"
+IMAGE = Place("images/{domu}/swap.img")
+DISK = Disk("xvdb", "rw")
 
 
 def tasks(build: Build) -> Iterator[dict[str, object]]:

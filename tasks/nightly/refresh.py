@@ -28,7 +28,7 @@ from tasks.blockdev.signals import Terminated
 from tasks.checks.run import failure_lines, run_checks, skipped_lines
 from tasks.generations.cli import collect_now, generations_count, human_size
 from tasks.generations.collect import Collected
-from tasks.generations.slots import POOLS, ROOT, Slot, pkg_slot
+from tasks.generations.slots import ROOT, Slot, pool_names, site_slots
 from tasks.generations.store import Store
 from tasks.run.build import start_run
 from tasks.run.errors import DomusError
@@ -110,7 +110,7 @@ class Nightly:
         self.store = Store(self.layout)
 
     def slots(self) -> list[Slot]:
-        every = {ROOT, *(pkg_slot(d.name) for d in self.site.domus), *self.store.slots()}
+        every = {*site_slots(d.name for d in self.site.domus), *self.store.slots()}
         return sorted(every, key=lambda slot: (slot != ROOT, slot.name))
 
     def run(self) -> int:
@@ -145,11 +145,11 @@ class Nightly:
             for leftover in self.store.remove_leftovers():
                 report.add(f"removed {leftover.name}, left by a run that was killed", changed=False)
             before = look(self.store, self.slots())
-            pools_before = {(pool, g) for pool in POOLS for g in self.store.ids(pool)}
+            pools_before = {(pool, g) for pool in pool_names() for g in self.store.ids(pool)}
         with phase(log, "build"):
             code, reporter = self._doit(log)
         after = look(self.store, self.slots())
-        new = {(pool, g) for pool in POOLS for g in self.store.ids(pool)} - pools_before
+        new = {(pool, g) for pool in pool_names() for g in self.store.ids(pool)} - pools_before
         for line in image_lines(self.store, before, after, new):
             report.add(line)
         self._tasks(report, code, reporter)
@@ -170,8 +170,8 @@ class Nightly:
         fetched = [name.partition(":")[2] for name in reporter.built if name.startswith("fetch:")]
         if fetched:
             report.add(f"downloaded: {', '.join(fetched)}")
-        # downloads have their line, and images kept as generations (POOLS) theirs above
-        others = [n for n in reporter.built if n.split(":")[0] not in ("fetch", *POOLS)]
+        # downloads have their line, and images kept as generations (their pools) theirs above
+        others = [n for n in reporter.built if n.split(":")[0] not in ("fetch", *pool_names())]
         if others:
             report.add(f"also ran: {', '.join(others)}")
         if code != 0:

@@ -8,12 +8,11 @@ domU's own disk on /local, puts its /etc over the shared one and re-executes /et
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from tasks.edits.makedev import patch_init_target
 from tasks.edits.rc import add_pre_hook
 from tasks.images.tree import Tree
-from tasks.kinds.root import CGD_PARAMS_DIR
 from tasks.recipes.templated import write_templates
 from tasks.render import Templates
 from tasks.run.errors import DomusError
@@ -71,18 +70,18 @@ def _edit(tree: Tree, path: str, edit) -> str:
 
 
 def install_local_cgd_params(tree: Tree, params: Mapping[str, Path]) -> None:
-    """The cgd params of the domUs that open an encrypted /local themselves.
+    """The cgd params of the domUs that open an encrypted /local themselves, each at its
+    path in the tree (in the order given), in directories only root may read.
 
     They hold a salt and an iteration count, no key: the key comes from the passphrase
-    typed on the domU's console, and rc.pre-hooks tries it with each file here.
+    typed on the domU's console, and rc.pre-hooks tries it with each file of their directory.
     """
-    if not params:
-        return
-    for path in ("etc/cgd", CGD_PARAMS_DIR):
-        if path not in tree:
-            tree.mkdir(path, 0o700)
-    for name, source in sorted(params.items()):
-        tree.write_bytes(f"{CGD_PARAMS_DIR}/{name}-local", source.read_bytes(), mode=0o600)
+    for path, source in params.items():
+        parents = PurePosixPath(path).parents
+        for directory in reversed([str(parent) for parent in parents if str(parent) != "."]):
+            if directory not in tree:
+                tree.mkdir(directory, 0o700)
+        tree.write_bytes(path, source.read_bytes(), mode=0o600)
 
 
 def setup_root(

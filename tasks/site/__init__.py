@@ -2,7 +2,7 @@
 checks across keys, and the Layout of everything built for a site."""
 
 from tasks import DEFAULT_SITE
-from tasks.site.layout import Layout
+from tasks.site.layout import Layout, Place
 from tasks.site.load import ConfigError, load_site
 from tasks.site.model import (
     BlockdevSpec,
@@ -34,6 +34,7 @@ __all__ = [
     "Layout",
     "PkgSource",
     "PkgSpec",
+    "Place",
     "Problem",
     "RootSource",
     "RootSpec",

@@ -10,25 +10,22 @@ from typing import TYPE_CHECKING
 
 from doit.tools import config_changed
 
-from tasks.kinds import KINDS
+from tasks.kinds import Kind, every
 from tasks.render import BUILTIN
+from tasks.site import Place
 from tasks.sources.fingerprint import TreeUnchanged
 from tasks.sources.inputs import flatten
 
 if TYPE_CHECKING:
     from tasks.run.build import Build
 
-# What status calls each kind's output; the kind modules name their task groups.
-IMAGES = {
-    "fetch": "download",
-    "root": "root",
-    "local": "local",
-    "pkg": "pkg",
-    "swap": "swap",
-    "xen": "xl",
-    "hotplug": "hotplug",
-}
-PER_DOMU = {"local", "pkg", "swap", "xen"}
+# What status calls a kind's output where it is not the kind's name.
+IMAGES = {"fetch": "download", "xen": "xl"}
+
+
+def per_domu(kind: Kind) -> bool:
+    """A kind that puts a file of each domU somewhere names its tasks after the domUs."""
+    return any(isinstance(value, Place) and value.per_domu for value in vars(kind).values())
 
 
 @dataclass
@@ -43,12 +40,12 @@ class Item:
     trees: dict[str, Path] = field(default_factory=dict)  # label: source tree
 
 
-def task_dicts(build: Build) -> Iterator[tuple[str, dict]]:
-    for kind in KINDS:
+def task_dicts(build: Build) -> Iterator[tuple[Kind, dict]]:
+    for kind in every():
         made = kind.tasks(build)
         for task in [made] if isinstance(made, dict) else made:
             name = f"{kind.NAME}:{task['name']}" if "name" in task else kind.NAME
-            yield kind.NAME, {**task, "name": name}
+            yield kind, {**task, "name": name}
 
 
 def items(build: Build) -> list[Item]:
@@ -58,8 +55,8 @@ def items(build: Build) -> list[Item]:
         targets = [Path(t) for t in task.get("targets", [])]
         item = Item(
             task=task["name"],
-            domain=task["name"].partition(":")[2] if kind in PER_DOMU else None,
-            image=IMAGES[kind],
+            domain=task["name"].partition(":")[2] if per_domu(kind) else None,
+            image=IMAGES.get(kind.NAME, kind.NAME),
             path=targets[0],
             targets=targets,
         )

@@ -37,9 +37,9 @@ ASK_SECONDS = 60
 
 def digest(site: Site, each: Prepared) -> str:
     """Everything a deploy sends the host, as this machine has it now."""
-    # not the domUs of the other hosts (`keep`): a domU added elsewhere changes nothing here,
-    # and one that moves or leaves is work for this host anyway (pending)
-    role = {k: v for k, v in each.role.items() if k not in ("digest", "forward", "keep")}
+    # with the domUs of the other hosts (`keep`): one that leaves the site is let go of by
+    # the garbage collection of every host it was ever on (its pkg.img's slot there)
+    role = {key: value for key, value in each.role.items() if key not in ("digest", "forward")}
     described = {"version": VERSION, "role": role, "connection": connection(site, each.host)}
     h = hashlib.sha256(json.dumps(described, sort_keys=True).encode())
     for name in SHIPPED:

@@ -53,10 +53,11 @@ def find(tool: str) -> str | None:
 def require(tool: str, what: str) -> str:
     """The path of `tool`, or a DomusError saying how to install it."""
     path = find(tool)
-    if path is None and os.environ.get(override(tool)):
+    variable = override(tool)
+    if path is None and os.environ.get(variable):
         raise DomusError(
-            f"{what}: {override(tool)}={os.environ[override(tool)]} names no program to run",
-            hint=f"set {override(tool)} to an executable's path, or unset it to use `{tool}`",
+            f"{what}: {variable}={os.environ[variable]} names no program to run",
+            hint=f"set {variable} to an executable's path, or unset it to use `{tool}`",
         )
     if path is None:
         raise DomusError(f"{what}: `{tool}` is not installed", hint=INSTALL_HINT.get(tool))
